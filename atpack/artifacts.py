@@ -1,0 +1,399 @@
+"""The data model: artifact kinds, the environment they are valid in, the manifest of a pack.
+
+Every artifact is a frozen msgspec struct in one tagged union; the tag (`kind`) names the
+kind and its schema version, e.g. ``"triton.autotune/1"``. A released kind's schema never
+changes: a change makes a new version of the kind, which older readers keep on rewrite and
+skip on use (see `UnknownArtifact`).
+
+Cache files whose byte layout matters (JSON objects written by torch and triton) keep the
+order of their keys: ordered maps are stored as lists of ``[key, value]`` pairs, and keys
+an artifact does not type are kept, in order, in its ``extra`` field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any, ClassVar, Iterable, Iterator, Union
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from .digest import Digest, canonical, digest_bytes, is_digest
+
+__all__ = [
+    "ARTIFACT_TYPES",
+    "Artifact",
+    "ChoiceTiming",
+    "Environment",
+    "GemmEntry",
+    "GemmSystem",
+    "InductorBestConfig",
+    "InductorGemmTimings",
+    "InductorKernelPerf",
+    "KernelFile",
+    "Manifest",
+    "Scalar",
+    "TritonAutotune",
+    "TritonConfig",
+    "TritonConfigTiming",
+    "TritonKernel",
+    "UnknownArtifact",
+    "artifact_digest",
+    "manifest_digest",
+]
+
+Scalar = Union[int, float, str, bool, None]
+"""A JSON scalar: what block sizes, tuning-key entries and option values are."""
+
+Timing = Annotated[
+    Union[float, None],
+    Meta(description="milliseconds; null stands for a non-finite time (a candidate that failed)"),
+]
+
+Params = tuple[tuple[str, Scalar], ...]
+"""An ordered map of names to scalars, stored as ``[name, value]`` pairs."""
+
+Extra = tuple[tuple[str, Any], ...]
+"""An ordered map of names to any JSON values: the keys an artifact does not type."""
+
+RelPath = Annotated[str, Meta(max_length=512)]
+CacheKey = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{16,128}$", description="a cache folder name")]
+FileName = Annotated[
+    str,
+    Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,254}$", description="a plain file name, no folders"),
+]
+Hex64 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+Size = Annotated[int, Meta(ge=0)]
+
+
+class Environment(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """What must hold on a machine for an artifact to be valid there.
+
+    A field left as None was not recorded and is not checked. Each artifact kind names the
+    fields it depends on (`Artifact.depends_on`). Validators added after format 1.0 go in
+    `extra`; a reader that does not know one refuses to vouch for the artifact.
+    """
+
+    torch_version: str | None = None
+    torch_key: Hex64 | None = None
+    triton_version: str | None = None
+    triton_key: str | None = None
+    backend_hash: str | None = None
+    device_name: str | None = None
+    compute_capability: str | None = None
+    cuda_version: str | None = None
+    hip_version: str | None = None
+    python_abi: str | None = None
+    cache_key_tag: str | None = None
+    extra: dict[str, str] = {}
+
+    @property
+    def digest(self) -> str:
+        return digest_bytes(canonical(self))
+
+
+class Artifact(Struct, tag_field="kind", frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Base of every artifact kind. `env` is the digest of its `Environment`."""
+
+    env: Digest
+
+    depends_on: ClassVar[tuple[str, ...]] = ()
+    """The `Environment` fields this kind is valid under."""
+
+    @property
+    def kind(self) -> str:
+        return str(type(self).__struct_config__.tag)
+
+    @property
+    def key(self) -> str:
+        """What identifies the result within its kind and environment: two artifacts with the
+        same kind, env and key are two answers to one question. Kinds override it."""
+        return artifact_digest(self)
+
+    def blob_refs(self) -> Iterator[str]:
+        """The digests of the blobs this artifact references."""
+        return iter(())
+
+    def summary(self) -> str:
+        """A short human-readable description."""
+        return self.key
+
+
+class InductorBestConfig(Artifact, tag="inductor.best_config/1"):
+    """One Inductor ``.best_config`` file: the chosen config of a pointwise, reduction or
+    persistent-reduction kernel (heuristics or coordinate descent).
+
+    `path` is relative to the Inductor cache folder: ``<xx>/<k2>.best_config``, where `k2`
+    hashes the kernel module name, `cache_key_tag` and `torch_key()`.
+    """
+
+    path: Annotated[RelPath, Meta(pattern=r"^[a-z0-9]{2}/[0-9a-f]{64}\.best_config$")]
+    kwargs: Params
+    num_warps: int
+    num_stages: int
+    configs_hash: str | UnsetType = UNSET
+    found_by_coordesc: bool | UnsetType = UNSET
+    time_taken_ms: int | float | UnsetType = UNSET
+    triton_cache_hash: str | None | UnsetType = UNSET
+    extra: Extra = ()
+
+    depends_on: ClassVar[tuple[str, ...]] = ("torch_version", "torch_key", "cache_key_tag", "device_name")
+
+    @property
+    def key(self) -> str:
+        return self.path
+
+    def summary(self) -> str:
+        params = " ".join(f"{k}={v}" for k, v in self.kwargs)
+        how = "coordesc" if self.found_by_coordesc is True else "heuristic"
+        return f"{self.path} {params} warps={self.num_warps} stages={self.num_stages} ({how})"
+
+
+class InductorKernelPerf(Artifact, tag="inductor.kernel_perf/1"):
+    """One Inductor ``.kernel_perf`` file: the measured time of a fused kernel, used to decide
+    fusions (benchmark_fusion, combo kernels). Two values for combo kernels (time, clone time)."""
+
+    path: Annotated[RelPath, Meta(pattern=r"^[a-z0-9]{2}/c[a-z0-9]{51}\.kernel_perf$")]
+    timings: Annotated[tuple[Timing, ...], Meta(min_length=1, max_length=2)]
+
+    depends_on: ClassVar[tuple[str, ...]] = ("torch_version", "torch_key", "device_name")
+
+    @property
+    def key(self) -> str:
+        return self.path
+
+    def summary(self) -> str:
+        return f"{self.path} {' '.join(_ms(t) for t in self.timings)}"
+
+
+class GemmSystem(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """The ``system`` record of a GEMM timing file; `hash` names the file."""
+
+    hash: Hex64
+    device_name: str | None | UnsetType = UNSET
+    triton: str | UnsetType = UNSET
+    cuda: str | None | UnsetType = UNSET
+    hip: str | None | UnsetType = UNSET
+
+
+class ChoiceTiming(Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """One benchmarked GEMM candidate: its hash key and time."""
+
+    choice: str
+    ms: Timing
+
+
+class GemmEntry(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The timings of every candidate of one GEMM (op, input layouts, float32 precision)."""
+
+    op: str
+    inputs: str
+    precision: str
+    timings: tuple[ChoiceTiming, ...]
+
+
+class InductorGemmTimings(Artifact, tag="inductor.gemm_timings/1"):
+    """Inductor's max-autotune GEMM timing cache (``cache/<system hash>``), entries in file
+    order. Populate merges it entry by entry into what is already there."""
+
+    system: GemmSystem
+    entries: tuple[GemmEntry, ...]
+
+    depends_on: ClassVar[tuple[str, ...]] = ("triton_key", "triton_version", "device_name", "cuda_version", "hip_version")
+
+    @property
+    def key(self) -> str:
+        return self.system.hash
+
+    def summary(self) -> str:
+        n = sum(len(e.timings) for e in self.entries)
+        return f"cache/{self.system.hash[:12]}… {len(self.entries)} GEMMs, {n} timings"
+
+
+class TritonConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A `triton.Config` as Triton writes it (``config.__dict__``)."""
+
+    kwargs: Params
+    num_warps: int
+    num_ctas: int | UnsetType = UNSET
+    num_stages: int
+    maxnreg: int | None | UnsetType = UNSET
+    extra: Extra = ()
+
+
+class TritonConfigTiming(Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """One candidate config and its measured times ([median, p20, p80] in Triton 3.4+)."""
+
+    config: TritonConfig
+    timings: tuple[Timing, ...]
+
+
+class TritonAutotune(Artifact, tag="triton.autotune/1"):
+    """One ``@triton.autotune`` disk-cache result:
+    ``<triton cache>/<cache_key>/<fn_name>.autotune.json``."""
+
+    cache_key: CacheKey
+    fn_name: Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,149}$")]
+    tuning_key: tuple[Scalar, ...]
+    configs_timings: tuple[TritonConfigTiming, ...]
+    extra: Extra = ()
+
+    depends_on: ClassVar[tuple[str, ...]] = (
+        "triton_version", "triton_key", "backend_hash", "compute_capability", "device_name", "python_abi",
+    )
+
+    @property
+    def key(self) -> str:
+        return f"{self.cache_key}/{self.fn_name}"
+
+    def best(self) -> TritonConfig | None:
+        """The config Triton picks from this file: the smallest timings, compared as lists."""
+        timed = [ct for ct in self.configs_timings if all(t is not None for t in ct.timings)]
+        if not timed:
+            return None
+        return min(timed, key=lambda ct: tuple(t or 0.0 for t in ct.timings)).config
+
+    def summary(self) -> str:
+        best = self.best()
+        chosen = " ".join(f"{k}={v}" for k, v in best.kwargs) if best else "-"
+        return f"{self.fn_name} key={list(self.tuning_key)} best: {chosen} of {len(self.configs_timings)}"
+
+
+class KernelFile(Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """One file of a compiled kernel folder, stored as a blob."""
+
+    name: FileName
+    blob: Digest
+    size: Size
+
+
+class TritonKernel(Artifact, tag="triton.kernel/1"):
+    """A compiled Triton kernel folder ``<triton cache>/<cache_key>/``.
+
+    The ``__grp__<name>.json`` file is not stored: it names absolute paths, so populate
+    writes it afresh for the target folder, listing `group` (in that order) where present.
+    """
+
+    cache_key: CacheKey
+    name: Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")]
+    files: tuple[KernelFile, ...]
+    group: tuple[FileName, ...] | UnsetType = UNSET
+
+    depends_on: ClassVar[tuple[str, ...]] = (
+        "triton_version", "triton_key", "backend_hash", "compute_capability", "python_abi",
+    )
+
+    @property
+    def key(self) -> str:
+        return self.cache_key
+
+    def blob_refs(self) -> Iterator[str]:
+        return (f.blob for f in self.files)
+
+    def summary(self) -> str:
+        size = sum(f.size for f in self.files)
+        return f"{self.cache_key[:12]}… {self.name} ({len(self.files)} files, {size:,} bytes)"
+
+
+ARTIFACT_TYPES: tuple[type[Artifact], ...] = (
+    InductorBestConfig,
+    InductorKernelPerf,
+    InductorGemmTimings,
+    TritonAutotune,
+    TritonKernel,
+)
+"""Every kind this version of atpack knows, in one tagged union."""
+
+KNOWN_KINDS: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in ARTIFACT_TYPES)
+
+AnyArtifact = Union[
+    InductorBestConfig, InductorKernelPerf, InductorGemmTimings, TritonAutotune, TritonKernel
+]
+
+
+class UnknownArtifact:
+    """An artifact of a kind (or kind version) this version of atpack does not know.
+
+    Kept byte for byte on rewrite, skipped on populate. Its blobs are the digests that appear
+    as JSON strings anywhere in it (`spec/FORMAT.md`, section "Unknown kinds").
+    """
+
+    __slots__ = ("env", "kind", "raw")
+
+    def __init__(self, kind: str, env: str, raw: bytes) -> None:
+        self.kind = kind
+        self.env = env
+        self.raw = raw
+
+    @property
+    def key(self) -> str:
+        return digest_bytes(self.raw)
+
+    def blob_refs(self) -> Iterator[str]:
+        return _digests_in(msgspec.json.decode(self.raw))
+
+    def summary(self) -> str:
+        return f"{len(self.raw)} bytes of a kind this atpack version does not know"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UnknownArtifact) and other.raw == self.raw
+
+    def __hash__(self) -> int:
+        return hash(self.raw)
+
+    def __repr__(self) -> str:
+        return f"UnknownArtifact(kind={self.kind!r}, {len(self.raw)} bytes)"
+
+
+def _digests_in(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        if is_digest(value):
+            yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _digests_in(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key != "env":
+                yield from _digests_in(item)
+
+
+def artifact_digest(artifact: Artifact | UnknownArtifact) -> str:
+    """The content digest of an artifact: sha256 of its canonical encoding."""
+    if isinstance(artifact, UnknownArtifact):
+        return digest_bytes(artifact.raw)
+    return digest_bytes(canonical(artifact))
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """What a pack holds: its artifacts (sorted by digest), their environments (by digest)
+    and the pack's annotations.
+
+    Annotations are free-form (reverse-DNS keys, e.g. ``org.example.model``) and do not
+    enter the pack's digest, except those whose keys are listed in `digested_annotations`.
+    """
+
+    environments: dict[str, Environment]
+    artifacts: tuple[Artifact | UnknownArtifact, ...]
+    annotations: dict[str, str]
+    digested_annotations: tuple[str, ...] = ()
+
+    @property
+    def digest(self) -> str:
+        """The pack's content digest: its artifacts and digested annotations, not its bytes."""
+        return manifest_digest(
+            (artifact_digest(a) for a in self.artifacts),
+            {k: self.annotations[k] for k in self.digested_annotations},
+        )
+
+
+def manifest_digest(artifact_digests: Iterable[str], digested_annotations: dict[str, str]) -> str:
+    """sha256 of the canonical encoding of ``{"annotations": …, "artifacts": [sorted digests]}``."""
+    return digest_bytes(
+        canonical({"annotations": digested_annotations, "artifacts": sorted(artifact_digests)})
+    )
+
+
+def _ms(value: float | None) -> str:
+    return "inf" if value is None else f"{value:.4g}"

@@ -1,0 +1,723 @@
+"""The pack container, format 1: writer, lazy reader, hard limits.
+
+Layout (`spec/FORMAT.md` has the byte-level definition)::
+
+    header (16 bytes) | frame* | index frame | footer (72 bytes)
+
+Blobs are zstd frames: blobs larger than the group size get a frame each, smaller ones are
+packed into shared frames. The index (artifacts, environments, annotations, frame and blob
+tables) is one zstd frame of canonical JSON; the footer locates it, so a remote reader gets
+everything but the blobs with one ranged read of the file's tail.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+import re
+import struct
+import tempfile
+from typing import IO, Annotated, Any, Iterable, Iterator
+
+import msgspec
+import zstandard
+
+from . import store
+from .artifacts import (
+    KNOWN_KINDS,
+    AnyArtifact,
+    Artifact,
+    Environment,
+    Manifest,
+    UnknownArtifact,
+    manifest_digest,
+)
+from .digest import Digest, canonical, digest_bytes
+from .errors import FormatError, IntegrityError, LimitError
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "FORMAT_VERSION",
+    "Limits",
+    "Pack",
+    "PackInfo",
+    "PackWriter",
+    "create",
+    "open_pack",
+]
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"\x89ATPACK\n"
+FORMAT_VERSION = (1, 0)
+_HEADER = struct.Struct("<8sHHI")  # magic, major, minor, flags
+_FOOTER = struct.Struct("<QQQ32sHHI8s")  # index offset, length, size, sha256, major, minor, flags, magic
+HEADER_SIZE = _HEADER.size
+FOOTER_SIZE = _FOOTER.size
+TAIL_READ = 64 * 1024
+"""How much of the tail a reader fetches first: the footer and, usually, the whole index."""
+
+DEFAULT_LEVEL = 9
+DEFAULT_GROUP_SIZE = 1 << 20
+
+AnnotationKey = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+([._/-][A-Za-z0-9][A-Za-z0-9-]*)*$",
+        max_length=256,
+        description="reverse-DNS key, e.g. org.example.model",
+    ),
+]
+_ANNOTATION_KEY = re.compile(AnnotationKey.__metadata__[0].pattern)
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Hard limits a reader enforces before allocating anything a pack declares."""
+
+    max_index_size: int = 256 << 20
+    max_frame_size: int = 4 << 30
+    max_frames: int = 1 << 20
+    max_blobs: int = 1 << 22
+    max_artifacts: int = 1 << 22
+    max_environments: int = 1 << 12
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class FrameEntry(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """A zstd frame: where it lies, its decompressed size, sha256 of its compressed bytes."""
+
+    offset: Annotated[int, msgspec.Meta(ge=0)]
+    length: Annotated[int, msgspec.Meta(ge=1)]
+    size: Annotated[int, msgspec.Meta(ge=0)]
+    sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+
+
+class BlobEntry(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """A blob: its digest, the frame holding it, and its place in the decompressed frame."""
+
+    digest: Digest
+    frame: Annotated[int, msgspec.Meta(ge=0)]
+    offset: Annotated[int, msgspec.Meta(ge=0)]
+    size: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class Index(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The index of a pack, format 1 (the schema in `spec/schema/` is generated from it)."""
+
+    annotations: dict[AnnotationKey, str] = {}
+    digested_annotations: tuple[AnnotationKey, ...] = ()
+    environments: tuple[Environment, ...] = ()
+    artifacts: tuple[AnyArtifact, ...] = ()
+    frames: tuple[FrameEntry, ...] = ()
+    blobs: tuple[BlobEntry, ...] = ()
+
+
+class _IndexOnDisk(msgspec.Struct, frozen=True, kw_only=True):
+    """`Index` as read: artifacts stay raw until their kind is known."""
+
+    annotations: dict[AnnotationKey, str] = {}
+    digested_annotations: tuple[AnnotationKey, ...] = ()
+    environments: tuple[Environment, ...] = ()
+    artifacts: tuple[msgspec.Raw, ...] = ()
+    frames: tuple[FrameEntry, ...] = ()
+    blobs: tuple[BlobEntry, ...] = ()
+
+
+class _KindProbe(msgspec.Struct):
+    kind: str
+    env: Digest
+
+
+_index_decoder = msgspec.json.Decoder(_IndexOnDisk)
+_probe_decoder = msgspec.json.Decoder(_KindProbe)
+_artifact_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(AnyArtifact)
+
+
+@dataclasses.dataclass(frozen=True)
+class PackInfo:
+    """What a writer wrote."""
+
+    digest: str
+    size: int
+    artifacts: int
+    blobs: int
+    frames: int
+    blob_bytes: int
+
+
+# --------------------------------------------------------------------------- writer
+
+
+@dataclasses.dataclass
+class _Spooled:
+    pos: int
+    length: int
+    size: int
+    hint: str
+    compressed: bool
+
+
+class PackWriter:
+    """Writes one pack to a binary stream, sequentially (no seeks: the stream may be an upload).
+
+    Blobs are spooled to a temporary file as they are added, so memory stays bounded by the
+    largest blob; `finish` writes everything in canonical order, so the same content gives
+    the same bytes whatever order it was added in.
+    """
+
+    def __init__(self, out: IO[bytes], *, level: int = DEFAULT_LEVEL, group_size: int = DEFAULT_GROUP_SIZE) -> None:
+        if not 1 <= level <= 22:
+            raise ValueError(f"zstd level must be 1..22, not {level}")
+        if group_size < 1:
+            raise ValueError("group_size must be positive")
+        self._out = out
+        self._group_size = group_size
+        self._zstd = zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=True)
+        self._spool: IO[bytes] = tempfile.TemporaryFile(prefix="atpack-spool-")
+        self._spool_end = 0
+        self._blobs: dict[str, _Spooled] = {}
+        self._artifacts: dict[str, bytes] = {}
+        self._questions: dict[tuple[str, str, str], str] = {}
+        self._blob_refs: dict[str, list[str]] = {}
+        self._environments: dict[str, Environment] = {}
+        self._annotations: dict[str, str] = {}
+        self._digested: set[str] = set()
+        self._written = 0
+        self.info: PackInfo | None = None
+
+    # -- adding content
+
+    def add_blob(self, data: bytes | bytearray | memoryview, *, hint: str = "") -> str:
+        """Store `data` once and return its digest. `hint` (say, a file suffix) groups
+        similar small blobs in the same frames, which compresses them better."""
+        digest = digest_bytes(data)
+        known = self._blobs.get(digest)
+        if known is not None:
+            known.hint = min(known.hint, hint)
+            return digest
+        size = len(data)
+        compressed = size > self._group_size
+        payload = self._zstd.compress(data) if compressed else data
+        self._spool.seek(self._spool_end)
+        self._spool.write(payload)
+        self._blobs[digest] = _Spooled(self._spool_end, len(payload), size, hint, compressed)
+        self._spool_end += len(payload)
+        return digest
+
+    def add_environment(self, environment: Environment) -> str:
+        """Record an environment and return the digest artifacts refer to it by."""
+        digest = environment.digest
+        self._environments[digest] = environment
+        return digest
+
+    def add(self, artifact: Artifact | UnknownArtifact) -> str:
+        """Add an artifact; its environment and blobs may be added before or after."""
+        if isinstance(artifact, UnknownArtifact):
+            raw = artifact.raw
+        elif isinstance(artifact, Artifact):
+            raw = canonical(artifact)
+        else:
+            raise TypeError(f"not an artifact: {type(artifact).__name__}")
+        digest = digest_bytes(raw)
+        if digest in self._artifacts:
+            return digest
+        question = (artifact.kind, artifact.env, artifact.key)
+        other = self._questions.get(question)
+        if other is not None:
+            raise FormatError(
+                f"two different {artifact.kind} artifacts for {artifact.key!r} in one environment "
+                f"({other} and {digest}): merge them first"
+            )
+        self._questions[question] = digest
+        self._artifacts[digest] = raw
+        self._blob_refs[digest] = list(artifact.blob_refs())
+        return digest
+
+    def annotate(self, key: str, value: str, *, digested: bool = False) -> None:
+        """Set an annotation. Only `digested` ones enter the pack's content digest."""
+        if not _ANNOTATION_KEY.match(key):
+            raise ValueError(f"annotation key {key!r} is not reverse-DNS (like org.example.model)")
+        if not isinstance(value, str):
+            raise TypeError(f"annotation {key!r}: value must be a string")
+        self._annotations[key] = value
+        if digested:
+            self._digested.add(key)
+        else:
+            self._digested.discard(key)
+
+    def copy_from(self, pack: Pack, artifact: Artifact | UnknownArtifact) -> str:
+        """Add an artifact of another pack, with its environment and the blobs it references
+        (for a kind this version does not know: the digests that appear in it)."""
+        env = pack.manifest.environments.get(artifact.env)
+        if env is not None:
+            self.add_environment(env)
+        for ref in artifact.blob_refs():
+            if ref in self._blobs:
+                continue
+            if pack.has_blob(ref):
+                self.add_blob(pack.read_blob(ref))
+        return self.add(artifact)
+
+    # -- writing
+
+    def finish(self) -> PackInfo:
+        """Write the pack. The stream is left open."""
+        if self.info is not None:
+            return self.info
+        self._check_references()
+        self._write(_HEADER.pack(MAGIC, *FORMAT_VERSION, 0))
+        frames, blobs = self._write_frames()
+        index = self._index_bytes(frames, blobs)
+        index_offset = self._written
+        compressed = self._zstd.compress(index)
+        self._write(compressed)
+        self._write(
+            _FOOTER.pack(
+                index_offset, len(compressed), len(index), hashlib.sha256(compressed).digest(),
+                *FORMAT_VERSION, 0, MAGIC,
+            )
+        )
+        self._spool.close()
+        self.info = PackInfo(
+            digest=self._manifest_digest(),
+            size=self._written,
+            artifacts=len(self._artifacts),
+            blobs=len(blobs),
+            frames=len(frames),
+            blob_bytes=sum(b.size for b in self._blobs.values()),
+        )
+        return self.info
+
+    def abort(self) -> None:
+        """Drop everything (the spool file); nothing more is written."""
+        self._spool.close()
+
+    def __enter__(self) -> PackWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.finish()
+        else:
+            self.abort()
+
+    def _check_references(self) -> None:
+        for digest, raw in self._artifacts.items():
+            probe = _probe_decoder.decode(raw)
+            if probe.env not in self._environments:
+                raise FormatError(f"artifact {digest} refers to environment {probe.env}, which was never added")
+            if probe.kind not in KNOWN_KINDS:
+                continue  # digest-like strings in unknown kinds are kept only if they are blobs
+            for ref in self._blob_refs[digest]:
+                if ref not in self._blobs:
+                    raise FormatError(f"artifact {digest} refers to blob {ref}, which was never added")
+
+    def _write(self, data: bytes | memoryview) -> None:
+        self._out.write(data)
+        self._written += len(data)
+
+    def _write_frames(self) -> tuple[list[FrameEntry], list[BlobEntry]]:
+        frames: list[FrameEntry] = []
+        blobs: list[BlobEntry] = []
+        group: list[tuple[str, bytes]] = []
+        group_size = 0
+
+        def emit(payload: bytes, size: int) -> None:
+            frames.append(FrameEntry(self._written, len(payload), size, hashlib.sha256(payload).hexdigest()))
+            self._write(payload)
+
+        def flush_group() -> None:
+            nonlocal group, group_size
+            if not group:
+                return
+            offset = 0
+            for digest, data in group:
+                blobs.append(BlobEntry(digest, len(frames), offset, len(data)))
+                offset += len(data)
+            emit(self._zstd.compress(b"".join(data for _, data in group)), group_size)
+            group, group_size = [], 0
+
+        for digest, spooled in sorted(self._blobs.items(), key=lambda kv: (kv[1].hint, kv[0])):
+            self._spool.seek(spooled.pos)
+            payload = self._spool.read(spooled.length)
+            if spooled.compressed:
+                flush_group()
+                blobs.append(BlobEntry(digest, len(frames), 0, spooled.size))
+                emit(payload, spooled.size)
+                continue
+            if group and group_size + spooled.size > self._group_size:
+                flush_group()
+            group.append((digest, payload))
+            group_size += spooled.size
+        flush_group()
+        blobs.sort(key=lambda b: b.digest)
+        return frames, blobs
+
+    def _index_bytes(self, frames: list[FrameEntry], blobs: list[BlobEntry]) -> bytes:
+        used_envs = {_probe_decoder.decode(raw).env for raw in self._artifacts.values()}
+        environments = sorted(
+            (d, e) for d, e in self._environments.items() if d in used_envs
+        )
+        artifacts = [msgspec.Raw(self._artifacts[d]) for d in sorted(self._artifacts)]
+        index = _IndexOnDisk(
+            annotations=self._annotations,
+            digested_annotations=tuple(sorted(self._digested)),
+            environments=tuple(e for _, e in environments),
+            artifacts=tuple(artifacts),
+            frames=tuple(frames),
+            blobs=tuple(blobs),
+        )
+        return canonical(index)
+
+    def _manifest_digest(self) -> str:
+        return manifest_digest(self._artifacts, {k: self._annotations[k] for k in self._digested})
+
+
+# --------------------------------------------------------------------------- reader
+
+
+class Pack:
+    """A pack opened for reading. Opening reads the index only; blobs are fetched on demand
+    (one ranged read per frame) and every digest is checked before anything is returned."""
+
+    def __init__(self, source: store.RangeSource, *, limits: Limits = DEFAULT_LIMITS, frame_cache: int = 4) -> None:
+        self._source = source
+        self._limits = limits
+        self._frame_cache: collections.OrderedDict[int, bytes] = collections.OrderedDict()
+        self._frame_cache_size = frame_cache
+        self.name = source.name
+        self.size = source.size
+        self.format_version: tuple[int, int] = FORMAT_VERSION
+        index = self._read_index()
+        self._frames = index.frames
+        self._blobs = {b.digest: b for b in index.blobs}
+        self.manifest = self._manifest(index)
+
+    # -- public
+
+    @property
+    def artifacts(self) -> tuple[Artifact | UnknownArtifact, ...]:
+        return self.manifest.artifacts
+
+    @property
+    def digest(self) -> str:
+        """The content digest (artifacts and digested annotations), independent of the bytes."""
+        return self.manifest.digest
+
+    def has_blob(self, digest: str) -> bool:
+        return digest in self._blobs
+
+    def blob_size(self, digest: str) -> int:
+        return self._entry(digest).size
+
+    def read_blob(self, digest: str) -> bytes:
+        """The bytes of one blob, verified."""
+        entry = self._entry(digest)
+        return self._slice(entry, self._frame(entry.frame))
+
+    def read_blobs(self, digests: Iterable[str], *, batch_bytes: int = 64 << 20) -> Iterator[tuple[str, bytes]]:
+        """Blobs in storage order, each frame fetched once; remote frames are fetched in
+        concurrent batches of up to `batch_bytes` compressed bytes."""
+        entries = sorted({self._entry(d) for d in digests}, key=lambda e: (e.frame, e.offset))
+        by_frame: dict[int, list[BlobEntry]] = collections.defaultdict(list)
+        for e in entries:
+            by_frame[e.frame].append(e)
+        pending: list[int] = []
+        pending_bytes = 0
+        for frame in list(by_frame) + [-1]:
+            if frame >= 0 and (not pending or pending_bytes + self._frames[frame].length <= batch_bytes):
+                pending.append(frame)
+                pending_bytes += self._frames[frame].length
+                continue
+            for index, data in zip(pending, self._fetch_frames(pending)):
+                for e in by_frame[index]:
+                    yield e.digest, self._slice(e, data)
+            pending, pending_bytes = ([frame], self._frames[frame].length) if frame >= 0 else ([], 0)
+
+    def verify(self) -> None:
+        """Check every byte: header, each frame's digest and checksum, each blob's digest.
+        Raises on the first bad entry, naming it."""
+        header = self._source.read(0, HEADER_SIZE)
+        _check_header(header, self.format_version)
+        by_frame: dict[int, list[BlobEntry]] = collections.defaultdict(list)
+        for e in self._blobs.values():
+            by_frame[e.frame].append(e)
+        for index in range(len(self._frames)):
+            data = self._load_frame(index)
+            for e in by_frame[index]:
+                self._slice(e, data)
+
+    def close(self) -> None:
+        self._frame_cache.clear()
+        self._source.close()
+
+    def __enter__(self) -> Pack:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Pack {self.name} {len(self.artifacts)} artifacts, {len(self._blobs)} blobs>"
+
+    # -- reading the index
+
+    def _read_index(self) -> _IndexOnDisk:
+        size = self.size
+        if size < HEADER_SIZE + FOOTER_SIZE:
+            raise FormatError(f"{self.name}: {size} bytes is too small to be a pack")
+        tail_len = min(size, TAIL_READ)
+        tail = self._read_exact(size - tail_len, tail_len)
+        offset, length, index_size, index_sha, major, minor, flags, magic = _FOOTER.unpack(tail[-FOOTER_SIZE:])
+        if magic != MAGIC:
+            raise FormatError(f"{self.name}: not an atpack file (no footer magic)")
+        if major != FORMAT_VERSION[0]:
+            raise FormatError(f"{self.name}: pack format {major}.{minor}; this atpack reads format {FORMAT_VERSION[0]}.x")
+        if flags != 0:
+            raise FormatError(f"{self.name}: footer flags {flags:#x} are reserved and must be 0")
+        self.format_version = (major, minor)
+        if offset < HEADER_SIZE or offset + length + FOOTER_SIZE != size:
+            raise LimitError(f"{self.name}: index at {offset}+{length} does not end at the footer ({size} bytes)")
+        if index_size > self._limits.max_index_size:
+            raise LimitError(f"{self.name}: index of {index_size} bytes exceeds the limit of {self._limits.max_index_size}")
+        if size <= tail_len:
+            _check_header(tail[:HEADER_SIZE], self.format_version)
+        start = size - tail_len
+        if offset >= start:
+            compressed = tail[offset - start : offset - start + length]
+        else:
+            compressed = self._read_exact(offset, start - offset) + tail[: offset + length - start]
+        if hashlib.sha256(compressed).digest() != index_sha:
+            raise IntegrityError(f"{self.name}: index does not match its sha256 in the footer")
+        raw = _decompress(compressed, index_size, f"{self.name}: index")
+        try:
+            index = _index_decoder.decode(raw)
+        except msgspec.DecodeError as e:
+            raise FormatError(f"{self.name}: index: {e}") from e
+        self._check_tables(index, offset)
+        return index
+
+    def _check_tables(self, index: _IndexOnDisk, index_offset: int) -> None:
+        lim, name = self._limits, self.name
+        for what, count, limit in (
+            ("frames", len(index.frames), lim.max_frames),
+            ("blobs", len(index.blobs), lim.max_blobs),
+            ("artifacts", len(index.artifacts), lim.max_artifacts),
+            ("environments", len(index.environments), lim.max_environments),
+        ):
+            if count > limit:
+                raise LimitError(f"{name}: {count} {what} exceeds the limit of {limit}")
+        expected = HEADER_SIZE
+        for i, f in enumerate(index.frames):
+            if f.offset != expected:
+                raise LimitError(f"{name}: frame {i} starts at {f.offset}, expected {expected} (frames must be contiguous)")
+            if f.size > lim.max_frame_size:
+                raise LimitError(f"{name}: frame {i} declares {f.size} bytes, over the limit of {lim.max_frame_size}")
+            expected += f.length
+        if expected != index_offset:
+            raise LimitError(f"{name}: frames end at {expected} but the index starts at {index_offset}")
+        fill = [0] * len(index.frames)
+        previous = ""
+        for b in sorted(index.blobs, key=lambda b: (b.frame, b.offset)):
+            if b.frame >= len(index.frames):
+                raise LimitError(f"{name}: blob {b.digest} is in frame {b.frame}, which does not exist")
+            if b.offset != fill[b.frame]:
+                raise LimitError(f"{name}: blob {b.digest} at offset {b.offset} of frame {b.frame} overlaps or leaves a gap (expected {fill[b.frame]})")
+            fill[b.frame] += b.size
+            if fill[b.frame] > index.frames[b.frame].size:
+                raise LimitError(f"{name}: blob {b.digest} runs past the end of frame {b.frame}")
+        for i, f in enumerate(index.frames):
+            if fill[i] != f.size:
+                raise LimitError(f"{name}: frame {i} holds {f.size} bytes but its blobs cover {fill[i]}")
+        for b in index.blobs:
+            if b.digest <= previous:
+                raise FormatError(f"{name}: blob table not sorted or has a duplicate at {b.digest}")
+            previous = b.digest
+
+    def _manifest(self, index: _IndexOnDisk) -> Manifest:
+        name = self.name
+        environments: dict[str, Environment] = {}
+        for env in index.environments:
+            d = env.digest
+            if d in environments:
+                raise FormatError(f"{name}: duplicate environment {d}")
+            environments[d] = env
+        if list(environments) != sorted(environments):
+            raise FormatError(f"{name}: environments are not sorted by digest")
+        artifacts: list[Artifact | UnknownArtifact] = []
+        questions: dict[tuple[str, str, str], str] = {}
+        previous = ""
+        for i, raw in enumerate(index.artifacts):
+            artifact = _decode_artifact(bytes(raw), f"{name}: artifact #{i}")
+            digest = digest_bytes(raw)
+            if digest <= previous:
+                raise FormatError(f"{name}: artifact #{i} ({digest}) is out of order or a duplicate")
+            previous = digest
+            if artifact.env not in environments:
+                raise FormatError(f"{name}: artifact #{i} ({digest}) refers to a missing environment {artifact.env}")
+            if isinstance(artifact, Artifact):
+                for ref in artifact.blob_refs():
+                    if ref not in self._blobs:
+                        raise FormatError(f"{name}: artifact #{i} ({digest}) refers to a missing blob {ref}")
+            question = (artifact.kind, artifact.env, artifact.key)
+            if question in questions:
+                raise FormatError(f"{name}: artifacts {questions[question]} and {digest} are two {artifact.kind} entries for {artifact.key!r}")
+            questions[question] = digest
+            artifacts.append(artifact)
+        for key in index.digested_annotations:
+            if key not in index.annotations:
+                raise FormatError(f"{name}: digested annotation {key!r} has no value")
+        return Manifest(
+            environments=environments,
+            artifacts=tuple(artifacts),
+            annotations=dict(index.annotations),
+            digested_annotations=tuple(index.digested_annotations),
+        )
+
+    # -- reading frames and blobs
+
+    def _entry(self, digest: str) -> BlobEntry:
+        try:
+            return self._blobs[digest]
+        except KeyError:
+            raise KeyError(f"{self.name}: no blob {digest}") from None
+
+    def _frame(self, index: int) -> bytes:
+        data = self._frame_cache.get(index)
+        if data is None:
+            data = self._load_frame(index)
+            self._remember(index, data)
+        else:
+            self._frame_cache.move_to_end(index)
+        return data
+
+    def _remember(self, index: int, data: bytes) -> None:
+        self._frame_cache[index] = data
+        while len(self._frame_cache) > self._frame_cache_size:
+            self._frame_cache.popitem(last=False)
+
+    def _load_frame(self, index: int) -> bytes:
+        f = self._frames[index]
+        return self._decode_frame(index, self._read_exact(f.offset, f.length))
+
+    def _fetch_frames(self, indices: list[int]) -> list[bytes]:
+        ranges = [(self._frames[i].offset, self._frames[i].length) for i in indices]
+        out = []
+        for i, (offset, length), payload in zip(indices, ranges, self._source.read_many(ranges)):
+            if len(payload) != length:
+                raise LimitError(f"{self.name}: frame {i}: got {len(payload)} of {length} bytes at {offset} (file truncated?)")
+            out.append(self._decode_frame(i, payload))
+        return out
+
+    def _decode_frame(self, index: int, payload: bytes) -> bytes:
+        f = self._frames[index]
+        if hashlib.sha256(payload).hexdigest() != f.sha256:
+            raise IntegrityError(f"{self.name}: frame {index} (offset {f.offset}, {f.length} bytes) does not match its sha256")
+        return _decompress(payload, f.size, f"{self.name}: frame {index}")
+
+    def _slice(self, entry: BlobEntry, frame: bytes) -> bytes:
+        data = frame[entry.offset : entry.offset + entry.size]
+        if digest_bytes(data) != entry.digest:
+            raise IntegrityError(f"{self.name}: blob {entry.digest} (frame {entry.frame}) does not match its digest")
+        return data
+
+    def _read_exact(self, offset: int, length: int) -> bytes:
+        data = self._source.read(offset, length)
+        if len(data) != length:
+            raise LimitError(f"{self.name}: got {len(data)} of {length} bytes at offset {offset} (file truncated?)")
+        return data
+
+
+def _check_header(header: bytes, version: tuple[int, int]) -> None:
+    magic, major, minor, flags = _HEADER.unpack(header)
+    if magic != MAGIC:
+        raise FormatError("not an atpack file (bad header magic)")
+    if (major, minor) != version or flags != 0:
+        raise FormatError(f"header says format {major}.{minor} flags {flags:#x}; footer says {version[0]}.{version[1]} flags 0")
+
+
+_dctx = zstandard.ZstdDecompressor()
+
+
+def _decompress(payload: bytes, size: int, what: str) -> bytes:
+    try:
+        declared = zstandard.frame_content_size(payload)
+    except zstandard.ZstdError as e:
+        raise FormatError(f"{what}: not a zstd frame ({e})") from e
+    if declared != size:
+        raise FormatError(f"{what}: zstd frame declares {declared} bytes, the table says {size}")
+    try:
+        data = _dctx.decompress(payload, max_output_size=size, allow_extra_data=False)
+    except zstandard.ZstdError as e:
+        raise IntegrityError(f"{what}: {e}") from e
+    if len(data) != size:
+        raise IntegrityError(f"{what}: decompressed to {len(data)} bytes, expected {size}")
+    return data
+
+
+def _decode_artifact(raw: bytes, what: str) -> Artifact | UnknownArtifact:
+    try:
+        probe = _probe_decoder.decode(raw)
+    except msgspec.DecodeError as e:
+        raise FormatError(f"{what}: {e}") from e
+    if probe.kind in KNOWN_KINDS:
+        try:
+            artifact: Artifact = _artifact_decoder.decode(raw)
+        except msgspec.DecodeError as e:
+            raise FormatError(f"{what} ({probe.kind}): {e}") from e
+        if canonical(artifact) != raw:
+            raise FormatError(f"{what} ({probe.kind}) is not in canonical form")
+        return artifact
+    try:
+        if canonical(msgspec.json.decode(raw)) != raw:
+            raise FormatError(f"{what} ({probe.kind}) is not in canonical form")
+    except msgspec.DecodeError as e:
+        raise FormatError(f"{what}: {e}") from e
+    return UnknownArtifact(probe.kind, probe.env, raw)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def open_pack(
+    url: str | os.PathLike[str],
+    *,
+    storage_options: dict[str, Any] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Pack:
+    """Open a pack on any fsspec URL for reading (the index is read and checked now)."""
+    source = store.open_source(url, storage_options)
+    try:
+        return Pack(source, limits=limits)
+    except BaseException:
+        source.close()
+        raise
+
+
+@contextlib.contextmanager
+def create(
+    url: str | os.PathLike[str],
+    *,
+    storage_options: dict[str, Any] | None = None,
+    level: int = DEFAULT_LEVEL,
+    group_size: int = DEFAULT_GROUP_SIZE,
+) -> Iterator[PackWriter]:
+    """Write a pack to any fsspec URL. Readers see it only once it is complete; if the block
+    raises, nothing is published."""
+    with store.publish(url, storage_options) as out:
+        writer = PackWriter(out, level=level, group_size=group_size)
+        try:
+            yield writer
+            writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+    log.info("wrote %s (%s bytes, %d artifacts)", os.fspath(url), writer.info and writer.info.size, len(writer._artifacts))
+
