@@ -395,6 +395,7 @@ class Pack:
         self.name = source.name
         self.size = source.size
         self.format_version: tuple[int, int] = FORMAT_VERSION
+        self.bytes_read = 0
         index = self._read_index()
         self._frames = index.frames
         self._blobs = {b.digest: b for b in index.blobs}
@@ -610,7 +611,9 @@ class Pack:
     def _fetch_frames(self, indices: list[int]) -> list[bytes]:
         ranges = [(self._frames[i].offset, self._frames[i].length) for i in indices]
         out = []
-        for i, (offset, length), payload in zip(indices, ranges, self._source.read_many(ranges)):
+        payloads = self._source.read_many(ranges)
+        self.bytes_read += sum(len(p) for p in payloads)
+        for i, (offset, length), payload in zip(indices, ranges, payloads):
             if len(payload) != length:
                 raise LimitError(f"{self.name}: frame {i}: got {len(payload)} of {length} bytes at {offset} (file truncated?)")
             out.append(self._decode_frame(i, payload))
@@ -630,6 +633,7 @@ class Pack:
 
     def _read_exact(self, offset: int, length: int) -> bytes:
         data = self._source.read(offset, length)
+        self.bytes_read += len(data)
         if len(data) != length:
             raise LimitError(f"{self.name}: got {len(data)} of {length} bytes at offset {offset} (file truncated?)")
         return data

@@ -1,0 +1,60 @@
+"""One module per cache system, each able to collect artifacts from a cache folder and to
+say which files populate writes back. Only adapters know torch's and triton's layouts.
+
+Collecting yields artifacts, and `Skipped` for files that are not what their name says
+(a half-written or foreign file must not stop a collection).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any, Callable, Union
+
+import msgspec
+
+from ..artifacts import Artifact
+from ..errors import CacheFileError
+
+AddBlob = Callable[[bytes, str], str]
+"""Stores a blob (bytes, grouping hint) and returns its digest."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """A cache file that was not collected, and why."""
+
+    path: str
+    reason: str
+
+
+Collected = Union[Artifact, Skipped]
+
+
+def load_json(raw: bytes, path: str) -> Any:
+    """Parse a cache file's JSON (Python's parser: torch and triton write ``Infinity``)."""
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CacheFileError(f"{path}: not valid JSON ({e})") from e
+
+
+def to_artifact(kind: type[Artifact], fields: dict[str, Any], path: str) -> Any:
+    """Build and type-check an artifact from plain fields."""
+    try:
+        return msgspec.convert(fields, type=kind)
+    except msgspec.ValidationError as e:
+        raise CacheFileError(f"{path}: unexpected content ({e})") from e
+
+
+def finite(value: Any) -> float | None:
+    """A timing as stored: non-finite times (failed candidates) become None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"not a number: {value!r}")
+    return float(value) if math.isfinite(value) else None
+
+
+def as_float(value: float | None) -> float:
+    """A stored timing as written back: None is infinity."""
+    return math.inf if value is None else value

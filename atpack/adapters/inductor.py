@@ -1,0 +1,238 @@
+"""Inductor's autotune results: ``.best_config`` and ``.kernel_perf`` files beside the
+generated kernel modules, and the max-autotune GEMM timing file ``cache/<system hash>``.
+
+Every file is rendered back exactly as torch writes it (``json.dumps`` of the same keys in
+the same order), so a populated file is byte-identical to the collected one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from typing import Any, Iterator
+
+import msgspec
+
+from ..artifacts import (
+    GemmSystem,
+    InductorBestConfig,
+    InductorGemmTimings,
+    InductorKernelPerf,
+)
+from ..errors import CacheFileError
+from ..files import FileWrite, atomic_write, locked, target_path
+from . import Collected, Skipped, as_float, finite, load_json, to_artifact
+
+__all__ = ["collect", "files", "merge_gemm_timings", "render_best_config", "render_gemm_timings", "render_kernel_perf"]
+
+log = logging.getLogger(__name__)
+
+_SHARD = re.compile(r"^[a-z0-9]{2}$")
+_GEMM_FILE = re.compile(r"^[0-9a-f]{64}$")
+_BEST_CONFIG_FIELDS = ("num_warps", "num_stages", "configs_hash", "found_by_coordesc", "time_taken_ms", "triton_cache_hash")
+
+
+# --------------------------------------------------------------------------- collect
+
+
+def collect(root: str, env: str) -> Iterator[Collected]:
+    """Every ``.best_config``, ``.kernel_perf`` and GEMM timing file under `root`."""
+    if not os.path.isdir(root):
+        log.info("no Inductor cache folder at %s", root)
+        return
+    for shard in sorted(os.listdir(root)):
+        folder = os.path.join(root, shard)
+        if not _SHARD.match(shard) or not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".best_config"):
+                parse = parse_best_config
+            elif name.endswith(".kernel_perf"):
+                parse = parse_kernel_perf
+            else:
+                continue
+            yield _parsed(parse, f"{shard}/{name}", os.path.join(folder, name), env)
+    gemm_folder = os.path.join(root, "cache")
+    if os.path.isdir(gemm_folder):
+        for name in sorted(os.listdir(gemm_folder)):
+            if _GEMM_FILE.match(name):
+                yield _parsed(parse_gemm_timings, name, os.path.join(gemm_folder, name), env)
+
+
+def _parsed(parse: Any, relative: str, path: str, env: str) -> Collected:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        artifact = parse(relative, raw, env)
+    except CacheFileError as e:
+        return Skipped(path, str(e))
+    except OSError as e:
+        return Skipped(path, e.strerror or str(e))
+    if render(artifact) != raw:
+        log.warning("%s: unusual formatting; it will be written back with torch's formatting", path)
+    return artifact  # type: ignore[no-any-return]
+
+
+def parse_best_config(relative: str, raw: bytes, env: str) -> InductorBestConfig:
+    data = load_json(raw, relative)
+    if not isinstance(data, dict) or "num_warps" not in data or "num_stages" not in data:
+        raise CacheFileError(f"{relative}: not a best_config (no num_warps/num_stages)")
+    keys = list(data)
+    split = keys.index("num_warps")
+    fields: dict[str, Any] = {
+        "env": env,
+        "path": relative,
+        "kwargs": [[k, data[k]] for k in keys[:split]],
+        "extra": [[k, data[k]] for k in keys[split:] if k not in _BEST_CONFIG_FIELDS],
+    }
+    fields.update({k: data[k] for k in _BEST_CONFIG_FIELDS if k in data})
+    return to_artifact(InductorBestConfig, fields, relative)  # type: ignore[no-any-return]
+
+
+def parse_kernel_perf(relative: str, raw: bytes, env: str) -> InductorKernelPerf:
+    try:
+        timings = [finite(float(t)) for t in raw.decode("ascii").split()]
+    except (UnicodeDecodeError, ValueError) as e:
+        raise CacheFileError(f"{relative}: not a kernel_perf file ({e})") from e
+    return to_artifact(InductorKernelPerf, {"env": env, "path": relative, "timings": timings}, relative)  # type: ignore[no-any-return]
+
+
+def parse_gemm_timings(name: str, raw: bytes, env: str) -> InductorGemmTimings:
+    data = load_json(raw, name)
+    try:
+        system, cache = data["system"], data["cache"]
+        version = system.get("version", {})
+        fields: dict[str, Any] = {"hash": system["hash"]}
+        if "device" in system:
+            fields["device_name"] = system["device"]["name"]
+        for key in ("triton", "cuda", "hip"):
+            if key in version:
+                fields[key] = version[key]
+        entries = [
+            {
+                "op": op,
+                "inputs": inputs,
+                "precision": precision,
+                "timings": [[choice, finite(ms)] for choice, ms in choices.items()],
+            }
+            for op, by_inputs in cache.items()
+            for inputs, by_precision in by_inputs.items()
+            for precision, choices in by_precision.items()
+        ]
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise CacheFileError(f"cache/{name}: not a GEMM timing file ({type(e).__name__}: {e})") from e
+    if fields["hash"] != name:
+        raise CacheFileError(f"cache/{name}: names system hash {fields['hash']}")
+    return to_artifact(  # type: ignore[no-any-return]
+        InductorGemmTimings, {"env": env, "system": fields, "entries": entries}, f"cache/{name}"
+    )
+
+
+# --------------------------------------------------------------------------- render
+
+
+def render(artifact: InductorBestConfig | InductorKernelPerf | InductorGemmTimings) -> bytes:
+    if isinstance(artifact, InductorBestConfig):
+        return render_best_config(artifact)
+    if isinstance(artifact, InductorKernelPerf):
+        return render_kernel_perf(artifact)
+    return render_gemm_timings(artifact.system, _nested(artifact))
+
+
+def render_best_config(a: InductorBestConfig) -> bytes:
+    data: dict[str, Any] = dict(a.kwargs)
+    data["num_warps"] = a.num_warps
+    data["num_stages"] = a.num_stages
+    for key in _BEST_CONFIG_FIELDS[2:]:
+        value = getattr(a, key)
+        if not _unset(value):
+            data[key] = value
+    data.update(a.extra)
+    return json.dumps(data).encode("ascii")
+
+
+def render_kernel_perf(a: InductorKernelPerf) -> bytes:
+    return " ".join(str(as_float(t)) for t in a.timings).encode("ascii")
+
+
+def render_gemm_timings(system: GemmSystem | dict[str, Any], cache: dict[str, Any]) -> bytes:
+    return json.dumps({"system": _system_dict(system), "cache": cache}, indent=4).encode("ascii")
+
+
+def _system_dict(system: GemmSystem | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(system, dict):
+        return system
+    out: dict[str, Any] = {}
+    if not _unset(system.device_name):
+        out["device"] = {"name": system.device_name}
+    version = {k: getattr(system, k) for k in ("triton", "cuda", "hip") if not _unset(getattr(system, k))}
+    if version:
+        out["version"] = version
+    out["hash"] = system.hash
+    return out
+
+
+def _nested(a: InductorGemmTimings) -> dict[str, Any]:
+    cache: dict[str, Any] = {}
+    for e in a.entries:
+        slot = cache.setdefault(e.op, {}).setdefault(e.inputs, {}).setdefault(e.precision, {})
+        for t in e.timings:
+            slot[t.choice] = as_float(t.ms)
+    return cache
+
+
+def _unset(value: object) -> bool:
+    return value is msgspec.UNSET
+
+
+# --------------------------------------------------------------------------- populate
+
+
+def files(artifact: InductorBestConfig | InductorKernelPerf, root: str) -> list[FileWrite]:
+    """The file populate writes for a ``.best_config`` or ``.kernel_perf`` artifact."""
+    return [FileWrite(target_path(root, artifact.path), data=render(artifact))]
+
+
+def gemm_path(artifact: InductorGemmTimings, root: str) -> str:
+    return target_path(root, f"cache/{artifact.system.hash}")
+
+
+def merge_gemm_timings(artifact: InductorGemmTimings, root: str, *, dry_run: bool = False) -> tuple[str, str]:
+    """Merge the artifact's timings into the GEMM timing file under a lock, entry by entry:
+    timings already there are kept, missing ones added. Returns (action, detail)."""
+    path = gemm_path(artifact, root)
+    lock = target_path(root, f"locks/{artifact.system.hash}.atpack.lock")
+    with locked(lock):
+        try:
+            with open(path, "rb") as f:
+                existing = load_json(f.read(), path)
+        except FileNotFoundError:
+            existing = None
+        if existing is None:
+            n = sum(len(e.timings) for e in artifact.entries)
+            if not dry_run:
+                atomic_write(path, render(artifact))
+            return "written", f"{n} timings"
+        try:
+            cache, system = existing["cache"], existing["system"]
+            added = _merge_into(cache, artifact)
+        except (KeyError, TypeError, AttributeError) as e:
+            raise CacheFileError(f"{path}: not a GEMM timing file ({type(e).__name__}: {e}); left as it is") from e
+        if not added:
+            return "present", "every timing already there"
+        if not dry_run:
+            atomic_write(path, render_gemm_timings(system, cache))
+        return "merged", f"{added} timings added"
+
+
+def _merge_into(cache: dict[str, Any], artifact: InductorGemmTimings) -> int:
+    added = 0
+    for e in artifact.entries:
+        slot = cache.setdefault(e.op, {}).setdefault(e.inputs, {}).setdefault(e.precision, {})
+        for t in e.timings:
+            if t.choice not in slot:
+                slot[t.choice] = as_float(t.ms)
+                added += 1
+    return added

@@ -1,0 +1,181 @@
+"""Triton's disk cache: ``@triton.autotune`` results (``<key>/<fn>.autotune.json``) and
+compiled kernel folders (``<key>/<name>.json``, ``.cubin``, ... and ``__grp__<name>.json``).
+
+A kernel folder's ``__grp__`` file lists ABSOLUTE paths of its files, so it is not stored:
+populate writes it afresh for the target folder, after every file it names.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from typing import Any, Iterator
+
+import msgspec
+
+from ..artifacts import TritonAutotune, TritonConfig, TritonKernel
+from ..errors import CacheFileError
+from ..files import FileWrite, target_path
+from . import AddBlob, Collected, Skipped, as_float, finite, load_json, to_artifact
+
+__all__ = ["BINARY_SUFFIXES", "collect", "files", "render_autotune", "render_group"]
+
+log = logging.getLogger(__name__)
+
+BINARY_SUFFIXES = (".cubin", ".hsaco", ".spv", ".zebin")
+"""What a kernel needs besides its metadata to launch, per backend."""
+
+_KEY = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+_CONFIG_FIELDS = ("kwargs", "num_warps", "num_ctas", "num_stages", "maxnreg")
+_GROUP_PREFIX, _JSON = "__grp__", ".json"
+_AUTOTUNE = ".autotune.json"
+
+
+# --------------------------------------------------------------------------- collect
+
+
+def collect(root: str, env: str, add_blob: AddBlob, *, binaries_only: bool = False) -> Iterator[Collected]:
+    """Every autotune result and compiled kernel folder under `root`. With `binaries_only`,
+    kernels keep only their metadata and binary (no IR, no source): smaller, still a hit."""
+    if not os.path.isdir(root):
+        log.info("no Triton cache folder at %s", root)
+        return
+    for key in sorted(os.listdir(root)):
+        folder = os.path.join(root, key)
+        if not _KEY.match(key) or not os.path.isdir(folder):
+            continue
+        names = sorted(os.listdir(folder))
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                if name.endswith(_AUTOTUNE):
+                    yield _read_autotune(key, name, path, env)
+                elif name.startswith(_GROUP_PREFIX) and name.endswith(_JSON):
+                    yield _read_kernel(key, name[len(_GROUP_PREFIX) : -len(_JSON)], folder, env, add_blob, binaries_only)
+            except CacheFileError as e:
+                yield Skipped(path, str(e))
+            except OSError as e:
+                yield Skipped(path, e.strerror or str(e))
+
+
+def _read_autotune(key: str, name: str, path: str, env: str) -> TritonAutotune:
+    with open(path, "rb") as f:
+        raw = f.read()
+    artifact = parse_autotune(key, name[: -len(_AUTOTUNE)], raw, env)
+    if render_autotune(artifact) != raw:
+        log.warning("%s: unusual formatting; it will be written back with triton's formatting", path)
+    return artifact
+
+
+def parse_autotune(key: str, fn_name: str, raw: bytes, env: str) -> TritonAutotune:
+    where = f"{key}/{fn_name}{_AUTOTUNE}"
+    data = load_json(raw, where)
+    try:
+        fields: dict[str, Any] = {
+            "env": env,
+            "cache_key": key,
+            "fn_name": fn_name,
+            "tuning_key": data["key"],
+            "configs_timings": [
+                [_config_fields(config), [finite(t) for t in timings]] for config, timings in data["configs_timings"]
+            ],
+            "extra": [[k, v] for k, v in data.items() if k not in ("key", "configs_timings")],
+        }
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CacheFileError(f"{where}: not an autotune result ({type(e).__name__}: {e})") from e
+    return to_artifact(TritonAutotune, fields, where)  # type: ignore[no-any-return]
+
+
+def _config_fields(config: dict[str, Any]) -> dict[str, Any]:
+    fields = {k: config[k] for k in _CONFIG_FIELDS if k in config}
+    fields["kwargs"] = list(config["kwargs"].items())
+    fields["extra"] = [[k, v] for k, v in config.items() if k not in _CONFIG_FIELDS]
+    return fields
+
+
+def _read_kernel(key: str, name: str, folder: str, env: str, add_blob: AddBlob, binaries_only: bool) -> TritonKernel:
+    where = f"{key}/{_GROUP_PREFIX}{name}{_JSON}"
+    with open(os.path.join(folder, f"{_GROUP_PREFIX}{name}{_JSON}"), "rb") as f:
+        group_data = load_json(f.read(), where)
+    try:
+        children = list(group_data["child_paths"])
+    except (KeyError, TypeError) as e:
+        raise CacheFileError(f"{where}: not a Triton group file (no child_paths)") from e
+    metadata = f"{name}{_JSON}"
+    if metadata not in children:
+        raise CacheFileError(f"{where}: the group does not list the kernel's metadata {metadata}")
+    if binaries_only:
+        children = [c for c in children if c == metadata or c.endswith(BINARY_SUFFIXES)]
+    stored = []
+    for child in children:
+        path = os.path.join(folder, os.path.basename(str(child)))
+        if os.path.basename(str(child)) != child or not os.path.isfile(path):
+            continue  # Triton ignores children that are missing, so do we
+        with open(path, "rb") as f:
+            data = f.read()
+        stored.append([child, add_blob(data, os.path.splitext(child)[1]), len(data)])
+    if not any(name == metadata for name, _, _ in stored):
+        raise CacheFileError(f"{where}: the kernel's metadata {metadata} is missing")
+    fields = {
+        "env": env,
+        "cache_key": key,
+        "name": name,
+        "files": sorted(stored),
+        "group": [c for c in children if any(c == s[0] for s in stored)],
+    }
+    return to_artifact(TritonKernel, fields, where)  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- render
+
+
+def render_autotune(a: TritonAutotune) -> bytes:
+    data = {
+        "key": list(a.tuning_key),
+        "configs_timings": [[_config_dict(ct.config), [as_float(t) for t in ct.timings]] for ct in a.configs_timings],
+    }
+    data.update(a.extra)
+    return json.dumps(data).encode()
+
+
+def _config_dict(c: TritonConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {"kwargs": dict(c.kwargs), "num_warps": c.num_warps}
+    if c.num_ctas is not msgspec.UNSET:
+        out["num_ctas"] = c.num_ctas
+    out["num_stages"] = c.num_stages
+    if c.maxnreg is not msgspec.UNSET:
+        out["maxnreg"] = c.maxnreg
+    out.update(c.extra)
+    return out
+
+
+def render_group(folder: str, children: list[str]) -> bytes:
+    """A ``__grp__`` file naming `children` inside `folder`, as Triton writes it."""
+    return json.dumps({"child_paths": {c: os.path.join(folder, c) for c in children}}).encode()
+
+
+# --------------------------------------------------------------------------- populate
+
+
+def files(artifact: TritonAutotune | TritonKernel, root: str) -> list[FileWrite]:
+    """The files populate writes for an autotune result or a kernel folder."""
+    if isinstance(artifact, TritonAutotune):
+        path = target_path(root, f"{artifact.cache_key}/{artifact.fn_name}{_AUTOTUNE}")
+        return [FileWrite(path, data=render_autotune(artifact))]
+    folder = os.path.dirname(target_path(root, f"{artifact.cache_key}/{artifact.name}{_JSON}"))
+    writes = [
+        FileWrite(os.path.join(folder, f.name), blob=f.blob, size=f.size) for f in artifact.files
+    ]
+    stored = {f.name for f in artifact.files}
+    group = [c for c in artifact.group if c in stored] if artifact.group else sorted(stored)
+    writes.append(
+        FileWrite(
+            os.path.join(folder, f"{_GROUP_PREFIX}{artifact.name}{_JSON}"),
+            data=render_group(folder, group),
+            last=True,
+            replace=True,
+        )
+    )
+    return writes

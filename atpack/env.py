@@ -1,0 +1,313 @@
+"""The running machine's environment, and whether an artifact is valid on it.
+
+Fields are computed lazily, only when an artifact depends on them. `torch_key()` and
+`triton_key()` hash every source file of their package (seconds), so they are cached per
+installation under the atpack cache folder and the cache is validated by cheap `stat`s of
+each package's files and metadata; an installation change invalidates it.
+Device facts come from the CUDA driver (through ctypes, no torch import) and are never cached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import getpass
+import hashlib
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import re
+import sys
+import tempfile
+from typing import Any, Callable, Iterable
+
+import msgspec
+
+from .artifacts import Environment
+
+__all__ = [
+    "FIELDS",
+    "LocalEnvironment",
+    "atpack_cache_dir",
+    "default_inductor_dir",
+    "default_triton_dir",
+    "environment_from_json",
+    "mismatches",
+]
+
+log = logging.getLogger(__name__)
+
+FIELDS: tuple[str, ...] = tuple(f for f in Environment.__struct_fields__ if f != "extra")
+
+
+def default_inductor_dir() -> str:
+    """The folder Inductor uses: ``$TORCHINDUCTOR_CACHE_DIR`` or ``<tmp>/torchinductor_<user>``."""
+    if folder := os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return os.path.abspath(folder)
+    try:
+        user = getpass.getuser()
+    except (KeyError, ModuleNotFoundError, OSError):
+        user = f"uid_{os.getuid()}" if hasattr(os, "getuid") else "unknown_user"
+    return os.path.join(tempfile.gettempdir(), "torchinductor_" + re.sub(r'[\\/:*?"<>|]', "_", user))
+
+
+def default_triton_dir() -> str:
+    """The folder Triton uses: ``$TRITON_CACHE_DIR`` or ``$TRITON_HOME/.triton/cache``."""
+    if folder := os.environ.get("TRITON_CACHE_DIR"):
+        return os.path.abspath(folder)
+    home = os.environ.get("TRITON_HOME") or os.path.expanduser("~/")
+    return os.path.join(home, ".triton", "cache")
+
+
+def atpack_cache_dir() -> str:
+    """Where atpack keeps its own small caches: ``$ATPACK_CACHE_DIR`` or ``~/.cache/atpack``."""
+    if folder := os.environ.get("ATPACK_CACHE_DIR"):
+        return folder
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "atpack")
+
+
+def mismatches(recorded: Environment, local: Callable[[str], str | None], fields: Iterable[str]) -> list[str]:
+    """The reasons an artifact recorded under `recorded` is not valid here, one per field:
+    ``"device_name: recorded 'NVIDIA H100', found none"``. Unrecorded fields are not checked."""
+    reasons = []
+    for field in fields:
+        want = getattr(recorded, field)
+        if want is None:
+            continue
+        have = local(field)
+        if have != want:
+            reasons.append(f"{field}: recorded {_show(want)}, found {_show(have)}")
+    for name in sorted(recorded.extra):
+        reasons.append(f"extra.{name}: recorded {_show(recorded.extra[name])}, a validator this atpack cannot check")
+    return reasons
+
+
+def _show(value: str | None) -> str:
+    if value is None:
+        return "none"
+    return repr(value if len(value) <= 40 else value[:37] + "...")
+
+
+class _InstallCache(msgspec.Struct):
+    stamp: str
+    values: dict[str, str] = {}
+
+
+class LocalEnvironment:
+    """The environment of this process, computed field by field on first use."""
+
+    def __init__(self, *, device_index: int | None = None, use_cache: bool = True) -> None:
+        self._device_index = device_index
+        self._use_cache = use_cache
+        self._values: dict[str, str | None] = {}
+        self._device: tuple[str, str] | None | bool = False  # False: not probed yet
+
+    def get(self, field: str) -> str | None:
+        """One field's value here (None: not available on this machine)."""
+        if field not in self._values:
+            self._values[field] = self._compute(field)
+        return self._values[field]
+
+    def snapshot(self) -> Environment:
+        """Every field, as an `Environment` to record with collected artifacts."""
+        return Environment(**{f: self.get(f) for f in FIELDS})
+
+    # -- fields
+
+    def _compute(self, field: str) -> str | None:
+        if field == "torch_version":
+            return _dist_version("torch")
+        if field == "triton_version":
+            return _dist_version("triton")
+        if field in ("device_name", "compute_capability"):
+            device = self._probe_device()
+            if not device:
+                return None
+            return device[0] if field == "device_name" else device[1]
+        if field == "cuda_version":
+            return _torch_version_attr("cuda")
+        if field == "hip_version":
+            return _torch_version_attr("hip")
+        if field == "python_abi":
+            return sys.implementation.cache_tag
+        if field == "cache_key_tag":
+            return _cache_key_tag()
+        if field == "torch_key":
+            return self._cached("torch", "torch_key", _torch_key)
+        if field == "triton_key":
+            return self._cached("triton", "triton_key", _triton_key)
+        if field == "backend_hash":
+            cc = self.get("compute_capability")
+            if cc is None:
+                return None
+            return self._cached("triton", f"backend_hash:{cc}", _backend_hash)
+        raise KeyError(f"unknown environment field {field!r}")
+
+    def _probe_device(self) -> tuple[str, str] | None:
+        if self._device is False:
+            index = self._device_index
+            if index is None:
+                index = int(os.environ.get("LOCAL_RANK", "0") or 0)
+            self._device = _cuda_device(index)
+        return self._device or None
+
+    def _cached(self, package: str, name: str, compute: Callable[[], str | None]) -> str | None:
+        """A value derived from an installed package, cached until the installation changes."""
+        stamp = _install_stamp(package)
+        if stamp is None:
+            return None
+        path = os.path.join(atpack_cache_dir(), "installs", hashlib.sha256(stamp.encode()).hexdigest()[:32] + ".json")
+        cache = _InstallCache(stamp=stamp)
+        if self._use_cache:
+            with contextlib.suppress(OSError, msgspec.DecodeError):
+                with open(path, "rb") as f:
+                    found = msgspec.json.decode(f.read(), type=_InstallCache)
+                if found.stamp == stamp:
+                    cache = found
+                    if name in cache.values:
+                        return cache.values[name]
+        value = compute()
+        if value is not None and self._use_cache:
+            cache.values[name] = value
+            _write_quietly(path, msgspec.json.encode(cache))
+        return value
+
+
+def _dist_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _package_dir(name: str) -> str | None:
+    with contextlib.suppress(ImportError, ValueError):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            return os.path.dirname(spec.origin)
+    return None
+
+
+def _torch_version_attr(attr: str) -> str | None:
+    """`torch.version.cuda` / `.hip`, read from torch/version.py without importing torch."""
+    if "torch.version" in sys.modules:
+        value = getattr(sys.modules["torch.version"], attr, None)
+        return str(value) if value is not None else None
+    folder = _package_dir("torch")
+    if folder is None:
+        return None
+    try:
+        with open(os.path.join(folder, "version.py"), encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return None
+    match = re.search(rf"^{attr}\s*(?::[^=]*)?=\s*'([^']*)'", text, re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def _cache_key_tag() -> str:
+    config = sys.modules.get("torch.compiler.config")
+    if config is not None:
+        return str(config.cache_key_tag)
+    return os.environ.get("TORCH_COMPILE_CACHE_KEY_TAG", "")
+
+
+def _install_stamp(package: str) -> str | None:
+    """Identifies one installation of `package`: its path, version and the stat of its
+    top-level files and metadata. Changes when the package is reinstalled or upgraded."""
+    folder = _package_dir(package)
+    if folder is None:
+        return None
+    parts = [sys.executable, folder, _dist_version(package) or "?"]
+    with contextlib.suppress(OSError):
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            st = entry.stat(follow_symlinks=False)
+            parts.append(f"{entry.name}:{st.st_size}:{st.st_mtime_ns}")
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError, OSError):
+        dist = importlib.metadata.distribution(package)
+        record = dist.locate_file(f"{dist.metadata['Name'].replace('-', '_')}-{dist.version}.dist-info/RECORD")
+        st = os.stat(str(record))
+        parts.append(f"RECORD:{st.st_size}:{st.st_mtime_ns}")
+    return "\n".join(parts)
+
+
+def _torch_key() -> str | None:
+    try:
+        from torch._inductor.codecache import torch_key
+    except ImportError:
+        return None
+    log.info("computing torch_key() (hashes torch's sources; cached afterwards)")
+    return str(torch_key().hex())
+
+
+def _triton_key() -> str | None:
+    try:
+        from triton.runtime.cache import triton_key
+    except ImportError:
+        try:
+            from triton.compiler.compiler import triton_key
+        except ImportError:
+            return None
+    return str(triton_key())
+
+
+def _backend_hash() -> str | None:
+    try:
+        from triton.compiler.compiler import make_backend
+        from triton.runtime import driver
+
+        return str(make_backend(driver.active.get_current_target()).hash())
+    except Exception as e:  # noqa: BLE001 - no driver, no GPU, old triton: all mean "unknown"
+        log.debug("no triton backend hash: %s", e)
+        return None
+
+
+def _cuda_device(index: int) -> tuple[str, str] | None:
+    """(name, "major.minor") of CUDA device `index` from the driver API, or None."""
+    torch_mod: Any = sys.modules.get("torch")
+    if torch_mod is not None and torch_mod.cuda.is_initialized():
+        props = torch_mod.cuda.get_device_properties(index)
+        return str(props.name), f"{props.major}.{props.minor}"
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            lib = ctypes.CDLL(name)
+            break
+        except OSError:
+            continue
+    else:
+        return None
+    count, dev, major, minor = ctypes.c_int(), ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+    buf = ctypes.create_string_buffer(256)
+    if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value == 0:
+        return None
+    index = min(index, count.value - 1)
+    if (
+        lib.cuDeviceGet(ctypes.byref(dev), index) != 0
+        or lib.cuDeviceGetName(buf, 256, dev) != 0
+        or lib.cuDeviceGetAttribute(ctypes.byref(major), 75, dev) != 0
+        or lib.cuDeviceGetAttribute(ctypes.byref(minor), 76, dev) != 0
+    ):
+        return None
+    return buf.value.decode(errors="replace"), f"{major.value}.{minor.value}"
+
+
+def _write_quietly(path: str, data: bytes) -> None:
+    """Best effort: a read-only home must not break populate."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        log.debug("cannot cache %s: %s", path, e)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def environment_from_json(data: bytes | str) -> Environment:
+    """An `Environment` from its JSON form (e.g. a file written by ``atpack env --json``)."""
+    return msgspec.json.decode(data, type=Environment)
+

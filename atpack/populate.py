@@ -1,0 +1,231 @@
+"""Populating: pack → artifacts valid here → files in Inductor's and Triton's cache folders.
+
+Each artifact is checked against this machine's environment (only the fields its kind
+depends on) and skipped with a reason when it does not apply. Files are written atomically
+and never replace a different existing result: what a folder already holds is kept.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import os
+import time
+from typing import Any
+
+from .artifacts import (
+    Artifact,
+    InductorBestConfig,
+    InductorGemmTimings,
+    InductorKernelPerf,
+    TritonAutotune,
+    TritonKernel,
+    UnknownArtifact,
+)
+from .env import LocalEnvironment, default_inductor_dir, default_triton_dir, mismatches
+from .errors import AtpackError
+from .files import FileWrite, atomic_write, file_state
+from .pack import Pack, open_pack
+
+__all__ = ["Outcome", "PopulateReport", "populate"]
+
+log = logging.getLogger(__name__)
+
+WRITTEN, PRESENT, KEPT, MERGED, SKIPPED, FAILED = "written", "present", "kept", "merged", "skipped", "failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What populate did (or, in a dry run, would do) with one artifact."""
+
+    kind: str
+    key: str
+    action: str
+    detail: str = ""
+
+
+@dataclasses.dataclass
+class PopulateReport:
+    """Every artifact's outcome, plus where and how populate ran."""
+
+    pack: str
+    inductor_dir: str
+    triton_dir: str
+    dry_run: bool = False
+    ignored_environment: bool = False
+    outcomes: list[Outcome] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+    bytes_read: int = 0
+
+    def count(self, action: str) -> int:
+        return sum(1 for o in self.outcomes if o.action == action)
+
+    @property
+    def ok(self) -> bool:
+        return self.count(FAILED) == 0
+
+    def format(self, *, verbose: bool = False) -> str:
+        """A readable report: counts per kind and action, then the reasons for skips."""
+        verb = "would populate" if self.dry_run else "populated"
+        lines = [f"{verb} {self.inductor_dir} (inductor) and {self.triton_dir} (triton) from {self.pack}"]
+        if self.ignored_environment:
+            lines.append("environment check OVERRIDDEN (--ignore-environment): artifacts were written regardless")
+        table = collections.Counter((o.kind, o.action) for o in self.outcomes)
+        for kind in sorted({k for k, _ in table}):
+            counts = ", ".join(f"{table[kind, a]} {a}" for a in (WRITTEN, MERGED, PRESENT, KEPT, SKIPPED, FAILED) if table[kind, a])
+            lines.append(f"  {kind:28s} {counts}")
+        why = collections.Counter((o.kind, o.action, o.detail) for o in self.outcomes if o.action in (SKIPPED, FAILED, KEPT))
+        for (kind, action, detail), n in sorted(why.items()):
+            lines.append(f"  {action} {n} {kind}: {detail}")
+        if verbose:
+            lines += [f"    {o.action:8s} {o.kind} {o.key} {o.detail}".rstrip() for o in self.outcomes]
+        total = ", ".join(f"{self.count(a)} {a}" for a in (WRITTEN, MERGED, PRESENT, KEPT, SKIPPED, FAILED) if self.count(a))
+        lines.append(f"{len(self.outcomes)} artifacts: {total or 'none'} in {self.seconds:.2f} s, {self.bytes_read:,} bytes read")
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class _Planned:
+    artifact: Artifact
+    writes: list[FileWrite]
+    states: list[str]
+    note: str = ""
+
+
+def populate(
+    pack: Pack | str | os.PathLike[str],
+    *,
+    inductor_dir: str | None = None,
+    triton_dir: str | None = None,
+    dry_run: bool = False,
+    ignore_environment: bool = False,
+    storage_options: dict[str, Any] | None = None,
+    environment: LocalEnvironment | None = None,
+) -> PopulateReport:
+    """Write every artifact of `pack` that is valid on this machine into the cache folders
+    (by default, the ones torch and triton use here) and report what happened to each.
+
+    Re-running is idempotent. `ignore_environment` writes every artifact regardless of
+    where it was made (for tests, and for users who know better); the report says so.
+    """
+    start = time.perf_counter()
+    opened = not isinstance(pack, Pack)
+    source = open_pack(pack, storage_options=storage_options) if not isinstance(pack, Pack) else pack
+    try:
+        report = PopulateReport(
+            pack=source.name,
+            inductor_dir=inductor_dir or default_inductor_dir(),
+            triton_dir=triton_dir or default_triton_dir(),
+            dry_run=dry_run,
+            ignored_environment=ignore_environment,
+        )
+        read_before = source.bytes_read
+        _populate(source, report, environment or LocalEnvironment())
+        report.bytes_read = source.bytes_read - read_before
+    finally:
+        if opened:
+            source.close()
+    report.seconds = time.perf_counter() - start
+    log.info("%s", report.format().splitlines()[-1])
+    return report
+
+
+def _populate(pack: Pack, report: PopulateReport, local: LocalEnvironment) -> None:
+    planned: list[_Planned] = []
+    merges: list[tuple[InductorGemmTimings, str]] = []
+    for artifact in pack.artifacts:
+        if isinstance(artifact, UnknownArtifact):
+            report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, "a kind this atpack version does not know"))
+            continue
+        reasons = mismatches(pack.manifest.environments[artifact.env], local.get, type(artifact).depends_on)
+        note = ""
+        if reasons:
+            if not report.ignored_environment:
+                report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, "; ".join(reasons)))
+                continue
+            note = "environment differs, overridden: " + "; ".join(reasons)
+        try:
+            if isinstance(artifact, InductorGemmTimings):
+                merges.append((artifact, note))
+                continue
+            writes = _files(artifact, report)
+            states = [file_state(w.path, data=w.data, digest=w.blob, size=w.size) for w in writes]
+        except AtpackError as e:
+            report.outcomes.append(Outcome(artifact.kind, artifact.key, FAILED, str(e)))
+            continue
+        planned.append(_Planned(artifact, writes, states, note))
+    if not report.dry_run:
+        _write(pack, planned)
+    report.outcomes += [_outcome(p, report.dry_run) for p in planned]
+    report.outcomes += [_merge(a, note, report) for a, note in merges]
+
+
+def _files(artifact: Artifact, report: PopulateReport) -> list[FileWrite]:
+    from .adapters import inductor, triton
+
+    if isinstance(artifact, (InductorBestConfig, InductorKernelPerf)):
+        return inductor.files(artifact, report.inductor_dir)
+    if isinstance(artifact, (TritonAutotune, TritonKernel)):
+        return triton.files(artifact, report.triton_dir)
+    raise AtpackError(f"no adapter populates {artifact.kind}")
+
+
+def _write(pack: Pack, planned: list[_Planned]) -> None:
+    """Inline files first, then blobs in storage order (each frame fetched once), then the
+    files that make the others visible (Triton's group files)."""
+    by_blob: dict[str, list[str]] = collections.defaultdict(list)
+    last: list[tuple[_Planned, int]] = []
+    for p in planned:
+        for i, (w, state) in enumerate(zip(p.writes, p.states)):
+            if state == "same" or (state == "different" and not w.replace):
+                continue
+            if w.last:
+                last.append((p, i))
+            elif w.blob is not None:
+                by_blob[w.blob].append(w.path)
+            else:
+                _write_one(p, i, w.data or b"")
+    blob_paths = {w.path: (p, i) for p in planned for i, w in enumerate(p.writes) if w.blob is not None}
+    for digest, data in pack.read_blobs(by_blob):
+        for path in by_blob[digest]:
+            p, i = blob_paths[path]
+            _write_one(p, i, data)
+    for p, i in last:
+        _write_one(p, i, p.writes[i].data or b"")
+
+
+def _write_one(p: _Planned, i: int, data: bytes) -> None:
+    w = p.writes[i]
+    if atomic_write(w.path, data, exclusive=not w.replace):
+        p.states[i] = "written"
+    else:
+        p.states[i] = "different"  # someone wrote it meanwhile: theirs stays
+
+
+def _outcome(p: _Planned, dry_run: bool) -> Outcome:
+    a = p.artifact
+    todo = [s for s, w in zip(p.states, p.writes) if s in ("absent", "written") or (s == "different" and w.replace)]
+    kept = [w.path for s, w in zip(p.states, p.writes) if s == "different" and not w.replace]
+    notes = [p.note] if p.note else []
+    if kept:
+        notes.insert(0, f"kept {len(kept)} existing file(s) that differ: {os.path.basename(kept[0])}")
+        action = KEPT
+    elif todo:
+        action = WRITTEN
+        notes.insert(0, f"{'would write' if dry_run else 'wrote'} {len(todo)} file(s)")
+    else:
+        action = PRESENT
+    return Outcome(a.kind, a.key, action, "; ".join(notes))
+
+
+def _merge(artifact: InductorGemmTimings, note: str, report: PopulateReport) -> Outcome:
+    from .adapters import inductor
+
+    try:
+        action, detail = inductor.merge_gemm_timings(artifact, report.inductor_dir, dry_run=report.dry_run)
+    except AtpackError as e:
+        return Outcome(artifact.kind, artifact.key, FAILED, str(e))
+    if report.dry_run and action != PRESENT:
+        detail = f"would be {action}: {detail}"
+    return Outcome(artifact.kind, artifact.key, action, "; ".join(x for x in (detail, note) if x))
