@@ -412,6 +412,10 @@ class Pack:
         """The content digest (artifacts and digested annotations), independent of the bytes."""
         return self.manifest.digest
 
+    @property
+    def blob_count(self) -> int:
+        return len(self._blobs)
+
     def has_blob(self, digest: str) -> bool:
         return digest in self._blobs
 

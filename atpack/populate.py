@@ -33,6 +33,7 @@ __all__ = ["Outcome", "PopulateReport", "populate"]
 log = logging.getLogger(__name__)
 
 WRITTEN, PRESENT, KEPT, MERGED, SKIPPED, FAILED = "written", "present", "kept", "merged", "skipped", "failed"
+ACTIONS = (WRITTEN, MERGED, PRESENT, KEPT, SKIPPED, FAILED)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,19 +71,22 @@ class PopulateReport:
         verb = "would populate" if self.dry_run else "populated"
         lines = [f"{verb} {self.inductor_dir} (inductor) and {self.triton_dir} (triton) from {self.pack}"]
         if self.ignored_environment:
-            lines.append("environment check OVERRIDDEN (--ignore-environment): artifacts were written regardless")
+            lines.append("environment check OVERRIDDEN (--ignore-environment): artifacts made elsewhere are written too")
         table = collections.Counter((o.kind, o.action) for o in self.outcomes)
         for kind in sorted({k for k, _ in table}):
-            counts = ", ".join(f"{table[kind, a]} {a}" for a in (WRITTEN, MERGED, PRESENT, KEPT, SKIPPED, FAILED) if table[kind, a])
+            counts = ", ".join(f"{table[kind, a]} {self._label(a)}" for a in ACTIONS if table[kind, a])
             lines.append(f"  {kind:28s} {counts}")
         why = collections.Counter((o.kind, o.action, o.detail) for o in self.outcomes if o.action in (SKIPPED, FAILED, KEPT))
         for (kind, action, detail), n in sorted(why.items()):
             lines.append(f"  {action} {n} {kind}: {detail}")
         if verbose:
             lines += [f"    {o.action:8s} {o.kind} {o.key} {o.detail}".rstrip() for o in self.outcomes]
-        total = ", ".join(f"{self.count(a)} {a}" for a in (WRITTEN, MERGED, PRESENT, KEPT, SKIPPED, FAILED) if self.count(a))
+        total = ", ".join(f"{self.count(a)} {self._label(a)}" for a in ACTIONS if self.count(a))
         lines.append(f"{len(self.outcomes)} artifacts: {total or 'none'} in {self.seconds:.2f} s, {self.bytes_read:,} bytes read")
         return "\n".join(lines)
+
+    def _label(self, action: str) -> str:
+        return f"to be {action}" if self.dry_run and action in (WRITTEN, MERGED, KEPT) else action
 
 
 @dataclasses.dataclass
@@ -226,6 +230,4 @@ def _merge(artifact: InductorGemmTimings, note: str, report: PopulateReport) -> 
         action, detail = inductor.merge_gemm_timings(artifact, report.inductor_dir, dry_run=report.dry_run)
     except AtpackError as e:
         return Outcome(artifact.kind, artifact.key, FAILED, str(e))
-    if report.dry_run and action != PRESENT:
-        detail = f"would be {action}: {detail}"
     return Outcome(artifact.kind, artifact.key, action, "; ".join(x for x in (detail, note) if x))

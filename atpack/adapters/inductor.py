@@ -203,28 +203,30 @@ def merge_gemm_timings(artifact: InductorGemmTimings, root: str, *, dry_run: boo
     """Merge the artifact's timings into the GEMM timing file under a lock, entry by entry:
     timings already there are kept, missing ones added. Returns (action, detail)."""
     path = gemm_path(artifact, root)
-    lock = target_path(root, f"locks/{artifact.system.hash}.atpack.lock")
-    with locked(lock):
-        try:
-            with open(path, "rb") as f:
-                existing = load_json(f.read(), path)
-        except FileNotFoundError:
-            existing = None
-        if existing is None:
-            n = sum(len(e.timings) for e in artifact.entries)
-            if not dry_run:
-                atomic_write(path, render(artifact))
-            return "written", f"{n} timings"
-        try:
-            cache, system = existing["cache"], existing["system"]
-            added = _merge_into(cache, artifact)
-        except (KeyError, TypeError, AttributeError) as e:
-            raise CacheFileError(f"{path}: not a GEMM timing file ({type(e).__name__}: {e}); left as it is") from e
-        if not added:
-            return "present", "every timing already there"
+    if dry_run:
+        return _merge_file(artifact, path, dry_run=True)
+    with locked(target_path(root, f"locks/{artifact.system.hash}.atpack.lock")):
+        return _merge_file(artifact, path, dry_run=False)
+
+
+def _merge_file(artifact: InductorGemmTimings, path: str, *, dry_run: bool) -> tuple[str, str]:
+    try:
+        with open(path, "rb") as f:
+            existing = load_json(f.read(), path)
+    except FileNotFoundError:
         if not dry_run:
-            atomic_write(path, render_gemm_timings(system, cache))
-        return "merged", f"{added} timings added"
+            atomic_write(path, render(artifact))
+        return "written", f"{sum(len(e.timings) for e in artifact.entries)} timings"
+    try:
+        cache, system = existing["cache"], existing["system"]
+        added = _merge_into(cache, artifact)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise CacheFileError(f"{path}: not a GEMM timing file ({type(e).__name__}: {e}); left as it is") from e
+    if not added:
+        return "present", "every timing already there"
+    if not dry_run:
+        atomic_write(path, render_gemm_timings(system, cache))
+    return "merged", f"{added} timings added"
 
 
 def _merge_into(cache: dict[str, Any], artifact: InductorGemmTimings) -> int:

@@ -1,0 +1,98 @@
+"""The main job, end to end, on the real H100 sample shipped in the repo.
+
+    python tools/demo.py [--workdir DIR]
+
+1. unpack the sample caches (Inductor + Triton folders captured on an H100, torch 2.11,
+   triton 3.6) into DIR/sample;
+2. `atpack pack` them into a pack published to the default store, a local folder (DIR/store);
+3. `atpack populate` fresh cache folders from it: on any machine but that H100 the report
+   says, per artifact, which environment field differs;
+4. `atpack populate --ignore-environment`: the full restore, checked file by file against
+   the sample (byte-identical, or differing only in the rewritten absolute paths).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tarfile
+from pathlib import Path
+
+from atpack.cli import main as atpack
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "tests" / "data" / "h100-torch2.11-triton3.6-mlp.tar.xz"
+SAMPLE_ENV = REPO / "tests" / "data" / "h100-torch2.11-triton3.6-mlp.environment.json"
+CAPTURE_ROOT = "/tmp/tmp.VeCmDqFOG2/mlp"  # where the sample's caches lived on the H100
+
+
+def run(*argv: str) -> None:
+    print(f"\n$ atpack {' '.join(argv)}", flush=True)
+    code = atpack(list(argv))
+    sys.stdout.flush()
+    if code != 0:
+        raise SystemExit(f"atpack {argv[0]} failed with exit code {code}")
+
+
+def compare(sample: Path, populated: Path) -> tuple[int, int, list[str]]:
+    """(identical files, files differing only in rewritten paths, problems)."""
+    same = rewritten = 0
+    problems = []
+    for path in sorted(populated.rglob("*")):
+        rel = path.relative_to(populated)
+        if not path.is_file() or rel.parts[0] == "locks":
+            continue
+        mine, theirs = path.read_bytes(), (sample / rel).read_bytes()
+        if mine == theirs:
+            same += 1
+        elif path.name.startswith("__grp__") and _group_matches(mine, theirs, sample, populated):
+            rewritten += 1
+        else:
+            problems.append(str(rel))
+    return same, rewritten, problems
+
+
+def _group_matches(mine: bytes, theirs: bytes, sample: Path, populated: Path) -> bool:
+    children = json.loads(mine)["child_paths"]
+    if not all(os.path.exists(p) for p in children.values()):
+        return False
+    original = theirs.decode().replace(CAPTURE_ROOT + "/" + sample.name, str(populated))
+    return mine.decode() == original
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default="atpack-demo", help="where to put everything (default: ./atpack-demo)")
+    work = Path(parser.parse_args().workdir).resolve()
+    if work.exists():
+        shutil.rmtree(work)
+    sample, store, caches = work / "sample", work / "store", work / "caches"
+    with tarfile.open(SAMPLE) as tar:
+        tar.extractall(sample, filter="data")
+    pack = str(store / "h100-mlp.atpack")
+    print(f"sample: {SAMPLE.name}, unpacked into {sample}")
+
+    run("pack", "--inductor-dir", str(sample / "mlp" / "inductor"), "--triton-dir", str(sample / "mlp" / "triton"),
+        "--environment", str(SAMPLE_ENV), "--annotate", "org.atpack.sample=h100-mlp", "-o", pack)
+    run("verify", pack)
+    run("inspect", pack)
+    run("populate", pack, "--inductor-dir", str(caches / "inductor"), "--triton-dir", str(caches / "triton"))
+    run("populate", pack, "--ignore-environment", "--inductor-dir", str(caches / "inductor"),
+        "--triton-dir", str(caches / "triton"))
+
+    print("\nchecking the restored folders against the sample:")
+    failed = False
+    for name in ("inductor", "triton"):
+        same, rewritten, problems = compare(sample / "mlp" / name, caches / name)
+        print(f"  {name:8s}: {same} files byte-identical, {rewritten} __grp__ files with paths rewritten for the new folder")
+        for p in problems:
+            print(f"  MISMATCH {name}/{p}")
+            failed = True
+    raise SystemExit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
