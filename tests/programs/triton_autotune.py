@@ -1,0 +1,34 @@
+"""Run a user `@triton.autotune` kernel (16 configs, 2 tuning keys) through Triton's own
+autotuner and disk cache (`check_disk_cache`), with the benchmark and the launch stubbed.
+Prints JSON: benchmark calls made, cache hits reported, the chosen configs. Uses $TRITON_CACHE_DIR."""
+
+from __future__ import annotations
+
+import json
+
+import standin
+
+standin.install()
+
+import torch  # noqa: E402
+import triton  # noqa: E402
+from triton.runtime.autotuner import Autotuner  # noqa: E402
+from user_kernel import scale_add  # noqa: E402
+
+bench_calls = []
+
+
+def fake_bench(self, *args, config, **kwargs):  # a deterministic "measurement"
+    bench_calls.append(str(config))
+    return [1.0 / config.kwargs["BLOCK"] + config.num_warps * 1e-4 + config.num_stages * 1e-5] * 3
+
+
+Autotuner._bench = fake_bench
+scale_add.fn.run = lambda *args, **kwargs: None  # no GPU: no launch
+hits = []
+triton.knobs.autotuning.listener = lambda **kw: hits.append(kw["cache_hit"])
+x = torch.zeros(16)
+for n in (65536, 4194304):
+    scale_add[(1,)](x, x, x, n, 3)
+print(json.dumps({"bench_calls": len(bench_calls), "cache_hits": hits,
+                  "best": sorted(str(c) for c in scale_add.cache.values())}))

@@ -1,0 +1,78 @@
+"""Populated caches are read by torch's and triton's own code, in a fresh process.
+
+Inductor's `.best_config` lookup (the kernel decorator's autotune cache check) and Triton's
+`check_disk_cache` both run on a CPU-only machine with a stand-in CUDA driver
+(tests/programs/standin.py); only the launch and the benchmark are stubbed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from h100_sample import h100_sample_root  # noqa: F401
+
+from atpack.collect import pack_caches
+from atpack.populate import populate
+
+PROGRAMS = Path(__file__).parent / "programs"
+pytestmark = pytest.mark.slow
+
+
+def _run(program: str, *args: str, **env: str) -> Any:
+    result = subprocess.run(
+        [sys.executable, str(PROGRAMS / program), *args],
+        env={**os.environ, **env}, capture_output=True, text=True, cwd=PROGRAMS, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def kernel_sources(h100_sample_root: Path, tmp_path: Path) -> list[str]:
+    """Two GPU-shaped kernel modules from the sample: the reduction kernel Inductor tuned by
+    coordinate descent, and the pointwise kernel of a fusion benchmark module with its
+    benchmark harness (which needs CUDA) cut off."""
+    reduction = h100_sample_root / "inductor" / "za" / "czaymuaubtkmvo5w2rzqz5zsostlr5g2i5clj5rcmrb7xuu34lyb.py"
+    bench = (h100_sample_root / "inductor" / "ej" / "cejugkvjzrta4u6w2aoovjht3atemi6yiigqzlheuqn4t5iattwo.py").read_text()
+    kernel = bench[: bench.index("\ndef get_args")]
+    kernel = "\n".join(line for line in kernel.splitlines() if "rand_strided" not in line and "get_raw_stream" not in line)
+    pointwise = tmp_path / "pointwise.py"
+    pointwise.write_text(kernel + "\n")
+    return [str(reduction), str(pointwise)]
+
+
+def test_inductor_reads_a_populated_best_config_as_a_hit(kernel_sources: list[str], tmp_path: Path) -> None:
+    made, fresh, empty = tmp_path / "made", tmp_path / "fresh", tmp_path / "empty"
+    tuned = _run("inductor_kernel.py", "tune", *kernel_sources, TORCHINDUCTOR_CACHE_DIR=str(made))
+    assert [k["autotune_cache_state"] for k in tuned] == ["miss", "miss"]
+
+    pack_caches(tmp_path / "p.atpack", inductor_dir=str(made), sources=["inductor"])
+    report = populate(tmp_path / "p.atpack", inductor_dir=str(fresh), triton_dir=str(tmp_path / "t"))
+    assert report.count("written") == 2, report.format()
+
+    read = _run("inductor_kernel.py", "read", *kernel_sources, TORCHINDUCTOR_CACHE_DIR=str(fresh))
+    assert [k["autotune_cache_state"] for k in read] == ["hit", "hit"]
+    assert [k["best"] for k in read] == [k["saved"] for k in tuned]
+    control = _run("inductor_kernel.py", "read", *kernel_sources, TORCHINDUCTOR_CACHE_DIR=str(empty))
+    assert [k["autotune_cache_state"] for k in control] == ["miss", "miss"]
+
+
+def test_triton_hits_populated_autotune_results_without_benchmarking(tmp_path: Path) -> None:
+    made, fresh, empty = tmp_path / "made", tmp_path / "fresh", tmp_path / "empty"
+    tuned = _run("triton_autotune.py", TRITON_CACHE_DIR=str(made))
+    assert tuned["bench_calls"] == 32 and tuned["cache_hits"] == [False, False]
+
+    pack_caches(tmp_path / "p.atpack", triton_dir=str(made), sources=["triton"])
+    report = populate(tmp_path / "p.atpack", inductor_dir=str(tmp_path / "i"), triton_dir=str(fresh))
+    assert report.count("written") == 2, report.format()
+
+    warm = _run("triton_autotune.py", TRITON_CACHE_DIR=str(fresh))
+    assert warm == {"bench_calls": 0, "cache_hits": [True, True], "best": tuned["best"]}
+    control = _run("triton_autotune.py", TRITON_CACHE_DIR=str(empty))
+    assert control["bench_calls"] == 32
