@@ -13,7 +13,8 @@ an artifact does not type are kept, in order, in its ``extra`` field.
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any, ClassVar, Iterable, Iterator, Union
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Any, ClassVar, Union
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
@@ -46,7 +47,7 @@ Scalar = Union[int, float, str, bool, None]
 """A JSON scalar: what block sizes, tuning-key entries and option values are."""
 
 Timing = Annotated[
-    Union[float, None],
+    float | None,
     Meta(description="milliseconds; null stands for a non-finite time (a candidate that failed)"),
 ]
 
@@ -119,7 +120,7 @@ class Artifact(Struct, tag_field="kind", frozen=True, kw_only=True, forbid_unkno
         return self.key
 
 
-class InductorBestConfig(Artifact, tag="inductor.best_config/1"):
+class InductorBestConfig(Artifact, tag="inductor.best_config/1", frozen=True):
     """One Inductor ``.best_config`` file: the chosen config of a pointwise, reduction or
     persistent-reduction kernel (heuristics or coordinate descent).
 
@@ -134,7 +135,7 @@ class InductorBestConfig(Artifact, tag="inductor.best_config/1"):
     configs_hash: str | UnsetType = UNSET
     found_by_coordesc: bool | UnsetType = UNSET
     time_taken_ms: int | float | UnsetType = UNSET
-    triton_cache_hash: str | None | UnsetType = UNSET
+    triton_cache_hash: str | UnsetType | None = UNSET
     extra: Extra = ()
 
     depends_on: ClassVar[tuple[str, ...]] = ("torch_version", "torch_key", "cache_key_tag", "device_name")
@@ -149,7 +150,7 @@ class InductorBestConfig(Artifact, tag="inductor.best_config/1"):
         return f"{self.path} {params} warps={self.num_warps} stages={self.num_stages} ({how})"
 
 
-class InductorKernelPerf(Artifact, tag="inductor.kernel_perf/1"):
+class InductorKernelPerf(Artifact, tag="inductor.kernel_perf/1", frozen=True):
     """One Inductor ``.kernel_perf`` file: the measured time of a fused kernel, used to decide
     fusions (benchmark_fusion, combo kernels). Two values for combo kernels (time, clone time)."""
 
@@ -170,10 +171,10 @@ class GemmSystem(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, 
     """The ``system`` record of a GEMM timing file; `hash` names the file."""
 
     hash: Hex64
-    device_name: str | None | UnsetType = UNSET
+    device_name: str | UnsetType | None = UNSET
     triton: str | UnsetType = UNSET
-    cuda: str | None | UnsetType = UNSET
-    hip: str | None | UnsetType = UNSET
+    cuda: str | UnsetType | None = UNSET
+    hip: str | UnsetType | None = UNSET
 
 
 class ChoiceTiming(Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
@@ -192,14 +193,20 @@ class GemmEntry(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     timings: tuple[ChoiceTiming, ...]
 
 
-class InductorGemmTimings(Artifact, tag="inductor.gemm_timings/1"):
+class InductorGemmTimings(Artifact, tag="inductor.gemm_timings/1", frozen=True):
     """Inductor's max-autotune GEMM timing cache (``cache/<system hash>``), entries in file
     order. Populate merges it entry by entry into what is already there."""
 
     system: GemmSystem
     entries: tuple[GemmEntry, ...]
 
-    depends_on: ClassVar[tuple[str, ...]] = ("triton_key", "triton_version", "device_name", "cuda_version", "hip_version")
+    depends_on: ClassVar[tuple[str, ...]] = (
+        "triton_key",
+        "triton_version",
+        "device_name",
+        "cuda_version",
+        "hip_version",
+    )
 
     @property
     def key(self) -> str:
@@ -217,7 +224,7 @@ class TritonConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     num_warps: int
     num_ctas: int | UnsetType = UNSET
     num_stages: int
-    maxnreg: int | None | UnsetType = UNSET
+    maxnreg: int | UnsetType | None = UNSET
     extra: Extra = ()
 
 
@@ -228,7 +235,7 @@ class TritonConfigTiming(Struct, frozen=True, array_like=True, forbid_unknown_fi
     timings: tuple[Timing, ...]
 
 
-class TritonAutotune(Artifact, tag="triton.autotune/1"):
+class TritonAutotune(Artifact, tag="triton.autotune/1", frozen=True):
     """One ``@triton.autotune`` disk-cache result:
     ``<triton cache>/<cache_key>/<fn_name>.autotune.json``."""
 
@@ -239,7 +246,12 @@ class TritonAutotune(Artifact, tag="triton.autotune/1"):
     extra: Extra = ()
 
     depends_on: ClassVar[tuple[str, ...]] = (
-        "triton_version", "triton_key", "backend_hash", "compute_capability", "device_name", "python_abi",
+        "triton_version",
+        "triton_key",
+        "backend_hash",
+        "compute_capability",
+        "device_name",
+        "python_abi",
     )
 
     @property
@@ -267,7 +279,7 @@ class KernelFile(Struct, frozen=True, array_like=True, forbid_unknown_fields=Tru
     size: Size
 
 
-class TritonKernel(Artifact, tag="triton.kernel/1"):
+class TritonKernel(Artifact, tag="triton.kernel/1", frozen=True):
     """A compiled Triton kernel folder ``<triton cache>/<cache_key>/``.
 
     The ``__grp__<name>.json`` file is not stored: it names absolute paths, so populate
@@ -280,7 +292,11 @@ class TritonKernel(Artifact, tag="triton.kernel/1"):
     group: tuple[FileName, ...] | UnsetType = UNSET
 
     depends_on: ClassVar[tuple[str, ...]] = (
-        "triton_version", "triton_key", "backend_hash", "compute_capability", "python_abi",
+        "triton_version",
+        "triton_key",
+        "backend_hash",
+        "compute_capability",
+        "python_abi",
     )
 
     @property
@@ -306,9 +322,7 @@ ARTIFACT_TYPES: tuple[type[Artifact], ...] = (
 
 KNOWN_KINDS: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in ARTIFACT_TYPES)
 
-AnyArtifact = Union[
-    InductorBestConfig, InductorKernelPerf, InductorGemmTimings, TritonAutotune, TritonKernel
-]
+AnyArtifact = Union[InductorBestConfig, InductorKernelPerf, InductorGemmTimings, TritonAutotune, TritonKernel]
 
 
 class UnknownArtifact:
@@ -390,9 +404,7 @@ class Manifest:
 
 def manifest_digest(artifact_digests: Iterable[str], digested_annotations: dict[str, str]) -> str:
     """sha256 of the canonical encoding of ``{"annotations": …, "artifacts": [sorted digests]}``."""
-    return digest_bytes(
-        canonical({"annotations": digested_annotations, "artifacts": sorted(artifact_digests)})
-    )
+    return digest_bytes(canonical({"annotations": digested_annotations, "artifacts": sorted(artifact_digests)}))
 
 
 def _ms(value: float | None) -> str:

@@ -12,7 +12,8 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -59,51 +60,83 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", help="more detail")
     storage = argparse.ArgumentParser(add_help=False)
     storage.add_argument(
-        "--storage-options", metavar="JSON", type=_json_object, default=None,
-        help='fsspec storage_options, passed through unchanged (e.g. \'{"anon": true}\')',
+        "--storage-options",
+        metavar="JSON",
+        type=_json_object,
+        default=None,
+        help="fsspec storage_options, passed through unchanged (e.g. '{\"anon\": true}')",
     )
     parser = argparse.ArgumentParser(
-        prog="atpack", description="Autotune results as packs: collect, inspect, verify, populate.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common],
+        prog="atpack",
+        description="Autotune results as packs: collect, inspect, verify, populate.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("pack", parents=[common, storage], help="collect cache folders into a pack",
-                       description="Collect every supported artifact from Inductor's and Triton's cache folders.")
+    p = sub.add_parser(
+        "pack",
+        parents=[common, storage],
+        help="collect cache folders into a pack",
+        description="Collect every supported artifact from Inductor's and Triton's cache folders.",
+    )
     p.add_argument("-o", "--output", required=True, metavar="URL", help="where to write the pack (any fsspec URL)")
     p.add_argument("--inductor-dir", metavar="DIR", help="Inductor cache folder (default: the one torch uses)")
     p.add_argument("--triton-dir", metavar="DIR", help="Triton cache folder (default: the one triton uses)")
     p.add_argument("--no-inductor", action="store_true", help="do not collect Inductor's caches")
     p.add_argument("--no-triton", action="store_true", help="do not collect Triton's caches")
     p.add_argument("--binaries-only", action="store_true", help="kernels: metadata and binary only (no IR, no source)")
-    p.add_argument("--environment", metavar="FILE", help="JSON environment the caches were made in (default: this machine's)")
-    p.add_argument("--annotate", metavar="KEY=VALUE", action="append", default=[], help="add an annotation (reverse-DNS key)")
+    p.add_argument(
+        "--environment", metavar="FILE", help="JSON environment the caches were made in (default: this machine's)"
+    )
+    p.add_argument(
+        "--annotate", metavar="KEY=VALUE", action="append", default=[], help="add an annotation (reverse-DNS key)"
+    )
     p.add_argument("--level", type=int, default=9, help="zstd level, 1..22 (default 9)")
     p.set_defaults(run=_pack)
 
-    p = sub.add_parser("populate", parents=[common, storage], help="write a pack's artifacts into this machine's caches",
-                       description="Write every artifact valid on this machine into the cache folders; explain the rest.")
+    p = sub.add_parser(
+        "populate",
+        parents=[common, storage],
+        help="write a pack's artifacts into this machine's caches",
+        description="Write every artifact valid on this machine into the cache folders; explain the rest.",
+    )
     p.add_argument("url", metavar="URL")
     p.add_argument("--inductor-dir", metavar="DIR", help="Inductor cache folder (default: the one torch uses)")
     p.add_argument("--triton-dir", metavar="DIR", help="Triton cache folder (default: the one triton uses)")
     p.add_argument("--dry-run", action="store_true", help="show what would be written; write nothing")
-    p.add_argument("--ignore-environment", action="store_true", help="write artifacts made elsewhere too (you know better)")
+    p.add_argument(
+        "--ignore-environment", action="store_true", help="write artifacts made elsewhere too (you know better)"
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_populate)
 
-    p = sub.add_parser("inspect", parents=[common, storage], help="show what a pack holds",
-                       description="Show a pack's environments and artifacts (reads only its index).")
+    p = sub.add_parser(
+        "inspect",
+        parents=[common, storage],
+        help="show what a pack holds",
+        description="Show a pack's environments and artifacts (reads only its index).",
+    )
     p.add_argument("url", metavar="URL")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=_inspect)
 
-    p = sub.add_parser("verify", parents=[common, storage], help="check every digest of a pack",
-                       description="Read every byte of a pack and check every checksum and digest.")
+    p = sub.add_parser(
+        "verify",
+        parents=[common, storage],
+        help="check every digest of a pack",
+        description="Read every byte of a pack and check every checksum and digest.",
+    )
     p.add_argument("url", metavar="URL")
     p.set_defaults(run=_verify)
 
-    p = sub.add_parser("env", parents=[common], help="show this machine's environment",
-                       description="The environment fields artifacts are checked against here.")
+    p = sub.add_parser(
+        "env",
+        parents=[common],
+        help="show this machine's environment",
+        description="The environment fields artifacts are checked against here.",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output (usable with pack --environment)")
     p.set_defaults(run=_env)
     return parser
@@ -142,9 +175,15 @@ def _pack(args: argparse.Namespace) -> int:
     sources = [s for s, off in (("inductor", args.no_inductor), ("triton", args.no_triton)) if not off]
     try:
         report = pack_caches(
-            args.output, inductor_dir=args.inductor_dir, triton_dir=args.triton_dir, sources=sources,
-            environment=environment, binaries_only=args.binaries_only, annotations=annotations,
-            storage_options=args.storage_options, level=args.level,
+            args.output,
+            inductor_dir=args.inductor_dir,
+            triton_dir=args.triton_dir,
+            sources=sources,
+            environment=environment,
+            binaries_only=args.binaries_only,
+            annotations=annotations,
+            storage_options=args.storage_options,
+            level=args.level,
         )
     except ValueError as e:
         raise AtpackError(str(e)) from e
@@ -156,8 +195,12 @@ def _populate(args: argparse.Namespace) -> int:
     from .populate import populate
 
     report = populate(
-        args.url, inductor_dir=args.inductor_dir, triton_dir=args.triton_dir, dry_run=args.dry_run,
-        ignore_environment=args.ignore_environment, storage_options=args.storage_options,
+        args.url,
+        inductor_dir=args.inductor_dir,
+        triton_dir=args.triton_dir,
+        dry_run=args.dry_run,
+        ignore_environment=args.ignore_environment,
+        storage_options=args.storage_options,
     )
     if args.json:
         print(json.dumps(msgspec.to_builtins(report), indent=2))
@@ -191,7 +234,14 @@ def _inspect_data(pack: Any) -> dict[str, Any]:
         "annotations": pack.manifest.annotations,
         "environments": {d: msgspec.to_builtins(e) for d, e in pack.manifest.environments.items()},
         "artifacts": [
-            {"kind": a.kind, "env": a.env, "key": a.key, "digest": artifact_digest(a), "summary": a.summary(), "artifact": body(a)}
+            {
+                "kind": a.kind,
+                "env": a.env,
+                "key": a.key,
+                "digest": artifact_digest(a),
+                "summary": a.summary(),
+                "artifact": body(a),
+            }
             for a in pack.artifacts
         ],
     }
@@ -204,12 +254,13 @@ def _inspect_text(pack: Any, *, verbose: bool) -> str:
         f"digest {pack.digest}",
     ]
     lines += [f"annotation {k} = {v}" for k, v in sorted(m.annotations.items())]
-    by_env = collections.defaultdict(collections.Counter)
+    by_env: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for a in pack.artifacts:
         by_env[a.env][a.kind] += 1
     for digest, env in m.environments.items():
         where = ", ".join(
-            f"{f} {getattr(env, f)}" for f in ("device_name", "torch_version", "triton_version", "cuda_version", "python_abi")
+            f"{f} {getattr(env, f)}"
+            for f in ("device_name", "torch_version", "triton_version", "cuda_version", "python_abi")
             if getattr(env, f) is not None
         )
         lines.append(f"environment {digest[7:19]}: {where or 'unrecorded'}")

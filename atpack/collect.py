@@ -7,7 +7,8 @@ import dataclasses
 import itertools
 import logging
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .adapters import Collected, Skipped
 from .artifacts import Environment

@@ -20,7 +20,8 @@ import os
 import re
 import sys
 import tempfile
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import msgspec
 
@@ -102,7 +103,8 @@ class LocalEnvironment:
         self._device_index = device_index
         self._use_cache = use_cache
         self._values: dict[str, str | None] = {}
-        self._device: tuple[str, str] | None | bool = False  # False: not probed yet
+        self._device: tuple[str, str] | None = None
+        self._device_probed = False
 
     def get(self, field: str) -> str | None:
         """One field's value here (None: not available on this machine)."""
@@ -112,7 +114,7 @@ class LocalEnvironment:
 
     def snapshot(self) -> Environment:
         """Every field, as an `Environment` to record with collected artifacts."""
-        return Environment(**{f: self.get(f) for f in FIELDS})
+        return msgspec.convert({f: self.get(f) for f in FIELDS}, Environment)
 
     # -- fields
 
@@ -146,12 +148,13 @@ class LocalEnvironment:
         raise KeyError(f"unknown environment field {field!r}")
 
     def _probe_device(self) -> tuple[str, str] | None:
-        if self._device is False:
+        if not self._device_probed:
             index = self._device_index
             if index is None:
                 index = int(os.environ.get("LOCAL_RANK", "0") or 0)
             self._device = _cuda_device(index)
-        return self._device or None
+            self._device_probed = True
+        return self._device
 
     def _cached(self, package: str, name: str, compute: Callable[[], str | None]) -> str | None:
         """A value derived from an installed package, cached until the installation changes."""
@@ -259,7 +262,7 @@ def _backend_hash() -> str | None:
         from triton.runtime import driver
 
         return str(make_backend(driver.active.get_current_target()).hash())
-    except Exception as e:  # noqa: BLE001 - no driver, no GPU, old triton: all mean "unknown"
+    except Exception as e:
         log.debug("no triton backend hash: %s", e)
         return None
 
@@ -310,4 +313,3 @@ def _write_quietly(path: str, data: bytes) -> None:
 def environment_from_json(data: bytes | str) -> Environment:
     """An `Environment` from its JSON form (e.g. a file written by ``atpack env --json``)."""
     return msgspec.json.decode(data, type=Environment)
-

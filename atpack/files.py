@@ -13,7 +13,7 @@ import fcntl
 import hashlib
 import os
 import secrets
-from typing import Iterator
+from collections.abc import Iterator
 
 from .errors import StorageError, UnsafeContentError
 

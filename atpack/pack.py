@@ -21,7 +21,8 @@ import os
 import re
 import struct
 import tempfile
-from typing import IO, Annotated, Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import IO, Annotated, Any
 
 import msgspec
 import zstandard
@@ -64,15 +65,12 @@ TAIL_READ = 64 * 1024
 DEFAULT_LEVEL = 9
 DEFAULT_GROUP_SIZE = 1 << 20
 
+_ANNOTATION_PATTERN = r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+([._/-][A-Za-z0-9][A-Za-z0-9-]*)*$"
+_ANNOTATION_KEY = re.compile(_ANNOTATION_PATTERN)
 AnnotationKey = Annotated[
     str,
-    msgspec.Meta(
-        pattern=r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+([._/-][A-Za-z0-9][A-Za-z0-9-]*)*$",
-        max_length=256,
-        description="reverse-DNS key, e.g. org.example.model",
-    ),
+    msgspec.Meta(pattern=_ANNOTATION_PATTERN, max_length=256, description="reverse-DNS key, e.g. org.example.model"),
 ]
-_ANNOTATION_KEY = re.compile(AnnotationKey.__metadata__[0].pattern)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,7 +178,7 @@ class PackWriter:
         self._out = out
         self._group_size = group_size
         self._zstd = zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=True)
-        self._spool: IO[bytes] = tempfile.TemporaryFile(prefix="atpack-spool-")
+        self._spool: IO[bytes] = tempfile.TemporaryFile(prefix="atpack-spool-")  # noqa: SIM115 (closed by finish/abort)
         self._spool_end = 0
         self._blobs: dict[str, _Spooled] = {}
         self._artifacts: dict[str, bytes] = {}
@@ -280,8 +278,13 @@ class PackWriter:
         self._write(compressed)
         self._write(
             _FOOTER.pack(
-                index_offset, len(compressed), len(index), hashlib.sha256(compressed).digest(),
-                *FORMAT_VERSION, 0, MAGIC,
+                index_offset,
+                len(compressed),
+                len(index),
+                hashlib.sha256(compressed).digest(),
+                *FORMAT_VERSION,
+                0,
+                MAGIC,
             )
         )
         self._spool.close()
@@ -362,9 +365,7 @@ class PackWriter:
 
     def _index_bytes(self, frames: list[FrameEntry], blobs: list[BlobEntry]) -> bytes:
         used_envs = {_probe_decoder.decode(raw).env for raw in self._artifacts.values()}
-        environments = sorted(
-            (d, e) for d, e in self._environments.items() if d in used_envs
-        )
+        environments = sorted((d, e) for d, e in self._environments.items() if d in used_envs)
         artifacts = [msgspec.Raw(self._artifacts[d]) for d in sorted(self._artifacts)]
         index = _IndexOnDisk(
             annotations=self._annotations,
@@ -436,7 +437,7 @@ class Pack:
             by_frame[e.frame].append(e)
         pending: list[int] = []
         pending_bytes = 0
-        for frame in list(by_frame) + [-1]:
+        for frame in [*list(by_frame), -1]:
             if frame >= 0 and (not pending or pending_bytes + self._frames[frame].length <= batch_bytes):
                 pending.append(frame)
                 pending_bytes += self._frames[frame].length
@@ -484,14 +485,18 @@ class Pack:
         if magic != MAGIC:
             raise FormatError(f"{self.name}: not an atpack file (no footer magic)")
         if major != FORMAT_VERSION[0]:
-            raise FormatError(f"{self.name}: pack format {major}.{minor}; this atpack reads format {FORMAT_VERSION[0]}.x")
+            raise FormatError(
+                f"{self.name}: pack format {major}.{minor}; this atpack reads format {FORMAT_VERSION[0]}.x"
+            )
         if flags != 0:
             raise FormatError(f"{self.name}: footer flags {flags:#x} are reserved and must be 0")
         self.format_version = (major, minor)
         if offset < HEADER_SIZE or offset + length + FOOTER_SIZE != size:
             raise LimitError(f"{self.name}: index at {offset}+{length} does not end at the footer ({size} bytes)")
         if index_size > self._limits.max_index_size:
-            raise LimitError(f"{self.name}: index of {index_size} bytes exceeds the limit of {self._limits.max_index_size}")
+            raise LimitError(
+                f"{self.name}: index of {index_size} bytes exceeds the limit of {self._limits.max_index_size}"
+            )
         if size <= tail_len:
             _check_header(tail[:HEADER_SIZE], self.format_version)
         start = size - tail_len
@@ -522,7 +527,9 @@ class Pack:
         expected = HEADER_SIZE
         for i, f in enumerate(index.frames):
             if f.offset != expected:
-                raise LimitError(f"{name}: frame {i} starts at {f.offset}, expected {expected} (frames must be contiguous)")
+                raise LimitError(
+                    f"{name}: frame {i} starts at {f.offset}, expected {expected} (frames must be contiguous)"
+                )
             if f.size > lim.max_frame_size:
                 raise LimitError(f"{name}: frame {i} declares {f.size} bytes, over the limit of {lim.max_frame_size}")
             expected += f.length
@@ -534,7 +541,10 @@ class Pack:
             if b.frame >= len(index.frames):
                 raise LimitError(f"{name}: blob {b.digest} is in frame {b.frame}, which does not exist")
             if b.offset != fill[b.frame]:
-                raise LimitError(f"{name}: blob {b.digest} at offset {b.offset} of frame {b.frame} overlaps or leaves a gap (expected {fill[b.frame]})")
+                raise LimitError(
+                    f"{name}: blob {b.digest} at offset {b.offset} of frame {b.frame} overlaps or leaves a gap "
+                    f"(expected {fill[b.frame]})"
+                )
             fill[b.frame] += b.size
             if fill[b.frame] > index.frames[b.frame].size:
                 raise LimitError(f"{name}: blob {b.digest} runs past the end of frame {b.frame}")
@@ -573,7 +583,10 @@ class Pack:
                         raise FormatError(f"{name}: artifact #{i} ({digest}) refers to a missing blob {ref}")
             question = (artifact.kind, artifact.env, artifact.key)
             if question in questions:
-                raise FormatError(f"{name}: artifacts {questions[question]} and {digest} are two {artifact.kind} entries for {artifact.key!r}")
+                raise FormatError(
+                    f"{name}: artifacts {questions[question]} and {digest} are two {artifact.kind} entries "
+                    f"for {artifact.key!r}"
+                )
             questions[question] = digest
             artifacts.append(artifact)
         for key in index.digested_annotations:
@@ -619,14 +632,18 @@ class Pack:
         self.bytes_read += sum(len(p) for p in payloads)
         for i, (offset, length), payload in zip(indices, ranges, payloads):
             if len(payload) != length:
-                raise LimitError(f"{self.name}: frame {i}: got {len(payload)} of {length} bytes at {offset} (file truncated?)")
+                raise LimitError(
+                    f"{self.name}: frame {i}: got {len(payload)} of {length} bytes at {offset} (file truncated?)"
+                )
             out.append(self._decode_frame(i, payload))
         return out
 
     def _decode_frame(self, index: int, payload: bytes) -> bytes:
         f = self._frames[index]
         if hashlib.sha256(payload).hexdigest() != f.sha256:
-            raise IntegrityError(f"{self.name}: frame {index} (offset {f.offset}, {f.length} bytes) does not match its sha256")
+            raise IntegrityError(
+                f"{self.name}: frame {index} (offset {f.offset}, {f.length} bytes) does not match its sha256"
+            )
         return _decompress(payload, f.size, f"{self.name}: frame {index}")
 
     def _slice(self, entry: BlobEntry, frame: bytes) -> bytes:
@@ -648,7 +665,9 @@ def _check_header(header: bytes, version: tuple[int, int]) -> None:
     if magic != MAGIC:
         raise FormatError("not an atpack file (bad header magic)")
     if (major, minor) != version or flags != 0:
-        raise FormatError(f"header says format {major}.{minor} flags {flags:#x}; footer says {version[0]}.{version[1]} flags 0")
+        raise FormatError(
+            f"header says format {major}.{minor} flags {flags:#x}; footer says {version[0]}.{version[1]} flags 0"
+        )
 
 
 _dctx = zstandard.ZstdDecompressor()
@@ -727,5 +746,6 @@ def create(
         except BaseException:
             writer.abort()
             raise
-    log.info("wrote %s (%s bytes, %d artifacts)", os.fspath(url), writer.info and writer.info.size, len(writer._artifacts))
-
+    log.info(
+        "wrote %s (%s bytes, %d artifacts)", os.fspath(url), writer.info and writer.info.size, len(writer._artifacts)
+    )

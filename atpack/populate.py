@@ -71,18 +71,24 @@ class PopulateReport:
         verb = "would populate" if self.dry_run else "populated"
         lines = [f"{verb} {self.inductor_dir} (inductor) and {self.triton_dir} (triton) from {self.pack}"]
         if self.ignored_environment:
-            lines.append("environment check OVERRIDDEN (--ignore-environment): artifacts made elsewhere are written too")
+            lines.append(
+                "environment check OVERRIDDEN (--ignore-environment): artifacts made elsewhere are written too"
+            )
         table = collections.Counter((o.kind, o.action) for o in self.outcomes)
         for kind in sorted({k for k, _ in table}):
             counts = ", ".join(f"{table[kind, a]} {self._label(a)}" for a in ACTIONS if table[kind, a])
             lines.append(f"  {kind:28s} {counts}")
-        why = collections.Counter((o.kind, o.action, o.detail) for o in self.outcomes if o.action in (SKIPPED, FAILED, KEPT))
+        why = collections.Counter(
+            (o.kind, o.action, o.detail) for o in self.outcomes if o.action in (SKIPPED, FAILED, KEPT)
+        )
         for (kind, action, detail), n in sorted(why.items()):
             lines.append(f"  {action} {n} {kind}: {detail}")
         if verbose:
             lines += [f"    {o.action:8s} {o.kind} {o.key} {o.detail}".rstrip() for o in self.outcomes]
         total = ", ".join(f"{self.count(a)} {self._label(a)}" for a in ACTIONS if self.count(a))
-        lines.append(f"{len(self.outcomes)} artifacts: {total or 'none'} in {self.seconds:.2f} s, {self.bytes_read:,} bytes read")
+        lines.append(
+            f"{len(self.outcomes)} artifacts: {total or 'none'} in {self.seconds:.2f} s, {self.bytes_read:,} bytes read"
+        )
         return "\n".join(lines)
 
     def _label(self, action: str) -> str:
@@ -140,7 +146,9 @@ def _populate(pack: Pack, report: PopulateReport, local: LocalEnvironment) -> No
     merges: list[tuple[InductorGemmTimings, str]] = []
     for artifact in pack.artifacts:
         if isinstance(artifact, UnknownArtifact):
-            report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, "a kind this atpack version does not know"))
+            report.outcomes.append(
+                Outcome(artifact.kind, artifact.key, SKIPPED, "a kind this atpack version does not know")
+            )
             continue
         reasons = mismatches(pack.manifest.environments[artifact.env], local.get, type(artifact).depends_on)
         note = ""

@@ -10,7 +10,8 @@ import contextlib
 import logging
 import os
 import secrets
-from typing import IO, Any, Iterator, Protocol, Sequence
+from collections.abc import Iterator, Sequence
+from typing import IO, Any, Protocol
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -78,13 +79,13 @@ class _FsspecSource:
             self.size = int(fs.size(path))
         except FileNotFoundError as e:
             raise StorageError(f"{url}: no such pack") from e
-        except Exception as e:  # noqa: BLE001 - fsspec backends raise anything
+        except Exception as e:
             raise StorageError(f"{url}: {type(e).__name__}: {e}") from e
 
     def read(self, offset: int, length: int) -> bytes:
         try:
             return bytes(self._fs.cat_file(self._path, start=offset, end=offset + length))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise StorageError(f"{self.name}: reading {length} bytes at {offset}: {type(e).__name__}: {e}") from e
 
     def read_many(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
@@ -94,7 +95,7 @@ class _FsspecSource:
             out = self._fs.cat_ranges(
                 [self._path] * len(ranges), [o for o, _ in ranges], [o + n for o, n in ranges], on_error="raise"
             )
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise StorageError(f"{self.name}: reading {len(ranges)} ranges: {type(e).__name__}: {e}") from e
         return [bytes(b) for b in out]
 
@@ -125,7 +126,7 @@ def publish(url: str | os.PathLike[str], storage_options: dict[str, Any] | None 
         return
     try:
         f = fs.open(path, "wb", autocommit=False)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise StorageError(f"{url}: cannot write: {type(e).__name__}: {e}") from e
     try:
         yield f

@@ -75,19 +75,40 @@ def main() -> None:
     pack = str(store / "h100-mlp.atpack")
     print(f"sample: {SAMPLE.name}, unpacked into {sample}")
 
-    run("pack", "--inductor-dir", str(sample / "mlp" / "inductor"), "--triton-dir", str(sample / "mlp" / "triton"),
-        "--environment", str(SAMPLE_ENV), "--annotate", "org.atpack.sample=h100-mlp", "-o", pack)
+    run(
+        "pack",
+        "--inductor-dir",
+        str(sample / "mlp" / "inductor"),
+        "--triton-dir",
+        str(sample / "mlp" / "triton"),
+        "--environment",
+        str(SAMPLE_ENV),
+        "--annotate",
+        "org.atpack.sample=h100-mlp",
+        "-o",
+        pack,
+    )
     run("verify", pack)
     run("inspect", pack)
     run("populate", pack, "--inductor-dir", str(caches / "inductor"), "--triton-dir", str(caches / "triton"))
-    run("populate", pack, "--ignore-environment", "--inductor-dir", str(caches / "inductor"),
-        "--triton-dir", str(caches / "triton"))
+    run(
+        "populate",
+        pack,
+        "--ignore-environment",
+        "--inductor-dir",
+        str(caches / "inductor"),
+        "--triton-dir",
+        str(caches / "triton"),
+    )
 
     print("\nchecking the restored folders against the sample:")
     failed = False
     for name in ("inductor", "triton"):
         same, rewritten, problems = compare(sample / "mlp" / name, caches / name)
-        print(f"  {name:8s}: {same} files byte-identical, {rewritten} __grp__ files with paths rewritten for the new folder")
+        print(
+            f"  {name:8s}: {same} files byte-identical, "
+            f"{rewritten} __grp__ files with paths rewritten for the new folder"
+        )
         for p in problems:
             print(f"  MISMATCH {name}/{p}")
             failed = True

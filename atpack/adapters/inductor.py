@@ -11,7 +11,8 @@ import json
 import logging
 import os
 import re
-from typing import Any, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, Union
 
 import msgspec
 
@@ -31,7 +32,15 @@ log = logging.getLogger(__name__)
 
 _SHARD = re.compile(r"^[a-z0-9]{2}$")
 _GEMM_FILE = re.compile(r"^[0-9a-f]{64}$")
-_BEST_CONFIG_FIELDS = ("num_warps", "num_stages", "configs_hash", "found_by_coordesc", "time_taken_ms", "triton_cache_hash")
+_Result = Union[InductorBestConfig, InductorKernelPerf, InductorGemmTimings]
+_BEST_CONFIG_FIELDS = (
+    "num_warps",
+    "num_stages",
+    "configs_hash",
+    "found_by_coordesc",
+    "time_taken_ms",
+    "triton_cache_hash",
+)
 
 
 # --------------------------------------------------------------------------- collect
@@ -47,6 +56,7 @@ def collect(root: str, env: str) -> Iterator[Collected]:
         if not _SHARD.match(shard) or not os.path.isdir(folder):
             continue
         for name in sorted(os.listdir(folder)):
+            parse: Callable[[str, bytes, str], _Result]
             if name.endswith(".best_config"):
                 parse = parse_best_config
             elif name.endswith(".kernel_perf"):
@@ -61,7 +71,7 @@ def collect(root: str, env: str) -> Iterator[Collected]:
                 yield _parsed(parse_gemm_timings, name, os.path.join(gemm_folder, name), env)
 
 
-def _parsed(parse: Any, relative: str, path: str, env: str) -> Collected:
+def _parsed(parse: Callable[[str, bytes, str], _Result], relative: str, path: str, env: str) -> Collected:
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -72,7 +82,7 @@ def _parsed(parse: Any, relative: str, path: str, env: str) -> Collected:
         return Skipped(path, e.strerror or str(e))
     if render(artifact) != raw:
         log.warning("%s: unusual formatting; it will be written back with torch's formatting", path)
-    return artifact  # type: ignore[no-any-return]
+    return artifact
 
 
 def parse_best_config(relative: str, raw: bytes, env: str) -> InductorBestConfig:
@@ -133,7 +143,7 @@ def parse_gemm_timings(name: str, raw: bytes, env: str) -> InductorGemmTimings:
 # --------------------------------------------------------------------------- render
 
 
-def render(artifact: InductorBestConfig | InductorKernelPerf | InductorGemmTimings) -> bytes:
+def render(artifact: _Result) -> bytes:
     if isinstance(artifact, InductorBestConfig):
         return render_best_config(artifact)
     if isinstance(artifact, InductorKernelPerf):

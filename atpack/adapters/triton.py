@@ -11,7 +11,8 @@ import json
 import logging
 import os
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import msgspec
 
@@ -53,7 +54,9 @@ def collect(root: str, env: str, add_blob: AddBlob, *, binaries_only: bool = Fal
                 if name.endswith(_AUTOTUNE):
                     yield _read_autotune(key, name, path, env)
                 elif name.startswith(_GROUP_PREFIX) and name.endswith(_JSON):
-                    yield _read_kernel(key, name[len(_GROUP_PREFIX) : -len(_JSON)], folder, env, add_blob, binaries_only)
+                    yield _read_kernel(
+                        key, name[len(_GROUP_PREFIX) : -len(_JSON)], folder, env, add_blob, binaries_only
+                    )
             except CacheFileError as e:
                 yield Skipped(path, str(e))
             except OSError as e:
@@ -165,9 +168,7 @@ def files(artifact: TritonAutotune | TritonKernel, root: str) -> list[FileWrite]
         path = target_path(root, f"{artifact.cache_key}/{artifact.fn_name}{_AUTOTUNE}")
         return [FileWrite(path, data=render_autotune(artifact))]
     folder = os.path.dirname(target_path(root, f"{artifact.cache_key}/{artifact.name}{_JSON}"))
-    writes = [
-        FileWrite(os.path.join(folder, f.name), blob=f.blob, size=f.size) for f in artifact.files
-    ]
+    writes = [FileWrite(os.path.join(folder, f.name), blob=f.blob, size=f.size) for f in artifact.files]
     stored = {f.name for f in artifact.files}
     group = [c for c in artifact.group if c in stored] if artifact.group else sorted(stored)
     writes.append(
