@@ -288,7 +288,7 @@ class TritonKernel(Artifact, tag="triton.kernel/1", frozen=True):
 
     cache_key: CacheKey
     name: Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")]
-    files: tuple[KernelFile, ...]
+    files: Annotated[tuple[KernelFile, ...], Meta(min_length=1)]
     group: tuple[FileName, ...] | UnsetType = UNSET
 
     depends_on: ClassVar[tuple[str, ...]] = (

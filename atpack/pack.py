@@ -400,6 +400,7 @@ class Pack:
         index = self._read_index()
         self._frames = index.frames
         self._blobs = {b.digest: b for b in index.blobs}
+        self._raw_artifacts = [bytes(raw) for raw in index.artifacts]
         self.manifest = self._manifest(index)
 
     # -- public
@@ -452,6 +453,8 @@ class Pack:
         Raises on the first bad entry, naming it."""
         header = self._source.read(0, HEADER_SIZE)
         _check_header(header, self.format_version)
+        for i, (artifact, raw) in enumerate(zip(self.artifacts, self._raw_artifacts)):
+            _check_canonical(artifact, raw, f"{self.name}: artifact #{i}")
         by_frame: dict[int, list[BlobEntry]] = collections.defaultdict(list)
         for e in self._blobs.values():
             by_frame[e.frame].append(e)
@@ -569,8 +572,8 @@ class Pack:
         artifacts: list[Artifact | UnknownArtifact] = []
         questions: dict[tuple[str, str, str], str] = {}
         previous = ""
-        for i, raw in enumerate(index.artifacts):
-            artifact = _decode_artifact(bytes(raw), f"{name}: artifact #{i}")
+        for i, raw in enumerate(self._raw_artifacts):
+            artifact = _decode_artifact(raw, f"{name}: artifact #{i}")
             digest = digest_bytes(raw)
             if digest <= previous:
                 raise FormatError(f"{name}: artifact #{i} ({digest}) is out of order or a duplicate")
@@ -692,22 +695,19 @@ def _decompress(payload: bytes, size: int, what: str) -> bytes:
 def _decode_artifact(raw: bytes, what: str) -> Artifact | UnknownArtifact:
     try:
         probe = _probe_decoder.decode(raw)
+        if probe.kind not in KNOWN_KINDS:
+            return UnknownArtifact(probe.kind, probe.env, raw)
+        artifact: Artifact = _artifact_decoder.decode(raw)
     except msgspec.DecodeError as e:
         raise FormatError(f"{what}: {e}") from e
-    if probe.kind in KNOWN_KINDS:
-        try:
-            artifact: Artifact = _artifact_decoder.decode(raw)
-        except msgspec.DecodeError as e:
-            raise FormatError(f"{what} ({probe.kind}): {e}") from e
-        if canonical(artifact) != raw:
-            raise FormatError(f"{what} ({probe.kind}) is not in canonical form")
-        return artifact
-    try:
-        if canonical(msgspec.json.decode(raw)) != raw:
-            raise FormatError(f"{what} ({probe.kind}) is not in canonical form")
-    except msgspec.DecodeError as e:
-        raise FormatError(f"{what}: {e}") from e
-    return UnknownArtifact(probe.kind, probe.env, raw)
+    return artifact
+
+
+def _check_canonical(artifact: Artifact | UnknownArtifact, raw: bytes, what: str) -> None:
+    """The text of an artifact is its canonical encoding (so that its digest is its content's)."""
+    value = msgspec.json.decode(raw) if isinstance(artifact, UnknownArtifact) else artifact
+    if canonical(value) != raw:
+        raise FormatError(f"{what} ({artifact.kind}) is not in canonical form")
 
 
 # --------------------------------------------------------------------------- entry points

@@ -25,7 +25,7 @@ from .artifacts import (
 )
 from .env import LocalEnvironment, default_inductor_dir, default_triton_dir, mismatches
 from .errors import AtpackError
-from .files import FileWrite, atomic_write, file_state
+from .files import CacheDir, FileWrite
 from .pack import Pack, open_pack
 
 __all__ = ["Outcome", "PopulateReport", "populate"]
@@ -142,6 +142,7 @@ def populate(
 
 
 def _populate(pack: Pack, report: PopulateReport, local: LocalEnvironment) -> None:
+    dirs = _Dirs(CacheDir(report.inductor_dir), CacheDir(report.triton_dir))
     planned: list[_Planned] = []
     merges: list[tuple[InductorGemmTimings, str]] = []
     for artifact in pack.artifacts:
@@ -161,29 +162,38 @@ def _populate(pack: Pack, report: PopulateReport, local: LocalEnvironment) -> No
             if isinstance(artifact, InductorGemmTimings):
                 merges.append((artifact, note))
                 continue
-            writes = _files(artifact, report)
-            states = [file_state(w.path, data=w.data, digest=w.blob, size=w.size) for w in writes]
+            writes = _files(artifact, dirs)
+            states = [dirs.of(artifact).state(w.path, data=w.data, digest=w.blob, size=w.size) for w in writes]
         except AtpackError as e:
             report.outcomes.append(Outcome(artifact.kind, artifact.key, FAILED, str(e)))
             continue
         planned.append(_Planned(artifact, writes, states, note))
     if not report.dry_run:
-        _write(pack, planned)
+        _write(pack, planned, dirs)
     report.outcomes += [_outcome(p, report.dry_run) for p in planned]
-    report.outcomes += [_merge(a, note, report) for a, note in merges]
+    report.outcomes += [_merge(a, note, dirs.inductor, report.dry_run) for a, note in merges]
 
 
-def _files(artifact: Artifact, report: PopulateReport) -> list[FileWrite]:
+@dataclasses.dataclass(frozen=True)
+class _Dirs:
+    inductor: CacheDir
+    triton: CacheDir
+
+    def of(self, artifact: Artifact) -> CacheDir:
+        return self.inductor if artifact.kind.startswith("inductor.") else self.triton
+
+
+def _files(artifact: Artifact, dirs: _Dirs) -> list[FileWrite]:
     from .adapters import inductor, triton
 
     if isinstance(artifact, (InductorBestConfig, InductorKernelPerf)):
-        return inductor.files(artifact, report.inductor_dir)
+        return inductor.files(artifact, dirs.inductor)
     if isinstance(artifact, (TritonAutotune, TritonKernel)):
-        return triton.files(artifact, report.triton_dir)
+        return triton.files(artifact, dirs.triton)
     raise AtpackError(f"no adapter populates {artifact.kind}")
 
 
-def _write(pack: Pack, planned: list[_Planned]) -> None:
+def _write(pack: Pack, planned: list[_Planned], dirs: _Dirs) -> None:
     """Inline files first, then blobs in storage order (each frame fetched once), then the
     files that make the others visible (Triton's group files)."""
     by_blob: dict[str, list[str]] = collections.defaultdict(list)
@@ -197,19 +207,19 @@ def _write(pack: Pack, planned: list[_Planned]) -> None:
             elif w.blob is not None:
                 by_blob[w.blob].append(w.path)
             else:
-                _write_one(p, i, w.data or b"")
+                _write_one(dirs.of(p.artifact), p, i, w.data or b"")
     blob_paths = {w.path: (p, i) for p in planned for i, w in enumerate(p.writes) if w.blob is not None}
     for digest, data in pack.read_blobs(by_blob):
         for path in by_blob[digest]:
             p, i = blob_paths[path]
-            _write_one(p, i, data)
+            _write_one(dirs.of(p.artifact), p, i, data)
     for p, i in last:
-        _write_one(p, i, p.writes[i].data or b"")
+        _write_one(dirs.of(p.artifact), p, i, p.writes[i].data or b"")
 
 
-def _write_one(p: _Planned, i: int, data: bytes) -> None:
+def _write_one(root: CacheDir, p: _Planned, i: int, data: bytes) -> None:
     w = p.writes[i]
-    if atomic_write(w.path, data, exclusive=not w.replace):
+    if root.write(w.path, data, exclusive=not w.replace):
         p.states[i] = "written"
     else:
         p.states[i] = "different"  # someone wrote it meanwhile: theirs stays
@@ -231,11 +241,11 @@ def _outcome(p: _Planned, dry_run: bool) -> Outcome:
     return Outcome(a.kind, a.key, action, "; ".join(notes))
 
 
-def _merge(artifact: InductorGemmTimings, note: str, report: PopulateReport) -> Outcome:
+def _merge(artifact: InductorGemmTimings, note: str, root: CacheDir, dry_run: bool) -> Outcome:
     from .adapters import inductor
 
     try:
-        action, detail = inductor.merge_gemm_timings(artifact, report.inductor_dir, dry_run=report.dry_run)
+        action, detail = inductor.merge_gemm_timings(artifact, root, dry_run=dry_run)
     except AtpackError as e:
         return Outcome(artifact.kind, artifact.key, FAILED, str(e))
     return Outcome(artifact.kind, artifact.key, action, "; ".join(x for x in (detail, note) if x))

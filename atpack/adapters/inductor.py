@@ -23,7 +23,7 @@ from ..artifacts import (
     InductorKernelPerf,
 )
 from ..errors import CacheFileError
-from ..files import FileWrite, atomic_write, locked, target_path
+from ..files import CacheDir, FileWrite
 from . import Collected, Skipped, as_float, finite, load_json, to_artifact
 
 __all__ = ["collect", "files", "merge_gemm_timings", "render_best_config", "render_gemm_timings", "render_kernel_perf"]
@@ -200,32 +200,28 @@ def _unset(value: object) -> bool:
 # --------------------------------------------------------------------------- populate
 
 
-def files(artifact: InductorBestConfig | InductorKernelPerf, root: str) -> list[FileWrite]:
+def files(artifact: InductorBestConfig | InductorKernelPerf, root: CacheDir) -> list[FileWrite]:
     """The file populate writes for a ``.best_config`` or ``.kernel_perf`` artifact."""
-    return [FileWrite(target_path(root, artifact.path), data=render(artifact))]
+    return [FileWrite(root.path(artifact.path), data=render(artifact))]
 
 
-def gemm_path(artifact: InductorGemmTimings, root: str) -> str:
-    return target_path(root, f"cache/{artifact.system.hash}")
-
-
-def merge_gemm_timings(artifact: InductorGemmTimings, root: str, *, dry_run: bool = False) -> tuple[str, str]:
+def merge_gemm_timings(artifact: InductorGemmTimings, root: CacheDir, *, dry_run: bool = False) -> tuple[str, str]:
     """Merge the artifact's timings into the GEMM timing file under a lock, entry by entry:
     timings already there are kept, missing ones added. Returns (action, detail)."""
-    path = gemm_path(artifact, root)
+    path = root.path(f"cache/{artifact.system.hash}")
     if dry_run:
-        return _merge_file(artifact, path, dry_run=True)
-    with locked(target_path(root, f"locks/{artifact.system.hash}.atpack.lock")):
-        return _merge_file(artifact, path, dry_run=False)
+        return _merge_file(artifact, root, path, dry_run=True)
+    with root.locked(f"locks/{artifact.system.hash}.atpack.lock"):
+        return _merge_file(artifact, root, path, dry_run=False)
 
 
-def _merge_file(artifact: InductorGemmTimings, path: str, *, dry_run: bool) -> tuple[str, str]:
+def _merge_file(artifact: InductorGemmTimings, root: CacheDir, path: str, *, dry_run: bool) -> tuple[str, str]:
     try:
         with open(path, "rb") as f:
             existing = load_json(f.read(), path)
     except FileNotFoundError:
         if not dry_run:
-            atomic_write(path, render(artifact))
+            root.write(path, render(artifact))
         return "written", f"{sum(len(e.timings) for e in artifact.entries)} timings"
     try:
         cache, system = existing["cache"], existing["system"]
@@ -235,7 +231,7 @@ def _merge_file(artifact: InductorGemmTimings, path: str, *, dry_run: bool) -> t
     if not added:
         return "present", "every timing already there"
     if not dry_run:
-        atomic_write(path, render_gemm_timings(system, cache))
+        root.write(path, render_gemm_timings(system, cache))
     return "merged", f"{added} timings added"
 
 

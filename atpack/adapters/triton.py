@@ -18,7 +18,7 @@ import msgspec
 
 from ..artifacts import TritonAutotune, TritonConfig, TritonKernel
 from ..errors import CacheFileError
-from ..files import FileWrite, target_path
+from ..files import CacheDir, FileWrite
 from . import AddBlob, Collected, Skipped, as_float, finite, load_json, to_artifact
 
 __all__ = ["BINARY_SUFFIXES", "collect", "files", "render_autotune", "render_group"]
@@ -162,18 +162,18 @@ def render_group(folder: str, children: list[str]) -> bytes:
 # --------------------------------------------------------------------------- populate
 
 
-def files(artifact: TritonAutotune | TritonKernel, root: str) -> list[FileWrite]:
+def files(artifact: TritonAutotune | TritonKernel, root: CacheDir) -> list[FileWrite]:
     """The files populate writes for an autotune result or a kernel folder."""
     if isinstance(artifact, TritonAutotune):
-        path = target_path(root, f"{artifact.cache_key}/{artifact.fn_name}{_AUTOTUNE}")
+        path = root.path(f"{artifact.cache_key}/{artifact.fn_name}{_AUTOTUNE}")
         return [FileWrite(path, data=render_autotune(artifact))]
-    folder = os.path.dirname(target_path(root, f"{artifact.cache_key}/{artifact.name}{_JSON}"))
-    writes = [FileWrite(os.path.join(folder, f.name), blob=f.blob, size=f.size) for f in artifact.files]
+    writes = [FileWrite(root.path(f"{artifact.cache_key}/{f.name}"), blob=f.blob, size=f.size) for f in artifact.files]
+    folder = os.path.dirname(root.path(f"{artifact.cache_key}/{artifact.name}{_JSON}"))
     stored = {f.name for f in artifact.files}
     group = [c for c in artifact.group if c in stored] if artifact.group else sorted(stored)
     writes.append(
         FileWrite(
-            os.path.join(folder, f"{_GROUP_PREFIX}{artifact.name}{_JSON}"),
+            root.path(f"{artifact.cache_key}/{_GROUP_PREFIX}{artifact.name}{_JSON}"),
             data=render_group(folder, group),
             last=True,
             replace=True,
