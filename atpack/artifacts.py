@@ -13,6 +13,7 @@ an artifact does not type are kept, in order, in its ``extra`` field.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable, Iterator
 from typing import Annotated, Any, ClassVar, Union
 
@@ -114,6 +115,10 @@ class Artifact(Struct, tag_field="kind", frozen=True, kw_only=True, forbid_unkno
     def blob_refs(self) -> Iterator[str]:
         """The digests of the blobs this artifact references."""
         return iter(())
+
+    def blob_hint(self, digest: str) -> str:
+        """How a writer should group this blob with similar ones (see `PackWriter.add_blob`)."""
+        return ""
 
     def summary(self) -> str:
         """A short human-readable description."""
@@ -305,6 +310,9 @@ class TritonKernel(Artifact, tag="triton.kernel/1", frozen=True):
 
     def blob_refs(self) -> Iterator[str]:
         return (f.blob for f in self.files)
+
+    def blob_hint(self, digest: str) -> str:
+        return next((os.path.splitext(f.name)[1] for f in self.files if f.blob == digest), "")
 
     def summary(self) -> str:
         size = sum(f.size for f in self.files)

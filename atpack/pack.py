@@ -21,6 +21,7 @@ import os
 import re
 import struct
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from typing import IO, Annotated, Any
 
@@ -61,6 +62,9 @@ HEADER_SIZE = _HEADER.size
 FOOTER_SIZE = _FOOTER.size
 TAIL_READ = 64 * 1024
 """How much of the tail a reader fetches first: the footer and, usually, the whole index."""
+
+MAX_ZSTD_RATIO = 1 << 15
+"""No zstd frame expands more than this: a block holds at most 128 KiB and takes at least 4 bytes."""
 
 DEFAULT_LEVEL = 9
 DEFAULT_GROUP_SIZE = 1 << 20
@@ -219,6 +223,7 @@ class PackWriter:
         """Add an artifact; its environment and blobs may be added before or after."""
         if isinstance(artifact, UnknownArtifact):
             raw = artifact.raw
+            _check_canonical(artifact, raw, f"artifact of kind {artifact.kind}")
         elif isinstance(artifact, Artifact):
             raw = canonical(artifact)
         else:
@@ -257,10 +262,9 @@ class PackWriter:
         if env is not None:
             self.add_environment(env)
         for ref in artifact.blob_refs():
-            if ref in self._blobs:
-                continue
-            if pack.has_blob(ref):
-                self.add_blob(pack.read_blob(ref))
+            if ref not in self._blobs and pack.has_blob(ref):
+                hint = artifact.blob_hint(ref) if isinstance(artifact, Artifact) else ""
+                self.add_blob(pack.read_blob(ref), hint=hint)
         return self.add(artifact)
 
     # -- writing
@@ -392,6 +396,7 @@ class Pack:
         self._source = source
         self._limits = limits
         self._frame_cache: collections.OrderedDict[int, bytes] = collections.OrderedDict()
+        self._frame_cache_lock = threading.Lock()
         self._frame_cache_size = frame_cache
         self.name = source.name
         self.size = source.size
@@ -430,23 +435,30 @@ class Pack:
         return self._slice(entry, self._frame(entry.frame))
 
     def read_blobs(self, digests: Iterable[str], *, batch_bytes: int = 64 << 20) -> Iterator[tuple[str, bytes]]:
-        """Blobs in storage order, each frame fetched once; remote frames are fetched in
-        concurrent batches of up to `batch_bytes` compressed bytes."""
-        entries = sorted({self._entry(d) for d in digests}, key=lambda e: (e.frame, e.offset))
+        """Blobs in storage order, each frame fetched once. Frames are fetched in batches of up
+        to `batch_bytes` compressed bytes (concurrently, on remote stores) and decompressed one
+        at a time, so memory holds one batch and one decompressed frame."""
         by_frame: dict[int, list[BlobEntry]] = collections.defaultdict(list)
-        for e in entries:
+        for e in sorted({self._entry(d) for d in digests}, key=lambda e: (e.frame, e.offset)):
             by_frame[e.frame].append(e)
-        pending: list[int] = []
-        pending_bytes = 0
-        for frame in [*list(by_frame), -1]:
-            if frame >= 0 and (not pending or pending_bytes + self._frames[frame].length <= batch_bytes):
-                pending.append(frame)
-                pending_bytes += self._frames[frame].length
-                continue
-            for index, data in zip(pending, self._fetch_frames(pending)):
+        for batch in self._batches(list(by_frame), batch_bytes):
+            for index, payload in zip(batch, self._fetch(batch)):
+                data = self._decode_frame(index, payload)
                 for e in by_frame[index]:
                     yield e.digest, self._slice(e, data)
-            pending, pending_bytes = ([frame], self._frames[frame].length) if frame >= 0 else ([], 0)
+
+    def _batches(self, frames: list[int], budget: int) -> Iterator[list[int]]:
+        batch: list[int] = []
+        size = 0
+        for index in frames:
+            length = self._frames[index].length
+            if batch and size + length > budget:
+                yield batch
+                batch, size = [], 0
+            batch.append(index)
+            size += length
+        if batch:
+            yield batch
 
     def verify(self) -> None:
         """Check every byte: header, each frame's digest and checksum, each blob's digest.
@@ -500,6 +512,8 @@ class Pack:
             raise LimitError(
                 f"{self.name}: index of {index_size} bytes exceeds the limit of {self._limits.max_index_size}"
             )
+        if index_size > length * MAX_ZSTD_RATIO or length > _compress_bound(index_size):
+            raise LimitError(f"{self.name}: no zstd frame of {length} bytes holds an index of {index_size} bytes")
         if size <= tail_len:
             _check_header(tail[:HEADER_SIZE], self.format_version)
         start = size - tail_len
@@ -535,12 +549,14 @@ class Pack:
                 )
             if f.size > lim.max_frame_size:
                 raise LimitError(f"{name}: frame {i} declares {f.size} bytes, over the limit of {lim.max_frame_size}")
+            if f.size > f.length * MAX_ZSTD_RATIO or f.length > _compress_bound(f.size):
+                raise LimitError(f"{name}: frame {i}: no zstd frame of {f.length} bytes holds {f.size} bytes")
             expected += f.length
         if expected != index_offset:
             raise LimitError(f"{name}: frames end at {expected} but the index starts at {index_offset}")
         fill = [0] * len(index.frames)
         previous = ""
-        for b in sorted(index.blobs, key=lambda b: (b.frame, b.offset)):
+        for b in sorted(index.blobs, key=lambda b: (b.frame, b.offset, b.size)):
             if b.frame >= len(index.frames):
                 raise LimitError(f"{name}: blob {b.digest} is in frame {b.frame}, which does not exist")
             if b.offset != fill[b.frame]:
@@ -611,35 +627,31 @@ class Pack:
             raise KeyError(f"{self.name}: no blob {digest}") from None
 
     def _frame(self, index: int) -> bytes:
-        data = self._frame_cache.get(index)
-        if data is None:
-            data = self._load_frame(index)
-            self._remember(index, data)
-        else:
-            self._frame_cache.move_to_end(index)
+        with self._frame_cache_lock:
+            data = self._frame_cache.get(index)
+            if data is not None:
+                self._frame_cache.move_to_end(index)
+                return data
+        data = self._load_frame(index)
+        with self._frame_cache_lock:
+            self._frame_cache[index] = data
+            while len(self._frame_cache) > self._frame_cache_size:
+                self._frame_cache.popitem(last=False)
         return data
-
-    def _remember(self, index: int, data: bytes) -> None:
-        self._frame_cache[index] = data
-        while len(self._frame_cache) > self._frame_cache_size:
-            self._frame_cache.popitem(last=False)
 
     def _load_frame(self, index: int) -> bytes:
         f = self._frames[index]
         return self._decode_frame(index, self._read_exact(f.offset, f.length))
 
-    def _fetch_frames(self, indices: list[int]) -> list[bytes]:
+    def _fetch(self, indices: list[int]) -> list[bytes]:
+        """The compressed bytes of some frames, in one batch of reads."""
         ranges = [(self._frames[i].offset, self._frames[i].length) for i in indices]
-        out = []
         payloads = self._source.read_many(ranges)
         self.bytes_read += sum(len(p) for p in payloads)
         for i, (offset, length), payload in zip(indices, ranges, payloads):
             if len(payload) != length:
-                raise LimitError(
-                    f"{self.name}: frame {i}: got {len(payload)} of {length} bytes at {offset} (file truncated?)"
-                )
-            out.append(self._decode_frame(i, payload))
-        return out
+                raise LimitError(f"{self.name}: frame {i}: got {len(payload)} of {length} bytes at {offset}")
+        return payloads
 
     def _decode_frame(self, index: int, payload: bytes) -> bytes:
         f = self._frames[index]
@@ -663,6 +675,11 @@ class Pack:
         return data
 
 
+def _compress_bound(size: int) -> int:
+    """ZSTD_COMPRESSBOUND: no zstd frame holding `size` bytes (made by zstd) is longer than this."""
+    return size + (size >> 8) + (((128 << 10) - size) >> 11 if size < (128 << 10) else 0)
+
+
 def _check_header(header: bytes, version: tuple[int, int]) -> None:
     magic, major, minor, flags = _HEADER.unpack(header)
     if magic != MAGIC:
@@ -673,7 +690,15 @@ def _check_header(header: bytes, version: tuple[int, int]) -> None:
         )
 
 
-_dctx = zstandard.ZstdDecompressor()
+_local = threading.local()
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    """This thread's decompressor: a ZstdDecompressor must not be used by two threads at once."""
+    dctx: zstandard.ZstdDecompressor | None = getattr(_local, "dctx", None)
+    if dctx is None:
+        dctx = _local.dctx = zstandard.ZstdDecompressor()
+    return dctx
 
 
 def _decompress(payload: bytes, size: int, what: str) -> bytes:
@@ -684,7 +709,7 @@ def _decompress(payload: bytes, size: int, what: str) -> bytes:
     if declared != size:
         raise FormatError(f"{what}: zstd frame declares {declared} bytes, the table says {size}")
     try:
-        data = _dctx.decompress(payload, max_output_size=size, allow_extra_data=False)
+        data = _decompressor().decompress(payload, max_output_size=size, allow_extra_data=False)
     except zstandard.ZstdError as e:
         raise IntegrityError(f"{what}: {e}") from e
     if len(data) != size:

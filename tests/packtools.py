@@ -33,7 +33,7 @@ from atpack.artifacts import (
     TritonConfigTiming,
 )
 from atpack.digest import canonical, digest_bytes
-from atpack.pack import PackWriter
+from atpack.pack import DEFAULT_LIMITS, PackWriter
 
 HEADER = struct.Struct("<8sHHI")  # magic, major, minor, flags
 FOOTER = struct.Struct("<QQQ32sHHI8s")  # index offset, length, size, sha256, major, minor, flags, magic
@@ -212,7 +212,7 @@ class BytesSource:
         pass
 
 
-def open_bytes(data: bytes, *, limits: atpack.Limits = atpack.Limits()) -> atpack.Pack:
+def open_bytes(data: bytes, *, limits: atpack.Limits = DEFAULT_LIMITS) -> atpack.Pack:
     return atpack.Pack(BytesSource(data), limits=limits)
 
 
@@ -330,7 +330,10 @@ def rewrite_index(
     out = assemble(
         index,
         frames=frames_region(data) if frames is None else frames,
-        major=footer.major, minor=footer.minor, flags=footer.flags, magic=footer.magic,
+        major=footer.major,
+        minor=footer.minor,
+        flags=footer.flags,
+        magic=footer.magic,
     )
     return header.pack() + out[HEADER.size :]
 

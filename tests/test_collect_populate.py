@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import msgspec
-import pytest
 from h100_sample import CAPTURE_ROOT, Sample, h100_sample, h100_sample_root  # noqa: F401
 
 import atpack

@@ -118,7 +118,7 @@ def _read_kernel(key: str, name: str, folder: str, env: str, add_blob: AddBlob, 
             continue  # Triton ignores children that are missing, so do we
         with open(path, "rb") as f:
             data = f.read()
-        stored.append([child, add_blob(data, os.path.splitext(child)[1]), len(data)])
+        stored.append([child, add_blob(data, os.path.splitext(child)[1]), len(data)])  # hint: TritonKernel.blob_hint
     if not any(name == metadata for name, _, _ in stored):
         raise CacheFileError(f"{where}: the kernel's metadata {metadata} is missing")
     fields = {
