@@ -156,5 +156,3 @@ def _link_into_place(tmp: str, path: str) -> bool:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     return True
-
-

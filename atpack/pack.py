@@ -174,7 +174,7 @@ class PackWriter:
     the same bytes whatever order it was added in.
     """
 
-    def __init__(self, out: IO[bytes], *, level: int = DEFAULT_LEVEL, group_size: int = DEFAULT_GROUP_SIZE) -> None:
+    def __init__(self, out: store.Sink, *, level: int = DEFAULT_LEVEL, group_size: int = DEFAULT_GROUP_SIZE) -> None:
         if not 1 <= level <= 22:
             raise ValueError(f"zstd level must be 1..22, not {level}")
         if group_size < 1:

@@ -7,6 +7,7 @@ URLs and `storage_options` go to fsspec unchanged, so chained URLs
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import secrets
@@ -15,10 +16,11 @@ from typing import IO, Any, Protocol
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
 
 from .errors import StorageError
 
-__all__ = ["RangeSource", "open_source", "publish", "resolve"]
+__all__ = ["RangeSource", "Sink", "open_source", "publish", "resolve"]
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,7 @@ def open_source(url: str | os.PathLike[str], storage_options: dict[str, Any] | N
 
 
 @contextlib.contextmanager
-def publish(url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> Iterator[IO[bytes]]:
+def publish(url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> Iterator[Sink]:
     """Write a file that readers see whole or not at all.
 
     Local files are written beside the target and renamed over it; other filesystems write
@@ -120,23 +122,68 @@ def publish(url: str | os.PathLike[str], storage_options: dict[str, Any] | None 
     If the block raises, nothing is published.
     """
     fs, path = resolve(url, storage_options)
+    name = os.fspath(url)
     if isinstance(fs, LocalFileSystem):
         with _publish_local(path) as f:
-            yield f
+            yield _GuardedSink(f, name)
+        return
+    if isinstance(fs, MemoryFileSystem):
+        # memory:// ignores autocommit=False (it stores a file as it opens it): store it at the end
+        buffer = io.BytesIO()
+        yield buffer
+        fs.pipe_file(path, buffer.getvalue())
+        log.debug("published %s", url)
         return
     try:
         f = fs.open(path, "wb", autocommit=False)
     except Exception as e:
         raise StorageError(f"{url}: cannot write: {type(e).__name__}: {e}") from e
     try:
-        yield f
-        f.close()
-        f.commit()
-    except BaseException:
+        try:
+            yield _GuardedSink(f, name)
+        except BaseException:
+            _discard(f)
+            raise
+        try:
+            f.close()
+            if not getattr(f, "autocommit", False):  # simplecache's file uploads on close, whatever it was asked
+                f.commit()
+        except Exception as e:
+            _discard(f)
+            raise StorageError(f"{url}: cannot write: {type(e).__name__}: {e}") from e
+    finally:
+        # fs.open(autocommit=False) queues the file in fs.transaction.files, which no transaction drains
         with contextlib.suppress(Exception):
-            f.discard()
-        raise
+            fs.transaction.files.remove(f)
     log.debug("published %s", url)
+
+
+class Sink(Protocol):
+    """Where a pack is written: a sequential byte stream."""
+
+    def write(self, data: bytes | memoryview, /) -> int: ...
+
+
+class _GuardedSink:
+    """A stream whose failures (a full disk, a dropped connection) are `StorageError`s."""
+
+    def __init__(self, f: IO[bytes], url: str) -> None:
+        self._f = f
+        self._url = url
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        try:
+            return self._f.write(data)
+        except Exception as e:
+            raise StorageError(f"{self._url}: cannot write: {type(e).__name__}: {e}") from e
+
+
+def _discard(f: Any) -> None:
+    with contextlib.suppress(Exception):
+        f.discard()
+    # never close a discarded file: fsspec's close() (__del__ runs it too) would flush it, starting a new upload
+    with contextlib.suppress(Exception):
+        f.closed = True
 
 
 @contextlib.contextmanager

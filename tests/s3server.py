@@ -22,13 +22,14 @@ import logging
 import os
 import socket
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 __all__ = ["ByteCountingProxy", "S3Bucket", "S3Server", "dummy_aws_environment"]
 
 REGION = "us-east-1"
 KEY = "testing-key-id"
-SECRET = "testing-secret"  # noqa: S105 - a dummy, moto accepts anything
+SECRET = "testing-secret"
 
 _AWS_ENV = {
     "AWS_ACCESS_KEY_ID": KEY,
@@ -113,6 +114,8 @@ class ByteCountingProxy:
 
     def close(self) -> None:
         self._closed = True
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
         self._listener.close()
         with self._lock:
             sockets, self._sockets = list(self._sockets), set()
@@ -177,9 +180,10 @@ class S3Server:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
-        self.direct_endpoint_url = "http://%s:%d" % self._moto.get_host_and_port()
-        self._proxy = ByteCountingProxy(self._moto.get_host_and_port())
-        self.endpoint_url = "http://%s:%d" % self._proxy.address
+        host, port = self._moto.get_host_and_port()
+        self.direct_endpoint_url = f"http://{host}:{port}"  # bypasses the proxy: not counted
+        self._proxy = ByteCountingProxy((host, port))
+        self.endpoint_url = "http://{}:{}".format(*self._proxy.address)
         self._buckets = itertools.count()
         self._ident = f"{os.getpid()}-{id(self):x}"
 
@@ -276,6 +280,15 @@ class S3Bucket:
         """Keys of the multipart uploads begun in the bucket and neither completed nor aborted."""
         listing = self.client().list_multipart_uploads(Bucket=self.name)
         return [u["Key"] for u in listing.get("Uploads", [])]
+
+    def delete(self) -> None:
+        """Abort its uploads, delete its objects, then the bucket itself."""
+        client = self.client()
+        for upload in client.list_multipart_uploads(Bucket=self.name).get("Uploads", []):
+            client.abort_multipart_upload(Bucket=self.name, Key=upload["Key"], UploadId=upload["UploadId"])
+        for key in self.keys():
+            client.delete_object(Bucket=self.name, Key=key)
+        client.delete_bucket(Bucket=self.name)
 
     @property
     def bytes_sent(self) -> int:
