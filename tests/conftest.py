@@ -1,3 +1,8 @@
+"""Fixtures shared by the whole suite."""
+
+import pytest
+from h100_sample import h100_sample, h100_sample_root  # noqa: F401  (the real H100 sample, see h100_sample.py)
+
 # ---------------------------------------------------------------------------------------
 # S3: a real S3-protocol server for the storage tests (see tests/s3server.py).
 #
@@ -5,8 +10,6 @@
 #                         with dummy AWS credentials in the environment (no AWS, no network)
 #   s3         (function) a fresh, empty bucket on it, counters reset; emptied afterwards
 # ---------------------------------------------------------------------------------------
-
-import pytest
 
 
 @pytest.fixture(scope="session")

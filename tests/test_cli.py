@@ -9,15 +9,21 @@ import sys
 from pathlib import Path
 
 import pytest
-from h100_sample import ENVIRONMENT, Sample, h100_sample, h100_sample_root  # noqa: F401
+from h100_sample import ENVIRONMENT, Sample
 
 REPO = Path(__file__).resolve().parent.parent
 MINIMAL = REPO / "spec" / "vectors" / "minimal.atpack"
 
 
 def atpack(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "atpack", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=REPO, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "atpack", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+        timeout=300,
+    )
 
 
 def test_inspect_prints_environments_and_kinds() -> None:
@@ -65,8 +71,19 @@ def test_bad_usage_exits_2() -> None:
 
 def test_pack_then_populate_from_the_command_line(h100_sample: Sample, tmp_path: Path) -> None:
     pack = str(tmp_path / "out" / "sample.atpack")
-    made = atpack("pack", "--inductor-dir", str(h100_sample.inductor), "--triton-dir", str(h100_sample.triton),
-                  "--environment", str(ENVIRONMENT), "--annotate", "org.example.model=mlp", "-o", pack)
+    made = atpack(
+        "pack",
+        "--inductor-dir",
+        str(h100_sample.inductor),
+        "--triton-dir",
+        str(h100_sample.triton),
+        "--environment",
+        str(ENVIRONMENT),
+        "--annotate",
+        "org.example.model=mlp",
+        "-o",
+        pack,
+    )
     assert made.returncode == 0, made.stderr
     assert "packed 94 artifacts" in made.stdout
 

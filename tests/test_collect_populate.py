@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import msgspec
-from h100_sample import CAPTURE_ROOT, Sample, h100_sample, h100_sample_root  # noqa: F401
+from h100_sample import CAPTURE_ROOT, Sample
 
 import atpack
 from atpack.artifacts import InductorBestConfig, InductorGemmTimings, TritonKernel
@@ -18,8 +18,13 @@ from atpack.populate import PopulateReport, populate
 
 
 def _pack(sample: Sample, path: Path, **kwargs: object) -> Path:
-    pack_caches(path, inductor_dir=str(sample.inductor), triton_dir=str(sample.triton),
-                environment=kwargs.pop("environment", sample.environment), **kwargs)  # type: ignore[arg-type]
+    pack_caches(
+        path,
+        inductor_dir=str(sample.inductor),
+        triton_dir=str(sample.triton),
+        environment=kwargs.pop("environment", sample.environment),
+        **kwargs,
+    )  # type: ignore[arg-type]
     return path
 
 
@@ -83,8 +88,12 @@ def test_binaries_only_keeps_metadata_and_binary(h100_sample: Sample, tmp_path: 
 def test_collect_reports_malformed_files_and_keeps_going(h100_sample: Sample, tmp_path: Path) -> None:
     broken = next(h100_sample.inductor.rglob("*.best_config"))
     broken.write_text('{"XBLOCK": 1, "num_war')
-    report = pack_caches(tmp_path / "p.atpack", inductor_dir=str(h100_sample.inductor),
-                         triton_dir=str(h100_sample.triton), environment=h100_sample.environment)
+    report = pack_caches(
+        tmp_path / "p.atpack",
+        inductor_dir=str(h100_sample.inductor),
+        triton_dir=str(h100_sample.triton),
+        environment=h100_sample.environment,
+    )
     assert [s.path for s in report.skipped] == [str(broken)]
     assert "not valid JSON" in report.skipped[0].reason
     assert report.kinds["inductor.best_config/1"] == 1 and report.kinds["triton.kernel/1"] == 87
@@ -128,11 +137,17 @@ def test_a_pack_for_two_machines_populates_the_matching_one(tmp_path: Path) -> N
     path = "ab/" + "0" * 64 + ".best_config"
     with atpack.create(tmp_path / "two.atpack") as w:
         for env, block in ((here, 64), (a100, 128)):
-            w.add(InductorBestConfig(env=w.add_environment(env), path=path, kwargs=(("XBLOCK", block),),
-                                     num_warps=4, num_stages=1))
+            w.add(
+                InductorBestConfig(
+                    env=w.add_environment(env), path=path, kwargs=(("XBLOCK", block),), num_warps=4, num_stages=1
+                )
+            )
     report = _populate(tmp_path / "two.atpack", tmp_path / "out")
     actions = sorted((o.action, o.detail.split(";")[0]) for o in report.outcomes)
-    assert actions == [("skipped", "device_name: recorded 'NVIDIA A100-SXM4-80GB', found none"), ("written", "wrote 1 file(s)")]
+    assert actions == [
+        ("skipped", "device_name: recorded 'NVIDIA A100-SXM4-80GB', found none"),
+        ("written", "wrote 1 file(s)"),
+    ]
     assert json.loads((tmp_path / "out" / "inductor" / path).read_text())["XBLOCK"] == 64
 
 
@@ -182,8 +197,10 @@ def test_gemm_timings_merge_into_a_newer_file_without_losing_anything(h100_sampl
     target = tmp_path / "out" / "inductor" / "cache" / gemm.system.hash
     target.parent.mkdir(parents=True)
     first = gemm.entries[0]
-    newer = {first.op: {first.inputs: {first.precision: {first.timings[0].choice: 123.0}}},
-             "mm": {"my-layout": {"highest": {"my-choice": 0.5}}}}
+    newer = {
+        first.op: {first.inputs: {first.precision: {first.timings[0].choice: 123.0}}},
+        "mm": {"my-layout": {"highest": {"my-choice": 0.5}}},
+    }
     target.write_text(json.dumps({"system": {"hash": gemm.system.hash}, "cache": newer}, indent=4))
     report = _populate(pack, tmp_path / "out", ignore_environment=True)
     outcome = next(o for o in report.outcomes if o.kind == "inductor.gemm_timings/1")

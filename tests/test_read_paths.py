@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from h100_sample import h100_sample_root  # noqa: F401
 
 from atpack.collect import pack_caches
 from atpack.populate import populate
@@ -27,7 +26,11 @@ pytestmark = pytest.mark.slow
 def _run(program: str, *args: str, **env: str) -> Any:
     result = subprocess.run(
         [sys.executable, str(PROGRAMS / program), *args],
-        env={**os.environ, **env}, capture_output=True, text=True, cwd=PROGRAMS, timeout=300,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        cwd=PROGRAMS,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -39,9 +42,13 @@ def kernel_sources(h100_sample_root: Path, tmp_path: Path) -> list[str]:
     coordinate descent, and the pointwise kernel of a fusion benchmark module with its
     benchmark harness (which needs CUDA) cut off."""
     reduction = h100_sample_root / "inductor" / "za" / "czaymuaubtkmvo5w2rzqz5zsostlr5g2i5clj5rcmrb7xuu34lyb.py"
-    bench = (h100_sample_root / "inductor" / "ej" / "cejugkvjzrta4u6w2aoovjht3atemi6yiigqzlheuqn4t5iattwo.py").read_text()
+    bench = (
+        h100_sample_root / "inductor" / "ej" / "cejugkvjzrta4u6w2aoovjht3atemi6yiigqzlheuqn4t5iattwo.py"
+    ).read_text()
     kernel = bench[: bench.index("\ndef get_args")]
-    kernel = "\n".join(line for line in kernel.splitlines() if "rand_strided" not in line and "get_raw_stream" not in line)
+    kernel = "\n".join(
+        line for line in kernel.splitlines() if "rand_strided" not in line and "get_raw_stream" not in line
+    )
     pointwise = tmp_path / "pointwise.py"
     pointwise.write_text(kernel + "\n")
     return [str(reduction), str(pointwise)]

@@ -21,8 +21,14 @@ def test_there_are_vectors_for_every_kind() -> None:
     kinds = set()
     for path in VECTORS:
         kinds |= {a["kind"] for a in json.loads(path.with_suffix(".json").read_text())["artifacts"]}
-    assert {"inductor.best_config/1", "inductor.kernel_perf/1", "inductor.gemm_timings/1",
-            "triton.autotune/1", "triton.kernel/1", "example.future/1"} <= kinds
+    assert {
+        "inductor.best_config/1",
+        "inductor.kernel_perf/1",
+        "inductor.gemm_timings/1",
+        "triton.autotune/1",
+        "triton.kernel/1",
+        "example.future/1",
+    } <= kinds
 
 
 @pytest.mark.parametrize("path", VECTORS, ids=lambda p: p.stem)
@@ -36,8 +42,14 @@ def test_golden_pack_decodes_as_recorded(path: Path) -> None:
         assert pack.manifest.annotations == want["annotations"]
         assert list(pack.manifest.digested_annotations) == want["digested_annotations"]
         assert {d: json.loads(canonical(e)) for d, e in pack.manifest.environments.items()} == want["environments"]
-        got = [{"digest": artifact_digest(a), "kind": a.kind,
-                "body": json.loads(a.raw if isinstance(a, UnknownArtifact) else canonical(a))} for a in pack.artifacts]
+        got = [
+            {
+                "digest": artifact_digest(a),
+                "kind": a.kind,
+                "body": json.loads(a.raw if isinstance(a, UnknownArtifact) else canonical(a)),
+            }
+            for a in pack.artifacts
+        ]
         assert got == want["artifacts"]
         blobs = {d: {"size": len(data), "sha256": digest_bytes(data)} for d, data in pack.read_blobs(want["blobs"])}
         assert blobs == want["blobs"]
@@ -58,6 +70,7 @@ def test_golden_pack_rewritten_keeps_its_content_digest(path: Path, tmp_path: Pa
 
 
 def test_json_schema_in_spec_is_current() -> None:
-    result = subprocess.run([sys.executable, str(REPO / "tools" / "gen_schema.py"), "--check"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "gen_schema.py"), "--check"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr

@@ -108,18 +108,24 @@ def fill_small(writer: atpack.PackWriter, seed: int = 0) -> Content:
     rng = random.Random(seed)
     content = Content()
     for i in range(4):
-        add_kernel(writer, content, i, {
-            f"kernel_{i}.ptx": ptx_like(rng, rng.randrange(2_000, 40_000)),
-            f"kernel_{i}.json": f'{{"name": "kernel_{i}", "seed": {seed}}}'.encode(),
-        })
+        add_kernel(
+            writer,
+            content,
+            i,
+            {
+                f"kernel_{i}.ptx": ptx_like(rng, rng.randrange(2_000, 40_000)),
+                f"kernel_{i}.json": f'{{"name": "kernel_{i}", "seed": {seed}}}'.encode(),
+            },
+        )
     add_kernel(writer, content, 4, {"kernel_4.cubin": rng.randbytes(200_000)})
     for i in range(5):
         add_best_config(writer, content, i)
     return content
 
 
-def write_small(url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None, *,
-                seed: int = 0) -> tuple[atpack.PackInfo, Content]:
+def write_small(
+    url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None, *, seed: int = 0
+) -> tuple[atpack.PackInfo, Content]:
     """Write a small pack; return what `create` reported and what went in."""
     with atpack.create(url, storage_options=storage_options, group_size=16 * 1024) as writer:
         content = fill_small(writer, seed)
@@ -127,8 +133,9 @@ def write_small(url: str | os.PathLike[str], storage_options: dict[str, Any] | N
     return writer.info, content
 
 
-def assert_reads_back(url: str | os.PathLike[str], storage_options: dict[str, Any] | None,
-                      info: atpack.PackInfo, content: Content) -> None:
+def assert_reads_back(
+    url: str | os.PathLike[str], storage_options: dict[str, Any] | None, info: atpack.PackInfo, content: Content
+) -> None:
     with atpack.open(url, storage_options=storage_options) as pack:
         assert pack.size == info.size
         assert pack.digest == info.digest
@@ -143,8 +150,9 @@ class Boom(Exception):
     """What a test raises inside an `atpack.create` block."""
 
 
-def create_and_fail(url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None, *,
-                    seed: int = 0) -> None:
+def create_and_fail(
+    url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None, *, seed: int = 0
+) -> None:
     """Run an `atpack.create` block that adds content, then raises `Boom`. (A function, so
     that nothing of the failed writer outlives it in the caller's frame.)"""
     with pytest.raises(Boom), atpack.create(url, storage_options=storage_options) as writer:
@@ -331,15 +339,25 @@ def test_s3_reading_one_small_blob_of_a_50mb_pack_transfers_under_1mb(s3) -> Non
     with atpack.create(url, storage_options=s3.storage_options) as writer:
         content = Content()
         for i in range(60):
-            add_kernel(writer, content, i, {
-                f"kernel_{i}.cubin": rng.randbytes(rng.randrange(900_000, 1_200_000)),
-                f"kernel_{i}.json": f'{{"name": "kernel_{i}", "shared": 0}}'.encode(),
-            })
+            add_kernel(
+                writer,
+                content,
+                i,
+                {
+                    f"kernel_{i}.cubin": rng.randbytes(rng.randrange(900_000, 1_200_000)),
+                    f"kernel_{i}.json": f'{{"name": "kernel_{i}", "shared": 0}}'.encode(),
+                },
+            )
         for i in range(60, 260):
-            small = add_kernel(writer, content, i, {
-                f"kernel_{i}.ptx": ptx_like(rng, rng.randrange(1_000, 8_000)),
-                f"kernel_{i}.json": f'{{"name": "kernel_{i}", "shared": 0}}'.encode(),
-            })
+            small = add_kernel(
+                writer,
+                content,
+                i,
+                {
+                    f"kernel_{i}.ptx": ptx_like(rng, rng.randrange(1_000, 8_000)),
+                    f"kernel_{i}.json": f'{{"name": "kernel_{i}", "shared": 0}}'.encode(),
+                },
+            )
         for i in range(200):
             add_best_config(writer, content, i)
     written = time.perf_counter() - started
@@ -400,12 +418,14 @@ def parts_observed(s3, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     def observed(self: s3fs.core.S3File, final: bool = False) -> Any:
         result = upload_chunk(self, final=final)
         if self.parts:
-            seen.append({
-                "parts": len(self.parts),
-                "keys": s3.keys(),
-                "exists": s3.filesystem().exists(f"{self.bucket}/{self.key}"),
-                "uploads": s3.multipart_uploads(),
-            })
+            seen.append(
+                {
+                    "parts": len(self.parts),
+                    "keys": s3.keys(),
+                    "exists": s3.filesystem().exists(f"{self.bucket}/{self.key}"),
+                    "uploads": s3.multipart_uploads(),
+                }
+            )
         return result
 
     monkeypatch.setattr(s3fs.core.S3File, "_upload_chunk", observed)
@@ -527,8 +547,9 @@ def test_simplecache_s3_pack_is_on_s3_for_a_reader_with_an_empty_cache(s3, tmp_p
     info, content = write_small(url, {"s3": s3.storage_options, "simplecache": {"cache_storage": str(tmp_path / "a")}})
 
     assert s3.keys() == ["p.atpack"]
-    assert_reads_back(url, {"s3": s3.storage_options, "simplecache": {"cache_storage": str(tmp_path / "b")}},
-                      info, content)
+    assert_reads_back(
+        url, {"s3": s3.storage_options, "simplecache": {"cache_storage": str(tmp_path / "b")}}, info, content
+    )
     assert_reads_back(s3.url("p.atpack"), s3.storage_options, info, content)
 
 

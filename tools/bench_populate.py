@@ -24,8 +24,9 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import msgspec
 
@@ -48,16 +49,25 @@ def best_configs(n: int, env: str, rng: random.Random) -> list[InductorBestConfi
         kwargs: tuple[tuple[str, Any], ...] = (("XBLOCK", rng.choice([1, 8, 64, 256, 1024])),)
         if i % 2:
             kwargs += (("R0_BLOCK", rng.choice([64, 512, 2048])),)
-        out.append(InductorBestConfig(
-            env=env, path=f"{shard}/{digest}.best_config", kwargs=kwargs,
-            num_warps=rng.choice([1, 2, 4, 8, 16]), num_stages=rng.choice([1, 2, 3]),
-            configs_hash=hashlib.sha256(f"configs-{i % 97}".encode()).hexdigest(),
-            found_by_coordesc=bool(i % 3), time_taken_ms=rng.randrange(5, 2000), triton_cache_hash=None,
-        ))
+        out.append(
+            InductorBestConfig(
+                env=env,
+                path=f"{shard}/{digest}.best_config",
+                kwargs=kwargs,
+                num_warps=rng.choice([1, 2, 4, 8, 16]),
+                num_stages=rng.choice([1, 2, 3]),
+                configs_hash=hashlib.sha256(f"configs-{i % 97}".encode()).hexdigest(),
+                found_by_coordesc=bool(i % 3),
+                time_taken_ms=rng.randrange(5, 2000),
+                triton_cache_hash=None,
+            )
+        )
     return out
 
 
-def kernel_folders(n: int, sample_triton: Path, rng: random.Random) -> list[tuple[str, str, list[str], dict[str, bytes]]]:
+def kernel_folders(
+    n: int, sample_triton: Path, rng: random.Random
+) -> list[tuple[str, str, list[str], dict[str, bytes]]]:
     """(cache key, kernel name, group order, files) for `n` folders modelled on the sample's:
     the same files, with the metadata's hash changed so that each folder is its own kernel."""
     sources = []
@@ -86,9 +96,14 @@ def write_pack(path: Path, env: atpack.Environment, configs: list[InductorBestCo
         for c in configs:
             w.add(c)
         for key, name, order, files in kernels:
-            refs = sorted([fname, w.add_blob(data, hint=os.path.splitext(fname)[1]), len(data)] for fname, data in files.items())
-            w.add(msgspec.convert({"env": env.digest, "cache_key": key, "name": name, "files": refs, "group": order},
-                                  TritonKernel))
+            refs = sorted(
+                [fname, w.add_blob(data, hint=os.path.splitext(fname)[1]), len(data)] for fname, data in files.items()
+            )
+            w.add(
+                msgspec.convert(
+                    {"env": env.digest, "cache_key": key, "name": name, "files": refs, "group": order}, TritonKernel
+                )
+            )
 
 
 def expected_files(pack_path: Path, inductor_dir: str, triton_dir: str) -> list[tuple[str, bytes]]:
@@ -96,7 +111,9 @@ def expected_files(pack_path: Path, inductor_dir: str, triton_dir: str) -> list[
     out: list[tuple[str, bytes]] = []
     with atpack.open(pack_path) as pack:
         for a in pack.artifacts:
-            writes = inductor.files(a, inductor_dir) if isinstance(a, InductorBestConfig) else triton.files(a, triton_dir)
+            writes = (
+                inductor.files(a, inductor_dir) if isinstance(a, InductorBestConfig) else triton.files(a, triton_dir)
+            )
             out += [(w.path, w.data if w.data is not None else pack.read_blob(w.blob or "")) for w in writes]
     return out
 
@@ -121,7 +138,7 @@ def floor_atomic(files: list[tuple[str, bytes]]) -> None:
 def megacache_blob(configs: list[InductorBestConfig]) -> bytes:
     """The same results as torch's own Megacache artifacts ("autotune" entries)."""
     import torch
-    import torch._inductor.runtime.autotune_cache  # noqa: F401  (registers the "autotune" type)
+    import torch._inductor.runtime.autotune_cache
     from torch.compiler._cache import CacheArtifactManager
 
     with CacheArtifactManager.with_fresh_cache():
@@ -165,6 +182,7 @@ def main() -> None:
             def run(dirs: tuple[str, str]) -> None:
                 report = populate(pack, inductor_dir=dirs[0], triton_dir=dirs[1])
                 assert report.count("written") == len(atpack.open(pack).artifacts), report.format()
+
             return run
 
         def run_torch(dirs: tuple[str, str]) -> None:
@@ -203,11 +221,22 @@ def main() -> None:
         }
         result = {
             "command": "python tools/bench_populate.py " + " ".join(sys.argv[1:]),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                        "torch": torch.__version__, "atpack": atpack.__version__},
-            "workload": {"best_configs": args.configs, "kernel_folders": args.kernels, "files_written": n_files,
-                         "bytes_written": sum(len(d) for _, d in files_full), "pack_bytes": full.stat().st_size,
-                         "megacache_blob_bytes": len(blob), "repeats": args.repeats},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "torch": torch.__version__,
+                "atpack": atpack.__version__,
+            },
+            "workload": {
+                "best_configs": args.configs,
+                "kernel_folders": args.kernels,
+                "files_written": n_files,
+                "bytes_written": sum(len(d) for _, d in files_full),
+                "pack_bytes": full.stat().st_size,
+                "megacache_blob_bytes": len(blob),
+                "repeats": args.repeats,
+            },
             "seconds": times,
             "median_seconds": medians,
             "ratios": ratios,
@@ -217,16 +246,23 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bench_populate.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
-        "# Populate benchmark", "",
+        "# Populate benchmark",
+        "",
         f"`{result['command']}` on {result['machine']['platform']}, {result['machine']['cpus']} CPUs, "
-        f"Python {result['machine']['python']}, torch {result['machine']['torch']}.", "",
+        f"Python {result['machine']['python']}, torch {result['machine']['torch']}.",
+        "",
         f"Workload: {args.configs:,} `.best_config` results and {args.kernels} Triton kernel folders "
         f"({n_files:,} files, {result['workload']['bytes_written']:,} bytes) from a local pack of "
-        f"{result['workload']['pack_bytes']:,} bytes. Medians of {args.repeats} runs, methods interleaved.", "",
-        "| method | median s |", "|---|---:|",
-        *[f"| {m} | {s:.3f} |" for m, s in medians.items()], "",
-        "| ratio | value |", "|---|---:|",
-        *[f"| {r} | {v:.2f} |" for r, v in ratios.items()], "",
+        f"{result['workload']['pack_bytes']:,} bytes. Medians of {args.repeats} runs, methods interleaved.",
+        "",
+        "| method | median s |",
+        "|---|---:|",
+        *[f"| {m} | {s:.3f} |" for m, s in medians.items()],
+        "",
+        "| ratio | value |",
+        "|---|---:|",
+        *[f"| {r} | {v:.2f} |" for r, v in ratios.items()],
+        "",
     ]
     (RESULTS / "bench_populate.md").write_text("\n".join(lines))
     print("\n".join(lines))

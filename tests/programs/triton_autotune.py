@@ -30,5 +30,8 @@ triton.knobs.autotuning.listener = lambda **kw: hits.append(kw["cache_hit"])
 x = torch.zeros(16)
 for n in (65536, 4194304):
     scale_add[(1,)](x, x, x, n, 3)
-print(json.dumps({"bench_calls": len(bench_calls), "cache_hits": hits,
-                  "best": sorted(str(c) for c in scale_add.cache.values())}))
+print(
+    json.dumps(
+        {"bench_calls": len(bench_calls), "cache_hits": hits, "best": sorted(str(c) for c in scale_add.cache.values())}
+    )
+)
