@@ -20,7 +20,9 @@ def _tool(name: str) -> str:
 
 
 def test_ruff_finds_nothing() -> None:
-    result = subprocess.run([_tool("ruff"), "check", "atpack", "tests", "tools"], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(
+        [_tool("ruff"), "check", "atpack", "tests", "tools"], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
