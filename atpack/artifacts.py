@@ -99,12 +99,11 @@ class Artifact(Struct, tag_field="kind", frozen=True, kw_only=True, forbid_unkno
 
     env: Digest
 
+    kind: ClassVar[str] = ""
+    """The kind's tag, e.g. ``"triton.autotune/1"`` (set for each kind below)."""
+
     depends_on: ClassVar[tuple[str, ...]] = ()
     """The `Environment` fields this kind is valid under."""
-
-    @property
-    def kind(self) -> str:
-        return str(type(self).__struct_config__.tag)
 
     @property
     def key(self) -> str:
@@ -328,7 +327,10 @@ ARTIFACT_TYPES: tuple[type[Artifact], ...] = (
 )
 """Every kind this version of atpack knows, in one tagged union."""
 
-KNOWN_KINDS: frozenset[str] = frozenset(str(t.__struct_config__.tag) for t in ARTIFACT_TYPES)
+for _kind in ARTIFACT_TYPES:
+    _kind.kind = str(_kind.__struct_config__.tag)
+
+KNOWN_KINDS: frozenset[str] = frozenset(t.kind for t in ARTIFACT_TYPES)
 
 AnyArtifact = Union[InductorBestConfig, InductorKernelPerf, InductorGemmTimings, TritonAutotune, TritonKernel]
 

@@ -1,17 +1,17 @@
 """Writing into torch's and triton's cache folders: atomically, inside the folder, under locks.
 
 A reader (torch, triton, another rank) sees a cache file whole or not at all: every file is
-written to a hidden temporary name beside its target and renamed over it (or, when an existing
-file must win, hard-linked into place, which fails if the name is taken).
+written to a hidden temporary name beside its target and renamed over it, as torch and triton
+write their own cache files.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import fcntl
 import hashlib
+import itertools
 import os
 import secrets
 import stat
@@ -53,6 +53,7 @@ class CacheDir:
         self.root = os.path.abspath(root)
         self._checked: set[str] = set()  # folders known not to be symlinks
         self._made: set[str] = set()  # folders known to exist
+        self._absent: set[str] = set()  # folders known not to exist (until made)
 
     def path(self, relative: str) -> str:
         """The absolute path of `relative` inside this folder."""
@@ -61,8 +62,8 @@ class CacheDir:
         parts = relative.split("/")
         if any(p in ("", ".", "..") or len(p) > 255 for p in parts):
             raise UnsafeContentError(f"refusing cache path {relative!r}: it leaves the cache folder")
-        path = os.path.join(self.root, *parts)
-        self._check_folder(os.path.dirname(path))
+        path = f"{self.root}/{relative}"
+        self._check_folder(path.rpartition("/")[0])
         return path
 
     def _check_folder(self, folder: str) -> None:
@@ -76,9 +77,14 @@ class CacheDir:
 
     def state(self, path: str, *, data: bytes | None = None, digest: str | None = None, size: int = -1) -> str:
         """``"absent"``, ``"same"`` (identical content) or ``"different"``."""
+        folder = path.rpartition("/")[0]
+        if folder in self._absent:
+            return "absent"
         try:
             st = os.lstat(path)
         except FileNotFoundError:
+            if folder not in self._made and not os.path.isdir(folder):
+                self._absent.add(folder)  # a fresh cache: skip the lookups of its other files
             return "absent"
         except OSError as e:
             raise StorageError(f"{path}: {e.strerror or e}") from e
@@ -91,27 +97,20 @@ class CacheDir:
             return "same" if content == data else "different"
         return "same" if digest == "sha256:" + hashlib.sha256(content).hexdigest() else "different"
 
-    def write(self, path: str, data: bytes | memoryview, *, exclusive: bool = False) -> bool:
-        """Write `data` to `path` through a temporary file and a rename.
-
-        With `exclusive`, an existing file is left alone (and False returned): the file is
-        hard-linked into place, which fails if another process created it meanwhile.
-        """
-        folder = os.path.dirname(path)
+    def write(self, path: str, data: bytes | memoryview) -> None:
+        """Write `data` to `path` through a temporary file in the same folder and a rename."""
+        folder = path.rpartition("/")[0]
         self._make_folder(folder)
-        tmp = os.path.join(folder, f"{_TMP_PREFIX}{secrets.token_hex(6)}.tmp")
+        tmp = f"{folder}/{_temporary_name()}"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
             try:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
             finally:
                 os.close(fd)
-            if exclusive:
-                return _link_into_place(tmp, path)
             os.replace(tmp, path)
-            return True
         except OSError as e:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -126,13 +125,14 @@ class CacheDir:
             raise StorageError(f"{folder}: cannot create folder: {e.strerror or e}") from e
         self._check_folder(folder)
         self._made.add(folder)
+        self._absent.discard(folder)
 
     @contextlib.contextmanager
     def locked(self, relative: str) -> Iterator[None]:
         """An exclusive advisory lock (``flock``) on the file `relative`, created if missing."""
         path = self.path(relative)
         self._make_folder(os.path.dirname(path))
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -140,19 +140,14 @@ class CacheDir:
             os.close(fd)
 
 
-def _link_into_place(tmp: str, path: str) -> bool:
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        return False
-    except OSError as e:
-        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
-            raise
-        if os.path.lexists(path):  # no hard links on this filesystem: check, then rename
-            return False
-        os.replace(tmp, path)
-        return True
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    return True
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_temporary_names = itertools.count()
+_temporary_prefix = ""
+
+
+def _temporary_name() -> str:
+    """A name no other writer uses: this process's id, a random tag, a counter."""
+    global _temporary_prefix
+    if not _temporary_prefix.startswith(f"{_TMP_PREFIX}{os.getpid()}-"):  # new process (fork)
+        _temporary_prefix = f"{_TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-"
+    return f"{_temporary_prefix}{next(_temporary_names)}.tmp"

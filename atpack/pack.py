@@ -402,11 +402,11 @@ class Pack:
         self.size = source.size
         self.format_version: tuple[int, int] = FORMAT_VERSION
         self.bytes_read = 0
-        index = self._read_index()
+        index, text = self._read_index()
         self._frames = index.frames
         self._blobs = {b.digest: b for b in index.blobs}
         self._raw_artifacts = [bytes(raw) for raw in index.artifacts]
-        self.manifest = self._manifest(index)
+        self.manifest = self._manifest(index, _decode_artifacts(text, self._raw_artifacts, self.name))
 
     # -- public
 
@@ -490,7 +490,7 @@ class Pack:
 
     # -- reading the index
 
-    def _read_index(self) -> _IndexOnDisk:
+    def _read_index(self) -> tuple[_IndexOnDisk, bytes]:
         size = self.size
         if size < HEADER_SIZE + FOOTER_SIZE:
             raise FormatError(f"{self.name}: {size} bytes is too small to be a pack")
@@ -529,7 +529,7 @@ class Pack:
         except msgspec.DecodeError as e:
             raise FormatError(f"{self.name}: index: {e}") from e
         self._check_tables(index, offset)
-        return index
+        return index, raw
 
     def _check_tables(self, index: _IndexOnDisk, index_offset: int) -> None:
         lim, name = self._limits, self.name
@@ -575,7 +575,7 @@ class Pack:
                 raise FormatError(f"{name}: blob table not sorted or has a duplicate at {b.digest}")
             previous = b.digest
 
-    def _manifest(self, index: _IndexOnDisk) -> Manifest:
+    def _manifest(self, index: _IndexOnDisk, decoded: list[Artifact | UnknownArtifact]) -> Manifest:
         name = self.name
         environments: dict[str, Environment] = {}
         for env in index.environments:
@@ -588,8 +588,7 @@ class Pack:
         artifacts: list[Artifact | UnknownArtifact] = []
         questions: dict[tuple[str, str, str], str] = {}
         previous = ""
-        for i, raw in enumerate(self._raw_artifacts):
-            artifact = _decode_artifact(raw, f"{name}: artifact #{i}")
+        for i, (raw, artifact) in enumerate(zip(self._raw_artifacts, decoded)):
             digest = digest_bytes(raw)
             if digest <= previous:
                 raise FormatError(f"{name}: artifact #{i} ({digest}) is out of order or a duplicate")
@@ -715,6 +714,22 @@ def _decompress(payload: bytes, size: int, what: str) -> bytes:
     if len(data) != size:
         raise IntegrityError(f"{what}: decompressed to {len(data)} bytes, expected {size}")
     return data
+
+
+class _KnownArtifacts(msgspec.Struct):
+    artifacts: tuple[AnyArtifact, ...] = ()
+
+
+_known_decoder = msgspec.json.Decoder(_KnownArtifacts)
+
+
+def _decode_artifacts(index: bytes, raws: list[bytes], name: str) -> list[Artifact | UnknownArtifact]:
+    """Every artifact, typed: in one pass when every kind is known (the usual case), else one
+    by one, keeping unknown kinds as `UnknownArtifact`."""
+    try:
+        return list(_known_decoder.decode(index).artifacts)
+    except msgspec.DecodeError:
+        return [_decode_artifact(raw, f"{name}: artifact #{i}") for i, raw in enumerate(raws)]
 
 
 def _decode_artifact(raw: bytes, what: str) -> Artifact | UnknownArtifact:

@@ -98,6 +98,7 @@ class PopulateReport:
 @dataclasses.dataclass
 class _Planned:
     artifact: Artifact
+    root: CacheDir
     writes: list[FileWrite]
     states: list[str]
     note: str = ""
@@ -145,13 +146,17 @@ def _populate(pack: Pack, report: PopulateReport, local: LocalEnvironment) -> No
     dirs = _Dirs(CacheDir(report.inductor_dir), CacheDir(report.triton_dir))
     planned: list[_Planned] = []
     merges: list[tuple[InductorGemmTimings, str]] = []
+    checked: dict[tuple[str, type[Artifact]], list[str]] = {}
     for artifact in pack.artifacts:
         if isinstance(artifact, UnknownArtifact):
             report.outcomes.append(
                 Outcome(artifact.kind, artifact.key, SKIPPED, "a kind this atpack version does not know")
             )
             continue
-        reasons = mismatches(pack.manifest.environments[artifact.env], local.get, type(artifact).depends_on)
+        key = (artifact.env, type(artifact))
+        if key not in checked:
+            checked[key] = mismatches(pack.manifest.environments[artifact.env], local.get, type(artifact).depends_on)
+        reasons = checked[key]
         note = ""
         if reasons:
             if not report.ignored_environment:
@@ -162,14 +167,15 @@ def _populate(pack: Pack, report: PopulateReport, local: LocalEnvironment) -> No
             if isinstance(artifact, InductorGemmTimings):
                 merges.append((artifact, note))
                 continue
+            root = dirs.of(artifact)
             writes = _files(artifact, dirs)
-            states = [dirs.of(artifact).state(w.path, data=w.data, digest=w.blob, size=w.size) for w in writes]
+            states = [root.state(w.path, data=w.data, digest=w.blob, size=w.size) for w in writes]
         except AtpackError as e:
             report.outcomes.append(Outcome(artifact.kind, artifact.key, FAILED, str(e)))
             continue
-        planned.append(_Planned(artifact, writes, states, note))
+        planned.append(_Planned(artifact, root, writes, states, note))
     if not report.dry_run:
-        _write(pack, planned, dirs)
+        _write(pack, planned)
     report.outcomes += [_outcome(p, report.dry_run) for p in planned]
     report.outcomes += [_merge(a, note, dirs.inductor, report.dry_run) for a, note in merges]
 
@@ -193,10 +199,10 @@ def _files(artifact: Artifact, dirs: _Dirs) -> list[FileWrite]:
     raise AtpackError(f"no adapter populates {artifact.kind}")
 
 
-def _write(pack: Pack, planned: list[_Planned], dirs: _Dirs) -> None:
+def _write(pack: Pack, planned: list[_Planned]) -> None:
     """Inline files first, then blobs in storage order (each frame fetched once), then the
     files that make the others visible (Triton's group files)."""
-    by_blob: dict[str, list[str]] = collections.defaultdict(list)
+    by_blob: dict[str, list[tuple[_Planned, int]]] = collections.defaultdict(list)
     last: list[tuple[_Planned, int]] = []
     for p in planned:
         for i, (w, state) in enumerate(zip(p.writes, p.states)):
@@ -205,24 +211,17 @@ def _write(pack: Pack, planned: list[_Planned], dirs: _Dirs) -> None:
             if w.last:
                 last.append((p, i))
             elif w.blob is not None:
-                by_blob[w.blob].append(w.path)
+                by_blob[w.blob].append((p, i))
             else:
-                _write_one(dirs.of(p.artifact), p, i, w.data or b"")
-    blob_paths = {w.path: (p, i) for p in planned for i, w in enumerate(p.writes) if w.blob is not None}
+                p.root.write(w.path, w.data or b"")
+                p.states[i] = "written"
     for digest, data in pack.read_blobs(by_blob):
-        for path in by_blob[digest]:
-            p, i = blob_paths[path]
-            _write_one(dirs.of(p.artifact), p, i, data)
+        for p, i in by_blob[digest]:
+            p.root.write(p.writes[i].path, data)
+            p.states[i] = "written"
     for p, i in last:
-        _write_one(dirs.of(p.artifact), p, i, p.writes[i].data or b"")
-
-
-def _write_one(root: CacheDir, p: _Planned, i: int, data: bytes) -> None:
-    w = p.writes[i]
-    if root.write(w.path, data, exclusive=not w.replace):
+        p.root.write(p.writes[i].path, p.writes[i].data or b"")
         p.states[i] = "written"
-    else:
-        p.states[i] = "different"  # someone wrote it meanwhile: theirs stays
 
 
 def _outcome(p: _Planned, dry_run: bool) -> Outcome:

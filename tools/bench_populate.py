@@ -34,6 +34,7 @@ import atpack
 from atpack.adapters import inductor, triton
 from atpack.artifacts import InductorBestConfig, TritonKernel
 from atpack.env import LocalEnvironment
+from atpack.files import CacheDir
 from atpack.populate import populate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -109,10 +110,11 @@ def write_pack(path: Path, env: atpack.Environment, configs: list[InductorBestCo
 def expected_files(pack_path: Path, inductor_dir: str, triton_dir: str) -> list[tuple[str, bytes]]:
     """Every file populate writes, rendered in memory: what the floor writes directly."""
     out: list[tuple[str, bytes]] = []
+    inductor_root, triton_root = CacheDir(inductor_dir), CacheDir(triton_dir)
     with atpack.open(pack_path) as pack:
         for a in pack.artifacts:
             writes = (
-                inductor.files(a, inductor_dir) if isinstance(a, InductorBestConfig) else triton.files(a, triton_dir)
+                inductor.files(a, inductor_root) if isinstance(a, InductorBestConfig) else triton.files(a, triton_root)
             )
             out += [(w.path, w.data if w.data is not None else pack.read_blob(w.blob or "")) for w in writes]
     return out

@@ -157,10 +157,24 @@ def render_best_config(a: InductorBestConfig) -> bytes:
     data["num_stages"] = a.num_stages
     for key in _BEST_CONFIG_FIELDS[2:]:
         value = getattr(a, key)
-        if not _unset(value):
+        if value is not msgspec.UNSET:
             data[key] = value
     data.update(a.extra)
-    return json.dumps(data).encode("ascii")
+    return dumps(data).encode("ascii")
+
+
+def _compact_dumps() -> Callable[[Any], str]:
+    """`json.dumps` with its default settings, without rebuilding its C encoder per call
+    (populate renders thousands of small files)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return json.dumps
+    default = json.JSONEncoder().default
+    encode = make(None, default, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
+dumps = _compact_dumps()
 
 
 def render_kernel_perf(a: InductorKernelPerf) -> bytes:
