@@ -465,8 +465,13 @@ class Pack:
         Raises on the first bad entry, naming it."""
         header = self._source.read(0, HEADER_SIZE)
         _check_header(header, self.format_version)
+        previous = ""
         for i, (artifact, raw) in enumerate(zip(self.artifacts, self._raw_artifacts)):
             _check_canonical(artifact, raw, f"{self.name}: artifact #{i}")
+            digest = digest_bytes(raw)
+            if digest <= previous:
+                raise FormatError(f"{self.name}: artifact #{i} ({digest}) is out of order or a duplicate")
+            previous = digest
         by_frame: dict[int, list[BlobEntry]] = collections.defaultdict(list)
         for e in self._blobs.values():
             by_frame[e.frame].append(e)
@@ -586,26 +591,21 @@ class Pack:
         if list(environments) != sorted(environments):
             raise FormatError(f"{name}: environments are not sorted by digest")
         artifacts: list[Artifact | UnknownArtifact] = []
-        questions: dict[tuple[str, str, str], str] = {}
-        previous = ""
-        for i, (raw, artifact) in enumerate(zip(self._raw_artifacts, decoded)):
-            digest = digest_bytes(raw)
-            if digest <= previous:
-                raise FormatError(f"{name}: artifact #{i} ({digest}) is out of order or a duplicate")
-            previous = digest
+        questions: dict[tuple[str, str, str], int] = {}
+        for i, artifact in enumerate(decoded):
             if artifact.env not in environments:
-                raise FormatError(f"{name}: artifact #{i} ({digest}) refers to a missing environment {artifact.env}")
+                raise FormatError(f"{name}: artifact #{i} refers to a missing environment {artifact.env}")
             if isinstance(artifact, Artifact):
                 for ref in artifact.blob_refs():
                     if ref not in self._blobs:
-                        raise FormatError(f"{name}: artifact #{i} ({digest}) refers to a missing blob {ref}")
+                        raise FormatError(f"{name}: artifact #{i} refers to a missing blob {ref}")
             question = (artifact.kind, artifact.env, artifact.key)
             if question in questions:
                 raise FormatError(
-                    f"{name}: artifacts {questions[question]} and {digest} are two {artifact.kind} entries "
-                    f"for {artifact.key!r}"
+                    f"{name}: artifacts #{questions[question]} and #{i} are two {artifact.kind} entries "
+                    f"for {artifact.key!r} (a duplicate or a conflict)"
                 )
-            questions[question] = digest
+            questions[question] = i
             artifacts.append(artifact)
         for key in index.digested_annotations:
             if key not in index.annotations:
