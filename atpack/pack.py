@@ -181,6 +181,7 @@ class PackWriter:
             raise ValueError("group_size must be positive")
         self._out = out
         self._group_size = group_size
+        self._level = level
         self._zstd = zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=True)
         self._spool: IO[bytes] = tempfile.TemporaryFile(prefix="atpack-spool-")  # noqa: SIM115 (closed by finish/abort)
         self._spool_end = 0
@@ -206,12 +207,22 @@ class PackWriter:
             return digest
         size = len(data)
         compressed = size > self._group_size
-        payload = self._zstd.compress(data) if compressed else data
+        payload = self._large_compressor(size).compress(data) if compressed else data
         self._spool.seek(self._spool_end)
         self._spool.write(payload)
         self._blobs[digest] = _Spooled(self._spool_end, len(payload), size, hint, compressed)
         self._spool_end += len(payload)
         return digest
+
+    def _large_compressor(self, size: int) -> zstandard.ZstdCompressor:
+        """For a blob with a frame of its own: long-distance matching over a window as large as
+        the blob (up to 128 MiB, zstd's default decoder limit), which finds the repeats far apart
+        in large blobs (a pickled graph holds every candidate kernel's source)."""
+        window_log = max(10, min(27, (size - 1).bit_length()))
+        params = zstandard.ZstdCompressionParameters.from_level(
+            self._level, enable_ldm=True, window_log=window_log, write_content_size=True, write_checksum=True
+        )
+        return zstandard.ZstdCompressor(compression_params=params)
 
     def add_environment(self, environment: Environment) -> str:
         """Record an environment and return the digest artifacts refer to it by."""
@@ -255,17 +266,23 @@ class PackWriter:
         else:
             self._digested.discard(key)
 
-    def copy_from(self, pack: Pack, artifact: Artifact | UnknownArtifact) -> str:
-        """Add an artifact of another pack, with its environment and the blobs it references
-        (for a kind this version does not know: the digests that appear in it)."""
-        env = pack.manifest.environments.get(artifact.env)
-        if env is not None:
-            self.add_environment(env)
-        for ref in artifact.blob_refs():
-            if ref not in self._blobs and pack.has_blob(ref):
-                hint = artifact.blob_hint(ref) if isinstance(artifact, Artifact) else ""
-                self.add_blob(pack.read_blob(ref), hint=hint)
-        return self.add(artifact)
+    def copy_from(self, pack: Pack, artifacts: Iterable[Artifact | UnknownArtifact]) -> list[str]:
+        """Add artifacts of another pack, with their environments and the blobs they reference
+        (for a kind this version does not know: the digests that appear in it). Each frame of
+        `pack` is read once."""
+        artifacts = list(artifacts)
+        hints: dict[str, str] = {}
+        for artifact in artifacts:
+            env = pack.manifest.environments.get(artifact.env)
+            if env is not None:
+                self.add_environment(env)
+            for ref in artifact.blob_refs():
+                if ref not in self._blobs and pack.has_blob(ref):
+                    hint = artifact.blob_hint(ref) if isinstance(artifact, Artifact) else ""
+                    hints[ref] = min(hints.get(ref, hint), hint)
+        for digest, data in pack.read_blobs(hints):
+            self.add_blob(data, hint=hints[digest])
+        return [self.add(a) for a in artifacts]
 
     # -- writing
 

@@ -899,7 +899,7 @@ def test_copying_an_unknown_kind_keeps_its_bytes_and_its_blob(tmp_path: Path, pa
         (unknown,) = [a for a in source.artifacts if isinstance(a, atpack.UnknownArtifact)]
         expected_blob = source.read_blob(blob)
         with atpack.create(tmp_path / "copy.atpack") as writer:
-            writer.copy_from(source, unknown)
+            writer.copy_from(source, [unknown])
     with atpack.open(tmp_path / "copy.atpack") as copy:
         copy.verify()
         assert len(copy.artifacts) == 1
@@ -915,8 +915,7 @@ def test_copying_every_artifact_and_annotation_gives_a_pack_with_the_same_digest
     data, _, _ = with_future_artifact(pack_data)
     with atpack.open(put(tmp_path, data)) as source:
         with atpack.create(tmp_path / "copy.atpack", group_size=GROUP) as writer:
-            for artifact in source.artifacts:
-                writer.copy_from(source, artifact)
+            writer.copy_from(source, source.artifacts)
             for key, value in source.manifest.annotations.items():
                 writer.annotate(key, value, digested=key in source.manifest.digested_annotations)
         with atpack.open(tmp_path / "copy.atpack") as copy:
@@ -931,7 +930,7 @@ def test_copying_a_known_artifact_brings_its_environment_and_blobs(
     with atpack.open(packed[0]) as source:
         kernel = next(a for a in source.artifacts if isinstance(a, atpack.TritonKernel))
         with atpack.create(tmp_path / "copy.atpack") as writer:
-            writer.copy_from(source, kernel)
+            writer.copy_from(source, [kernel])
     with atpack.open(tmp_path / "copy.atpack") as copy:
         assert copy.artifacts == (kernel,)
         assert copy.manifest.environments == {TRITON_ENV.digest: TRITON_ENV}

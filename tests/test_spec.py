@@ -59,8 +59,7 @@ def test_golden_pack_decodes_as_recorded(path: Path) -> None:
 @pytest.mark.parametrize("path", VECTORS, ids=lambda p: p.stem)
 def test_golden_pack_rewritten_keeps_its_content_digest(path: Path, tmp_path: Path) -> None:
     with atpack.open(path) as pack, atpack.create(tmp_path / "copy.atpack") as writer:
-        for artifact in pack.artifacts:
-            writer.copy_from(pack, artifact)
+        writer.copy_from(pack, pack.artifacts)
         for key, value in pack.manifest.annotations.items():
             writer.annotate(key, value, digested=key in pack.manifest.digested_annotations)
     with atpack.open(path) as pack, atpack.open(tmp_path / "copy.atpack") as copy:
