@@ -8,6 +8,7 @@ machine's caches from it so that its first compiled step launches tuned kernels.
 
 from __future__ import annotations
 
+from .api import load, load_cache_artifacts, save_cache_artifacts, to_megacache
 from .artifacts import (
     Artifact,
     Environment,
@@ -19,6 +20,8 @@ from .artifacts import (
     TritonKernel,
     UnknownArtifact,
 )
+from .capture import Capture, capture
+from .collect import pack_caches
 from .errors import (
     AtpackError,
     CacheFileError,
@@ -30,11 +33,21 @@ from .errors import (
 )
 from .pack import Limits, Pack, PackInfo, PackWriter, create
 from .pack import open_pack as open
+from .populate import PopulateReport, populate
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Artifact",
+    "Capture",
+    "PopulateReport",
+    "capture",
+    "load",
+    "load_cache_artifacts",
+    "pack_caches",
+    "populate",
+    "save_cache_artifacts",
+    "to_megacache",
     "AtpackError",
     "CacheFileError",
     "Environment",

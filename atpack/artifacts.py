@@ -33,7 +33,15 @@ __all__ = [
     "InductorGemmTimings",
     "InductorKernelPerf",
     "KernelFile",
+    "MEGACACHE_TYPES",
     "Manifest",
+    "MegacacheAotAutograd",
+    "MegacacheAutotune",
+    "MegacacheEntry",
+    "MegacacheInductor",
+    "MegacacheOther",
+    "MegacachePgo",
+    "MegacachePrecompile",
     "Scalar",
     "TritonAutotune",
     "TritonConfig",
@@ -318,12 +326,110 @@ class TritonKernel(Artifact, tag="triton.kernel/1", frozen=True):
         return f"{self.cache_key[:12]}… {self.name} ({len(self.files)} files, {size:,} bytes)"
 
 
+class MegacacheEntry(Artifact, frozen=True):
+    """One entry of a PyTorch Megacache blob (`torch.compiler.save_cache_artifacts`): its
+    `type`, `key` and `content` (a blob), and `seq`, its position in the blob, which keeps the
+    order torch replays entries in (a later entry for the same key wins)."""
+
+    entry_key: Annotated[str, Meta(max_length=4096)] = msgspec.field(name="key")
+    seq: Annotated[int, Meta(ge=0)]
+    content: Digest
+    size: Size
+
+    megacache_type: ClassVar[str] = ""
+    pickled: ClassVar[bool] = True
+    """Whether loading the content unpickles it (runs code): refused unless trusted."""
+
+    depends_on: ClassVar[tuple[str, ...]] = (
+        "torch_version",
+        "torch_key",
+        "triton_version",
+        "device_name",
+        "cuda_version",
+        "hip_version",
+        "python_abi",
+        "cache_key_tag",
+    )
+
+    @property
+    def key(self) -> str:
+        return f"{self.entry_key}@{self.content[7:19]}"
+
+    @property
+    def type_name(self) -> str:
+        return self.megacache_type
+
+    def blob_refs(self) -> Iterator[str]:
+        return iter((self.content,))
+
+    def blob_hint(self, digest: str) -> str:
+        return f"megacache.{self.type_name}"
+
+    def summary(self) -> str:
+        trust = "pickle" if self.pickled else "data"
+        return f"#{self.seq} {self.type_name} {self.entry_key} ({self.size:,} bytes, {trust})"
+
+
+class MegacacheAutotune(MegacacheEntry, tag="megacache.autotune/1", frozen=True):
+    """A Megacache ``autotune`` entry: a ``.best_config`` file's JSON (data, not code)."""
+
+    megacache_type: ClassVar[str] = "autotune"
+    pickled: ClassVar[bool] = False
+    depends_on: ClassVar[tuple[str, ...]] = InductorBestConfig.depends_on
+
+
+class MegacacheInductor(MegacacheEntry, tag="megacache.inductor/1", frozen=True):
+    """A Megacache ``inductor`` entry: a pickled compiled FX graph (host code)."""
+
+    megacache_type: ClassVar[str] = "inductor"
+
+
+class MegacacheAotAutograd(MegacacheEntry, tag="megacache.aot_autograd/1", frozen=True):
+    """A Megacache ``aot_autograd`` entry: a pickled AOTAutograd result (host code)."""
+
+    megacache_type: ClassVar[str] = "aot_autograd"
+
+
+class MegacachePgo(MegacacheEntry, tag="megacache.pgo/1", frozen=True):
+    """A Megacache ``pgo`` entry: pickled profile-guided dynamic-shape decisions."""
+
+    megacache_type: ClassVar[str] = "pgo"
+
+
+class MegacachePrecompile(MegacacheEntry, tag="megacache.precompile/1", frozen=True):
+    """A Megacache ``precompile`` entry: a pickled precompiled artifact (host code)."""
+
+    megacache_type: ClassVar[str] = "precompile"
+
+
+class MegacacheOther(MegacacheEntry, tag="megacache.other/1", frozen=True):
+    """A Megacache entry of a type this version does not know by name; treated as code."""
+
+    type: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+
+    @property
+    def type_name(self) -> str:
+        return self.type
+
+
+MEGACACHE_TYPES: dict[str, type[MegacacheEntry]] = {
+    t.megacache_type: t
+    for t in (MegacacheAutotune, MegacacheInductor, MegacacheAotAutograd, MegacachePgo, MegacachePrecompile)
+}
+
+
 ARTIFACT_TYPES: tuple[type[Artifact], ...] = (
     InductorBestConfig,
     InductorKernelPerf,
     InductorGemmTimings,
     TritonAutotune,
     TritonKernel,
+    MegacacheAutotune,
+    MegacacheInductor,
+    MegacacheAotAutograd,
+    MegacachePgo,
+    MegacachePrecompile,
+    MegacacheOther,
 )
 """Every kind this version of atpack knows, in one tagged union."""
 
@@ -332,7 +438,20 @@ for _kind in ARTIFACT_TYPES:
 
 KNOWN_KINDS: frozenset[str] = frozenset(t.kind for t in ARTIFACT_TYPES)
 
-AnyArtifact = Union[InductorBestConfig, InductorKernelPerf, InductorGemmTimings, TritonAutotune, TritonKernel]
+AnyArtifact = Union[
+    InductorBestConfig,
+    InductorKernelPerf,
+    InductorGemmTimings,
+    TritonAutotune,
+    TritonKernel,
+    MegacacheAutotune,
+    MegacacheInductor,
+    MegacacheAotAutograd,
+    MegacachePgo,
+    MegacachePrecompile,
+    MegacacheOther,
+]
+"""The tagged union of `ARTIFACT_TYPES` (spelled out for type checkers)."""
 
 
 class UnknownArtifact:

@@ -86,6 +86,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--triton-dir", metavar="DIR", help="Triton cache folder (default: the one triton uses)")
     p.add_argument("--no-inductor", action="store_true", help="do not collect Inductor's caches")
     p.add_argument("--no-triton", action="store_true", help="do not collect Triton's caches")
+    p.add_argument(
+        "--megacache",
+        metavar="FILE",
+        help="a blob from torch.compiler.save_cache_artifacts() to read (alone, unless cache folders are named)",
+    )
     p.add_argument("--binaries-only", action="store_true", help="kernels: metadata and binary only (no IR, no source)")
     p.add_argument(
         "--environment", metavar="FILE", help="JSON environment the caches were made in (default: this machine's)"
@@ -109,6 +114,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ignore-environment", action="store_true", help="write artifacts made elsewhere too (you know better)"
     )
+    p.add_argument(
+        "--trust-pickles",
+        action="store_true",
+        help="also load pickled Megacache entries (compiled graphs): they run code when loaded",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_populate)
 
@@ -130,6 +140,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("url", metavar="URL")
     p.set_defaults(run=_verify)
+
+    p = sub.add_parser(
+        "megacache",
+        parents=[common, storage],
+        help="write a pack's Megacache entries as a torch blob",
+        description="Write the Megacache entries of a pack as a blob torch.compiler.load_cache_artifacts reads.",
+    )
+    p.add_argument("url", metavar="URL")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the blob")
+    p.set_defaults(run=_megacache)
 
     p = sub.add_parser(
         "env",
@@ -173,12 +193,21 @@ def _pack(args: argparse.Namespace) -> int:
             raise AtpackError(f"--annotate {item!r}: expected KEY=VALUE")
         annotations[key] = value
     sources = [s for s, off in (("inductor", args.no_inductor), ("triton", args.no_triton)) if not off]
+    blob = None
+    if args.megacache:
+        try:
+            with open(args.megacache, "rb") as f:
+                blob = f.read()
+        except OSError as e:
+            raise AtpackError(f"{args.megacache}: {e.strerror or e}") from e
+        sources = [s for s in sources if getattr(args, f"{s}_dir")]  # the blob alone, unless folders are named
     try:
         report = pack_caches(
             args.output,
             inductor_dir=args.inductor_dir,
             triton_dir=args.triton_dir,
             sources=sources,
+            megacache=blob,
             environment=environment,
             binaries_only=args.binaries_only,
             annotations=annotations,
@@ -200,6 +229,7 @@ def _populate(args: argparse.Namespace) -> int:
         triton_dir=args.triton_dir,
         dry_run=args.dry_run,
         ignore_environment=args.ignore_environment,
+        trust_pickles=args.trust_pickles,
         storage_options=args.storage_options,
     )
     if args.json:
@@ -277,6 +307,19 @@ def _verify(args: argparse.Namespace) -> int:
     with open_pack(args.url, storage_options=args.storage_options) as pack:
         pack.verify()
         print(f"ok: {pack.name}: {len(pack.artifacts)} artifacts, {pack.blob_count} blobs, every digest matches")
+    return 0
+
+
+def _megacache(args: argparse.Namespace) -> int:
+    from .api import to_megacache
+
+    blob = to_megacache(args.url, storage_options=args.storage_options)
+    try:
+        with open(args.output, "wb") as f:
+            f.write(blob)
+    except OSError as e:
+        raise AtpackError(f"{args.output}: {e.strerror or e}") from e
+    print(f"wrote {args.output} ({len(blob):,} bytes)")
     return 0
 
 

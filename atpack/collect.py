@@ -43,6 +43,7 @@ def pack_caches(
     inductor_dir: str | None = None,
     triton_dir: str | None = None,
     sources: Iterable[str] = ("inductor", "triton"),
+    megacache: bytes | None = None,
     environment: Environment | None = None,
     binaries_only: bool = False,
     annotations: dict[str, str] | None = None,
@@ -50,11 +51,13 @@ def pack_caches(
     level: int = DEFAULT_LEVEL,
 ) -> CollectReport:
     """Collect every supported artifact from Inductor's and Triton's cache folders (by
-    default, the folders torch and triton would use here) into a pack at `url`.
+    default, the folders torch and triton would use here), and from a Megacache blob if given
+    (the bytes `torch.compiler.save_cache_artifacts()` returned), into a pack at `url`.
 
     `environment` describes the machine the caches were made on; by default, this one.
     """
     from .adapters import inductor, triton
+    from .adapters import megacache as megacache_adapter
     from .env import LocalEnvironment, default_inductor_dir, default_triton_dir
 
     sources = set(sources)
@@ -68,11 +71,13 @@ def pack_caches(
         streams: list[Iterable[Collected]] = []
         if "inductor" in sources:
             streams.append(inductor.collect(inductor_dir or default_inductor_dir(), env_digest))
+        add_blob = lambda data, hint: writer.add_blob(data, hint=hint)  # noqa: E731
         if "triton" in sources:
-            add_blob = lambda data, hint: writer.add_blob(data, hint=hint)  # noqa: E731
             streams.append(
                 triton.collect(triton_dir or default_triton_dir(), env_digest, add_blob, binaries_only=binaries_only)
             )
+        if megacache is not None:
+            streams.append(megacache_adapter.collect(megacache, env_digest, add_blob))
         for item in itertools.chain.from_iterable(streams):
             if isinstance(item, Skipped):
                 log.warning("skipped %s: %s", item.path, item.reason)

@@ -7,6 +7,7 @@ write their own cache files.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import fcntl
@@ -15,11 +16,12 @@ import itertools
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 from .errors import StorageError, UnsafeContentError
 
-__all__ = ["CacheDir", "FileWrite"]
+__all__ = ["CacheDir", "FileWrite", "Writes"]
 
 _TMP_PREFIX = ".atpack-"
 
@@ -60,7 +62,7 @@ class CacheDir:
         if not relative or "\x00" in relative or relative.startswith("/") or "\\" in relative:
             raise UnsafeContentError(f"refusing cache path {relative!r}: not a plain relative path")
         parts = relative.split("/")
-        if any(p in ("", ".", "..") or len(p) > 255 for p in parts):
+        if "" in parts or "." in parts or ".." in parts or max(map(len, parts)) > 255:
             raise UnsafeContentError(f"refusing cache path {relative!r}: it leaves the cache folder")
         path = f"{self.root}/{relative}"
         self._check_folder(path.rpartition("/")[0])
@@ -138,6 +140,70 @@ class CacheDir:
             yield
         finally:
             os.close(fd)
+
+
+class Writes:
+    """Many file writes: one by one while creating a file is quick (a memory filesystem, a fast
+    disk: the work is CPU, and threads would only contend for it), on threads once the first
+    files show it is slow (a journaled disk, a network filesystem: the calls wait on the
+    device, and several can wait at once). `flush` waits for every write so far."""
+
+    PROBE = 64
+    SLOW = 150e-6  # seconds per file
+    THREADS = 8
+    BATCH = 32
+
+    def __init__(self) -> None:
+        self._timed = 0
+        self._seconds = 0.0
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._batch: list[tuple[CacheDir, str, bytes, Callable[[], None]]] = []
+        self._pending: list[concurrent.futures.Future[None]] = []
+        self.threaded = False
+
+    def add(self, root: CacheDir, path: str, data: bytes, done: Callable[[], None]) -> None:
+        """Write `data` to `path` in `root`; call `done` once it is there."""
+        if self._pool is None:
+            start = time.perf_counter()
+            root.write(path, data)
+            done()
+            self._seconds += time.perf_counter() - start
+            self._timed += 1
+            if self._timed == self.PROBE and self._seconds / self._timed > self.SLOW:
+                self._pool = concurrent.futures.ThreadPoolExecutor(self.THREADS, thread_name_prefix="atpack-write")
+                self.threaded = True
+            return
+        self._batch.append((root, path, data, done))
+        if len(self._batch) >= self.BATCH:
+            self._submit()
+
+    def flush(self) -> None:
+        self._submit()
+        pending, self._pending = self._pending, []
+        concurrent.futures.wait(pending)
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Writes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _submit(self) -> None:
+        if self._batch and self._pool is not None:
+            self._pending.append(self._pool.submit(_write_batch, self._batch))
+            self._batch = []
+
+
+def _write_batch(batch: list[tuple[CacheDir, str, bytes, Callable[[], None]]]) -> None:
+    for root, path, data, done in batch:
+        root.write(path, data)
+        done()
 
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)

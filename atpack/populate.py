@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .artifacts import (
@@ -19,13 +20,14 @@ from .artifacts import (
     InductorBestConfig,
     InductorGemmTimings,
     InductorKernelPerf,
+    MegacacheEntry,
     TritonAutotune,
     TritonKernel,
     UnknownArtifact,
 )
 from .env import LocalEnvironment, default_inductor_dir, default_triton_dir, mismatches
 from .errors import AtpackError
-from .files import CacheDir, FileWrite
+from .files import CacheDir, FileWrite, Writes
 from .pack import Pack, open_pack
 
 __all__ = ["Outcome", "PopulateReport", "populate"]
@@ -55,6 +57,7 @@ class PopulateReport:
     triton_dir: str
     dry_run: bool = False
     ignored_environment: bool = False
+    trusted_pickles: bool = False
     outcomes: list[Outcome] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
     bytes_read: int = 0
@@ -103,6 +106,10 @@ class _Planned:
     states: list[str]
     note: str = ""
 
+    def done(self, i: int) -> Callable[[], None]:
+        """What marks file `i` written."""
+        return lambda: self.states.__setitem__(i, "written")
+
 
 def populate(
     pack: Pack | str | os.PathLike[str],
@@ -111,6 +118,7 @@ def populate(
     triton_dir: str | None = None,
     dry_run: bool = False,
     ignore_environment: bool = False,
+    trust_pickles: bool = False,
     storage_options: dict[str, Any] | None = None,
     environment: LocalEnvironment | None = None,
 ) -> PopulateReport:
@@ -119,6 +127,8 @@ def populate(
 
     Re-running is idempotent. `ignore_environment` writes every artifact regardless of
     where it was made (for tests, and for users who know better); the report says so.
+    Megacache entries are replayed through torch's own hooks; pickled ones (compiled graphs,
+    AOTAutograd results: host code that runs when loaded) only with `trust_pickles`.
     """
     start = time.perf_counter()
     opened = not isinstance(pack, Pack)
@@ -130,6 +140,7 @@ def populate(
             triton_dir=triton_dir or default_triton_dir(),
             dry_run=dry_run,
             ignored_environment=ignore_environment,
+            trusted_pickles=trust_pickles,
         )
         read_before = source.bytes_read
         _populate(source, report, environment or LocalEnvironment())
@@ -146,6 +157,7 @@ def _populate(pack: Pack, report: PopulateReport, local: LocalEnvironment) -> No
     dirs = _Dirs(CacheDir(report.inductor_dir), CacheDir(report.triton_dir))
     planned: list[_Planned] = []
     merges: list[tuple[InductorGemmTimings, str]] = []
+    replays: list[tuple[MegacacheEntry, str]] = []
     checked: dict[tuple[str, type[Artifact]], list[str]] = {}
     for artifact in pack.artifacts:
         if isinstance(artifact, UnknownArtifact):
@@ -163,6 +175,13 @@ def _populate(pack: Pack, report: PopulateReport, local: LocalEnvironment) -> No
                 report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, "; ".join(reasons)))
                 continue
             note = "environment differs, overridden: " + "; ".join(reasons)
+        if isinstance(artifact, MegacacheEntry):
+            if artifact.pickled and not report.trusted_pickles:
+                why = f"pickled {artifact.type_name} entry: loading it runs code; trust_pickles=True (--trust-pickles)"
+                report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, why))
+            else:
+                replays.append((artifact, note))
+            continue
         try:
             if isinstance(artifact, InductorGemmTimings):
                 merges.append((artifact, note))
@@ -178,6 +197,7 @@ def _populate(pack: Pack, report: PopulateReport, local: LocalEnvironment) -> No
         _write(pack, planned)
     report.outcomes += [_outcome(p, report.dry_run) for p in planned]
     report.outcomes += [_merge(a, note, dirs.inductor, report.dry_run) for a, note in merges]
+    report.outcomes += _replay(pack, replays, report)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,27 +221,31 @@ def _files(artifact: Artifact, dirs: _Dirs) -> list[FileWrite]:
 
 def _write(pack: Pack, planned: list[_Planned]) -> None:
     """Inline files first, then blobs in storage order (each frame fetched once), then the
-    files that make the others visible (Triton's group files)."""
+    files that make the others visible (Triton's group files), each stage complete before the
+    next."""
     by_blob: dict[str, list[tuple[_Planned, int]]] = collections.defaultdict(list)
     last: list[tuple[_Planned, int]] = []
-    for p in planned:
-        for i, (w, state) in enumerate(zip(p.writes, p.states)):
-            if state == "same" or (state == "different" and not w.replace):
-                continue
-            if w.last:
-                last.append((p, i))
-            elif w.blob is not None:
-                by_blob[w.blob].append((p, i))
-            else:
-                p.root.write(w.path, w.data or b"")
-                p.states[i] = "written"
-    for digest, data in pack.read_blobs(by_blob):
-        for p, i in by_blob[digest]:
-            p.root.write(p.writes[i].path, data)
-            p.states[i] = "written"
-    for p, i in last:
-        p.root.write(p.writes[i].path, p.writes[i].data or b"")
-        p.states[i] = "written"
+    with Writes() as writes:
+        for p in planned:
+            for i, (w, state) in enumerate(zip(p.writes, p.states)):
+                if state == "same" or (state == "different" and not w.replace):
+                    continue
+                if w.last:
+                    last.append((p, i))
+                elif w.blob is not None:
+                    by_blob[w.blob].append((p, i))
+                else:
+                    writes.add(p.root, w.path, w.data or b"", p.done(i))
+        writes.flush()
+        for digest, data in pack.read_blobs(by_blob):
+            for p, i in by_blob[digest]:
+                writes.add(p.root, p.writes[i].path, data, p.done(i))
+        writes.flush()
+        for p, i in last:
+            writes.add(p.root, p.writes[i].path, p.writes[i].data or b"", p.done(i))
+        writes.flush()
+        if writes.threaded:
+            log.debug("creating files is slow here: wrote them on %d threads", Writes.THREADS)
 
 
 def _outcome(p: _Planned, dry_run: bool) -> Outcome:
@@ -238,6 +262,33 @@ def _outcome(p: _Planned, dry_run: bool) -> Outcome:
     else:
         action = PRESENT
     return Outcome(a.kind, a.key, action, "; ".join(notes))
+
+
+def _replay(pack: Pack, replays: list[tuple[MegacacheEntry, str]], report: PopulateReport) -> list[Outcome]:
+    """Megacache entries, through torch's own `populate_cache()` hooks, in blob order."""
+    from .adapters import megacache
+
+    notes = {id(a): note for a, note in replays}
+    if report.dry_run or not replays:
+        results: list[tuple[MegacacheEntry, Exception | None]] = [(a, None) for a, _ in replays]
+    else:
+        contents = dict(pack.read_blobs(a.content for a, _ in replays))
+        try:
+            results = megacache.populate(
+                [(a, contents[a.content]) for a, _ in replays], report.inductor_dir, report.triton_dir
+            )
+        except AtpackError as e:
+            results = [(a, e) for a, _ in replays]
+    outcomes = []
+    for a, error in results:
+        if error is None:
+            detail = "; ".join(x for x in ("through torch's populate_cache()", notes[id(a)]) if x)
+            outcomes.append(Outcome(a.kind, a.key, WRITTEN, detail))
+        else:
+            outcomes.append(
+                Outcome(a.kind, a.key, FAILED, f"torch's populate_cache(): {type(error).__name__}: {error}")
+            )
+    return outcomes
 
 
 def _merge(artifact: InductorGemmTimings, note: str, root: CacheDir, dry_run: bool) -> Outcome:

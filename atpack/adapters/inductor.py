@@ -24,7 +24,7 @@ from ..artifacts import (
 )
 from ..errors import CacheFileError
 from ..files import CacheDir, FileWrite
-from . import Collected, Skipped, as_float, finite, load_json, to_artifact
+from . import Collected, Skipped, as_float, dumps, finite, load_json, to_artifact
 
 __all__ = ["collect", "files", "merge_gemm_timings", "render_best_config", "render_gemm_timings", "render_kernel_perf"]
 
@@ -46,8 +46,9 @@ _BEST_CONFIG_FIELDS = (
 # --------------------------------------------------------------------------- collect
 
 
-def collect(root: str, env: str) -> Iterator[Collected]:
-    """Every ``.best_config``, ``.kernel_perf`` and GEMM timing file under `root`."""
+def collect(root: str, env: str, *, include: Callable[[str], bool] | None = None) -> Iterator[Collected]:
+    """Every ``.best_config``, ``.kernel_perf`` and GEMM timing file under `root` (those whose
+    relative path `include` accepts, if given)."""
     if not os.path.isdir(root):
         log.info("no Inductor cache folder at %s", root)
         return
@@ -63,11 +64,12 @@ def collect(root: str, env: str) -> Iterator[Collected]:
                 parse = parse_kernel_perf
             else:
                 continue
-            yield _parsed(parse, f"{shard}/{name}", os.path.join(folder, name), env)
+            if include is None or include(f"{shard}/{name}"):
+                yield _parsed(parse, f"{shard}/{name}", os.path.join(folder, name), env)
     gemm_folder = os.path.join(root, "cache")
     if os.path.isdir(gemm_folder):
         for name in sorted(os.listdir(gemm_folder)):
-            if _GEMM_FILE.match(name):
+            if _GEMM_FILE.match(name) and (include is None or include(f"cache/{name}")):
                 yield _parsed(parse_gemm_timings, name, os.path.join(gemm_folder, name), env)
 
 
@@ -162,19 +164,6 @@ def render_best_config(a: InductorBestConfig) -> bytes:
     data.update(a.extra)
     return dumps(data).encode("ascii")
 
-
-def _compact_dumps() -> Callable[[Any], str]:
-    """`json.dumps` with its default settings, without rebuilding its C encoder per call
-    (populate renders thousands of small files)."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return json.dumps
-    default = json.JSONEncoder().default
-    encode = make(None, default, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True)
-    return lambda value: "".join(encode(value, 0))
-
-
-dumps = _compact_dumps()
 
 
 def render_kernel_perf(a: InductorKernelPerf) -> bytes:

@@ -7,11 +7,10 @@ populate writes it afresh for the target folder, after every file it names.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -19,7 +18,7 @@ import msgspec
 from ..artifacts import TritonAutotune, TritonConfig, TritonKernel
 from ..errors import CacheFileError
 from ..files import CacheDir, FileWrite
-from . import AddBlob, Collected, Skipped, as_float, finite, load_json, to_artifact
+from . import AddBlob, Collected, Skipped, as_float, dumps, finite, load_json, to_artifact
 
 __all__ = ["BINARY_SUFFIXES", "collect", "files", "render_autotune", "render_group"]
 
@@ -37,15 +36,23 @@ _AUTOTUNE = ".autotune.json"
 # --------------------------------------------------------------------------- collect
 
 
-def collect(root: str, env: str, add_blob: AddBlob, *, binaries_only: bool = False) -> Iterator[Collected]:
-    """Every autotune result and compiled kernel folder under `root`. With `binaries_only`,
-    kernels keep only their metadata and binary (no IR, no source): smaller, still a hit."""
+def collect(
+    root: str,
+    env: str,
+    add_blob: AddBlob,
+    *,
+    binaries_only: bool = False,
+    include: Callable[[str], bool] | None = None,
+) -> Iterator[Collected]:
+    """Every autotune result and compiled kernel folder under `root` (in the folders whose names
+    `include` accepts, if given). With `binaries_only`, kernels keep only their metadata and
+    binary (no IR, no source): smaller, still a hit."""
     if not os.path.isdir(root):
         log.info("no Triton cache folder at %s", root)
         return
     for key in sorted(os.listdir(root)):
         folder = os.path.join(root, key)
-        if not _KEY.match(key) or not os.path.isdir(folder):
+        if not _KEY.match(key) or not os.path.isdir(folder) or (include is not None and not include(key)):
             continue
         names = sorted(os.listdir(folder))
         for name in names:
@@ -140,7 +147,7 @@ def render_autotune(a: TritonAutotune) -> bytes:
         "configs_timings": [[_config_dict(ct.config), [as_float(t) for t in ct.timings]] for ct in a.configs_timings],
     }
     data.update(a.extra)
-    return json.dumps(data).encode()
+    return dumps(data).encode()
 
 
 def _config_dict(c: TritonConfig) -> dict[str, Any]:
@@ -156,7 +163,7 @@ def _config_dict(c: TritonConfig) -> dict[str, Any]:
 
 def render_group(folder: str, children: list[str]) -> bytes:
     """A ``__grp__`` file naming `children` inside `folder`, as Triton writes it."""
-    return json.dumps({"child_paths": {c: os.path.join(folder, c) for c in children}}).encode()
+    return dumps({"child_paths": {c: f"{folder}/{c}" for c in children}}).encode()
 
 
 # --------------------------------------------------------------------------- populate

@@ -1,0 +1,112 @@
+"""The calls people already know from `torch.compiler`, and the one-line startup call.
+
+    atpack.save_cache_artifacts("s3://bucket/model.atpack")    # after a warm-up run
+    atpack.load_cache_artifacts("s3://bucket/model.atpack")    # in a fresh process
+    atpack.load("s3://bucket/model.atpack")                    # at container startup
+
+Unlike torch's pair, a pack also carries GEMM timings, Triton `@triton.autotune` results and
+compiled kernels, lives on any fsspec URL, is checked byte for byte, and is loaded partially:
+only what applies to this machine, and pickled entries only when trusted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from .capture import Capture
+from .collect import pack_caches
+from .pack import DEFAULT_LEVEL, PackInfo, open_pack
+from .populate import PopulateReport, populate
+
+__all__ = ["load", "load_cache_artifacts", "save_cache_artifacts", "to_megacache"]
+
+log = logging.getLogger(__name__)
+
+
+def save_cache_artifacts(
+    url: str | os.PathLike[str],
+    *,
+    capture: Capture | None = None,
+    inductor_dir: str | None = None,
+    triton_dir: str | None = None,
+    binaries_only: bool = False,
+    annotations: dict[str, str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+    level: int = DEFAULT_LEVEL,
+) -> PackInfo:
+    """Save this process's compile caches as a pack at `url`, like
+    `torch.compiler.save_cache_artifacts()`: torch's Megacache entries recorded so far, plus
+    everything in the cache folders. With `capture`, only what that capture recorded."""
+    if capture is not None:
+        return capture.save(
+            url, binaries_only=binaries_only, annotations=annotations, storage_options=storage_options, level=level
+        )
+    blob = None
+    try:
+        import torch
+    except ImportError:
+        log.info("torch is not installed: saving the cache folders only")
+    else:
+        saved = torch.compiler.save_cache_artifacts()
+        blob = saved[0] if saved is not None else None
+    report = pack_caches(
+        url,
+        inductor_dir=inductor_dir,
+        triton_dir=triton_dir,
+        megacache=blob,
+        binaries_only=binaries_only,
+        annotations=annotations,
+        storage_options=storage_options,
+        level=level,
+    )
+    assert report.info is not None
+    return report.info
+
+
+def load_cache_artifacts(
+    url: str | os.PathLike[str],
+    *,
+    trust_pickles: bool = False,
+    inductor_dir: str | None = None,
+    triton_dir: str | None = None,
+    ignore_environment: bool = False,
+    storage_options: dict[str, Any] | None = None,
+) -> PopulateReport:
+    """Populate this machine's caches from the pack at `url`, like
+    `torch.compiler.load_cache_artifacts()`: what applies here is written (pickled Megacache
+    entries only with `trust_pickles`), the rest is skipped, and the report says why."""
+    return populate(
+        url,
+        inductor_dir=inductor_dir,
+        triton_dir=triton_dir,
+        trust_pickles=trust_pickles,
+        ignore_environment=ignore_environment,
+        storage_options=storage_options,
+    )
+
+
+def load(
+    url: str | os.PathLike[str],
+    *,
+    trust_pickles: bool = False,
+    storage_options: dict[str, Any] | None = None,
+) -> PopulateReport:
+    """The container startup call: populate this machine's caches from `url` before compiling,
+    and log what happened. Never raises for artifacts that do not apply; raises `AtpackError`
+    if the pack cannot be read."""
+    report = load_cache_artifacts(url, trust_pickles=trust_pickles, storage_options=storage_options)
+    log.info("atpack.load(%s): %s", os.fspath(url), report.format().splitlines()[-1])
+    return report
+
+
+def to_megacache(url: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> bytes:
+    """The pack's Megacache entries as a blob `torch.compiler.load_cache_artifacts()` reads."""
+    from .adapters import megacache
+    from .artifacts import MegacacheEntry
+
+    with open_pack(url, storage_options=storage_options) as pack:
+        entries = sorted((a for a in pack.artifacts if isinstance(a, MegacacheEntry)), key=lambda a: a.seq)
+        contents = dict(pack.read_blobs(a.content for a in entries))
+        return megacache.write_blob((a.type_name, a.entry_key, contents[a.content]) for a in entries)

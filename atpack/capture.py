@@ -1,0 +1,301 @@
+"""Recording what a block of code produced, in a live process:
+
+    with atpack.capture() as cap:
+        model = torch.compile(model, mode="max-autotune")
+        model(x)
+    cap.save("s3://bucket/model.atpack")
+
+A capture records torch's Megacache entries (what `torch.compiler.save_cache_artifacts()`
+would return) made during the block, and from the cache folders what the block wrote: Inductor
+`.best_config` and `.kernel_perf` files, the GEMM timing file, Triton `.autotune.json` results
+and compiled kernel folders (the kernels the compiled code launches, or all of them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from .adapters import Collected, Skipped, inductor, triton
+from .adapters.megacache import Entry
+from .artifacts import Environment, InductorBestConfig, MegacacheEntry
+from .env import LocalEnvironment, default_inductor_dir, default_triton_dir
+from .pack import DEFAULT_LEVEL, PackInfo, create
+
+__all__ = ["Capture", "capture"]
+
+log = logging.getLogger(__name__)
+
+_Stamp = tuple[int, int]
+
+
+def capture(*, inductor_dir: str | None = None, triton_dir: str | None = None, all_kernels: bool = False) -> Capture:
+    """Record what the `with` block produces (see the module's documentation). `all_kernels`
+    keeps every compiled kernel folder, not only the ones the compiled code launches."""
+    return Capture(inductor_dir=inductor_dir, triton_dir=triton_dir, all_kernels=all_kernels)
+
+
+class Capture:
+    """What a `with atpack.capture()` block produced; `save` writes it as a pack."""
+
+    def __init__(self, *, inductor_dir: str | None = None, triton_dir: str | None = None, all_kernels: bool = False):
+        self.inductor_dir = inductor_dir or default_inductor_dir()
+        self.triton_dir = triton_dir or default_triton_dir()
+        self.all_kernels = all_kernels
+        self.megacache: list[Entry] = []
+        self.inductor_files: set[str] = set()
+        self.triton_folders: set[str] = set()
+        self.kernel_folders: set[str] = set()
+        self.notes: list[str] = []
+        self._before: tuple[dict[str, _Stamp], dict[str, _Stamp]] | None = None
+        self._recording: _MegacacheRecording | None = None
+        self._winners: _Winners | None = None
+
+    def __enter__(self) -> Capture:
+        self._before = (_inductor_files(self.inductor_dir), _triton_folders(self.triton_dir))
+        self._recording = _MegacacheRecording.start(self.notes)
+        self._winners = _Winners.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._before is not None and self._recording is not None and self._winners is not None
+        self.megacache = self._recording.stop()
+        inductor_before, triton_before = self._before
+        self.inductor_files = _changed(inductor_before, _inductor_files(self.inductor_dir))
+        new_folders = _changed(triton_before, _triton_folders(self.triton_dir))
+        autotune = {f for f in new_folders if _is_autotune_folder(os.path.join(self.triton_dir, f))}
+        kernels = new_folders - autotune
+        self.triton_folders = autotune
+        winners = self._winners.stop() | self._best_config_kernels()
+        if self.all_kernels:
+            self.kernel_folders = kernels
+        elif winners & kernels:
+            self.kernel_folders = winners & kernels
+        else:
+            self.kernel_folders = kernels
+            if kernels:
+                self.notes.append("could not tell which kernels the compiled code launches: keeping every new one")
+        for note in self.notes:
+            log.info("capture: %s", note)
+
+    def save(
+        self,
+        url: str | os.PathLike[str],
+        *,
+        environment: Environment | None = None,
+        binaries_only: bool = False,
+        annotations: dict[str, str] | None = None,
+        storage_options: dict[str, Any] | None = None,
+        level: int = DEFAULT_LEVEL,
+    ) -> PackInfo:
+        """Write what was captured as a pack at `url` (published atomically)."""
+        from .adapters import megacache
+
+        env = environment or LocalEnvironment().snapshot()
+        with create(url, storage_options=storage_options, level=level) as writer:
+            env_digest = writer.add_environment(env)
+
+            def add_blob(data: bytes, hint: str) -> str:
+                return writer.add_blob(data, hint=hint)
+
+            streams: list[Iterator[Collected] | Iterator[MegacacheEntry]] = [
+                inductor.collect(self.inductor_dir, env_digest, include=self.inductor_files.__contains__),
+                triton.collect(
+                    self.triton_dir,
+                    env_digest,
+                    add_blob,
+                    binaries_only=binaries_only,
+                    include=(self.triton_folders | self.kernel_folders).__contains__,
+                ),
+                megacache.collect(megacache.write_blob(self.megacache), env_digest, add_blob)
+                if self.megacache
+                else iter(()),
+            ]
+            for stream in streams:
+                for item in stream:
+                    if isinstance(item, Skipped):
+                        log.warning("capture: skipped %s: %s", item.path, item.reason)
+                    else:
+                        writer.add(item)
+            for key, value in (annotations or {}).items():
+                writer.annotate(key, value)
+        assert writer.info is not None
+        return writer.info
+
+    def _best_config_kernels(self) -> set[str]:
+        """Kernel folders named by captured `.best_config` files (`triton_cache_hash`)."""
+        folders = set()
+        for relative in self.inductor_files:
+            if relative.endswith(".best_config"):
+                with contextlib.suppress(Exception):
+                    with open(os.path.join(self.inductor_dir, relative), "rb") as f:
+                        best = inductor.parse_best_config(relative, f.read(), "sha256:" + "0" * 64)
+                    if isinstance(best, InductorBestConfig) and isinstance(best.triton_cache_hash, str):
+                        folders.add(best.triton_cache_hash)
+        return folders
+
+
+# --------------------------------------------------------------------------- folders
+
+
+def _stamp(path: str) -> _Stamp | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _inductor_files(root: str) -> dict[str, _Stamp]:
+    """The result files of an Inductor cache folder and their (size, mtime)."""
+    out: dict[str, _Stamp] = {}
+    with contextlib.suppress(OSError):
+        for shard in os.scandir(root):
+            if shard.name == "cache" and shard.is_dir():
+                names = [f"cache/{e.name}" for e in os.scandir(shard.path)]
+            elif len(shard.name) == 2 and shard.is_dir():
+                names = [
+                    f"{shard.name}/{e.name}"
+                    for e in os.scandir(shard.path)
+                    if e.name.endswith((".best_config", ".kernel_perf"))
+                ]
+            else:
+                continue
+            for name in names:
+                if (stamp := _stamp(os.path.join(root, name))) is not None:
+                    out[name] = stamp
+    return out
+
+
+def _triton_folders(root: str) -> dict[str, _Stamp]:
+    """Triton cache folders and a stamp of their content (file count, latest mtime)."""
+    out: dict[str, _Stamp] = {}
+    with contextlib.suppress(OSError):
+        for folder in os.scandir(root):
+            if folder.is_dir():
+                with contextlib.suppress(OSError):
+                    stamps = [e.stat().st_mtime_ns for e in os.scandir(folder.path)]
+                    out[folder.name] = (len(stamps), max(stamps, default=0))
+    return out
+
+
+def _changed(before: dict[str, _Stamp], after: dict[str, _Stamp]) -> set[str]:
+    return {name for name, stamp in after.items() if before.get(name) != stamp}
+
+
+def _is_autotune_folder(path: str) -> bool:
+    with contextlib.suppress(OSError):
+        return any(name.endswith(".autotune.json") for name in os.listdir(path))
+    return False
+
+
+# --------------------------------------------------------------------------- torch's records
+
+
+@dataclasses.dataclass
+class _MegacacheRecording:
+    """Torch's Megacache recording, fresh for the block; what it records is handed back to the
+    process-wide recording afterwards, so `torch.compiler.save_cache_artifacts()` still sees it."""
+
+    context: Any = None
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def start(cls, notes: list[str]) -> _MegacacheRecording:
+        manager = _manager()
+        if manager is None:
+            notes.append("torch is not imported: no Megacache entries recorded")
+            return cls(None, notes)
+        fresh = getattr(manager, "with_fresh_cache", None)
+        if fresh is None:
+            notes.append("this torch has no CacheArtifactManager.with_fresh_cache: no Megacache entries recorded")
+            return cls(None, notes)
+        context = fresh()
+        context.__enter__()
+        return cls(context, notes)
+
+    def stop(self) -> list[Entry]:
+        if self.context is None:
+            return []
+        manager = _manager()
+        recorded = {kind: list(items) for kind, items in manager._new_cache_artifacts.items()}
+        self.context.__exit__(None, None, None)
+        entries: list[Entry] = []
+        for kind, items in recorded.items():
+            for artifact in items:
+                entries.append((kind, artifact.key, artifact.content))
+                if artifact not in manager._seen_artifacts:  # hand it back to the process's recording
+                    manager._new_cache_artifacts[kind].append(artifact)
+                    manager._seen_artifacts.add(artifact)
+        return entries
+
+
+def _manager() -> Any:
+    if "torch" not in sys.modules:
+        return None
+    try:
+        from torch.compiler._cache import CacheArtifactManager
+    except ImportError:
+        return None
+    return CacheArtifactManager
+
+
+class _Winners:
+    """The Triton cache folders of the kernels compiled code launches: the launcher each
+    Inductor kernel kept after autotuning (`CachingAutotuner.launchers`), plus torch's own
+    winner records where it keeps them (`TritonBundler.put_winner`, torch 2.12+)."""
+
+    def __init__(self, before: set[int], recorded: set[str], restore: Any) -> None:
+        self._before = before
+        self._recorded = recorded
+        self._restore = restore
+
+    @classmethod
+    def start(cls) -> _Winners:
+        recorded: set[str] = set()
+        restore = None
+        bundler = _bundler()
+        if bundler is not None and hasattr(bundler, "put_winner"):
+            original = bundler.put_winner
+
+            def put_winner(kernel_hash: str) -> None:
+                recorded.add(kernel_hash)
+                original(kernel_hash)
+
+            bundler.put_winner = put_winner
+
+            def restore() -> None:
+                bundler.put_winner = original
+
+        return cls({id(a) for a in _autotuners()}, recorded, restore)
+
+    def stop(self) -> set[str]:
+        if self._restore is not None:
+            self._restore()
+        folders = set(self._recorded)
+        for autotuner in _autotuners():
+            if id(autotuner) in self._before:
+                continue
+            launchers = getattr(autotuner, "launchers", None) or []
+            if len(launchers) == 1 and isinstance(getattr(launchers[0], "cache_hash", None), str):
+                folders.add(launchers[0].cache_hash)
+        return folders
+
+
+def _bundler() -> Any:
+    module = sys.modules.get("torch._inductor.triton_bundler")
+    return getattr(module, "TritonBundler", None)
+
+
+def _autotuners() -> list[Any]:
+    module = sys.modules.get("torch._inductor.runtime.triton_heuristics")
+    cls = getattr(module, "CachingAutotuner", None)
+    if cls is None:
+        return []
+    return [o for o in gc.get_objects() if issubclass(type(o), cls)]  # type(): weak proxies may be dead
