@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import logging
 import os
 import sys
@@ -73,14 +72,15 @@ class Capture:
         kernels = new_folders - autotune
         self.triton_folders = autotune
         winners = self._winners.stop() | self._best_config_kernels()
+        inductors = {f for f in kernels if _kernel_name(os.path.join(self.triton_dir, f)).startswith("triton_")}
         if self.all_kernels:
             self.kernel_folders = kernels
-        elif winners & kernels:
-            self.kernel_folders = winners & kernels
+        elif winners & inductors or not inductors:
+            # Inductor's kernels: the ones its compiled code launches; anyone else's: all of them
+            self.kernel_folders = (winners & inductors) | (kernels - inductors)
         else:
             self.kernel_folders = kernels
-            if kernels:
-                self.notes.append("could not tell which kernels the compiled code launches: keeping every new one")
+            self.notes.append("could not tell which kernels the compiled code launches: keeping every new one")
         for note in self.notes:
             log.info("capture: %s", note)
 
@@ -189,6 +189,15 @@ def _changed(before: dict[str, _Stamp], after: dict[str, _Stamp]) -> set[str]:
     return {name for name, stamp in after.items() if before.get(name) != stamp}
 
 
+def _kernel_name(path: str) -> str:
+    """The name of the kernel compiled into a Triton cache folder ("" if none)."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(path):
+            if name.startswith("__grp__") and name.endswith(".json"):
+                return name[len("__grp__") : -len(".json")]
+    return ""
+
+
 def _is_autotune_folder(path: str) -> bool:
     with contextlib.suppress(OSError):
         return any(name.endswith(".autotune.json") for name in os.listdir(path))
@@ -247,12 +256,11 @@ def _manager() -> Any:
 
 
 class _Winners:
-    """The Triton cache folders of the kernels compiled code launches: the launcher each
-    Inductor kernel kept after autotuning (`CachingAutotuner.launchers`), plus torch's own
-    winner records where it keeps them (`TritonBundler.put_winner`, torch 2.12+)."""
+    """The Triton cache folders of the kernels compiled code launches: those of the kernels in
+    Inductor's output code (each kernel keeps one launcher once tuned), plus torch's own winner
+    records where it keeps them (`TritonBundler.put_winner`, torch 2.12+)."""
 
-    def __init__(self, before: set[int], recorded: set[str], restore: Any) -> None:
-        self._before = before
+    def __init__(self, recorded: set[str], restore: Any) -> None:
         self._recorded = recorded
         self._restore = restore
 
@@ -273,19 +281,12 @@ class _Winners:
             def restore() -> None:
                 bundler.put_winner = original
 
-        return cls({id(a) for a in _autotuners()}, recorded, restore)
+        return cls(recorded, restore)
 
     def stop(self) -> set[str]:
         if self._restore is not None:
             self._restore()
-        folders = set(self._recorded)
-        for autotuner in _autotuners():
-            if id(autotuner) in self._before:
-                continue
-            launchers = getattr(autotuner, "launchers", None) or []
-            if len(launchers) == 1 and isinstance(getattr(launchers[0], "cache_hash", None), str):
-                folders.add(launchers[0].cache_hash)
-        return folders
+        return self._recorded | _output_code_kernels()
 
 
 def _bundler() -> Any:
@@ -293,9 +294,22 @@ def _bundler() -> Any:
     return getattr(module, "TritonBundler", None)
 
 
-def _autotuners() -> list[Any]:
-    module = sys.modules.get("torch._inductor.runtime.triton_heuristics")
-    cls = getattr(module, "CachingAutotuner", None)
-    if cls is None:
-        return []
-    return [o for o in gc.get_objects() if issubclass(type(o), cls)]  # type(): weak proxies may be dead
+def _output_code_kernels() -> set[str]:
+    """Folders of the kernels that Inductor's loaded output code (the modules that hold an
+    `async_compile`, not the benchmark modules of autotuning candidates) launches."""
+    codecache = sys.modules.get("torch._inductor.codecache")
+    heuristics = sys.modules.get("torch._inductor.runtime.triton_heuristics")
+    autotuner = getattr(heuristics, "CachingAutotuner", None)
+    modules = getattr(getattr(codecache, "PyCodeCache", None), "modules", None)
+    if autotuner is None or not isinstance(modules, list):
+        return set()
+    folders = set()
+    for module in modules:
+        names = vars(module)
+        if "async_compile" not in names:
+            continue
+        for value in names.values():
+            launchers = getattr(value, "launchers", None) if isinstance(value, autotuner) else None
+            if launchers and len(launchers) == 1 and isinstance(getattr(launchers[0], "cache_hash", None), str):
+                folders.add(launchers[0].cache_hash)
+    return folders

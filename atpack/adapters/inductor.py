@@ -165,7 +165,6 @@ def render_best_config(a: InductorBestConfig) -> bytes:
     return dumps(data).encode("ascii")
 
 
-
 def render_kernel_perf(a: InductorKernelPerf) -> bytes:
     return " ".join(str(as_float(t)) for t in a.timings).encode("ascii")
 

@@ -1,0 +1,348 @@
+"""Warm starts on a GPU, measured: a pack against torch's Megacache and a hot local cache.
+
+    python tools/gpu_e2e.py --out DIR          the full run (an NVIDIA GPU; about 6 minutes on an H100)
+    python tools/gpu_e2e.py --out DIR --smoke  the same orchestration on the CPU, tiny models
+
+Each phase runs in a fresh process with fresh cache folders (except `hot`):
+  cold         compile and run the three models with mode="max-autotune-no-cudagraphs" inside
+               `atpack.capture()`; save the pack, and torch's Megacache blob
+  megacache    torch.compiler.load_cache_artifacts(blob), then the first step
+  atpack-safe  atpack.load_cache_artifacts(pack) without pickled entries, then the first step
+  atpack-full  atpack.load_cache_artifacts(pack, trust_pickles=True), then the first step
+  hot          the cold run's own cache folders, then the first step
+Models: an fp16 MLP in inference; a transformer block (attention + MLP) in training, forward and
+backward; a user `@triton.autotune` kernel (24 configs, 2 tuning keys) at two shapes.
+
+Counted at the source, per model and phase: GPU benchmark calls made through Inductor's
+benchmarker (split into pointwise/reduction autotuning, coordinate descent, and the rest: GEMM
+autotuning and fusion benchmarks), `@triton.autotune` benchmark calls, and Triton kernels
+compiled (new folders in the Triton cache). Outputs are compared with the cold run's.
+Writes DIR/results.json after every phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+PHASES = ("cold", "megacache", "atpack-safe", "atpack-full", "hot")
+MODELS = ("mlp", "block", "kernel")
+
+
+# --------------------------------------------------------------------------- the models
+
+
+def build(name: str, smoke: bool) -> Any:
+    """A callable doing one step of model `name`, returning tensors to compare across phases."""
+    import torch
+
+    device = "cpu" if smoke else "cuda"
+    torch.manual_seed(0)
+    mode = None if smoke else "max-autotune-no-cudagraphs"
+    if name == "mlp":
+        d, hidden, batch, dtype = (64, 128, 32, torch.float32) if smoke else (1024, 4096, 512, torch.float16)
+        mlp = torch.nn.Sequential(
+            torch.nn.Linear(d, hidden),
+            torch.nn.GELU(),
+            torch.nn.LayerNorm(hidden),
+            torch.nn.Linear(hidden, d),
+            torch.nn.ReLU(),
+            torch.nn.Linear(d, d),
+        ).to(device, dtype)
+        compiled = torch.compile(mlp, mode=mode)
+        x = torch.randn(batch, d, device=device, dtype=dtype)
+
+        def step() -> list[Any]:
+            with torch.no_grad():
+                return [compiled(x)]
+
+        return step
+    if name == "block":
+        d, heads, batch, seq, dtype = (64, 4, 2, 32, torch.float32) if smoke else (1024, 16, 8, 512, torch.bfloat16)
+        block = _block_class()(d, heads).to(device, dtype)
+        compiled = torch.compile(block, mode=mode)
+        x = torch.randn(batch, seq, d, device=device, dtype=dtype)
+
+        def step() -> list[Any]:
+            out = compiled(x)
+            loss = out.float().square().mean()
+            loss.backward()
+            return [loss.detach(), block.fc1.weight.grad.float().norm(), block.qkv.weight.grad.float().norm()]
+
+        return step
+    if name == "kernel":
+        if smoke:
+            return lambda: []
+        from gpu_e2e_kernel import scaled_rows
+
+        a = torch.randn(8192, 2048, device=device)
+        b = torch.randn(8192, 2048, device=device)
+
+        def step() -> list[Any]:
+            return [scaled_rows(a[:4096, :1024].contiguous(), b[:4096, :1024].contiguous()), scaled_rows(a, b)]
+
+        return step
+    raise ValueError(name)
+
+
+def _block_class() -> Any:
+    import torch
+
+    class Block(torch.nn.Module):
+        """A pre-norm transformer block: causal self-attention (SDPA) and a GELU MLP."""
+
+        def __init__(self, d: int, heads: int) -> None:
+            super().__init__()
+            self.heads = heads
+            self.ln1, self.ln2 = torch.nn.LayerNorm(d), torch.nn.LayerNorm(d)
+            self.qkv, self.proj = torch.nn.Linear(d, 3 * d), torch.nn.Linear(d, d)
+            self.fc1, self.fc2 = torch.nn.Linear(d, 4 * d), torch.nn.Linear(4 * d, d)
+
+        def forward(self, x: Any) -> Any:
+            b, t, d = x.shape
+            q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
+            q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+            a = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
+            return x + self.fc2(torch.nn.functional.gelu(self.fc1(self.ln2(x))))
+
+    return Block
+
+
+# --------------------------------------------------------------------------- counting
+
+
+class Counts:
+    """Benchmark calls counted where they happen, not from torch's (replayed) counters."""
+
+    def __init__(self) -> None:
+        self.n: dict[str, int] = {"autotune": 0, "coordesc": 0, "other": 0, "triton_autotune": 0}
+        self.where: list[str] = []
+        self.context: list[str] = []
+
+    def install(self) -> None:
+        from torch._inductor.runtime import benchmarking, triton_heuristics
+
+        bench = benchmarking.benchmarker
+        for method in ("benchmark_gpu", "benchmark_cpu"):
+            self._wrap_method(bench, method)
+        cls = triton_heuristics.CachingAutotuner
+        for method, label in (("benchmark_all_configs", "autotune"), ("coordinate_descent_tuning", "coordesc")):
+            self._wrap_context(cls, method, label)
+        with contextlib.suppress(ImportError):
+            from triton.runtime.autotuner import Autotuner
+
+            original = Autotuner._bench
+
+            def bench_user(autotuner: Any, *args: Any, **kwargs: Any) -> Any:
+                self.n["triton_autotune"] += 1
+                return original(autotuner, *args, **kwargs)
+
+            Autotuner._bench = bench_user
+
+    def _wrap_method(self, obj: Any, method: str) -> None:
+        original = getattr(obj, method)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            label = self.context[-1] if self.context else "other"
+            self.n[label] += 1
+            if label != "other" or len(self.where) < 40:
+                frames = [f"{Path(f.filename).name}:{f.name}" for f in traceback.extract_stack(limit=8)[:-1]]
+                self.where.append(f"{label}: {' < '.join(reversed(frames[-5:]))}")
+            return original(*args, **kwargs)
+
+        setattr(obj, method, counted)
+
+    def _wrap_context(self, cls: Any, method: str, label: str) -> None:
+        original = getattr(cls, method)
+        counts = self
+
+        def within(autotuner: Any, *args: Any, **kwargs: Any) -> Any:
+            counts.context.append(label)
+            info = getattr(autotuner, "autotune_cache_info", {})
+            meta = getattr(autotuner, "inductor_meta", {})
+            counts.where.append(
+                f"{label} of {meta.get('kernel_name')} ({os.path.basename(getattr(autotuner, 'filename', '') or '')}):"
+                f" cache {info.get('autotune_cache_state')}"
+            )
+            try:
+                return original(autotuner, *args, **kwargs)
+            finally:
+                counts.context.pop()
+
+        setattr(cls, method, within)
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.n)
+
+
+def triton_folders() -> set[str]:
+    root = os.environ["TRITON_CACHE_DIR"]
+    return set(os.listdir(root)) if os.path.isdir(root) else set()
+
+
+# --------------------------------------------------------------------------- a phase, in its own process
+
+
+def worker(phase: str, work: Path, smoke: bool) -> dict[str, Any]:
+    started = time.perf_counter()
+    sys.path.insert(0, str(Path(__file__).parent))
+    import torch
+
+    import atpack
+
+    result: dict[str, Any] = {"phase": phase, "import_s": time.perf_counter() - started, "models": {}}
+    counts = Counts()
+    counts.install()
+    pack, blob = work / "model.atpack", work / "megacache.bin"
+    start = time.perf_counter()
+    if phase == "megacache":
+        torch.compiler.load_cache_artifacts(blob.read_bytes())
+        result["load"] = {"seconds": time.perf_counter() - start, "bytes_read": blob.stat().st_size}
+    elif phase.startswith("atpack"):
+        report = atpack.load_cache_artifacts(pack, trust_pickles=phase == "atpack-full")
+        result["load"] = {
+            "seconds": time.perf_counter() - start,
+            "bytes_read": report.bytes_read,
+            "actions": {a: report.count(a) for a in ("written", "merged", "present", "skipped", "failed")},
+            "report": report.format(),
+        }
+    recording = atpack.capture() if phase == "cold" else contextlib.nullcontext()
+    outputs: dict[str, list[Any]] = {}
+    with recording:
+        for name in MODELS:
+            before, folders = counts.snapshot(), triton_folders()
+            mark = len(counts.where)
+            step = build(name, smoke)
+            if not smoke:
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            out = step()
+            if not smoke:
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - t
+            outputs[name] = [o.detach().float().cpu() for o in out]
+            after = counts.snapshot()
+            new = triton_folders() - folders
+            host = {
+                f for f in new if any(n.endswith(".so") for n in os.listdir(Path(os.environ["TRITON_CACHE_DIR"]) / f))
+            }
+            result["models"][name] = {
+                "first_step_s": seconds,
+                "benchmarks": {k: after[k] - before[k] for k in after},
+                "triton_compiles": len(new - host),
+                "host_modules_built": len(host),
+                "where": counts.where[mark : mark + 60],
+            }
+    if phase == "cold":
+        assert isinstance(recording, atpack.Capture)
+        t = time.perf_counter()
+        info = atpack.save_cache_artifacts(pack, capture=recording)
+        result["save"] = {
+            "pack_seconds": time.perf_counter() - t,
+            "pack_bytes": info.size,
+            "pack_blob_bytes": info.blob_bytes,
+            "notes": recording.notes,
+            "kernel_folders": len(recording.kernel_folders),
+        }
+        saved = torch.compiler.save_cache_artifacts()
+        assert saved is not None
+        blob.write_bytes(saved[0])
+        result["save"]["megacache_bytes"] = len(saved[0])
+        result["save"]["kinds"] = _kinds(atpack.open(pack))
+        torch.save(outputs, work / "outputs.pt")
+    else:
+        reference = torch.load(work / "outputs.pt")
+        for name, tensors in outputs.items():
+            diffs = [float((a - b).abs().max()) if a.numel() else 0.0 for a, b in zip(tensors, reference[name])]
+            result["models"][name]["max_abs_diff_vs_cold"] = max(diffs, default=0.0)
+    result["total_s"] = time.perf_counter() - started
+    return result
+
+
+def _kinds(pack: Any) -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for a in pack.artifacts:
+        kinds[a.kind] = kinds.get(a.kind, 0) + 1
+    return kinds
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help="where results.json goes")
+    parser.add_argument("--work", help="scratch folder (default: a fresh one under /tmp)")
+    parser.add_argument("--phases", default=",".join(PHASES))
+    parser.add_argument("--smoke", action="store_true", help="CPU, tiny models: checks the orchestration")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    work = Path(args.work or f"/tmp/atpack-gpu-e2e-{os.getpid()}")
+    if args.worker:
+        print("RESULT " + json.dumps(worker(args.worker, work, args.smoke)), flush=True)
+        return
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "command": "python tools/gpu_e2e.py " + " ".join(sys.argv[1:]),
+        "phases": {},
+    }
+    for phase in args.phases.split(","):
+        caches = work / ("cold" if phase == "hot" else phase)
+        env = {
+            **os.environ,
+            "TORCHINDUCTOR_CACHE_DIR": str(caches / "inductor"),
+            "TRITON_CACHE_DIR": str(caches / "triton"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        argv = [sys.executable, __file__, "--out", str(out), "--work", str(work), "--worker", phase]
+        t = time.perf_counter()
+        proc = subprocess.run(argv + (["--smoke"] if args.smoke else []), env=env, capture_output=True, text=True)
+        line = next((x for x in reversed(proc.stdout.splitlines()) if x.startswith("RESULT ")), None)
+        if proc.returncode != 0 or line is None:
+            results["phases"][phase] = {"error": proc.stderr[-6000:], "returncode": proc.returncode}
+        else:
+            results["phases"][phase] = json.loads(line[len("RESULT ") :])
+        results["phases"][phase]["process_s"] = time.perf_counter() - t
+        (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        print(f"{phase}: {summary(results['phases'][phase])}", flush=True)
+
+
+def summary(r: dict[str, Any]) -> str:
+    if "error" in r:
+        return "FAILED " + r["error"][-800:]
+    parts = [
+        f"{m} {v['first_step_s']:.2f}s bench={v['benchmarks']} compiles={v['triton_compiles']}"
+        for m, v in r["models"].items()
+    ]
+    return "; ".join(parts) + (f"; load {r['load']['seconds']:.2f}s" if "load" in r else "")
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
+    with contextlib.suppress(Exception):
+        import torch
+        import triton
+
+        info.update(torch=torch.__version__, triton=triton.__version__, cuda=torch.version.cuda)
+        if torch.cuda.is_available():
+            info["device"] = torch.cuda.get_device_name(0)
+    return info
+
+
+if __name__ == "__main__":
+    main()
