@@ -75,9 +75,14 @@ def load_cache_artifacts(
     storage_options: dict[str, Any] | None = None,
 ) -> PopulateReport:
     """Populate this machine's caches from the pack at `url`, like
-    `torch.compiler.load_cache_artifacts()`: what applies here is written (pickled Megacache
-    entries only with `trust_pickles`), the rest is skipped, and the report says why."""
-    return populate(
+    `torch.compiler.load_cache_artifacts()`: what applies here is written (what runs code when
+    loaded only with `trust_pickles`), the rest is skipped, and the report says why.
+
+    In this process, coordinate-descent results that torch would re-tune are replayed too
+    (`atpack.coordesc`)."""
+    from . import coordesc
+
+    report = populate(
         url,
         inductor_dir=inductor_dir,
         triton_dir=triton_dir,
@@ -85,6 +90,8 @@ def load_cache_artifacts(
         ignore_environment=ignore_environment,
         storage_options=storage_options,
     )
+    coordesc.install()
+    return report
 
 
 def load(

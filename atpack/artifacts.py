@@ -46,6 +46,7 @@ __all__ = [
     "TritonAutotune",
     "TritonConfig",
     "TritonConfigTiming",
+    "TritonHostModule",
     "TritonKernel",
     "UnknownArtifact",
     "artifact_digest",
@@ -94,6 +95,7 @@ class Environment(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
     cuda_version: str | None = None
     hip_version: str | None = None
     python_abi: str | None = None
+    platform: str | None = None
     cache_key_tag: str | None = None
     extra: dict[str, str] = {}
 
@@ -109,6 +111,10 @@ class Artifact(Struct, tag_field="kind", frozen=True, kw_only=True, forbid_unkno
 
     kind: ClassVar[str] = ""
     """The kind's tag, e.g. ``"triton.autotune/1"`` (set for each kind below)."""
+
+    runs_code: ClassVar[str] = ""
+    """What code loading this artifact runs on the host ("" for data): such artifacts are
+    populated only when the caller trusts them."""
 
     depends_on: ClassVar[tuple[str, ...]] = ()
     """The `Environment` fields this kind is valid under."""
@@ -337,8 +343,7 @@ class MegacacheEntry(Artifact, frozen=True):
     size: Size
 
     megacache_type: ClassVar[str] = ""
-    pickled: ClassVar[bool] = True
-    """Whether loading the content unpickles it (runs code): refused unless trusted."""
+    runs_code: ClassVar[str] = "a pickle, unpickled when loaded"
 
     depends_on: ClassVar[tuple[str, ...]] = (
         "torch_version",
@@ -366,7 +371,7 @@ class MegacacheEntry(Artifact, frozen=True):
         return f"megacache.{self.type_name}"
 
     def summary(self) -> str:
-        trust = "pickle" if self.pickled else "data"
+        trust = "pickle" if self.runs_code else "data"
         return f"#{self.seq} {self.type_name} {self.entry_key} ({self.size:,} bytes, {trust})"
 
 
@@ -374,7 +379,7 @@ class MegacacheAutotune(MegacacheEntry, tag="megacache.autotune/1", frozen=True)
     """A Megacache ``autotune`` entry: a ``.best_config`` file's JSON (data, not code)."""
 
     megacache_type: ClassVar[str] = "autotune"
-    pickled: ClassVar[bool] = False
+    runs_code: ClassVar[str] = ""
     depends_on: ClassVar[tuple[str, ...]] = InductorBestConfig.depends_on
 
 
@@ -418,12 +423,38 @@ MEGACACHE_TYPES: dict[str, type[MegacacheEntry]] = {
 }
 
 
+class TritonHostModule(Artifact, tag="triton.host_module/1", frozen=True):
+    """A native module Triton compiled for the host, ``<triton cache>/<cache_key>/<name>.so``
+    (its CUDA utilities, a kernel launcher): built with a C compiler on first use, which a warm
+    start can skip. Loading it runs its code, so it is populated only when trusted."""
+
+    cache_key: CacheKey
+    files: Annotated[tuple[KernelFile, ...], Meta(min_length=1)]
+
+    runs_code: ClassVar[str] = "a native host module, loaded into the process"
+    depends_on: ClassVar[tuple[str, ...]] = ("triton_version", "triton_key", "python_abi", "platform")
+
+    @property
+    def key(self) -> str:
+        return self.cache_key
+
+    def blob_refs(self) -> Iterator[str]:
+        return (f.blob for f in self.files)
+
+    def blob_hint(self, digest: str) -> str:
+        return ".so"
+
+    def summary(self) -> str:
+        return f"{self.cache_key[:12]}… {', '.join(f.name for f in self.files)} (host code)"
+
+
 ARTIFACT_TYPES: tuple[type[Artifact], ...] = (
     InductorBestConfig,
     InductorKernelPerf,
     InductorGemmTimings,
     TritonAutotune,
     TritonKernel,
+    TritonHostModule,
     MegacacheAutotune,
     MegacacheInductor,
     MegacacheAotAutograd,
@@ -444,6 +475,7 @@ AnyArtifact = Union[
     InductorGemmTimings,
     TritonAutotune,
     TritonKernel,
+    TritonHostModule,
     MegacacheAutotune,
     MegacacheInductor,
     MegacacheAotAutograd,

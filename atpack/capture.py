@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import sys
@@ -295,21 +296,32 @@ def _bundler() -> Any:
 
 
 def _output_code_kernels() -> set[str]:
-    """Folders of the kernels that Inductor's loaded output code (the modules that hold an
-    `async_compile`, not the benchmark modules of autotuning candidates) launches."""
-    codecache = sys.modules.get("torch._inductor.codecache")
+    """Folders of the kernels Inductor's compiled code launches: every kernel object alive with
+    one launcher left (a tuned kernel keeps its winner), except those of benchmark modules
+    (autotuning candidates and fusion trials, whose module carries a `get_args` harness)."""
     heuristics = sys.modules.get("torch._inductor.runtime.triton_heuristics")
     autotuner = getattr(heuristics, "CachingAutotuner", None)
-    modules = getattr(getattr(codecache, "PyCodeCache", None), "modules", None)
-    if autotuner is None or not isinstance(modules, list):
+    if autotuner is None:
         return set()
-    folders = set()
-    for module in modules:
-        names = vars(module)
-        if "async_compile" not in names:
+    folders: set[str] = set()
+    harness: dict[str, bool] = {}
+    for value in gc.get_objects():
+        if not issubclass(type(value), autotuner):  # type(): dead weak proxies raise on isinstance
             continue
-        for value in names.values():
-            launchers = getattr(value, "launchers", None) if isinstance(value, autotuner) else None
-            if launchers and len(launchers) == 1 and isinstance(getattr(launchers[0], "cache_hash", None), str):
-                folders.add(launchers[0].cache_hash)
+        launchers = getattr(value, "launchers", None)
+        if not launchers or len(launchers) != 1 or not isinstance(getattr(launchers[0], "cache_hash", None), str):
+            continue
+        filename = getattr(value, "filename", None) or ""
+        if filename not in harness:
+            harness[filename] = _has_benchmark_harness(filename)
+        if not harness[filename]:
+            folders.add(launchers[0].cache_hash)
     return folders
+
+
+def _has_benchmark_harness(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return "\ndef get_args(" in f.read()
+    except OSError:
+        return False

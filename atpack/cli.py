@@ -117,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--trust-pickles",
         action="store_true",
-        help="also load pickled Megacache entries (compiled graphs): they run code when loaded",
+        help="also load what runs code when loaded: pickled Megacache entries, Triton's host modules",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_populate)

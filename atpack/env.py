@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import sys
+import sysconfig
 import tempfile
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -134,6 +135,8 @@ class LocalEnvironment:
             return _torch_version_attr("hip")
         if field == "python_abi":
             return sys.implementation.cache_tag
+        if field == "platform":
+            return sysconfig.get_platform()
         if field == "cache_key_tag":
             return _cache_key_tag()
         if field == "torch_key":

@@ -22,6 +22,7 @@ from .artifacts import (
     InductorKernelPerf,
     MegacacheEntry,
     TritonAutotune,
+    TritonHostModule,
     TritonKernel,
     UnknownArtifact,
 )
@@ -127,8 +128,8 @@ def populate(
 
     Re-running is idempotent. `ignore_environment` writes every artifact regardless of
     where it was made (for tests, and for users who know better); the report says so.
-    Megacache entries are replayed through torch's own hooks; pickled ones (compiled graphs,
-    AOTAutograd results: host code that runs when loaded) only with `trust_pickles`.
+    Megacache entries are replayed through torch's own hooks. Artifacts that run code when
+    loaded (pickled Megacache entries, Triton's compiled host modules) only with `trust_pickles`.
     """
     start = time.perf_counter()
     opened = not isinstance(pack, Pack)
@@ -175,12 +176,12 @@ def _populate(pack: Pack, report: PopulateReport, local: LocalEnvironment) -> No
                 report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, "; ".join(reasons)))
                 continue
             note = "environment differs, overridden: " + "; ".join(reasons)
+        if artifact.runs_code and not report.trusted_pickles:
+            why = f"{artifact.runs_code}, which runs code: pass trust_pickles=True (--trust-pickles) to load it"
+            report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, why))
+            continue
         if isinstance(artifact, MegacacheEntry):
-            if artifact.pickled and not report.trusted_pickles:
-                why = f"pickled {artifact.type_name} entry: loading it runs code; trust_pickles=True (--trust-pickles)"
-                report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, why))
-            else:
-                replays.append((artifact, note))
+            replays.append((artifact, note))
             continue
         try:
             if isinstance(artifact, InductorGemmTimings):
@@ -214,7 +215,7 @@ def _files(artifact: Artifact, dirs: _Dirs) -> list[FileWrite]:
 
     if isinstance(artifact, (InductorBestConfig, InductorKernelPerf)):
         return inductor.files(artifact, dirs.inductor)
-    if isinstance(artifact, (TritonAutotune, TritonKernel)):
+    if isinstance(artifact, (TritonAutotune, TritonKernel, TritonHostModule)):
         return triton.files(artifact, dirs.triton)
     raise AtpackError(f"no adapter populates {artifact.kind}")
 

@@ -41,8 +41,8 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 def test_every_sample_result_round_trips_byte_for_byte(h100_sample: Sample, tmp_path: Path) -> None:
     pack = _pack(h100_sample, tmp_path / "sample.atpack")
-    report = _populate(pack, tmp_path / "out", ignore_environment=True)
-    assert report.ok and report.count("written") == len(atpack.open(pack).artifacts)
+    report = _populate(pack, tmp_path / "out", ignore_environment=True, trust_pickles=True)
+    assert report.ok and report.count("written") == len(atpack.open(pack).artifacts) == 96
 
     restored = _tree(tmp_path / "out" / "inductor")
     original = h100_sample.files("inductor")
@@ -56,18 +56,26 @@ def test_every_sample_result_round_trips_byte_for_byte(h100_sample: Sample, tmp_
     autotune = [p for p in original if p.endswith(".autotune.json")]
     groups = [p for p in original if os.path.basename(p).startswith("__grp__")]
     assert len(autotune) == 2 and len(groups) == 87
-    host_modules = {p for p in original if p.endswith(".so")}  # compiled host code: not collected
-    assert set(restored) == set(original) - host_modules
+    assert set(restored) == set(original)
     out = tmp_path / "out" / "triton"
     for path, data in original.items():
-        if path in host_modules:
-            continue
         if path in groups:
             moved = data.decode().replace(f"{CAPTURE_ROOT}/triton", str(out))
             assert restored[path].decode() == moved, path
             assert all(os.path.exists(p) for p in json.loads(restored[path])["child_paths"].values())
         else:
             assert restored[path] == data, path
+
+
+def test_host_modules_run_code_and_are_written_only_when_trusted(h100_sample: Sample, tmp_path: Path) -> None:
+    pack = _pack(h100_sample, tmp_path / "p.atpack")
+    report = _populate(pack, tmp_path / "out", ignore_environment=True)
+    hosts = [o for o in report.outcomes if o.kind == "triton.host_module/1"]
+    assert len(hosts) == 2 and all(o.action == "skipped" and "native host module" in o.detail for o in hosts)
+    assert not list((tmp_path / "out").rglob("*.so"))
+    trusted = _populate(pack, tmp_path / "out", ignore_environment=True, trust_pickles=True)
+    assert {o.action for o in trusted.outcomes if o.kind == "triton.host_module/1"} == {"written"}
+    assert sorted(p.name.split(".")[0] for p in (tmp_path / "out").rglob("*.so")) == ["__triton_launcher", "cuda_utils"]
 
 
 def test_binaries_only_keeps_metadata_and_binary(h100_sample: Sample, tmp_path: Path) -> None:
@@ -123,7 +131,7 @@ def test_artifacts_from_another_environment_are_skipped_naming_the_field(h100_sa
 def test_the_h100_sample_is_skipped_here_with_every_differing_field(h100_sample: Sample, tmp_path: Path) -> None:
     pack = _pack(h100_sample, tmp_path / "p.atpack")
     report = _populate(pack, tmp_path / "out")
-    assert report.count("skipped") == len(report.outcomes) == 94
+    assert report.count("skipped") == len(report.outcomes) == 96
     kernel = next(o for o in report.outcomes if o.kind == "triton.kernel/1")
     assert "compute_capability: recorded '9.0', found none" in kernel.detail
     best = next(o for o in report.outcomes if o.kind == "inductor.best_config/1")
@@ -153,8 +161,8 @@ def test_a_pack_for_two_machines_populates_the_matching_one(tmp_path: Path) -> N
 
 def test_ignore_environment_writes_everything_and_says_so(h100_sample: Sample, tmp_path: Path) -> None:
     pack = _pack(h100_sample, tmp_path / "p.atpack")
-    report = _populate(pack, tmp_path / "out", ignore_environment=True)
-    assert report.count("written") == 94
+    report = _populate(pack, tmp_path / "out", ignore_environment=True, trust_pickles=True)
+    assert report.count("written") == 96
     assert "OVERRIDDEN" in report.format()
     assert all("overridden" in o.detail for o in report.outcomes)
 
@@ -167,7 +175,7 @@ def test_populate_twice_changes_nothing(h100_sample: Sample, tmp_path: Path) -> 
     _populate(pack, tmp_path / "out", ignore_environment=True)
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*") if p.is_file()}
     again = _populate(pack, tmp_path / "out", ignore_environment=True)
-    assert again.count("present") == 94 and again.bytes_read == 0
+    assert again.count("present") == 94 and again.count("skipped") == 2 and again.bytes_read == 0
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*") if p.is_file()} == before
 
 

@@ -70,8 +70,12 @@ def test_the_command_line_converts_both_ways(sample_blob: bytes, tmp_path: Path)
     blob, pack, back = tmp_path / "in.bin", tmp_path / "m.atpack", tmp_path / "out.bin"
     blob.write_bytes(sample_blob)
     run = [sys.executable, "-m", "atpack"]
-    made = subprocess.run([*run, "pack", "--megacache", str(blob), "--environment", str(ENVIRONMENT), "-o", str(pack)],
-                          capture_output=True, text=True, check=True)
+    made = subprocess.run(
+        [*run, "pack", "--megacache", str(blob), "--environment", str(ENVIRONMENT), "-o", str(pack)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "1  megacache.inductor/1" in made.stdout
     subprocess.run([*run, "megacache", str(pack), "-o", str(back)], capture_output=True, check=True)
     assert back.read_bytes() == sample_blob
@@ -118,8 +122,9 @@ def test_writing_entries_gives_a_blob_that_reads_back_the_same() -> None:
 def test_without_trust_pickled_entries_are_skipped_and_data_is_replayed_through_torch(
     sample_pack: Path, tmp_path: Path
 ) -> None:
-    report = atpack.populate(sample_pack, inductor_dir=str(tmp_path / "i"), triton_dir=str(tmp_path / "t"),
-                             ignore_environment=True)
+    report = atpack.populate(
+        sample_pack, inductor_dir=str(tmp_path / "i"), triton_dir=str(tmp_path / "t"), ignore_environment=True
+    )
     by_kind = {(o.kind, o.action) for o in report.outcomes}
     assert by_kind == {
         ("megacache.autotune/1", "written"),
@@ -128,7 +133,7 @@ def test_without_trust_pickled_entries_are_skipped_and_data_is_replayed_through_
     }
     for o in report.outcomes:
         if o.action == "skipped":
-            assert "loading it runs code" in o.detail and "trust_pickles" in o.detail
+            assert "pickle, unpickled when loaded, which runs code" in o.detail and "trust_pickles" in o.detail
     # torch's hook wrote the .best_config files; the later entry of each key won, as in torch
     best = tmp_path / "i" / "za" / "c897efa0cf0a3e13b280a5cc897e56facd82d55179f0561409d6a6dfbf3010dc.best_config"
     assert json.loads(best.read_text())["found_by_coordesc"] is True
@@ -136,8 +141,9 @@ def test_without_trust_pickled_entries_are_skipped_and_data_is_replayed_through_
 
 
 def test_megacache_entries_of_another_environment_are_skipped(sample_pack: Path, tmp_path: Path) -> None:
-    report = atpack.populate(sample_pack, inductor_dir=str(tmp_path / "i"), triton_dir=str(tmp_path / "t"),
-                             trust_pickles=True)
+    report = atpack.populate(
+        sample_pack, inductor_dir=str(tmp_path / "i"), triton_dir=str(tmp_path / "t"), trust_pickles=True
+    )
     assert {o.action for o in report.outcomes} == {"skipped"}
     assert all("torch_version: recorded '2.11.0+cu130'" in o.detail for o in report.outcomes)
 
@@ -147,8 +153,12 @@ def test_megacache_entries_of_another_environment_are_skipped(sample_pack: Path,
 
 def _program(name: str, *args: str, **env: str) -> Any:
     result = subprocess.run(
-        [sys.executable, str(PROGRAMS / name), *args], capture_output=True, text=True,
-        env={**os.environ, **env}, cwd=PROGRAMS, timeout=600,
+        [sys.executable, str(PROGRAMS / name), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        cwd=PROGRAMS,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -168,7 +178,10 @@ def test_a_captured_cpu_compile_saved_to_s3_warms_a_fresh_process(s3: Any, tmp_p
 
     trusted = _program("compile_cpu.py", "load", url, "--trust-pickles", **options, **_dirs(tmp_path / "b"))
     assert trusted["counters"] == {
-        "fxgraph_cache_hit": 2, "fxgraph_cache_miss": 0, "autograd_cache_hit": 1, "autograd_cache_miss": 0,
+        "fxgraph_cache_hit": 2,
+        "fxgraph_cache_miss": 0,
+        "autograd_cache_hit": 1,
+        "autograd_cache_miss": 0,
     }
     assert trusted["outputs"] == saved["outputs"]
 
@@ -188,8 +201,9 @@ def test_a_captured_best_config_of_a_gpu_shaped_kernel_hits_after_load(h100_samp
     kinds = sorted(a.kind for a in atpack.open(pack).artifacts)
     assert kinds == ["inductor.best_config/1", "megacache.autotune/1"]
 
-    report = atpack.load_cache_artifacts(pack, inductor_dir=str(tmp_path / "b" / "inductor"),
-                                         triton_dir=str(tmp_path / "b" / "triton"))
+    report = atpack.load_cache_artifacts(
+        pack, inductor_dir=str(tmp_path / "b" / "inductor"), triton_dir=str(tmp_path / "b" / "triton")
+    )
     assert report.ok and report.count("written") == 2
     read = _program("inductor_kernel.py", "read", kernel, **_dirs(tmp_path / "b"))
     assert read[0]["autotune_cache_state"] == "hit" and read[0]["best"] == tuned[0]["saved"]

@@ -621,21 +621,27 @@ def bench_blobs(settings: Settings, blobs: list[Blob], composition: dict, tmp: P
             with atpack.Pack(store.open_source(pack_path), frame_cache=frame_cache) as pack:
                 for d in order:
                     pack.read_blob(d)
+
         return run
 
     read_blob_random_order = read_blob_in(shuffled)
-    random_runs = timed_rounds({
-        "pack_read_blob_add_order": read_blob_in(digests),
-        "pack_read_blob_add_order_frame_cache_16": read_blob_in(digests, 16),
-        "pack_read_blob_random_order": read_blob_random_order,
-    }, max(1, (settings.runs + 1) // 2))
+    random_runs = timed_rounds(
+        {
+            "pack_read_blob_add_order": read_blob_in(digests),
+            "pack_read_blob_add_order_frame_cache_16": read_blob_in(digests, 16),
+            "pack_read_blob_random_order": read_blob_random_order,
+        },
+        max(1, (settings.runs + 1) // 2),
+    )
 
     floor_s = med(reads["floor_decompress_sha256"])
     read_s = med(reads["pack_read_blobs"])
     target_ok = read_s <= 2 * floor_s
-    peak = {"read_blobs_traced_peak_bytes": traced_peak(read_blobs),
-            "largest_frame_bytes": max(size for _, size in payloads),
-            "compressed_bytes": compressed_frame_bytes}
+    peak = {
+        "read_blobs_traced_peak_bytes": traced_peak(read_blobs),
+        "largest_frame_bytes": max(size for _, size in payloads),
+        "compressed_bytes": compressed_frame_bytes,
+    }
     return {
         "level": level,
         "group_size": DEFAULT_GROUP_SIZE,
@@ -663,7 +669,8 @@ def bench_blobs(settings: Settings, blobs: list[Blob], composition: dict, tmp: P
             "read_blob_storage_order": ratio(med(reads["pack_read_blob_storage_order"]), floor_s),
             "read_blob_add_order": ratio(med(random_runs["pack_read_blob_add_order"]), floor_s),
             "read_blob_add_order_frame_cache_16": ratio(
-                med(random_runs["pack_read_blob_add_order_frame_cache_16"]), floor_s),
+                med(random_runs["pack_read_blob_add_order_frame_cache_16"]), floor_s
+            ),
             "read_blob_random_order": ratio(med(random_runs["pack_read_blob_random_order"]), floor_s),
             "floor_per_blob": ratio(med(reads["floor_decompress_sha256_per_blob"]), floor_s),
             "format_work_no_python": ratio(med(reads["format_work_no_python"]), floor_s),

@@ -173,7 +173,7 @@ class Counts:
             meta = getattr(autotuner, "inductor_meta", {})
             counts.where.append(
                 f"{label} of {meta.get('kernel_name')} ({os.path.basename(getattr(autotuner, 'filename', '') or '')}):"
-                f" cache {info.get('autotune_cache_state')}"
+                f" cache {info.get('autotune_cache_state')}; {_best_config(autotuner)}"
             )
             try:
                 return original(autotuner, *args, **kwargs)
@@ -184,6 +184,21 @@ class Counts:
 
     def snapshot(self) -> dict[str, int]:
         return dict(self.n)
+
+
+def _best_config(autotuner: Any) -> str:
+    """What the kernel's .best_config file holds, for the diagnostics."""
+    from torch._inductor.runtime.autotune_cache import AutotuneCache
+
+    filename = getattr(autotuner, "filename", None)
+    if not filename:
+        return "no file"
+    try:
+        path = AutotuneCache._make_local_cache_key(os.path.dirname(filename), AutotuneCache._prepare_key(filename))
+        with open(path) as f:
+            return f"best_config {f.read()[:160]}"
+    except OSError as e:
+        return f"no best_config ({e.strerror})"
 
 
 def triton_folders() -> set[str]:
@@ -247,7 +262,7 @@ def worker(phase: str, work: Path, smoke: bool) -> dict[str, Any]:
     if phase == "cold":
         assert isinstance(recording, atpack.Capture)
         t = time.perf_counter()
-        info = atpack.save_cache_artifacts(pack, capture=recording)
+        info = atpack.save_cache_artifacts(pack, capture=recording, binaries_only=True)
         result["save"] = {
             "pack_seconds": time.perf_counter() - t,
             "pack_bytes": info.size,

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from ..artifacts import TritonAutotune, TritonConfig, TritonKernel
+from ..artifacts import TritonAutotune, TritonConfig, TritonHostModule, TritonKernel
 from ..errors import CacheFileError
 from ..files import CacheDir, FileWrite
 from . import AddBlob, Collected, Skipped, as_float, dumps, finite, load_json, to_artifact
@@ -55,6 +55,9 @@ def collect(
         if not _KEY.match(key) or not os.path.isdir(folder) or (include is not None and not include(key)):
             continue
         names = sorted(os.listdir(folder))
+        if names and all(name.endswith(".so") for name in names):
+            yield _read_host_module(key, folder, names, env, add_blob)
+            continue
         for name in names:
             path = os.path.join(folder, name)
             try:
@@ -138,6 +141,21 @@ def _read_kernel(key: str, name: str, folder: str, env: str, add_blob: AddBlob, 
     return to_artifact(TritonKernel, fields, where)  # type: ignore[no-any-return]
 
 
+def _read_host_module(key: str, folder: str, names: list[str], env: str, add_blob: AddBlob) -> Collected:
+    files = []
+    for name in names:
+        try:
+            with open(os.path.join(folder, name), "rb") as f:
+                data = f.read()
+        except OSError as e:
+            return Skipped(os.path.join(folder, name), e.strerror or str(e))
+        files.append([name, add_blob(data, ".so"), len(data)])
+    try:
+        return to_artifact(TritonHostModule, {"env": env, "cache_key": key, "files": files}, f"{key}/")  # type: ignore[no-any-return]
+    except CacheFileError as e:
+        return Skipped(folder, str(e))
+
+
 # --------------------------------------------------------------------------- render
 
 
@@ -169,8 +187,12 @@ def render_group(folder: str, children: list[str]) -> bytes:
 # --------------------------------------------------------------------------- populate
 
 
-def files(artifact: TritonAutotune | TritonKernel, root: CacheDir) -> list[FileWrite]:
-    """The files populate writes for an autotune result or a kernel folder."""
+def files(artifact: TritonAutotune | TritonKernel | TritonHostModule, root: CacheDir) -> list[FileWrite]:
+    """The files populate writes for an autotune result, a kernel folder or a host module."""
+    if isinstance(artifact, TritonHostModule):
+        return [
+            FileWrite(root.path(f"{artifact.cache_key}/{f.name}"), blob=f.blob, size=f.size) for f in artifact.files
+        ]
     if isinstance(artifact, TritonAutotune):
         path = root.path(f"{artifact.cache_key}/{artifact.fn_name}{_AUTOTUNE}")
         return [FileWrite(path, data=render_autotune(artifact))]
