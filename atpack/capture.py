@@ -22,6 +22,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
+
 from .adapters import Collected, Skipped, inductor, triton
 from .adapters.megacache import Entry
 from .artifacts import Environment, InductorBestConfig, MegacacheEntry
@@ -56,16 +58,20 @@ class Capture:
         self._before: tuple[dict[str, _Stamp], dict[str, _Stamp]] | None = None
         self._recording: _MegacacheRecording | None = None
         self._winners: _Winners | None = None
+        self._coordesc: _CoordescRecording | None = None
+        self.coordesc: dict[str, tuple[tuple[tuple[str, Any], ...], int, int]] = {}
 
     def __enter__(self) -> Capture:
         self._before = (_inductor_files(self.inductor_dir), _triton_folders(self.triton_dir))
         self._recording = _MegacacheRecording.start(self.notes)
         self._winners = _Winners.start()
+        self._coordesc = _CoordescRecording.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         assert self._before is not None and self._recording is not None and self._winners is not None
         self.megacache = self._recording.stop()
+        self.coordesc = self._coordesc.stop(self.inductor_dir) if self._coordesc else {}
         inductor_before, triton_before = self._before
         self.inductor_files = _changed(inductor_before, _inductor_files(self.inductor_dir))
         new_folders = _changed(triton_before, _triton_folders(self.triton_dir))
@@ -106,7 +112,10 @@ class Capture:
                 return writer.add_blob(data, hint=hint)
 
             streams: list[Iterator[Collected] | Iterator[MegacacheEntry]] = [
-                inductor.collect(self.inductor_dir, env_digest, include=self.inductor_files.__contains__),
+                map(
+                    self._with_coordesc,
+                    inductor.collect(self.inductor_dir, env_digest, include=self.inductor_files.__contains__),
+                ),
                 triton.collect(
                     self.triton_dir,
                     env_digest,
@@ -128,6 +137,27 @@ class Capture:
                 writer.annotate(key, value)
         assert writer.info is not None
         return writer.info
+
+    def _with_coordesc(self, item: Collected) -> Collected:
+        """A `.best_config` as coordinate descent left it, where torch later saved over it (a
+        re-run of the heuristic autotuning records its own winner in the same file)."""
+        if not isinstance(item, InductorBestConfig) or item.path not in self.coordesc:
+            return item
+        kwargs, num_warps, num_stages = self.coordesc[item.path]
+        if (
+            item.found_by_coordesc is True
+            and (item.kwargs, item.num_warps, item.num_stages) == self.coordesc[item.path]
+        ):
+            return item
+        self.notes.append(f"{item.path}: kept coordinate descent's result, which torch saved over")
+        return msgspec.structs.replace(
+            item,
+            kwargs=kwargs,
+            num_warps=num_warps,
+            num_stages=num_stages,
+            found_by_coordesc=True,
+            triton_cache_hash=None,
+        )
 
     def _best_config_kernels(self) -> set[str]:
         """Kernel folders named by captured `.best_config` files (`triton_cache_hash`)."""
@@ -206,6 +236,46 @@ def _is_autotune_folder(path: str) -> bool:
 
 
 # --------------------------------------------------------------------------- torch's records
+
+
+class _CoordescRecording:
+    """What coordinate descent found for each kernel during the block, by `.best_config` path."""
+
+    def __init__(self, cls: Any, original: Any, found: dict[str, tuple[Any, ...]]) -> None:
+        self._cls, self._original, self._found = cls, original, found
+
+    @classmethod
+    def start(cls) -> _CoordescRecording | None:
+        if "torch" not in sys.modules:
+            return None
+        try:
+            from torch._inductor.runtime.triton_heuristics import CachingAutotuner
+        except ImportError:
+            return None
+        from .coordesc import best_config_path
+
+        original: Any = CachingAutotuner.coordinate_descent_tuning
+        found: dict[str, tuple[Any, ...]] = {}
+
+        def coordinate_descent_tuning(self: Any, launcher: Any, *args: Any, **kwargs: Any) -> Any:
+            best = original(self, launcher, *args, **kwargs)
+            config = getattr(best, "config", None)
+            path = best_config_path(self)
+            if config is not None and path is not None:
+                found[path] = (tuple(config.kwargs.items()), config.num_warps, config.num_stages)
+            return best
+
+        CachingAutotuner.coordinate_descent_tuning = coordinate_descent_tuning  # type: ignore[method-assign]
+        return cls(CachingAutotuner, original, found)
+
+    def stop(self, inductor_dir: str) -> dict[str, tuple[tuple[tuple[str, Any], ...], int, int]]:
+        self._cls.coordinate_descent_tuning = self._original
+        root = os.path.abspath(inductor_dir)
+        return {
+            os.path.relpath(path, root): value  # type: ignore[misc]
+            for path, value in self._found.items()
+            if os.path.abspath(path).startswith(root + os.sep)
+        }
 
 
 @dataclasses.dataclass
@@ -297,8 +367,9 @@ def _bundler() -> Any:
 
 def _output_code_kernels() -> set[str]:
     """Folders of the kernels Inductor's compiled code launches: every kernel object alive with
-    one launcher left (a tuned kernel keeps its winner), except those of benchmark modules
-    (autotuning candidates and fusion trials, whose module carries a `get_args` harness)."""
+    one launcher left (a tuned kernel keeps its winner) and a module file of its own, except
+    benchmark modules (fusion trials, whose module carries a `get_args` harness). Autotuning
+    candidates have no module file."""
     heuristics = sys.modules.get("torch._inductor.runtime.triton_heuristics")
     autotuner = getattr(heuristics, "CachingAutotuner", None)
     if autotuner is None:
@@ -311,7 +382,9 @@ def _output_code_kernels() -> set[str]:
         launchers = getattr(value, "launchers", None)
         if not launchers or len(launchers) != 1 or not isinstance(getattr(launchers[0], "cache_hash", None), str):
             continue
-        filename = getattr(value, "filename", None) or ""
+        filename = getattr(value, "filename", None)
+        if not filename:  # autotuning candidates are compiled from source without a module file
+            continue
         if filename not in harness:
             harness[filename] = _has_benchmark_harness(filename)
         if not harness[filename]:

@@ -11,17 +11,19 @@ to 85 benchmark calls (`tools/results/gpu_e2e.md`) for results that are on disk.
 
 `install()` wraps `CachingAutotuner.coordinate_descent_tuning`: when the kernel's autotune
 cache was a hit and its ``.best_config`` says the launcher's config was found by coordinate
-descent, the launcher is returned as it is, which is what torch meant to do.
+descent, the launcher is returned as it is, which is what torch meant to do. It also wraps
+`autotune_to_one_config`, which torch reaches on a hit when it re-adds candidates (a reduction
+whose recorded config spills registers gets smaller-block variants): when the recorded winner is
+among the candidates, it is kept without benchmarking, and without saving over the record.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Any
 
-__all__ = ["install"]
+__all__ = ["best_config_path", "install"]
 
 log = logging.getLogger(__name__)
 
@@ -36,44 +38,75 @@ def install() -> bool:
         from torch._inductor.runtime.triton_heuristics import CachingAutotuner
     except ImportError:
         return False
-    original = getattr(CachingAutotuner, "coordinate_descent_tuning", None)
-    if original is None or not all(hasattr(AutotuneCache, n) for n in ("_prepare_key", "_make_local_cache_key")):
-        log.info("this torch has no CachingAutotuner.coordinate_descent_tuning to wrap: not replaying")
+    coordesc = getattr(CachingAutotuner, "coordinate_descent_tuning", None)
+    autotune = getattr(CachingAutotuner, "autotune_to_one_config", None)
+    if coordesc is None or autotune is None or not hasattr(AutotuneCache, "create"):
+        log.info("this torch's CachingAutotuner is not the one atpack knows: not replaying tuning results")
         return False
-    if getattr(original, _MARK, False):
+    if getattr(coordesc, _MARK, False):
         return True
 
     def coordinate_descent_tuning(self: Any, launcher: Any, *args: Any, **kwargs: Any) -> Any:
-        if _found_by_coordesc(self, launcher.config):
+        best = _recorded(self)
+        if best is not None and best.get("found_by_coordesc") is True and _same(best, launcher.config):
             launcher.config.found_by_coordesc = True
             return launcher
-        return original(self, launcher, *args, **kwargs)
+        return coordesc(self, launcher, *args, **kwargs)
 
-    setattr(coordinate_descent_tuning, _MARK, True)
-    coordinate_descent_tuning.__doc__ = original.__doc__
+    def autotune_to_one_config(self: Any, *args: Any, **kwargs: Any) -> Any:
+        best = _recorded(self)
+        chosen = [launcher for launcher in self.launchers if best is not None and _same(best, launcher.config)]
+        if len(chosen) == 1:  # the recorded winner is among the candidates: no benchmark, no re-save
+            if best is not None and best.get("found_by_coordesc") is True:
+                chosen[0].config.found_by_coordesc = True
+            self.launchers = chosen
+            return None
+        return autotune(self, *args, **kwargs)
+
+    for wrapper, original in ((coordinate_descent_tuning, coordesc), (autotune_to_one_config, autotune)):
+        setattr(wrapper, _MARK, True)
+        wrapper.__doc__ = original.__doc__
     CachingAutotuner.coordinate_descent_tuning = coordinate_descent_tuning  # type: ignore[method-assign]
+    CachingAutotuner.autotune_to_one_config = autotune_to_one_config  # type: ignore[method-assign]
     return True
 
 
-def _found_by_coordesc(autotuner: Any, config: Any) -> bool:
-    """Whether the kernel's `.best_config` (read as a hit) records `config` as coordinate
-    descent's result."""
+def best_config_path(autotuner: Any) -> str | None:
+    """Where Inductor keeps this kernel's `.best_config` (torch's own key derivation, which
+    changed between versions, through `AutotuneCache.create`)."""
     from torch._inductor.runtime.autotune_cache import AutotuneCache
 
-    info = getattr(autotuner, "autotune_cache_info", None) or {}
     filename = getattr(autotuner, "filename", None)
-    if info.get("autotune_cache_state") != "hit" or not filename:
-        return False
+    if not filename:
+        return None
     try:
-        key = AutotuneCache._prepare_key(filename)
-        path = AutotuneCache._make_local_cache_key(os.path.dirname(filename), key)
+        cache = AutotuneCache.create(getattr(autotuner, "inductor_meta", {}), filename, "")
+    except Exception:
+        return None
+    local = getattr(cache, "local_cache", None)
+    return str(local[1]) if local else None
+
+
+def _recorded(autotuner: Any) -> dict[str, Any] | None:
+    """The kernel's `.best_config`, when its autotune cache was read as a hit."""
+    info = getattr(autotuner, "autotune_cache_info", None) or {}
+    if info.get("autotune_cache_state") != "hit":
+        return None
+    path = best_config_path(autotuner)
+    if path is None:
+        return None
+    try:
         with open(path, "rb") as f:
             best = json.load(f)
-    except (OSError, ValueError, TypeError):
-        return False
+    except (OSError, ValueError):
+        return None
+    return best if isinstance(best, dict) else None
+
+
+def _same(best: dict[str, Any], config: Any) -> bool:
+    """Whether a `.best_config` names `config` (its block sizes, warps and stages)."""
     return bool(
-        best.get("found_by_coordesc") is True
-        and best.get("num_warps") == getattr(config, "num_warps", None)
+        best.get("num_warps") == getattr(config, "num_warps", None)
         and best.get("num_stages") == getattr(config, "num_stages", None)
         and all(best.get(k) == v for k, v in getattr(config, "kwargs", {}).items())
     )

@@ -20,6 +20,7 @@ from .artifacts import (
     InductorBestConfig,
     InductorGemmTimings,
     InductorKernelPerf,
+    MegacacheAutotune,
     MegacacheEntry,
     TritonAutotune,
     TritonHostModule,
@@ -160,6 +161,9 @@ def _populate(pack: Pack, report: PopulateReport, local: LocalEnvironment) -> No
     merges: list[tuple[InductorGemmTimings, str]] = []
     replays: list[tuple[MegacacheEntry, str]] = []
     checked: dict[tuple[str, type[Artifact]], list[str]] = {}
+    # A captured .best_config is the final state of its file; torch's Megacache may have
+    # recorded an earlier version later (it records each distinct content once).
+    captured = {(a.env, a.path) for a in pack.artifacts if isinstance(a, InductorBestConfig)}
     for artifact in pack.artifacts:
         if isinstance(artifact, UnknownArtifact):
             report.outcomes.append(
@@ -181,7 +185,11 @@ def _populate(pack: Pack, report: PopulateReport, local: LocalEnvironment) -> No
             report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, why))
             continue
         if isinstance(artifact, MegacacheEntry):
-            replays.append((artifact, note))
+            if isinstance(artifact, MegacacheAutotune) and (artifact.env, artifact.entry_key) in captured:
+                why = "superseded by the pack's inductor.best_config/1 for the same file"
+                report.outcomes.append(Outcome(artifact.kind, artifact.key, PRESENT, why))
+            else:
+                replays.append((artifact, note))
             continue
         try:
             if isinstance(artifact, InductorGemmTimings):

@@ -188,13 +188,12 @@ class Counts:
 
 def _best_config(autotuner: Any) -> str:
     """What the kernel's .best_config file holds, for the diagnostics."""
-    from torch._inductor.runtime.autotune_cache import AutotuneCache
+    from atpack.coordesc import best_config_path
 
-    filename = getattr(autotuner, "filename", None)
-    if not filename:
-        return "no file"
+    path = best_config_path(autotuner)
+    if path is None:
+        return "no autotune cache"
     try:
-        path = AutotuneCache._make_local_cache_key(os.path.dirname(filename), AutotuneCache._prepare_key(filename))
         with open(path) as f:
             return f"best_config {f.read()[:160]}"
     except OSError as e:
@@ -252,7 +251,10 @@ def worker(phase: str, work: Path, smoke: bool) -> dict[str, Any]:
             host = {
                 f for f in new if any(n.endswith(".so") for n in os.listdir(Path(os.environ["TRITON_CACHE_DIR"]) / f))
             }
+            from torch._dynamo.utils import counters as torch_counters
+
             result["models"][name] = {
+                "torch_counters": {k: dict(v) for k, v in torch_counters.items() if k in ("inductor", "aot_autograd")},
                 "first_step_s": seconds,
                 "benchmarks": {k: after[k] - before[k] for k in after},
                 "triton_compiles": len(new - host),
