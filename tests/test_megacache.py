@@ -204,6 +204,9 @@ def test_a_captured_best_config_of_a_gpu_shaped_kernel_hits_after_load(h100_samp
     report = atpack.load_cache_artifacts(
         pack, inductor_dir=str(tmp_path / "b" / "inductor"), triton_dir=str(tmp_path / "b" / "triton")
     )
-    assert report.ok and report.count("written") == 2
+    assert report.ok and report.count("written") == 1  # the torch-recorded copy is superseded by the file
+    assert [o.detail for o in report.outcomes if o.action == "present"] == [
+        "superseded by the pack's inductor.best_config/1 for the same file"
+    ]
     read = _program("inductor_kernel.py", "read", kernel, **_dirs(tmp_path / "b"))
     assert read[0]["autotune_cache_state"] == "hit" and read[0]["best"] == tuned[0]["saved"]
