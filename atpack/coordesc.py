@@ -9,9 +9,9 @@ a config pickled back from a compile worker keeps only Triton's own fields. The 
 coordinate descent again, starting from the winner it already had: on an H100 training step, 18
 to 85 benchmark calls (`tools/results/gpu_e2e.md`) for results that are on disk.
 
-`install()` wraps `CachingAutotuner.coordinate_descent_tuning`: when the kernel's autotune
-cache was a hit and its ``.best_config`` says the launcher's config was found by coordinate
-descent, the launcher is returned as it is, which is what torch meant to do. It also wraps
+`install()` wraps `CachingAutotuner.coordinate_descent_tuning`: when the kernel's
+``.best_config`` says the launcher's config was found by coordinate descent, the launcher is
+returned as it is, which is what torch meant to do. It also wraps
 `autotune_to_one_config`, which torch reaches on a hit when it re-adds candidates (a reduction
 whose recorded config spills registers gets smaller-block variants): when the recorded winner is
 among the candidates, it is kept without benchmarking, and without saving over the record.
@@ -88,10 +88,10 @@ def best_config_path(autotuner: Any) -> str | None:
 
 
 def _recorded(autotuner: Any) -> dict[str, Any] | None:
-    """The kernel's `.best_config`, when its autotune cache was read as a hit."""
-    info = getattr(autotuner, "autotune_cache_info", None) or {}
-    if info.get("autotune_cache_state") != "hit":
-        return None
+    """The kernel's `.best_config`, if it has one. Its `configs_hash` is not checked: a kernel
+    restored from the FX graph cache hashes the configs it was compiled with rather than its
+    candidates, and misses its own record; the callers only use a record that names one of the
+    kernel's current configs exactly."""
     path = best_config_path(autotuner)
     if path is None:
         return None

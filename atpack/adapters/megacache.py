@@ -102,12 +102,33 @@ def populate(
         for entry, content in sorted(entries, key=lambda ec: ec[0].seq):
             try:
                 CacheArtifactFactory.create(entry.type_name, entry.entry_key, content).populate_cache()
-            except Exception as e:
+                if entry.type_name == "inductor":
+                    _emit_triton_bundle(content)
+            except Exception as e:  # torch's hooks raise anything: the caller reports it
                 log.debug("populate_cache of %s %s failed", entry.type_name, entry.entry_key, exc_info=True)
                 results.append((entry, e))
             else:
                 results.append((entry, None))
     return results
+
+
+def _emit_triton_bundle(content: bytes) -> None:
+    """Write the Triton kernels bundled in a compiled graph into the Triton cache now, as torch
+    2.13's `populate_cache` does; older torch writes them during the first compiled call (the
+    graph's cache hit), which then pays for it. Only reached for trusted (pickled) entries."""
+    from torch._inductor.codecache import FxGraphCache
+
+    if hasattr(FxGraphCache, "_emit_triton_bundle"):
+        return  # torch's own populate_cache did it
+    import pickle
+
+    from torch._inductor.triton_bundler import TritonBundler
+
+    if not TritonBundler.is_enabled():
+        return
+    graph = pickle.loads(content)  # trusted by the caller: this entry is replayed only with trust_pickles
+    if bundle := getattr(graph, "_triton_bundle", None):
+        TritonBundler.read_and_emit(bundle)
 
 
 def _register_artifact_types() -> None:
