@@ -169,6 +169,13 @@ class Counts:
 
         def within(autotuner: Any, *args: Any, **kwargs: Any) -> Any:
             counts.context.append(label)
+            launchers = [args[0]] if label == "coordesc" and args else list(getattr(autotuner, "launchers", []))
+            configs = "; ".join(
+                f"{dict(c.kwargs)} w{c.num_warps} s{c.num_stages} coordesc={getattr(c, 'found_by_coordesc', '-')}"
+                for c in (getattr(x, "config", None) for x in launchers[:10])
+                if c is not None
+            )
+            counts.where.append(f"{label} launchers: {configs}")
             info = getattr(autotuner, "autotune_cache_info", {})
             meta = getattr(autotuner, "inductor_meta", {})
             counts.where.append(
