@@ -10,8 +10,9 @@ coordinate descent again, starting from the winner it already had: on an H100 tr
 to 85 benchmark calls (`tools/results/gpu_e2e.md`) for results that are on disk.
 
 `install()` wraps `CachingAutotuner.coordinate_descent_tuning`: when the kernel's
-``.best_config`` says the launcher's config was found by coordinate descent, the launcher is
-returned as it is, which is what torch meant to do. It also wraps
+``.best_config`` says coordinate descent already ran for it, the launcher is returned as it is,
+which is what torch meant to do (a kernel restored from the FX graph cache may hold the result
+its graph was saved with rather than the file's latest, an equally tuned config). It also wraps
 `autotune_to_one_config`, which torch reaches on a hit when it re-adds candidates (a reduction
 whose recorded config spills registers gets smaller-block variants): when the recorded winner is
 among the candidates, it is kept without benchmarking, and without saving over the record.
@@ -48,7 +49,10 @@ def install() -> bool:
 
     def coordinate_descent_tuning(self: Any, launcher: Any, *args: Any, **kwargs: Any) -> Any:
         best = _recorded(self)
-        if best is not None and best.get("found_by_coordesc") is True and _same(best, launcher.config):
+        if best is not None and best.get("found_by_coordesc") is True:
+            # Coordinate descent already ran for this kernel. The launcher holds its result, or
+            # (a kernel restored from the FX graph cache) the result the compiled graph was saved
+            # with: either way, searching again would only chase benchmark noise.
             launcher.config.found_by_coordesc = True
             return launcher
         return coordesc(self, launcher, *args, **kwargs)
