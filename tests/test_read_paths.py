@@ -83,3 +83,19 @@ def test_triton_hits_populated_autotune_results_without_benchmarking(tmp_path: P
     assert warm == {"bench_calls": 0, "cache_hits": [True, True], "best": tuned["best"]}
     control = _run("triton_autotune.py", TRITON_CACHE_DIR=str(empty))
     assert control["bench_calls"] == 32
+
+
+def test_a_recorded_coordinate_descent_result_is_not_searched_again(kernel_sources: list[str], tmp_path: Path) -> None:
+    """Torch 2.8-2.13 lose the found_by_coordesc mark between reading a `.best_config` and
+    launching: without atpack's replay the process searches again; with it, it does not."""
+    reduction = kernel_sources[0]
+    plain = _run("coordesc_replay.py", reduction, TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "a"))
+    assert plain["searches"] == 1 and plain["benchmarks"] == 1
+    replayed = _run("coordesc_replay.py", reduction, "--replay", TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "b"))
+    assert replayed == {
+        "searches": 0,
+        "benchmarks": 0,
+        "coordesc_returned_same": True,
+        "marked": True,
+        "autotune_chose_recorded": True,
+    }

@@ -1,0 +1,71 @@
+"""Inductor's tuning entry points on a kernel whose `.best_config` records a coordinate-descent
+result, with the mark lost on the way (as torch 2.8-2.13 lose it): does the process search again?
+
+    python coordesc_replay.py KERNEL.py [--replay]
+Prints JSON: how many searches and benchmarks ran, and what each entry point returned.
+With --replay, atpack's replay (atpack.coordesc.install) is on. Uses $TORCHINDUCTOR_CACHE_DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import standin
+
+standin.install()
+
+from torch._inductor.codecache import PyCodeCache  # noqa: E402
+from torch._inductor.runtime.autotune_cache import AutotuneCache  # noqa: E402
+from torch._inductor.runtime.triton_heuristics import CachingAutotuner, hash_configs  # noqa: E402
+from triton import Config  # noqa: E402
+
+import atpack.coordesc  # noqa: E402
+
+with open(sys.argv[1]) as f:
+    source = f.read()
+module = PyCodeCache.load(source)
+kernel = next(v for v in vars(module).values() if type(v).__name__ == "CachingAutotuner")
+winner = kernel.configs[len(kernel.configs) // 2]
+AutotuneCache.create(kernel.inductor_meta, module.__file__, hash_configs(kernel.configs)).save(
+    winner, 42_000_000, found_by_coordesc=True
+)
+if "--replay" in sys.argv:
+    assert atpack.coordesc.install()
+
+searches, benchmarks = [], []
+CachingAutotuner._coordinate_descent_tuning = lambda self, launcher, *a, **k: searches.append(1) or launcher
+CachingAutotuner.benchmark_all_configs = lambda self, *a, **k: (
+    benchmarks.append(1) or {launcher: float(i) for i, launcher in enumerate(self.launchers)}
+)
+
+
+class Launcher:
+    """A launcher whose config lost the found_by_coordesc mark (a fresh triton.Config)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = Config(dict(config.kwargs), num_warps=config.num_warps, num_stages=config.num_stages)
+        self.cache_hash = None
+        self.n_regs = self.n_spills = self.shared = 0
+
+
+unmarked = Launcher
+
+
+launcher = unmarked(winner)
+returned = kernel.coordinate_descent_tuning(launcher)
+candidates = [unmarked(c) for c in kernel.configs]
+kernel.launchers = list(candidates)
+kernel.save_cache_hook = None
+kernel.autotune_to_one_config()
+print(
+    json.dumps(
+        {
+            "searches": len(searches),
+            "benchmarks": len(benchmarks),
+            "coordesc_returned_same": returned is launcher,
+            "marked": getattr(launcher.config, "found_by_coordesc", False),
+            "autotune_chose_recorded": kernel.launchers == [candidates[len(kernel.configs) // 2]],
+        }
+    )
+)
