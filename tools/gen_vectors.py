@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 import atpack
-from atpack.artifacts import Environment, InductorBestConfig, UnknownArtifact, artifact_digest
+from atpack.artifacts import Environment, InductorBestConfig, KernelFile, UnknownArtifact, artifact_digest
 from atpack.collect import pack_caches
 from atpack.digest import canonical, digest_bytes
 from atpack.env import environment_from_json
@@ -96,11 +96,38 @@ def unknown_kind(path: Path) -> None:
         )
 
 
+def megacache_and_host(path: Path) -> None:
+    """Megacache entries (data and pickle, never unpickled here) and a Triton host module."""
+    from atpack.adapters import megacache
+    from atpack.artifacts import TritonHostModule
+
+    blob = megacache.write_blob(
+        [
+            ("autotune", "ab/" + "1" * 64 + ".best_config", b'{"XBLOCK": 64, "num_warps": 4, "num_stages": 1}'),
+            ("inductor", "fabcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrst", b"\x80\x04\x95 not a real graph"),
+            ("autotune", "ab/" + "1" * 64 + ".best_config", b'{"XBLOCK": 128, "num_warps": 8, "num_stages": 1}'),
+        ]
+    )
+    with atpack.create(path) as w:
+        env = w.add_environment(ENV)
+        for artifact in megacache.collect(blob, env, lambda data, hint: w.add_blob(data, hint=hint)):
+            w.add(artifact)
+        so = w.add_blob(b"\x7fELF stand-in for a host module", hint=".so")
+        w.add(
+            TritonHostModule(
+                env=env,
+                cache_key="MUG6NYIBXDZY6VPFHG374SMWU2D52553OLGYQS545QDYZNM3RQIA",
+                files=(KernelFile("cuda_utils.cpython-312-x86_64-linux-gnu.so", so, 32),),
+            )
+        )
+
+
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "empty": empty,
     "minimal": minimal,
     "h100-subset": h100_subset,
     "unknown-kind": unknown_kind,
+    "megacache-and-host": megacache_and_host,
 }
 
 
