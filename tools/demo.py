@@ -7,8 +7,9 @@
 2. `atpack pack` them into a pack published to the default store, a local folder (DIR/store);
 3. `atpack populate` fresh cache folders from it: on any machine but that H100 the report
    says, per artifact, which environment field differs;
-4. `atpack populate --ignore-environment`: the full restore, checked file by file against
-   the sample (byte-identical, or differing only in the rewritten absolute paths).
+4. `atpack populate --ignore-environment --trust-pickles`: the full restore (Triton's host
+   modules included), checked file by file against the sample (byte-identical, or differing only
+   in the rewritten absolute paths).
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def main() -> None:
         "populate",
         pack,
         "--ignore-environment",
+        "--trust-pickles",
         "--inductor-dir",
         str(caches / "inductor"),
         "--triton-dir",
