@@ -74,9 +74,10 @@ def load_cache_artifacts(
     ignore_environment: bool = False,
     storage_options: dict[str, Any] | None = None,
 ) -> PopulateReport:
-    """Populate this machine's caches from the pack at `url`, like
-    `torch.compiler.load_cache_artifacts()`: what applies here is written (what runs code when
-    loaded only with `trust_pickles`), the rest is skipped, and the report says why.
+    """Populate this machine's caches from the pack at `url` (or the packs of a model folder,
+    see `atpack.populate.find_packs`), like `torch.compiler.load_cache_artifacts()`: what applies here is
+    written (what runs code when loaded only with `trust_pickles`), the rest is skipped, and
+    the report says why.
 
     In this process, coordinate-descent results that torch would re-tune are replayed too
     (`atpack.coordesc`)."""

@@ -28,6 +28,7 @@ from .adapters import Collected, Skipped, inductor, triton
 from .adapters.megacache import Entry
 from .artifacts import Environment, InductorBestConfig, MegacacheEntry
 from .env import LocalEnvironment, default_inductor_dir, default_triton_dir
+from .merge import CREATED, created_now
 from .pack import DEFAULT_LEVEL, PackInfo, create
 
 __all__ = ["Capture", "capture"]
@@ -133,6 +134,7 @@ class Capture:
                         log.warning("capture: skipped %s: %s", item.path, item.reason)
                     else:
                         writer.add(item)
+            writer.annotate(CREATED, created_now())
             for key, value in (annotations or {}).items():
                 writer.annotate(key, value)
         assert writer.info is not None

@@ -27,9 +27,14 @@ EXAMPLES = """\
 examples:
   atpack pack -o s3://bucket/packs/llama-h100.atpack      collect this machine's caches
   atpack populate s3://bucket/packs/llama-h100.atpack     warm this machine's caches
+  atpack populate ./my-model                              the packs beside a checkpoint
   atpack populate pack.atpack --dry-run                   show what would be written
   atpack inspect pack.atpack --json                       what a pack holds, for scripts
   atpack verify pack.atpack                               check every byte
+  atpack merge rank*.atpack -o all.atpack --policy fastest
+  atpack push all.atpack s3://bucket/store -t llama-h100  publish under a name
+  atpack pull s3://bucket/store llama-h100 -o /tmp/p.atpack
+  atpack report pack.atpack -o report.html                a picture of a pack
 """
 
 
@@ -126,7 +131,8 @@ def _parser() -> argparse.ArgumentParser:
         "inspect",
         parents=[common, storage],
         help="show what a pack holds",
-        description="Show a pack's environments and artifacts (reads only its index).",
+        description="Show a pack's environments and artifacts (reads only its index); for a model folder, "
+        "every pack beside the weights.",
     )
     p.add_argument("url", metavar="URL")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -159,6 +165,77 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="machine-readable output (usable with pack --environment)")
     p.set_defaults(run=_env)
+
+    p = sub.add_parser(
+        "diff",
+        parents=[common, storage],
+        help="what changed between two packs",
+        description="Results added, removed and changed from pack A to pack B, with timing deltas.",
+    )
+    p.add_argument("before", metavar="A")
+    p.add_argument("after", metavar="B")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=_diff)
+
+    p = sub.add_parser(
+        "merge",
+        parents=[common, storage],
+        help="merge packs (say, from several ranks) into one",
+        description="Merge packs into one. The result does not depend on the order of the inputs.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="URL")
+    p.add_argument("-o", "--output", required=True, metavar="URL")
+    p.add_argument(
+        "--policy",
+        choices=["fastest", "newest", "fail"],
+        default="fail",
+        help="for one question answered differently: keep the fastest result, the newest, or fail (default)",
+    )
+    p.set_defaults(run=_merge)
+
+    p = sub.add_parser(
+        "push",
+        parents=[common, storage],
+        help="put a pack in a store, optionally under tags",
+        description="Put a pack in a store (blobs the store has are not sent again) and point tags at it.",
+    )
+    p.add_argument("pack", metavar="PACK")
+    p.add_argument("store", metavar="STORE", help="the store's URL (any fsspec URL)")
+    p.add_argument("-t", "--tag", action="append", default=[], help="a tag to point at the pack (repeatable)")
+    p.set_defaults(run=_push)
+
+    p = sub.add_parser(
+        "pull",
+        parents=[common, storage],
+        help="get a pack from a store by tag or digest",
+        description="Assemble a pack from a store, fetching only the blobs the local store lacks.",
+    )
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("ref", metavar="TAG|DIGEST")
+    p.add_argument("-o", "--output", metavar="URL", help="where to write the pack (default: in the local store)")
+    p.add_argument("--local", metavar="DIR", help="the node-local store (default: $ATPACK_CACHE_DIR/store)")
+    p.set_defaults(run=_pull)
+
+    p = sub.add_parser(
+        "tag",
+        parents=[common, storage],
+        help="list a store's tags, or point a tag at a pack",
+        description="With NAME and REF, point tag NAME at REF (a digest or a tag), atomically; else list tags.",
+    )
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("name", nargs="?", metavar="NAME")
+    p.add_argument("ref", nargs="?", metavar="REF")
+    p.set_defaults(run=_tag)
+
+    p = sub.add_parser(
+        "report",
+        parents=[common, storage],
+        help="write an HTML page about a pack",
+        description="A self-contained HTML page: environments, kernels, chosen configs, candidate timings.",
+    )
+    p.add_argument("url", metavar="URL")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.html")
+    p.set_defaults(run=_report)
     return parser
 
 
@@ -241,12 +318,17 @@ def _populate(args: argparse.Namespace) -> int:
 
 def _inspect(args: argparse.Namespace) -> int:
     from .pack import open_pack
+    from .populate import find_packs
 
-    with open_pack(args.url, storage_options=args.storage_options) as pack:
-        if args.json:
-            print(json.dumps(_inspect_data(pack), indent=2))
-        else:
-            print(_inspect_text(pack, verbose=args.verbose))
+    urls = find_packs(args.url, storage_options=args.storage_options)
+    found = []
+    for url in urls:
+        with open_pack(url, storage_options=args.storage_options) as pack:
+            found.append(_inspect_data(pack) if args.json else _inspect_text(pack, verbose=args.verbose))
+    if args.json:
+        print(json.dumps(found[0] if len(urls) == 1 else {"url": args.url, "packs": found}, indent=2))
+    else:
+        print("\n\n".join(str(text) for text in found))
     return 0
 
 
@@ -278,6 +360,8 @@ def _inspect_data(pack: Any) -> dict[str, Any]:
 
 
 def _inspect_text(pack: Any, *, verbose: bool) -> str:
+    from .artifacts import TritonKernel
+
     m = pack.manifest
     lines = [
         f"{pack.name}: atpack format {pack.format_version[0]}.{pack.format_version[1]}, {pack.size:,} bytes",
@@ -285,8 +369,11 @@ def _inspect_text(pack: Any, *, verbose: bool) -> str:
     ]
     lines += [f"annotation {k} = {v}" for k, v in sorted(m.annotations.items())]
     by_env: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    kernels: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for a in pack.artifacts:
         by_env[a.env][a.kind] += 1
+        if isinstance(a, TritonKernel):
+            kernels[a.env][a.name] += 1
     for digest, env in m.environments.items():
         where = ", ".join(
             f"{f} {getattr(env, f)}"
@@ -295,6 +382,10 @@ def _inspect_text(pack: Any, *, verbose: bool) -> str:
         )
         lines.append(f"environment {digest[7:19]}: {where or 'unrecorded'}")
         lines += [f"  {n:6d}  {kind}" for kind, n in sorted(by_env[digest].items())]
+        if kernels[digest]:
+            top = ", ".join(f"{name} x{n}" for name, n in kernels[digest].most_common(6))
+            more = len(kernels[digest]) - 6
+            lines.append(f"          kernels: {top}" + (f" and {more} more" if more > 0 else ""))
     if verbose:
         lines.append(f"{'KIND':24s} {'ENV':12s} SUMMARY")
         lines += [f"{a.kind:24s} {a.env[7:19]:12s} {a.summary()}" for a in pack.artifacts]
@@ -320,6 +411,66 @@ def _megacache(args: argparse.Namespace) -> int:
     except OSError as e:
         raise AtpackError(f"{args.output}: {e.strerror or e}") from e
     print(f"wrote {args.output} ({len(blob):,} bytes)")
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from .merge import diff
+
+    changes = diff(args.before, args.after, storage_options=args.storage_options)
+    if args.json:
+        print(json.dumps([msgspec.to_builtins(c) for c in changes], indent=2))
+        return 0
+    for c in changes:
+        print(f"{c.change:8s} {c.kind:24s} {c.key[:70]:70s} {c.detail}".rstrip())
+    counts = {k: sum(1 for c in changes if c.change == k) for k in ("added", "removed", "changed")}
+    print(", ".join(f"{n} {k}" for k, n in counts.items()))
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from .merge import merge
+
+    report = merge(args.inputs, args.output, policy=args.policy, storage_options=args.storage_options)
+    print(report.format())
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from .registry import Store
+
+    report = Store(args.store, storage_options=args.storage_options).push(args.pack, tags=args.tag)
+    print(report.format())
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from .registry import Store
+
+    local = Store(args.local) if args.local else None
+    report = Store(args.store, storage_options=args.storage_options).pull(args.ref, args.output, local=local)
+    print(report.format())
+    return 0
+
+
+def _tag(args: argparse.Namespace) -> int:
+    from .registry import Store
+
+    registry = Store(args.store, storage_options=args.storage_options)
+    if args.name is None:
+        for name, digest in registry.tags().items():
+            print(f"{name}\t{digest}")
+        return 0
+    if args.ref is None:
+        raise AtpackError("tag: give both NAME and REF, or neither to list the tags")
+    print(f"{args.name} -> {registry.tag(args.name, args.ref)}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    print(f"wrote {write_report(args.url, args.output, storage_options=args.storage_options)}")
     return 0
 
 

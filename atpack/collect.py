@@ -12,6 +12,7 @@ from typing import Any
 
 from .adapters import Collected, Skipped
 from .artifacts import Environment
+from .merge import CREATED, created_now
 from .pack import DEFAULT_LEVEL, PackInfo, create
 
 __all__ = ["CollectReport", "pack_caches"]
@@ -85,6 +86,7 @@ def pack_caches(
             else:
                 writer.add(item)
                 report.kinds[item.kind] += 1
+        writer.annotate(CREATED, created_now())
         for key, value in (annotations or {}).items():
             writer.annotate(key, value)
     report.info = writer.info

@@ -440,6 +440,16 @@ class Pack:
     def blob_count(self) -> int:
         return len(self._blobs)
 
+    @property
+    def blob_digests(self) -> list[str]:
+        """Every blob's digest, sorted."""
+        return sorted(self._blobs)
+
+    @property
+    def raw_artifacts(self) -> list[bytes]:
+        """Each artifact's canonical JSON text, as stored (in `artifacts` order)."""
+        return self._raw_artifacts
+
     def has_blob(self, digest: str) -> bool:
         return digest in self._blobs
 
@@ -548,7 +558,7 @@ class Pack:
         raw = _decompress(compressed, index_size, f"{self.name}: index")
         try:
             index = _index_decoder.decode(raw)
-        except msgspec.DecodeError as e:
+        except _DECODE_ERRORS as e:
             raise FormatError(f"{self.name}: index: {e}") from e
         self._check_tables(index, offset)
         return index, raw
@@ -739,30 +749,38 @@ class _KnownArtifacts(msgspec.Struct):
 
 _known_decoder = msgspec.json.Decoder(_KnownArtifacts)
 
+_DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError)
+"""What decoding JSON raises: msgspec checks UTF-8 only in the strings it decodes, with Python's
+codec, so invalid UTF-8 is a `UnicodeDecodeError`, not a `msgspec.DecodeError`."""
+
 
 def _decode_artifacts(index: bytes, raws: list[bytes], name: str) -> list[Artifact | UnknownArtifact]:
     """Every artifact, typed: in one pass when every kind is known (the usual case), else one
     by one, keeping unknown kinds as `UnknownArtifact`."""
     try:
         return list(_known_decoder.decode(index).artifacts)
-    except msgspec.DecodeError:
-        return [_decode_artifact(raw, f"{name}: artifact #{i}") for i, raw in enumerate(raws)]
+    except _DECODE_ERRORS:
+        return [decode_artifact(raw, f"{name}: artifact #{i}") for i, raw in enumerate(raws)]
 
 
-def _decode_artifact(raw: bytes, what: str) -> Artifact | UnknownArtifact:
+def decode_artifact(raw: bytes, what: str) -> Artifact | UnknownArtifact:
     try:
         probe = _probe_decoder.decode(raw)
         if probe.kind not in KNOWN_KINDS:
+            msgspec.json.decode(raw)  # the fields the probe skipped are JSON too (UTF-8 included)
             return UnknownArtifact(probe.kind, probe.env, raw)
         artifact: Artifact = _artifact_decoder.decode(raw)
-    except msgspec.DecodeError as e:
+    except _DECODE_ERRORS as e:
         raise FormatError(f"{what}: {e}") from e
     return artifact
 
 
 def _check_canonical(artifact: Artifact | UnknownArtifact, raw: bytes, what: str) -> None:
     """The text of an artifact is its canonical encoding (so that its digest is its content's)."""
-    value = msgspec.json.decode(raw) if isinstance(artifact, UnknownArtifact) else artifact
+    try:
+        value = msgspec.json.decode(raw) if isinstance(artifact, UnknownArtifact) else artifact
+    except _DECODE_ERRORS as e:
+        raise FormatError(f"{what} ({artifact.kind}): {e}") from e
     if canonical(value) != raw:
         raise FormatError(f"{what} ({artifact.kind}) is not in canonical form")
 

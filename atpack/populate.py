@@ -28,11 +28,12 @@ from .artifacts import (
     UnknownArtifact,
 )
 from .env import LocalEnvironment, default_inductor_dir, default_triton_dir, mismatches
-from .errors import AtpackError
+from .errors import AtpackError, StorageError
 from .files import CacheDir, FileWrite, Writes
 from .pack import Pack, open_pack
+from .store import resolve
 
-__all__ = ["Outcome", "PopulateReport", "populate"]
+__all__ = ["Outcome", "PopulateReport", "find_packs", "populate"]
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,24 @@ def populate(
     Megacache entries are replayed through torch's own hooks. Artifacts that run code when
     loaded (pickled Megacache entries, Triton's compiled host modules) only with `trust_pickles`.
     """
+    if not isinstance(pack, Pack):
+        urls = find_packs(pack, storage_options=storage_options)
+        if len(urls) > 1:
+            reports = [
+                populate(
+                    u,
+                    inductor_dir=inductor_dir,
+                    triton_dir=triton_dir,
+                    dry_run=dry_run,
+                    ignore_environment=ignore_environment,
+                    trust_pickles=trust_pickles,
+                    storage_options=storage_options,
+                    environment=environment,
+                )
+                for u in urls
+            ]
+            return _combined(reports, os.fspath(pack))
+        pack = urls[0]
     start = time.perf_counter()
     opened = not isinstance(pack, Pack)
     source = open_pack(pack, storage_options=storage_options) if not isinstance(pack, Pack) else pack
@@ -153,6 +172,35 @@ def populate(
     report.seconds = time.perf_counter() - start
     log.info("%s", report.format().splitlines()[-1])
     return report
+
+
+def find_packs(url: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """The packs at `url`: the pack itself, or, for a folder (a model checkpoint, on any fsspec
+    URL, ``hf://`` included), the packs beside the weights: ``<folder>/atpack/*.atpack`` and
+    ``<folder>/*.atpack``, sorted."""
+    fs, path = resolve(url, storage_options)
+    try:
+        is_folder = fs.isdir(path)
+    except Exception as e:
+        raise StorageError(f"{os.fspath(url)}: {type(e).__name__}: {e}") from e
+    if not is_folder:
+        return [os.fspath(url)]
+    base, root = os.fspath(url).rstrip("/"), path.rstrip("/")
+    inside = {f"atpack/{p.rstrip('/').rsplit('/', 1)[-1]}" for p in fs.glob(f"{root}/atpack/*.atpack")}
+    beside = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.glob(f"{root}/*.atpack")}
+    if not inside | beside:
+        raise StorageError(f"{base}: a folder with no pack (looked for atpack/*.atpack and *.atpack)")
+    return [f"{base}/{name}" for name in sorted(inside | beside)]
+
+
+def _combined(reports: list[PopulateReport], name: str) -> PopulateReport:
+    first = reports[0]
+    combined = dataclasses.replace(first, pack=name, outcomes=[], seconds=0.0, bytes_read=0)
+    for report in reports:
+        combined.outcomes += report.outcomes
+        combined.seconds += report.seconds
+        combined.bytes_read += report.bytes_read
+    return combined
 
 
 def _populate(pack: Pack, report: PopulateReport, local: LocalEnvironment) -> None:

@@ -1,0 +1,331 @@
+"""Combining packs (results from many ranks or machines) and comparing two packs.
+
+Two artifacts conflict when they answer the same question (same kind, environment and key:
+`Artifact.key`) differently. `merge` resolves conflicts by a policy that does not depend on the
+order of its inputs, so merging the same packs in any order gives the same pack:
+
+- ``fastest``: the result with the lowest measured time (Triton autotune medians, fused-kernel
+  times, GEMM candidate times); where a kind records no time to compare (a ``.best_config``
+  records tuning time, not kernel time), the newest;
+- ``newest``: the result of the pack created last (annotation ``io.atpack.created``);
+- ``fail``: no pack is written; the error lists every conflict.
+Remaining ties go to the lower artifact digest. GEMM timing files are merged entry by entry.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from .artifacts import (
+    Artifact,
+    ChoiceTiming,
+    GemmEntry,
+    InductorBestConfig,
+    InductorGemmTimings,
+    InductorKernelPerf,
+    TritonAutotune,
+    UnknownArtifact,
+    artifact_digest,
+)
+from .errors import AtpackError
+from .pack import DEFAULT_LEVEL, Pack, PackInfo, create, open_pack
+
+__all__ = [
+    "CREATED",
+    "Change",
+    "Conflict",
+    "MergeConflictError",
+    "MergeReport",
+    "Policy",
+    "created_now",
+    "diff",
+    "merge",
+]
+
+Policy = Literal["fastest", "newest", "fail"]
+POLICIES: tuple[str, ...] = ("fastest", "newest", "fail")
+
+CREATED = "io.atpack.created"
+"""Annotation: when a pack was made (ISO 8601, UTC); `SOURCE_DATE_EPOCH` overrides the clock."""
+
+
+def created_now() -> str:
+    """The value of `CREATED` for a pack made now (or at `$SOURCE_DATE_EPOCH`, for
+    reproducible builds)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    now = (
+        datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc)
+        if epoch
+        else datetime.datetime.now(datetime.timezone.utc)
+    )
+    return now.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@dataclasses.dataclass(frozen=True)
+class Conflict:
+    """Several answers to one question, and the one kept (None under ``fail``)."""
+
+    kind: str
+    env: str
+    key: str
+    candidates: tuple[str, ...]
+    chosen: str | None
+    reason: str
+
+
+@dataclasses.dataclass
+class MergeReport:
+    url: str
+    inputs: list[str]
+    artifacts: int = 0
+    conflicts: list[Conflict] = dataclasses.field(default_factory=list)
+    info: PackInfo | None = None
+
+    def format(self) -> str:
+        lines = [f"merged {len(self.inputs)} packs into {self.url}: {self.artifacts} artifacts"]
+        if self.info:
+            lines[0] += f" ({self.info.size:,} bytes, {self.info.digest})"
+        lines.append(f"{len(self.conflicts)} conflicts" + (":" if self.conflicts else ""))
+        lines += [f"  {c.kind} {c.key}: {len(c.candidates)} answers, {c.reason}" for c in self.conflicts]
+        return "\n".join(lines)
+
+
+class MergeConflictError(AtpackError):
+    """Packs disagree and the policy is ``fail``."""
+
+    def __init__(self, conflicts: list[Conflict]) -> None:
+        self.conflicts = conflicts
+        listing = "; ".join(f"{c.kind} {c.key} ({len(c.candidates)} answers)" for c in conflicts[:10])
+        more = f" and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
+        super().__init__(f"{len(conflicts)} conflicts: {listing}{more} (choose --policy fastest or newest)")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Answer:
+    artifact: Artifact | UnknownArtifact
+    digest: str
+    pack: int
+    created: str
+
+
+def merge(
+    urls: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    policy: Policy = "fail",
+    storage_options: dict[str, Any] | None = None,
+    level: int = DEFAULT_LEVEL,
+) -> MergeReport:
+    """Merge packs into one at `out`; see the module's documentation for the policies."""
+    if policy not in POLICIES:
+        raise ValueError(f"unknown merge policy {policy!r}; choose one of {', '.join(POLICIES)}")
+    packs = [open_pack(u, storage_options=storage_options) for u in urls]
+    try:
+        report = MergeReport(os.fspath(out), [p.name for p in packs])
+        answers: dict[tuple[str, str, str], dict[str, _Answer]] = collections.defaultdict(dict)
+        for i, pack in enumerate(packs):
+            created = pack.manifest.annotations.get(CREATED, "")
+            for a in pack.artifacts:
+                digest = artifact_digest(a)
+                answers[(a.kind, a.env, a.key)].setdefault(digest, _Answer(a, digest, i, created))
+        chosen: list[_Answer] = []
+        made: list[InductorGemmTimings] = []
+        for question in sorted(answers):
+            options = sorted(answers[question].values(), key=lambda x: x.digest)
+            if len(options) == 1:
+                chosen.append(options[0])
+                continue
+            if all(isinstance(o.artifact, InductorGemmTimings) for o in options):
+                merged, conflict = _merge_gemm(options, policy)
+                made.append(merged)
+            else:
+                pick, reason = _resolve(options, policy)
+                conflict = Conflict(*question, tuple(o.digest for o in options), pick.digest if pick else None, reason)
+                if pick is not None:
+                    chosen.append(pick)
+            if conflict is not None:
+                report.conflicts.append(conflict)
+        if policy == "fail" and report.conflicts:
+            raise MergeConflictError(report.conflicts)
+        with create(out, storage_options=storage_options, level=level) as writer:
+            by_pack: dict[int, list[Artifact | UnknownArtifact]] = collections.defaultdict(list)
+            for answer in chosen:
+                by_pack[answer.pack].append(answer.artifact)
+            for i, artifacts in sorted(by_pack.items()):
+                writer.copy_from(packs[i], artifacts)
+            for artifact in made:
+                writer.add(artifact)
+                writer.add_environment(_environment(packs, artifact.env))
+            for key, value in _annotations(packs).items():
+                writer.annotate(key, value)
+        report.info = writer.info
+        report.artifacts = len(chosen) + len(made)
+        return report
+    finally:
+        for pack in packs:
+            pack.close()
+
+
+def _resolve(options: list[_Answer], policy: Policy) -> tuple[_Answer | None, str]:
+    if policy == "fail":
+        return None, "unresolved"
+    if policy == "fastest":
+        timed = [(t, o) for o in options if (t := _time(o.artifact)) is not None]
+        if len(timed) == len(options):
+            best = min(timed, key=lambda to: (to[0], to[1].digest))
+            return best[1], f"kept the fastest ({best[0]:.4g} ms)"
+    newest = max(options, key=lambda o: (o.created, _reverse(o.digest)))
+    return newest, f"kept the newest ({newest.created or 'undated'})" + (
+        " (no time recorded to compare)" if policy == "fastest" else ""
+    )
+
+
+def _reverse(digest: str) -> str:
+    """Orders digests backwards, so that `max` breaks ties towards the lower digest."""
+    return "".join(chr(0x10FFFF - ord(c)) for c in digest)
+
+
+def _time(artifact: Artifact | UnknownArtifact) -> float | None:
+    """The measured time of a result (ms), where its kind records one."""
+    if isinstance(artifact, TritonAutotune):
+        medians = [ct.timings[0] for ct in artifact.configs_timings if ct.timings and ct.timings[0] is not None]
+        return min(medians) if medians else None
+    if isinstance(artifact, InductorKernelPerf):
+        return artifact.timings[0]
+    return None
+
+
+def _merge_gemm(options: list[_Answer], policy: Policy) -> tuple[InductorGemmTimings, Conflict | None]:
+    """One GEMM timing file from several: every entry and candidate of each; a candidate timed
+    differently is resolved by the policy (fastest: the lower time)."""
+    slots: dict[tuple[str, str, str], dict[str, list[tuple[float | None, _Answer]]]] = collections.defaultdict(
+        lambda: collections.defaultdict(list)
+    )
+    for option in options:
+        assert isinstance(option.artifact, InductorGemmTimings)
+        for entry in option.artifact.entries:
+            for t in entry.timings:
+                slots[(entry.op, entry.inputs, entry.precision)][t.choice].append((t.ms, option))
+    disputed = 0
+    entries = []
+    for (op, inputs, precision), choices in sorted(slots.items()):
+        timings = []
+        for choice, measured in sorted(choices.items()):
+            values = {ms for ms, _ in measured}
+            if len(values) > 1:
+                disputed += 1
+            if policy == "newest":
+                ms = max(measured, key=lambda m: (m[1].created, _reverse(m[1].digest)))[0]
+            else:
+                ms = min(values, key=lambda v: float("inf") if v is None else v)
+            timings.append(ChoiceTiming(choice, ms))
+        entries.append(GemmEntry(op=op, inputs=inputs, precision=precision, timings=tuple(timings)))
+    first = options[0].artifact
+    assert isinstance(first, InductorGemmTimings)
+    merged = InductorGemmTimings(env=first.env, system=first.system, entries=tuple(entries))
+    conflict = None
+    if disputed:
+        how = "kept the newest times" if policy == "newest" else "kept the fastest times"
+        conflict = Conflict(
+            first.kind,
+            first.env,
+            first.key,
+            tuple(o.digest for o in options),
+            None if policy == "fail" else artifact_digest(merged),
+            f"{disputed} candidates timed differently; {how}",
+        )
+    return merged, conflict
+
+
+def _environment(packs: list[Pack], digest: str) -> Any:
+    for pack in packs:
+        if digest in pack.manifest.environments:
+            return pack.manifest.environments[digest]
+    raise AtpackError(f"environment {digest} is in none of the packs")
+
+
+def _annotations(packs: list[Pack]) -> dict[str, str]:
+    """Annotations every input agrees on, and the latest creation time."""
+    out: dict[str, str] = {}
+    keys = set.intersection(*(set(p.manifest.annotations) for p in packs)) if packs else set()
+    for key in sorted(keys - {CREATED}):
+        values = {p.manifest.annotations[key] for p in packs}
+        if len(values) == 1:
+            out[key] = values.pop()
+    created = [p.manifest.annotations[CREATED] for p in packs if CREATED in p.manifest.annotations]
+    if created:
+        out[CREATED] = max(created)
+    return out
+
+
+# --------------------------------------------------------------------------- diff
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """One question answered in one pack and not the other, or answered differently."""
+
+    change: Literal["added", "removed", "changed"]
+    kind: str
+    env: str
+    key: str
+    detail: str = ""
+
+
+def diff(
+    before: str | os.PathLike[str], after: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
+) -> list[Change]:
+    """What changed from pack `before` to pack `after`, question by question."""
+    with (
+        open_pack(before, storage_options=storage_options) as a,
+        open_pack(after, storage_options=storage_options) as b,
+    ):
+        old = {(x.kind, x.env, x.key): x for x in a.artifacts}
+        new = {(x.kind, x.env, x.key): x for x in b.artifacts}
+    changes = []
+    for question in sorted(old.keys() | new.keys()):
+        x, y = old.get(question), new.get(question)
+        if x is None:
+            changes.append(Change("added", *question, _describe(y)))
+        elif y is None:
+            changes.append(Change("removed", *question, _describe(x)))
+        elif artifact_digest(x) != artifact_digest(y):
+            changes.append(Change("changed", *question, _delta(x, y)))
+    return changes
+
+
+def _describe(artifact: Artifact | UnknownArtifact | None) -> str:
+    return artifact.summary() if artifact is not None else ""
+
+
+def _delta(x: Artifact | UnknownArtifact, y: Artifact | UnknownArtifact) -> str:
+    tx, ty = _time(x), _time(y)
+    if tx is not None and ty is not None:
+        return f"{tx:.4g} ms -> {ty:.4g} ms ({(ty - tx) / tx * 100 if tx else 0:+.1f}%)"
+    if isinstance(x, InductorBestConfig) and isinstance(y, InductorBestConfig):
+        return f"{_config(x)} -> {_config(y)}"
+    if isinstance(x, InductorGemmTimings) and isinstance(y, InductorGemmTimings):
+        return _gemm_delta(x, y)
+    return "content differs"
+
+
+def _config(a: InductorBestConfig) -> str:
+    return " ".join([*(f"{k}={v}" for k, v in a.kwargs), f"warps={a.num_warps}", f"stages={a.num_stages}"])
+
+
+def _gemm_delta(x: InductorGemmTimings, y: InductorGemmTimings) -> str:
+    def flat(a: InductorGemmTimings) -> dict[tuple[str, str, str, str], float | None]:
+        return {(e.op, e.inputs, e.precision, t.choice): t.ms for e in a.entries for t in e.timings}
+
+    fx, fy = flat(x), flat(y)
+    common = [k for k in fx.keys() & fy.keys() if fx[k] is not None and fy[k] is not None and fx[k] != fy[k]]
+    ratios = [fy[k] / fx[k] for k in common if fx[k]]  # type: ignore[operator]
+    mean = f", mean time x{sum(ratios) / len(ratios):.3f}" if ratios else ""
+    return (
+        f"{len(fy.keys() - fx.keys())} timings added, {len(fx.keys() - fy.keys())} removed, {len(common)} changed{mean}"
+    )
