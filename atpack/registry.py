@@ -3,8 +3,9 @@
 Layout under the store's root::
 
     blobs/<2 hex>/<64 hex>     a blob, as one zstd frame (content size and checksum set)
-    packs/<64 hex>.json        a pack's record: its canonical index without frame tables, named by
-                               the pack's content digest, with each blob's digest and size
+    packs/<64 hex>.json.zst    a pack's record (zstd-compressed JSON): its environments,
+                               artifacts and annotations, each blob's digest and size; named by
+                               the pack's content digest
     tags/<name>                the digest of a pack, and a newline
 
 Many machines push packs (blobs already in the store are not sent again); a deployment pulls
@@ -23,6 +24,7 @@ from typing import Any
 
 import msgspec
 import zstandard
+from fsspec.implementations.local import LocalFileSystem
 
 from . import store
 from .artifacts import Artifact, Environment
@@ -127,9 +129,11 @@ class Store:
     def record(self, digest: str) -> PackRecord:
         """The record of a pack, checked against its digest."""
         try:
-            raw = self._fs.cat_file(self._path("packs", f"{digest.split(':', 1)[1]}.json"))
+            raw = _unzstd(self._fs.cat_file(self._path("packs", f"{digest.split(':', 1)[1]}.json.zst")), 1 << 30)
         except FileNotFoundError:
             raise StorageError(f"{self.url}: no pack {digest}") from None
+        except AtpackError:
+            raise
         except Exception as e:
             raise StorageError(f"{self.url}: reading pack {digest}: {type(e).__name__}: {e}") from e
         try:
@@ -151,35 +155,61 @@ class Store:
     def has_blob(self, digest: str) -> bool:
         return bool(self._fs.exists(self._path(*self._blob_parts(digest))))
 
+    def missing(self, digests: Iterable[str]) -> list[str]:
+        """The blobs of `digests` the store lacks (one listing, not one request per blob)."""
+        try:
+            present = {p.rstrip("/").rsplit("/", 1)[-1] for p in self._fs.find(self._path("blobs"))}
+        except FileNotFoundError:
+            present = set()
+        return [d for d in digests if d.split(":", 1)[1] not in present]
+
     def read_blob(self, digest: str) -> bytes:
         """A blob's bytes, checked against its digest."""
+        return next(iter(self.read_blobs([digest]).values()))
+
+    def read_blobs(self, digests: list[str]) -> dict[str, bytes]:
+        """Blobs' bytes (fetched concurrently where the filesystem can), checked against their
+        digests."""
+        paths = [self._path(*self._blob_parts(d)) for d in digests]
         try:
-            frame = self._fs.cat_file(self._path(*self._blob_parts(digest)))
-        except FileNotFoundError:
-            raise StorageError(f"{self.url}: no blob {digest}") from None
-        try:
-            data = zstandard.ZstdDecompressor().decompress(frame, max_output_size=MAX_BLOB)
-        except zstandard.ZstdError as e:
-            raise IntegrityError(f"{self.url}: blob {digest}: {e}") from e
-        if digest_bytes(data) != digest:
-            raise IntegrityError(f"{self.url}: blob {digest} does not match its digest")
-        return data
+            frames = self._fs.cat(paths, on_error="raise") if paths else {}
+        except FileNotFoundError as e:
+            raise StorageError(f"{self.url}: missing blob ({e})") from None
+        except Exception as e:
+            raise StorageError(f"{self.url}: reading {len(paths)} blobs: {type(e).__name__}: {e}") from e
+        out = {}
+        for digest, path in zip(digests, paths):
+            data = _unzstd(frames[path], MAX_BLOB, f"{self.url}: blob {digest}")
+            if digest_bytes(data) != digest:
+                raise IntegrityError(f"{self.url}: blob {digest} does not match its digest")
+            out[digest] = data
+        return out
 
     # -- writing
 
     def write_blob(self, digest: str, data: bytes, *, level: int = DEFAULT_LEVEL) -> int:
         frame = zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=True).compress(data)
-        with store.publish(self._url(*self._blob_parts(digest)), self._options) as out:
-            out.write(frame)
+        self._put(self._blob_parts(digest), frame)
         return len(frame)
+
+    def _put(self, parts: tuple[str, ...], data: bytes) -> None:
+        """Write one object atomically: on local disk through a rename; elsewhere with one
+        whole-object upload, which object stores make visible all at once."""
+        if isinstance(self._fs, LocalFileSystem):
+            with store.publish(self._url(*parts), self._options) as out:
+                out.write(data)
+            return
+        try:
+            self._fs.pipe_file(self._path(*parts), data)
+        except Exception as e:
+            raise StorageError(f"{self._url(*parts)}: cannot write: {type(e).__name__}: {e}") from e
 
     def tag(self, name: str, ref: str) -> str:
         """Point tag `name` at a pack (a digest or another tag), atomically."""
         _check_tag(name)
         digest = self.resolve(ref)
         self.record(digest)  # the pack must be in the store
-        with store.publish(self._url("tags", name), self._options) as out:
-            out.write(f"{digest}\n".encode())
+        self._put(("tags", name), f"{digest}\n".encode())
         return digest
 
     def push(
@@ -199,10 +229,12 @@ class Store:
         try:
             record = _record_of(source)
             digest = _record_digest(record)
-            missing = [d for d, _ in record.blobs if not self.has_blob(d)]
+            missing = self.missing(d for d, _ in record.blobs)
             sent = sum(self.write_blob(d, data, level=level) for d, data in source.read_blobs(missing))
-            with store.publish(self._url("packs", f"{digest.split(':', 1)[1]}.json"), self._options) as out:
-                out.write(msgspec.json.encode(record))
+            compressed = zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=True)
+            self._put(
+                ("packs", f"{digest.split(':', 1)[1]}.json.zst"), compressed.compress(msgspec.json.encode(record))
+            )
         finally:
             if opened:
                 source.close()
@@ -224,17 +256,23 @@ class Store:
         digest = self.resolve(ref)
         record = self.record(digest)
         fetched = fetched_bytes = 0
-        for blob, _size in record.blobs:
-            if local.has_blob(blob):
-                continue
-            data = self.read_blob(blob)
-            fetched += 1
-            fetched_bytes += local.write_blob(blob, data)
+        wanted = local.missing(d for d, _ in record.blobs)
+        for start in range(0, len(wanted), 64):
+            for blob, data in self.read_blobs(wanted[start : start + 64]).items():
+                fetched += 1
+                fetched_bytes += local.write_blob(blob, data)
         target = os.fspath(out) if out is not None else local._url("pulled", f"{digest.split(':', 1)[1]}.atpack")
         info = _assemble(record, local, target, storage_options)
         if info.digest != digest:
             raise IntegrityError(f"{self.url}: assembled pack {info.digest} is not {digest}")
         return PullReport(digest, target, len(record.blobs), fetched, fetched_bytes)
+
+
+def _unzstd(frame: bytes, limit: int, what: str = "record") -> bytes:
+    try:
+        return zstandard.ZstdDecompressor().decompress(frame, max_output_size=limit)
+    except zstandard.ZstdError as e:
+        raise IntegrityError(f"{what}: {e}") from e
 
 
 def _check_tag(name: str) -> None:
