@@ -139,12 +139,39 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_inspect)
 
     p = sub.add_parser(
+        "sign",
+        parents=[common, storage],
+        help="sign a pack's content digest with an Ed25519 key",
+        description="Sign a pack (the signature is stored in the pack; its content digest does not change).",
+    )
+    p.add_argument("url", metavar="URL")
+    p.add_argument("--key", required=True, metavar="PRIVATE.pem", help="an Ed25519 private key (atpack keygen)")
+    p.add_argument("-o", "--output", metavar="URL", help="write the signed pack here (default: over the pack)")
+    p.set_defaults(run=_sign)
+
+    p = sub.add_parser(
+        "keygen",
+        parents=[common],
+        help="make an Ed25519 key pair for signing packs",
+        description="Write NAME.key (private, mode 600) and NAME.pub (public, to hand to verifiers).",
+    )
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(run=_keygen)
+
+    p = sub.add_parser(
         "verify",
         parents=[common, storage],
         help="check every digest of a pack",
         description="Read every byte of a pack and check every checksum and digest.",
     )
     p.add_argument("url", metavar="URL")
+    p.add_argument(
+        "--key",
+        action="append",
+        default=[],
+        metavar="PUBLIC.pem",
+        help="also require a valid signature by one of these public keys (repeatable)",
+    )
     p.set_defaults(run=_verify)
 
     p = sub.add_parser(
@@ -397,7 +424,33 @@ def _verify(args: argparse.Namespace) -> int:
 
     with open_pack(args.url, storage_options=args.storage_options) as pack:
         pack.verify()
-        print(f"ok: {pack.name}: {len(pack.artifacts)} artifacts, {pack.blob_count} blobs, every digest matches")
+        signed = ""
+        if args.key:
+            from .signing import verify_signature
+
+            signed = f", signed by key {verify_signature(pack, args.key)}"
+        print(
+            f"ok: {pack.name}: {len(pack.artifacts)} artifacts, {pack.blob_count} blobs, every digest matches{signed}"
+        )
+    return 0
+
+
+def _sign(args: argparse.Namespace) -> int:
+    from .signing import sign
+
+    kid = sign(args.url, args.key, out=args.output, storage_options=args.storage_options)
+    print(f"signed {args.output or args.url} with key {kid}")
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from .signing import generate_key
+
+    try:
+        kid = generate_key(f"{args.name}.key", f"{args.name}.pub")
+    except FileExistsError as e:
+        raise AtpackError(f"{args.name}.key exists: not overwriting a key") from e
+    print(f"wrote {args.name}.key (private) and {args.name}.pub (public), key {kid}")
     return 0
 
 

@@ -1,0 +1,77 @@
+"""Signed packs: a signature over the content digest, kept in the pack, checked against keys."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+import atpack
+from atpack.artifacts import InductorBestConfig
+from atpack.signing import SIGNATURE_PREFIX, SignatureError, generate_key, sign, verify_signature
+
+REPO = Path(__file__).resolve().parent.parent
+VECTOR = REPO / "spec" / "vectors" / "h100-subset.atpack"
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> dict[str, tuple[Path, Path]]:
+    out = {}
+    for name in ("alice", "mallory"):
+        private, public = tmp_path / f"{name}.key", tmp_path / f"{name}.pub"
+        generate_key(private, public)
+        out[name] = (private, public)
+    return out
+
+
+def test_a_signed_pack_keeps_its_digest_and_verifies(keys: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
+    signed = tmp_path / "signed.atpack"
+    kid = sign(VECTOR, keys["alice"][0], out=signed)
+    with atpack.open(VECTOR) as original, atpack.open(signed) as pack:
+        assert pack.digest == original.digest
+        assert SIGNATURE_PREFIX + kid in pack.manifest.annotations
+        assert verify_signature(pack, [keys["mallory"][1], keys["alice"][1]]) == kid
+
+
+def test_a_signature_by_an_untrusted_key_is_refused(keys: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
+    signed = tmp_path / "signed.atpack"
+    sign(VECTOR, keys["mallory"][0], out=signed)
+    with atpack.open(signed) as pack, pytest.raises(SignatureError, match="none of them a trusted key"):
+        verify_signature(pack, [keys["alice"][1]])
+    with atpack.open(VECTOR) as pack, pytest.raises(SignatureError, match="not signed"):
+        verify_signature(pack, [keys["alice"][1]])
+
+
+def test_a_pack_altered_after_signing_is_refused(keys: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
+    signed = tmp_path / "signed.atpack"
+    sign(VECTOR, keys["alice"][0], out=signed)
+    forged = tmp_path / "forged.atpack"
+    with atpack.open(signed) as pack, atpack.create(forged) as writer:
+        changed = [
+            msgspec.structs.replace(a, num_warps=32) if isinstance(a, InductorBestConfig) else a for a in pack.artifacts
+        ]
+        writer.copy_from(pack, changed)
+        for key, value in pack.manifest.annotations.items():
+            writer.annotate(key, value)  # the signature, copied over
+    with atpack.open(forged) as pack, pytest.raises(SignatureError, match="changed after signing"):
+        verify_signature(pack, [keys["alice"][1]])
+
+
+def test_the_command_line_signs_and_verifies(keys: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
+    pack = tmp_path / "p.atpack"
+    pack.write_bytes(VECTOR.read_bytes())
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "atpack", *args], capture_output=True, text=True, cwd=tmp_path)
+
+    assert cli("sign", str(pack), "--key", str(keys["alice"][0])).returncode == 0
+    ok = cli("verify", str(pack), "--key", str(keys["alice"][1]))
+    assert ok.returncode == 0 and "signed by key" in ok.stdout
+    refused = cli("verify", str(pack), "--key", str(keys["mallory"][1]))
+    assert refused.returncode == 1 and "none of them a trusted key" in refused.stderr
+    made = cli("keygen", "carol")
+    assert made.returncode == 0 and (tmp_path / "carol.key").stat().st_mode & 0o777 == 0o600
+    assert cli("keygen", "carol").returncode == 1  # an existing key is never overwritten
