@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -266,6 +266,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _progress(label: str) -> Callable[[int, int], None] | None:
+    """A progress bar on stderr, only when stderr is a terminal (never in logs or pipes)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        end = "\n" if done >= total else ""
+        print(
+            f"\r{label} [{'#' * filled}{' ' * (width - filled)}] {done}/{total}", end=end, file=sys.stderr, flush=True
+        )
+
+    return show
+
+
 def _json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -492,7 +508,9 @@ def _merge(args: argparse.Namespace) -> int:
 def _push(args: argparse.Namespace) -> int:
     from .registry import Store
 
-    report = Store(args.store, storage_options=args.storage_options).push(args.pack, tags=args.tag)
+    report = Store(args.store, storage_options=args.storage_options).push(
+        args.pack, tags=args.tag, progress=_progress("pushing blobs")
+    )
     print(report.format())
     return 0
 
@@ -501,7 +519,9 @@ def _pull(args: argparse.Namespace) -> int:
     from .registry import Store
 
     local = Store(args.local) if args.local else None
-    report = Store(args.store, storage_options=args.storage_options).pull(args.ref, args.output, local=local)
+    report = Store(args.store, storage_options=args.storage_options).pull(
+        args.ref, args.output, local=local, progress=_progress("fetching blobs")
+    )
     print(report.format())
     return 0
 

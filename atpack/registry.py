@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -219,6 +219,7 @@ class Store:
         tags: Iterable[str] = (),
         level: int = DEFAULT_LEVEL,
         storage_options: dict[str, Any] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> PushReport:
         """Put a pack in the store: its missing blobs, its record, then its tags."""
         tags = list(tags)
@@ -230,7 +231,11 @@ class Store:
             record = _record_of(source)
             digest = _record_digest(record)
             missing = self.missing(d for d, _ in record.blobs)
-            sent = sum(self.write_blob(d, data, level=level) for d, data in source.read_blobs(missing))
+            sent = 0
+            for done, (d, data) in enumerate(source.read_blobs(missing), 1):
+                sent += self.write_blob(d, data, level=level)
+                if progress is not None:
+                    progress(done, len(missing))
             compressed = zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=True)
             self._put(
                 ("packs", f"{digest.split(':', 1)[1]}.json.zst"), compressed.compress(msgspec.json.encode(record))
@@ -249,6 +254,7 @@ class Store:
         *,
         local: Store | None = None,
         storage_options: dict[str, Any] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> PullReport:
         """Assemble the pack `ref` names (a tag or a digest) at `out` (by default, in the local
         store's `pulled/` folder), fetching into the local store only the blobs it lacks."""
@@ -261,6 +267,8 @@ class Store:
             for blob, data in self.read_blobs(wanted[start : start + 64]).items():
                 fetched += 1
                 fetched_bytes += local.write_blob(blob, data)
+            if progress is not None:
+                progress(fetched, len(wanted))
         target = os.fspath(out) if out is not None else local._url("pulled", f"{digest.split(':', 1)[1]}.atpack")
         info = _assemble(record, local, target, storage_options)
         if info.digest != digest:
