@@ -31,6 +31,7 @@ from .errors import (
     StorageError,
     UnsafeContentError,
 )
+from .merge import diff, merge
 from .pack import Limits, Pack, PackInfo, PackWriter, create
 from .pack import open_pack as open
 from .populate import PopulateReport, populate
@@ -42,6 +43,8 @@ __all__ = [
     "Capture",
     "PopulateReport",
     "capture",
+    "diff",
+    "merge",
     "load",
     "load_cache_artifacts",
     "pack_caches",
