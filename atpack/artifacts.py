@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import typing
 from collections.abc import Iterable, Iterator
 from typing import Annotated, Any, ClassVar, Union
 
@@ -448,27 +449,6 @@ class TritonHostModule(Artifact, tag="triton.host_module/1", frozen=True):
         return f"{self.cache_key[:12]}… {', '.join(f.name for f in self.files)} (host code)"
 
 
-ARTIFACT_TYPES: tuple[type[Artifact], ...] = (
-    InductorBestConfig,
-    InductorKernelPerf,
-    InductorGemmTimings,
-    TritonAutotune,
-    TritonKernel,
-    TritonHostModule,
-    MegacacheAutotune,
-    MegacacheInductor,
-    MegacacheAotAutograd,
-    MegacachePgo,
-    MegacachePrecompile,
-    MegacacheOther,
-)
-"""Every kind this version of atpack knows, in one tagged union."""
-
-for _kind in ARTIFACT_TYPES:
-    _kind.kind = str(_kind.__struct_config__.tag)
-
-KNOWN_KINDS: frozenset[str] = frozenset(t.kind for t in ARTIFACT_TYPES)
-
 AnyArtifact = Union[
     InductorBestConfig,
     InductorKernelPerf,
@@ -483,7 +463,14 @@ AnyArtifact = Union[
     MegacachePrecompile,
     MegacacheOther,
 ]
-"""The tagged union of `ARTIFACT_TYPES` (spelled out for type checkers)."""
+"""Every kind this version of atpack knows, in one tagged union."""
+
+ARTIFACT_TYPES: tuple[type[Artifact], ...] = typing.get_args(AnyArtifact)
+
+for _kind in ARTIFACT_TYPES:
+    _kind.kind = str(_kind.__struct_config__.tag)
+
+KNOWN_KINDS: frozenset[str] = frozenset(t.kind for t in ARTIFACT_TYPES)
 
 
 class UnknownArtifact:

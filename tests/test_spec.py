@@ -71,8 +71,3 @@ def test_json_schema_in_spec_is_current() -> None:
     )
     assert result.returncode == 0, result.stderr
 
-
-def test_the_union_of_kinds_is_every_kind() -> None:
-    from atpack.artifacts import ARTIFACT_TYPES, AnyArtifact
-
-    assert set(AnyArtifact.__args__) == set(ARTIFACT_TYPES)
