@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import hashlib
 import itertools
@@ -19,7 +20,7 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 
-from .errors import StorageError, UnsafeContentError
+from .errors import AtpackError, CacheFileError, StorageError, UnsafeContentError
 
 __all__ = ["CacheDir", "FileWrite", "Writes"]
 
@@ -62,8 +63,10 @@ class CacheDir:
         if not relative or "\x00" in relative or relative.startswith("/") or "\\" in relative:
             raise UnsafeContentError(f"refusing cache path {relative!r}: not a plain relative path")
         parts = relative.split("/")
-        if "" in parts or "." in parts or ".." in parts or max(map(len, parts)) > 255:
+        if "" in parts or "." in parts or ".." in parts:
             raise UnsafeContentError(f"refusing cache path {relative!r}: it leaves the cache folder")
+        if max(map(len, parts)) > 255:
+            raise UnsafeContentError(f"refusing cache path {relative!r}: a name longer than 255 characters")
         path = f"{self.root}/{relative}"
         self._check_folder(path.rpartition("/")[0])
         return path
@@ -93,11 +96,39 @@ class CacheDir:
         expected = len(data) if data is not None else size
         if not stat.S_ISREG(st.st_mode) or (expected >= 0 and st.st_size != expected):
             return "different"
-        with open(path, "rb") as f:
-            content = f.read()
+        content = self.read(path)
+        if content is None:
+            return "absent"
         if data is not None:
             return "same" if content == data else "different"
         return "same" if digest == "sha256:" + hashlib.sha256(content).hexdigest() else "different"
+
+    def read(self, path: str) -> bytes | None:
+        """The content of the regular file `path`, or None if there is none. A symlink there is
+        never followed, and anything but a regular file (a folder, a FIFO) is refused."""
+        try:
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise UnsafeContentError(f"refusing to read {path}: it is a symlink") from e
+            if e.errno == errno.EISDIR:
+                raise CacheFileError(f"{path}: a folder, where a file belongs") from e
+            raise StorageError(f"{path}: cannot read: {e.strerror or e}") from e
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+                raise CacheFileError(f"{path}: {what}, where a file belongs")
+            chunks = []
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        except OSError as e:
+            raise StorageError(f"{path}: cannot read: {e.strerror or e}") from e
+        finally:
+            os.close(fd)
 
     def write(self, path: str, data: bytes | memoryview) -> None:
         """Write `data` to `path` through a temporary file in the same folder and a rename."""
@@ -134,9 +165,17 @@ class CacheDir:
         """An exclusive advisory lock (``flock``) on the file `relative`, created if missing."""
         path = self.path(relative)
         self._make_folder(os.path.dirname(path))
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise UnsafeContentError(f"refusing to lock {path}: it is a symlink") from e
+            raise StorageError(f"{path}: cannot lock: {e.strerror or e}") from e
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as e:
+                raise StorageError(f"{path}: cannot lock: {e.strerror or e}") from e
             yield
         finally:
             os.close(fd)
@@ -157,23 +196,30 @@ class Writes:
         self._timed = 0
         self._seconds = 0.0
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._batch: list[tuple[CacheDir, str, bytes, Callable[[], None]]] = []
+        self._batch: list[_Write] = []
         self._pending: list[concurrent.futures.Future[None]] = []
         self.threaded = False
 
-    def add(self, root: CacheDir, path: str, data: bytes, done: Callable[[], None]) -> None:
-        """Write `data` to `path` in `root`; call `done` once it is there."""
+    def add(
+        self,
+        root: CacheDir,
+        path: str,
+        data: bytes,
+        done: Callable[[], None],
+        failed: Callable[[AtpackError], None] | None = None,
+    ) -> None:
+        """Write `data` to `path` in `root`; call `done` once it is there, or `failed` with the
+        error if it cannot be written (without `failed`, the error is raised)."""
         if self._pool is None:
             start = time.perf_counter()
-            root.write(path, data)
-            done()
+            _write_one((root, path, data, done, failed))
             self._seconds += time.perf_counter() - start
             self._timed += 1
             if self._timed == self.PROBE and self._seconds / self._timed > self.SLOW:
                 self._pool = concurrent.futures.ThreadPoolExecutor(self.THREADS, thread_name_prefix="atpack-write")
                 self.threaded = True
             return
-        self._batch.append((root, path, data, done))
+        self._batch.append((root, path, data, done, failed))
         if len(self._batch) >= self.BATCH:
             self._submit()
 
@@ -200,13 +246,28 @@ class Writes:
             self._batch = []
 
 
-def _write_batch(batch: list[tuple[CacheDir, str, bytes, Callable[[], None]]]) -> None:
-    for root, path, data, done in batch:
+_Write = tuple[CacheDir, str, bytes, Callable[[], None], Callable[[AtpackError], None] | None]
+
+
+def _write_one(write: _Write) -> None:
+    root, path, data, done, failed = write
+    try:
         root.write(path, data)
+    except AtpackError as e:
+        if failed is None:
+            raise
+        failed(e)
+    else:
         done()
 
 
+def _write_batch(batch: list[_Write]) -> None:
+    for write in batch:
+        _write_one(write)
+
+
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO for reading must not wait for a writer
 _temporary_names = itertools.count()
 _temporary_prefix = ""
 

@@ -138,6 +138,42 @@ class _KindProbe(msgspec.Struct):
 
 
 _index_decoder = msgspec.json.Decoder(_IndexOnDisk)
+
+
+class _IndexTables(msgspec.Struct, frozen=True):
+    """The index's tables as raw JSON text, so that they are counted before anything is built
+    (a few bytes per element, like `{}`, could otherwise become gigabytes of objects)."""
+
+    environments: msgspec.Raw = msgspec.Raw(b"[]")
+    artifacts: msgspec.Raw = msgspec.Raw(b"[]")
+    frames: msgspec.Raw = msgspec.Raw(b"[]")
+    blobs: msgspec.Raw = msgspec.Raw(b"[]")
+
+
+_tables_decoder = msgspec.json.Decoder(_IndexTables)
+_JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[][{},]')  # a string (skipped whole), a bracket, a comma
+_EMPTY_ARRAY = re.compile(rb"\[\s*\]")
+_OPEN, _CLOSE, _COMMA = frozenset(b"[{"), frozenset(b"]}"), ord(",")
+
+
+def _elements_over(text: bytes, limit: int) -> int:
+    """0 if the JSON array `text` has at most `limit` elements, else a count above `limit`,
+    found without building the elements or reading past the one after the limit."""
+    if text.count(b",") < limit:  # n elements take n - 1 commas
+        return 0
+    depth = commas = 0
+    for token in _JSON_TOKEN.finditer(text):
+        c = text[token.start()]
+        if c in _OPEN:
+            depth += 1
+        elif c in _CLOSE:
+            depth -= 1
+        elif c == _COMMA and depth == 1:
+            commas += 1
+            if commas >= limit:
+                return commas + 1
+    count = 0 if _EMPTY_ARRAY.fullmatch(text) else commas + 1
+    return count if count > limit else 0
 _probe_decoder = msgspec.json.Decoder(_KindProbe)
 _artifact_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(AnyArtifact)
 
@@ -557,11 +593,24 @@ class Pack:
             raise IntegrityError(f"{self.name}: index does not match its sha256 in the footer")
         raw = _decompress(compressed, index_size, f"{self.name}: index")
         try:
+            self._count_tables(_tables_decoder.decode(raw))
             index = _index_decoder.decode(raw)
         except _DECODE_ERRORS as e:
             raise FormatError(f"{self.name}: index: {e}") from e
         self._check_tables(index, offset)
         return index, raw
+
+    def _count_tables(self, tables: _IndexTables) -> None:
+        lim = self._limits
+        for what, text, limit in (
+            ("frames", tables.frames, lim.max_frames),
+            ("blobs", tables.blobs, lim.max_blobs),
+            ("artifacts", tables.artifacts, lim.max_artifacts),
+            ("environments", tables.environments, lim.max_environments),
+        ):
+            body = bytes(text)
+            if body.startswith(b"[") and (count := _elements_over(body, limit)):
+                raise LimitError(f"{self.name}: at least {count} {what} exceeds the limit of {limit}")
 
     def _check_tables(self, index: _IndexOnDisk, index_offset: int) -> None:
         lim, name = self._limits, self.name

@@ -28,7 +28,7 @@ from .artifacts import (
     UnknownArtifact,
 )
 from .env import LocalEnvironment, default_inductor_dir, default_triton_dir, mismatches
-from .errors import AtpackError, StorageError
+from .errors import AtpackError, FormatError, StorageError, UnsafeContentError
 from .files import CacheDir, FileWrite, Writes
 from .pack import Pack, open_pack
 from .store import resolve
@@ -49,6 +49,8 @@ class Outcome:
     key: str
     action: str
     detail: str = ""
+    error: str = ""
+    """For a failed artifact, the class of the `AtpackError` that refused it (``"UnsafeContentError"``)."""
 
 
 @dataclasses.dataclass
@@ -108,10 +110,16 @@ class _Planned:
     writes: list[FileWrite]
     states: list[str]
     note: str = ""
+    error: AtpackError | None = None  # the first file that could not be written
 
     def done(self, i: int) -> Callable[[], None]:
         """What marks file `i` written."""
         return lambda: self.states.__setitem__(i, "written")
+
+    def failed(self, error: AtpackError) -> None:
+        """Marks the artifact failed: its other files may be written, never its `last` ones."""
+        if self.error is None:
+            self.error = error
 
 
 def populate(
@@ -232,29 +240,82 @@ def _populate(pack: Pack, report: PopulateReport, local: LocalEnvironment) -> No
             why = f"{artifact.runs_code}, which runs code: pass trust_pickles=True (--trust-pickles) to load it"
             report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, why))
             continue
-        if isinstance(artifact, MegacacheEntry):
-            if isinstance(artifact, MegacacheAutotune) and (artifact.env, artifact.entry_key) in captured:
-                why = "superseded by the pack's inductor.best_config/1 for the same file"
-                report.outcomes.append(Outcome(artifact.kind, artifact.key, PRESENT, why))
-            else:
-                replays.append((artifact, note))
-            continue
         try:
+            if isinstance(artifact, MegacacheEntry):
+                _check_entry(pack, artifact, dirs)
+                if isinstance(artifact, MegacacheAutotune) and (artifact.env, artifact.entry_key) in captured:
+                    why = "superseded by the pack's inductor.best_config/1 for the same file"
+                    report.outcomes.append(Outcome(artifact.kind, artifact.key, PRESENT, why))
+                else:
+                    replays.append((artifact, note))
+                continue
             if isinstance(artifact, InductorGemmTimings):
                 merges.append((artifact, note))
                 continue
             root = dirs.of(artifact)
             writes = _files(artifact, dirs)
+            _check_sizes(pack, writes)
             states = [root.state(w.path, data=w.data, digest=w.blob, size=w.size) for w in writes]
         except AtpackError as e:
-            report.outcomes.append(Outcome(artifact.kind, artifact.key, FAILED, str(e)))
+            report.outcomes.append(_failed(artifact, e))
             continue
         planned.append(_Planned(artifact, root, writes, states, note))
+    planned = _without_conflicts(planned, report)
     if not report.dry_run:
         _write(pack, planned)
     report.outcomes += [_outcome(p, report.dry_run) for p in planned]
     report.outcomes += [_merge(a, note, dirs.inductor, report.dry_run) for a, note in merges]
     report.outcomes += _replay(pack, replays, report)
+
+
+def _failed(artifact: Artifact, error: AtpackError) -> Outcome:
+    return Outcome(artifact.kind, artifact.key, FAILED, str(error), type(error).__name__)
+
+
+def _check_entry(pack: Pack, entry: MegacacheEntry, dirs: _Dirs) -> None:
+    """A Megacache entry's size is its blob's; an autotune entry (data, replayed without trust)
+    names a ``.best_config`` file inside the Inductor folder: torch writes it wherever its key
+    points, replacing what is there."""
+    if pack.blob_size(entry.content) != entry.size:
+        size = pack.blob_size(entry.content)
+        raise FormatError(f"{entry.kind} {entry.entry_key!r}: declares {entry.size} bytes, its blob holds {size}")
+    if isinstance(entry, MegacacheAutotune):
+        dirs.inductor.path(entry.entry_key)  # no "..", absolute path, NUL or symlinked folder
+        if not entry.entry_key.endswith(".best_config"):
+            raise UnsafeContentError(f"refusing Megacache autotune key {entry.entry_key!r}: not a .best_config file")
+
+
+def _check_sizes(pack: Pack, writes: list[FileWrite]) -> None:
+    for w in writes:
+        if w.blob is not None and pack.blob_size(w.blob) != w.size:
+            raise FormatError(
+                f"{os.path.basename(w.path)}: declares {w.size} bytes, its blob holds {pack.blob_size(w.blob)}"
+            )
+
+
+def _without_conflicts(planned: list[_Planned], report: PopulateReport) -> list[_Planned]:
+    """Refuse every artifact that would write a file another artifact of the pack (or the same
+    one) writes with different content: which of them is right is not for populate to guess."""
+    claims: dict[str, tuple[bytes | str, _Planned]] = {}
+    clashes: dict[int, str] = {}
+    for p in planned:
+        for w in p.writes:
+            content: bytes | str = w.blob if w.blob is not None else (w.data or b"")
+            first, owner = claims.setdefault(w.path, (content, p))
+            if first != content:
+                for culprit, other in ((p, owner), (owner, p)):
+                    clashes.setdefault(
+                        id(culprit),
+                        f"{w.path}: {other.artifact.kind} {other.artifact.key} writes different content there",
+                    )
+    if not clashes:
+        return planned
+    for p in planned:
+        if id(p) in clashes:
+            report.outcomes.append(
+                _failed(p.artifact, FormatError(f"conflicting artifacts in the pack: {clashes[id(p)]}"))
+            )
+    return [p for p in planned if id(p) not in clashes]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,22 +345,25 @@ def _write(pack: Pack, planned: list[_Planned]) -> None:
     last: list[tuple[_Planned, int]] = []
     with Writes() as writes:
         for p in planned:
+            if any(s == "different" and not w.replace for w, s in zip(p.writes, p.states)):
+                continue  # kept: an existing result that differs is never mixed with the pack's files
             for i, (w, state) in enumerate(zip(p.writes, p.states)):
-                if state == "same" or (state == "different" and not w.replace):
+                if state == "same":
                     continue
                 if w.last:
                     last.append((p, i))
                 elif w.blob is not None:
                     by_blob[w.blob].append((p, i))
                 else:
-                    writes.add(p.root, w.path, w.data or b"", p.done(i))
+                    writes.add(p.root, w.path, w.data or b"", p.done(i), p.failed)
         writes.flush()
         for digest, data in pack.read_blobs(by_blob):
             for p, i in by_blob[digest]:
-                writes.add(p.root, p.writes[i].path, data, p.done(i))
+                writes.add(p.root, p.writes[i].path, data, p.done(i), p.failed)
         writes.flush()
         for p, i in last:
-            writes.add(p.root, p.writes[i].path, p.writes[i].data or b"", p.done(i))
+            if p.error is None:  # a kernel whose files are not all there is not made visible
+                writes.add(p.root, p.writes[i].path, p.writes[i].data or b"", p.done(i), p.failed)
         writes.flush()
         if writes.threaded:
             log.debug("creating files is slow here: wrote them on %d threads", Writes.THREADS)
@@ -307,6 +371,8 @@ def _write(pack: Pack, planned: list[_Planned]) -> None:
 
 def _outcome(p: _Planned, dry_run: bool) -> Outcome:
     a = p.artifact
+    if p.error is not None:
+        return _failed(a, p.error)
     todo = [s for s, w in zip(p.states, p.writes) if s in ("absent", "written") or (s == "different" and w.replace)]
     kept = [w.path for s, w in zip(p.states, p.writes) if s == "different" and not w.replace]
     notes = [p.note] if p.note else []
@@ -354,5 +420,5 @@ def _merge(artifact: InductorGemmTimings, note: str, root: CacheDir, dry_run: bo
     try:
         action, detail = inductor.merge_gemm_timings(artifact, root, dry_run=dry_run)
     except AtpackError as e:
-        return Outcome(artifact.kind, artifact.key, FAILED, str(e))
+        return _failed(artifact, e)
     return Outcome(artifact.kind, artifact.key, action, "; ".join(x for x in (detail, note) if x))

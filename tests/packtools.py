@@ -306,7 +306,11 @@ def encode_index(index: dict[str, Any]) -> bytes:
 def assemble(index: dict[str, Any], *, frames: bytes, **footer_changes: Any) -> bytes:
     """A pack made of a format 1.0 header, `frames` (raw bytes of the frames region), `index`
     and a footer that locates and hashes it correctly (unless `footer_changes` say otherwise)."""
-    raw = encode_index(index)
+    return seal(encode_index(index), frames=frames, **footer_changes)
+
+
+def seal(raw: bytes, *, frames: bytes, **footer_changes: Any) -> bytes:
+    """Like `assemble`, with the index given as its text: any bytes, JSON or not."""
     compressed = compress_frame(raw)
     offset = HEADER.size + len(frames)
     footer = Footer(offset, len(compressed), len(raw), hashlib.sha256(compressed).digest(), 1, 0, 0, MAGIC)

@@ -213,18 +213,18 @@ def merge_gemm_timings(artifact: InductorGemmTimings, root: CacheDir, *, dry_run
     path = root.path(f"cache/{artifact.system.hash}")
     if dry_run:
         return _merge_file(artifact, root, path, dry_run=True)
+    root.read(path)  # a symlink or a folder in its place is refused before the lock file is made
     with root.locked(f"locks/{artifact.system.hash}.atpack.lock"):
         return _merge_file(artifact, root, path, dry_run=False)
 
 
 def _merge_file(artifact: InductorGemmTimings, root: CacheDir, path: str, *, dry_run: bool) -> tuple[str, str]:
-    try:
-        with open(path, "rb") as f:
-            existing = load_json(f.read(), path)
-    except FileNotFoundError:
+    raw = root.read(path)
+    if raw is None:
         if not dry_run:
             root.write(path, render(artifact))
         return "written", f"{sum(len(e.timings) for e in artifact.entries)} timings"
+    existing = load_json(raw, path)
     try:
         cache, system = existing["cache"], existing["system"]
         added = _merge_into(cache, artifact)
@@ -240,9 +240,18 @@ def _merge_file(artifact: InductorGemmTimings, root: CacheDir, path: str, *, dry
 def _merge_into(cache: dict[str, Any], artifact: InductorGemmTimings) -> int:
     added = 0
     for e in artifact.entries:
-        slot = cache.setdefault(e.op, {}).setdefault(e.inputs, {}).setdefault(e.precision, {})
+        slot = _nested_dict(_nested_dict(_nested_dict(cache, e.op), e.inputs), e.precision)
         for t in e.timings:
             if t.choice not in slot:
                 slot[t.choice] = as_float(t.ms)
                 added += 1
     return added
+
+
+def _nested_dict(parent: Any, key: str) -> dict[str, Any]:
+    if not isinstance(parent, dict):
+        raise TypeError(f"a {type(parent).__name__} where an object of timings belongs")
+    child = parent.setdefault(key, {})
+    if not isinstance(child, dict):
+        raise TypeError(f"{key!r} holds a {type(child).__name__}, not an object")
+    return child
