@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from .capture import Capture
@@ -73,11 +74,13 @@ def load_cache_artifacts(
     triton_dir: str | None = None,
     ignore_environment: bool = False,
     storage_options: dict[str, Any] | None = None,
+    trusted_keys: Sequence[str | os.PathLike[str]] = (),
 ) -> PopulateReport:
     """Populate this machine's caches from the pack at `url` (or the packs of a model folder,
     see `atpack.populate.find_packs`), like `torch.compiler.load_cache_artifacts()`: what applies here is
     written (what runs code when loaded only with `trust_pickles`), the rest is skipped, and
-    the report says why.
+    the report says why. With `trusted_keys` (public key files), only a pack signed by one of
+    them is loaded (`atpack.signing.SignatureError` otherwise, before anything is written).
 
     In this process, coordinate-descent results that torch would re-tune are replayed too
     (`atpack.coordesc`)."""
@@ -90,6 +93,7 @@ def load_cache_artifacts(
         trust_pickles=trust_pickles,
         ignore_environment=ignore_environment,
         storage_options=storage_options,
+        trusted_keys=trusted_keys,
     )
     coordesc.install()
     return report
@@ -100,11 +104,14 @@ def load(
     *,
     trust_pickles: bool = False,
     storage_options: dict[str, Any] | None = None,
+    trusted_keys: Sequence[str | os.PathLike[str]] = (),
 ) -> PopulateReport:
     """The container startup call: populate this machine's caches from `url` before compiling,
     and log what happened. Never raises for artifacts that do not apply; raises `AtpackError`
     if the pack cannot be read."""
-    report = load_cache_artifacts(url, trust_pickles=trust_pickles, storage_options=storage_options)
+    report = load_cache_artifacts(
+        url, trust_pickles=trust_pickles, storage_options=storage_options, trusted_keys=trusted_keys
+    )
     log.info("atpack.load(%s): %s", os.fspath(url), report.format().splitlines()[-1])
     return report
 

@@ -124,6 +124,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also load what runs code when loaded: pickled Megacache entries, Triton's host modules",
     )
+    p.add_argument(
+        "--trusted-key",
+        action="append",
+        default=[],
+        metavar="PUBLIC.pem",
+        help="populate only a pack signed by one of these public keys (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_populate)
 
@@ -351,6 +358,7 @@ def _populate(args: argparse.Namespace) -> int:
         ignore_environment=args.ignore_environment,
         trust_pickles=args.trust_pickles,
         storage_options=args.storage_options,
+        trusted_keys=args.trusted_key,
     )
     if args.json:
         print(json.dumps(msgspec.to_builtins(report), indent=2))

@@ -174,6 +174,8 @@ def _elements_over(text: bytes, limit: int) -> int:
                 return commas + 1
     count = 0 if _EMPTY_ARRAY.fullmatch(text) else commas + 1
     return count if count > limit else 0
+
+
 _probe_decoder = msgspec.json.Decoder(_KindProbe)
 _artifact_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(AnyArtifact)
 

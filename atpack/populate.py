@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .artifacts import (
@@ -63,6 +63,8 @@ class PopulateReport:
     dry_run: bool = False
     ignored_environment: bool = False
     trusted_pickles: bool = False
+    signed_by: str = ""
+    """The id of the trusted key whose signature was checked, when populate required one."""
     outcomes: list[Outcome] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
     bytes_read: int = 0
@@ -82,6 +84,8 @@ class PopulateReport:
             lines.append(
                 "environment check OVERRIDDEN (--ignore-environment): artifacts made elsewhere are written too"
             )
+        if self.signed_by:
+            lines.append(f"signature verified: trusted key {self.signed_by}")
         table = collections.Counter((o.kind, o.action) for o in self.outcomes)
         for kind in sorted({k for k, _ in table}):
             counts = ", ".join(f"{table[kind, a]} {self._label(a)}" for a in ACTIONS if table[kind, a])
@@ -132,6 +136,7 @@ def populate(
     trust_pickles: bool = False,
     storage_options: dict[str, Any] | None = None,
     environment: LocalEnvironment | None = None,
+    trusted_keys: Sequence[str | os.PathLike[str]] = (),
 ) -> PopulateReport:
     """Write every artifact of `pack` that is valid on this machine into the cache folders
     (by default, the ones torch and triton use here) and report what happened to each.
@@ -140,10 +145,16 @@ def populate(
     where it was made (for tests, and for users who know better); the report says so.
     Megacache entries are replayed through torch's own hooks. Artifacts that run code when
     loaded (pickled Megacache entries, Triton's compiled host modules) only with `trust_pickles`.
+
+    With `trusted_keys` (public key files), a pack is populated only if one of them signed it
+    (`atpack.signing`); otherwise `SignatureError` is raised before anything is written.
     """
     if not isinstance(pack, Pack):
         urls = find_packs(pack, storage_options=storage_options)
         if len(urls) > 1:
+            for url in urls if trusted_keys else ():  # all or none: refuse before any pack is written
+                with open_pack(url, storage_options=storage_options) as each:
+                    _check_signature(each, trusted_keys)
             reports = [
                 populate(
                     u,
@@ -154,6 +165,7 @@ def populate(
                     trust_pickles=trust_pickles,
                     storage_options=storage_options,
                     environment=environment,
+                    trusted_keys=trusted_keys,
                 )
                 for u in urls
             ]
@@ -163,6 +175,7 @@ def populate(
     opened = not isinstance(pack, Pack)
     source = open_pack(pack, storage_options=storage_options) if not isinstance(pack, Pack) else pack
     try:
+        signed_by = _check_signature(source, trusted_keys) if trusted_keys else ""
         report = PopulateReport(
             pack=source.name,
             inductor_dir=inductor_dir or default_inductor_dir(),
@@ -170,6 +183,7 @@ def populate(
             dry_run=dry_run,
             ignored_environment=ignore_environment,
             trusted_pickles=trust_pickles,
+            signed_by=signed_by,
         )
         read_before = source.bytes_read
         _populate(source, report, environment or LocalEnvironment())
@@ -180,6 +194,14 @@ def populate(
     report.seconds = time.perf_counter() - start
     log.info("%s", report.format().splitlines()[-1])
     return report
+
+
+def _check_signature(pack: Pack, trusted_keys: Sequence[str | os.PathLike[str]]) -> str:
+    from .signing import verify_signature
+
+    kid = verify_signature(pack, trusted_keys)
+    log.info("%s: signed by trusted key %s", pack.name, kid)
+    return kid
 
 
 def find_packs(url: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> list[str]:
@@ -208,6 +230,7 @@ def _combined(reports: list[PopulateReport], name: str) -> PopulateReport:
         combined.outcomes += report.outcomes
         combined.seconds += report.seconds
         combined.bytes_read += report.bytes_read
+    combined.signed_by = ", ".join(sorted({r.signed_by for r in reports if r.signed_by}))
     return combined
 
 

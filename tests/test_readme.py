@@ -60,7 +60,9 @@ def test_the_walkthrough_runs_as_written(s3_server: Any, tmp_path: Path) -> None
         assert result.returncode == 0, f"{block}\n{result.stdout}\n{result.stderr}"
         outputs.append(result.stdout)
     assert "packed 96 artifacts" in outputs[0] and outputs[0].rstrip().endswith("every digest matches")
-    assert "tagged mlp-h100" in outputs[1] and outputs[1].rstrip().splitlines()[-1].startswith("mlp-h100\tsha256:")
-    assert "pulled sha256:" in outputs[2] and "would populate" in outputs[2]
-    assert "NVIDIA H100 80GB HBM3" in outputs[3] and "96 skipped" in outputs[3]
+    assert "signed mlp-h100.atpack with key" in outputs[1]
+    assert "tagged mlp-h100" in outputs[2] and outputs[2].rstrip().splitlines()[-1].startswith("mlp-h100\tsha256:")
+    assert "pulled sha256:" in outputs[3] and "would populate" in outputs[3]
+    assert "signature verified: trusted key" in outputs[3]
+    assert "NVIDIA H100 80GB HBM3" in outputs[4] and "96 skipped" in outputs[4]
     assert (tmp_path / "mlp-h100.html").stat().st_size > 10_000

@@ -75,3 +75,53 @@ def test_the_command_line_signs_and_verifies(keys: dict[str, tuple[Path, Path]],
     made = cli("keygen", "carol")
     assert made.returncode == 0 and (tmp_path / "carol.key").stat().st_mode & 0o777 == 0o600
     assert cli("keygen", "carol").returncode == 1  # an existing key is never overwritten
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def test_populate_with_trusted_keys_writes_only_a_pack_they_signed(
+    keys: dict[str, tuple[Path, Path]], tmp_path: Path
+) -> None:
+    signed, foreign = tmp_path / "signed.atpack", tmp_path / "foreign.atpack"
+    sign(VECTOR, keys["alice"][0], out=signed)
+    sign(VECTOR, keys["mallory"][0], out=foreign)
+    dirs = {"inductor_dir": str(tmp_path / "inductor"), "triton_dir": str(tmp_path / "triton")}
+    trusted = [keys["alice"][1]]
+    for refused in (VECTOR, foreign):
+        with pytest.raises(SignatureError):
+            atpack.populate(refused, ignore_environment=True, trusted_keys=trusted, **dirs)
+        assert _files(tmp_path / "inductor") == _files(tmp_path / "triton") == []
+    report = atpack.populate(signed, ignore_environment=True, trusted_keys=trusted, **dirs)
+    assert report.signed_by and report.count("written") > 0
+    assert f"trusted key {report.signed_by}" in report.format()
+
+
+def test_a_model_folder_with_one_unsigned_pack_is_refused_whole(
+    keys: dict[str, tuple[Path, Path]], tmp_path: Path
+) -> None:
+    model = tmp_path / "model"
+    (model / "atpack").mkdir(parents=True)
+    sign(VECTOR, keys["alice"][0], out=model / "atpack" / "a.atpack")
+    (model / "atpack" / "b.atpack").write_bytes(VECTOR.read_bytes())  # sorted after the signed one
+    dirs = {"inductor_dir": str(tmp_path / "inductor"), "triton_dir": str(tmp_path / "triton")}
+    with pytest.raises(SignatureError, match=r"b\.atpack: not signed"):
+        atpack.load_cache_artifacts(model, ignore_environment=True, trusted_keys=[keys["alice"][1]], **dirs)
+    assert _files(tmp_path / "inductor") == _files(tmp_path / "triton") == []
+
+
+def test_the_command_line_populates_only_with_a_trusted_signature(
+    keys: dict[str, tuple[Path, Path]], tmp_path: Path
+) -> None:
+    def populate(pack: Path) -> subprocess.CompletedProcess[str]:
+        args = ["populate", str(pack), "--ignore-environment", "--trusted-key", str(keys["alice"][1])]
+        args += ["--inductor-dir", str(tmp_path / "inductor"), "--triton-dir", str(tmp_path / "triton")]
+        return subprocess.run([sys.executable, "-m", "atpack", *args], capture_output=True, text=True)
+
+    refused = populate(VECTOR)
+    assert refused.returncode == 1 and "not signed" in refused.stderr and "Traceback" not in refused.stderr
+    signed = tmp_path / "signed.atpack"
+    sign(VECTOR, keys["alice"][0], out=signed)
+    ok = populate(signed)
+    assert ok.returncode == 0 and "signature verified" in ok.stdout
