@@ -2,25 +2,37 @@
 
 URLs and `storage_options` go to fsspec unchanged, so chained URLs
 (``simplecache::s3://bucket/x.atpack``) and every installed protocol work.
+
+Reads from a remote store are retried (`Retry`): on top of what the filesystem retries itself
+(s3fs and botocore retry connection errors, 5xx responses and cut bodies), a read that still
+fails, or that returns fewer bytes than asked, is tried again with exponential backoff, and
+every read ends within a deadline, with its data or a `StorageError`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
+import math
 import os
+import random
 import secrets
-from collections.abc import Iterator, Sequence
-from typing import IO, Any, Protocol
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Any, Protocol, TypeVar
 
 import fsspec
+import fsspec.asyn
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 from .errors import StorageError
 
-__all__ = ["RangeSource", "Sink", "open_source", "publish", "resolve"]
+__all__ = ["RETRY", "RangeSource", "Retry", "Sink", "open_source", "publish", "resolve"]
+
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
@@ -70,47 +82,149 @@ class _LocalSource:
             self._fd = -1
 
 
-class _FsspecSource:
-    """A file on any fsspec filesystem; every read is one ranged request."""
+@dataclasses.dataclass(frozen=True)
+class Retry:
+    """How reads from a remote store are retried.
 
-    def __init__(self, fs: Any, path: str, url: str) -> None:
+    A read is tried up to `attempts` times: again after any error but a missing file or a
+    refused permission, and again when it returns fewer bytes than asked (short of the end of
+    the file). The first retry waits `backoff` seconds, each next one twice as long (up to
+    `max_backoff`), each wait drawn between half and all of that. No read takes more than
+    `deadline` seconds, its waits and attempts together: on an async filesystem (s3fs, gcsfs,
+    http) a request still running at the deadline is cancelled; on others the deadline is
+    checked between attempts. An infinite deadline (``math.inf``) sets no time limit.
+    """
+
+    attempts: int = 5
+    backoff: float = 0.1
+    max_backoff: float = 2.0
+    deadline: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.backoff < 0 or self.max_backoff < 0 or self.deadline <= 0:
+            raise ValueError(f"invalid {self}")
+
+
+RETRY = Retry()
+"""What `open_source` uses unless told otherwise (and so `atpack.open`)."""
+
+_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+"""Errors that a retry does not mend."""
+
+
+class _ShortRead(Exception):
+    """A read returned fewer bytes than asked."""
+
+
+class _FsspecSource:
+    """A file on any fsspec filesystem; every read is one ranged request, retried as `retry` says."""
+
+    def __init__(self, fs: Any, path: str, url: str, retry: Retry = RETRY) -> None:
         self.name = url
         self._fs = fs
         self._path = path
+        self._retry = retry
+        self.retries = 0
+        """How many times a read was tried again."""
+        # async filesystems take a timeout through fsspec's sync(): a hung request ends at the deadline
+        self._loop = fs.loop if isinstance(fs, fsspec.asyn.AsyncFileSystem) and not fs.asynchronous else None
         try:
-            self.size = int(fs.size(path))
-        except FileNotFoundError as e:
-            raise StorageError(f"{url}: no such pack") from e
-        except Exception as e:
-            raise StorageError(f"{url}: {type(e).__name__}: {e}") from e
+            self.size = int(self._retrying("size", lambda timeout: self._call("size", timeout, path)))
+        except StorageError as e:
+            if isinstance(e.__cause__, FileNotFoundError):
+                raise StorageError(f"{url}: no such pack") from e.__cause__
+            raise
 
     def read(self, offset: int, length: int) -> bytes:
-        try:
-            return bytes(self._fs.cat_file(self._path, start=offset, end=offset + length))
-        except Exception as e:
-            raise StorageError(f"{self.name}: reading {length} bytes at {offset}: {type(e).__name__}: {e}") from e
+        expected = max(0, min(length, self.size - offset))
+
+        def attempt(timeout: float | None) -> bytes:
+            data = bytes(self._call("cat_file", timeout, self._path, start=offset, end=offset + length))
+            if len(data) < expected:
+                raise _ShortRead(f"got {len(data)} of {expected} bytes")
+            return data
+
+        return self._retrying(f"reading {length} bytes at {offset}", attempt)
 
     def read_many(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         if len(ranges) <= 1:
             return [self.read(o, n) for o, n in ranges]
-        try:
-            out = self._fs.cat_ranges(
-                [self._path] * len(ranges), [o for o, _ in ranges], [o + n for o, n in ranges], on_error="raise"
+        out: list[bytes | None] = [None] * len(ranges)
+
+        def attempt(timeout: float | None) -> list[bytes]:
+            todo = [i for i, b in enumerate(out) if b is None]  # what the last attempts did not get
+            got = self._call(
+                "cat_ranges",
+                timeout,
+                [self._path] * len(todo),
+                [ranges[i][0] for i in todo],
+                [ranges[i][0] + ranges[i][1] for i in todo],
+                on_error="return",
             )
-        except Exception as e:
-            raise StorageError(f"{self.name}: reading {len(ranges)} ranges: {type(e).__name__}: {e}") from e
-        return [bytes(b) for b in out]
+            failed: list[str] = []
+            for i, data in zip(todo, got):
+                offset, length = ranges[i]
+                if isinstance(data, BaseException):
+                    if isinstance(data, _PERMANENT):
+                        raise data
+                    failed.append(f"at {offset}: {type(data).__name__}: {data}")
+                elif len(data) < max(0, min(length, self.size - offset)):
+                    failed.append(f"at {offset}: got {len(data)} of {length} bytes")
+                else:
+                    out[i] = bytes(data)
+            if failed:
+                raise _ShortRead(f"{len(failed)} of {len(todo)} ranges failed, first {failed[0]}")
+            return [b for b in out if b is not None]
+
+        return self._retrying(f"reading {len(ranges)} ranges", attempt)
 
     def close(self) -> None:
         pass
 
+    def _call(self, method: str, timeout: float | None, *args: Any, **kwargs: Any) -> Any:
+        """``fs.method(*args, **kwargs)``, cut off after `timeout` seconds where fsspec can."""
+        if self._loop is not None and timeout is not None:
+            return fsspec.asyn.sync(self._loop, getattr(self._fs, "_" + method), *args, timeout=timeout, **kwargs)
+        return getattr(self._fs, method)(*args, **kwargs)
 
-def open_source(url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> RangeSource:
-    """Open `url` for ranged reads."""
+    def _retrying(self, what: str, attempt: Callable[[float | None], _T]) -> _T:
+        """`attempt(timeout)`, retried as `self._retry` says; its last error as a `StorageError`."""
+        policy = self._retry
+        start = time.monotonic()
+        deadline = start + policy.deadline
+        backoff = policy.backoff
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return attempt(None if math.isinf(deadline) else max(0.001, deadline - time.monotonic()))
+            except _PERMANENT as e:
+                raise StorageError(f"{self.name}: {what}: {type(e).__name__}: {e}") from e
+            except Exception as e:
+                problem = f"{type(e).__name__}: {e}" if not isinstance(e, _ShortRead) else str(e)
+                wait = random.uniform(backoff / 2, backoff)
+                now = time.monotonic()
+                if tries >= policy.attempts or now + wait >= deadline:
+                    limit = f"{tries} attempts" if tries >= policy.attempts else f"the {policy.deadline:g} s deadline"
+                    raise StorageError(
+                        f"{self.name}: {what}: {problem} (gave up after {tries} attempts in {now - start:.1f} s: "
+                        f"{limit} reached)"
+                    ) from e
+            self.retries += 1
+            log.debug("%s: %s: %s; retrying in %.2f s", self.name, what, problem, wait)
+            time.sleep(wait)
+            backoff = min(backoff * 2, policy.max_backoff)
+
+
+def open_source(
+    url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None, *, retry: Retry | None = None
+) -> RangeSource:
+    """Open `url` for ranged reads; reads from remote stores are retried as `retry` (default
+    `RETRY`) says."""
     fs, path = resolve(url, storage_options)
     if isinstance(fs, LocalFileSystem):
         return _LocalSource(path)
-    return _FsspecSource(fs, path, os.fspath(url))
+    return _FsspecSource(fs, path, os.fspath(url), RETRY if retry is None else retry)
 
 
 @contextlib.contextmanager

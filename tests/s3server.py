@@ -12,20 +12,36 @@ HTTP proxies; everything listens on 127.0.0.1 only.
         bucket.reset_counters()
         ...
         print(bucket.bytes_sent)
+
+`FaultInjectingProxy` is an HTTP proxy in front of the same server that answers a fixed share of
+requests with a fault (connection resets, HTTP 500 and 503, slow or stalled responses, cut or
+short bodies), for the flaky-storage tests:
+
+    with server.fault_proxy(rate=0.3, seed=1) as proxy:
+        options = proxy.storage_options(bucket)
+        ...
+        print(proxy.stats())
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import dataclasses
+import http.client
+import http.server
 import itertools
 import logging
 import os
+import random
 import socket
+import struct
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-__all__ = ["ByteCountingProxy", "S3Bucket", "S3Server", "dummy_aws_environment"]
+__all__ = ["FAULTS", "ByteCountingProxy", "FaultInjectingProxy", "S3Bucket", "S3Server", "dummy_aws_environment"]
 
 REGION = "us-east-1"
 KEY = "testing-key-id"
@@ -169,6 +185,292 @@ class ByteCountingProxy:
                 done.wait()
 
 
+# --------------------------------------------------------------------------- faults
+
+FAULTS = ("reset", "lost", "500", "503", "slow", "stall", "cut", "short")
+"""What `FaultInjectingProxy` can do to a request:
+
+reset   the connection is reset (RST) before the request reaches the server
+lost    the server handles the request, then the connection is reset before its response
+500     an S3 `InternalError` response (the server never sees the request)
+503     an S3 `SlowDown` response (the server never sees the request)
+slow    the response is held back `delay` seconds, then sent whole
+stall   the response is held back `stall` seconds (longer than a client should wait), then sent
+cut     the response's headers promise the whole body, half of it is sent, then the connection is reset
+short   a ranged GET is answered with the first half of the range, headers (Content-Length,
+        Content-Range) consistent with that: a well-formed response with fewer bytes than asked
+
+`cut` and `short` apply to GET requests only; any other request given one gets `reset` instead.
+"""
+
+_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
+_S3_ERRORS = {
+    500: ("InternalError", "We encountered an internal error. Please try again."),
+    503: ("SlowDown", "Please reduce your request rate."),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """One request as the proxy saw it, and what it did to it."""
+
+    method: str
+    path: str
+    range: str | None
+    fault: str | None
+    at: float
+
+
+class FaultInjectingProxy:
+    """An HTTP/1.1 proxy on 127.0.0.1 in front of `upstream` that injects a fault into a fixed
+    share of requests: each request, independently, gets a fault with probability `rate`
+    (drawn from a generator seeded with `seed`), of a kind drawn evenly from `kinds` (see
+    `FAULTS`); the first `pass_first` requests pass untouched. `configure` changes these at
+    any time; `requests` lists what was done."""
+
+    def __init__(
+        self,
+        upstream: tuple[str, int],
+        *,
+        rate: float = 0.0,
+        kinds: Sequence[str] = FAULTS,
+        seed: int = 0,
+        delay: float = 0.2,
+        stall: float = 5.0,
+        pass_first: int = 0,
+    ) -> None:
+        self._upstream = upstream
+        self._lock = threading.Lock()
+        self.requests: list[Request] = []
+        self.configure(rate=rate, kinds=kinds, seed=seed, delay=delay, stall=stall, pass_first=pass_first)
+        proxy = self
+
+        class Handler(_FaultHandler):
+            owner = proxy
+
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
+        self.address: tuple[str, int] = self._server.server_address[:2]  # type: ignore[assignment]
+        self.endpoint_url = "http://{}:{}".format(*self.address)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="s3-fault-proxy", daemon=True)
+        self._thread.start()
+
+    def configure(
+        self,
+        *,
+        rate: float | None = None,
+        kinds: Sequence[str] | None = None,
+        seed: int | None = None,
+        delay: float | None = None,
+        stall: float | None = None,
+        pass_first: int | None = None,
+    ) -> None:
+        with self._lock:
+            if pass_first is not None:
+                self._pass_left = pass_first
+            if rate is not None:
+                if not 0 <= rate <= 1:
+                    raise ValueError(f"rate {rate} is not in [0, 1]")
+                self.rate = rate
+            if kinds is not None:
+                unknown = set(kinds) - set(FAULTS)
+                if unknown or not kinds:
+                    raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULTS}")
+                self.kinds = tuple(kinds)
+            if seed is not None:
+                self._rng = random.Random(seed)
+            if delay is not None:
+                self.delay = delay
+            if stall is not None:
+                self.stall = stall
+
+    def storage_options(self, bucket: S3Bucket, **config: Any) -> dict[str, Any]:
+        """`bucket`'s s3fs options with this proxy as the endpoint; `config` goes to botocore's
+        Config (say, ``retries={"max_attempts": 1}``, ``read_timeout=1``)."""
+        options = {**bucket.storage_options, "client_kwargs": {**bucket.storage_options["client_kwargs"]}}
+        options["client_kwargs"]["endpoint_url"] = self.endpoint_url
+        if config:
+            options["config_kwargs"] = config
+        return options
+
+    def reset(self) -> None:
+        """Forget the requests seen so far."""
+        with self._lock:
+            self.requests = []
+
+    def stats(self) -> dict[str, Any]:
+        """Requests seen and faults injected (in all and by kind) since the last reset."""
+        with self._lock:
+            requests = list(self.requests)
+        faults = collections.Counter(r.fault for r in requests if r.fault)
+        return {"requests": len(requests), "faults": sum(faults.values()), "by_kind": dict(sorted(faults.items()))}
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> FaultInjectingProxy:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _decide(self, method: str, path: str, range_: str | None) -> str | None:
+        with self._lock:
+            if self._pass_left > 0:
+                self._pass_left -= 1
+                fault = None
+            else:
+                fault = self._rng.choice(self.kinds) if self._rng.random() < self.rate else None
+            if fault in ("cut", "short") and method != "GET":
+                fault = "reset"
+            self.requests.append(Request(method, path, range_, fault, time.monotonic()))
+            return fault
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that went away (it timed out, or gave up): nothing to report
+
+
+class _FaultHandler(http.server.BaseHTTPRequestHandler):
+    """Forwards each request to the proxy's upstream on a connection of its own, unless the
+    proxy decides on a fault."""
+
+    owner: FaultInjectingProxy
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # headers and body go out in separate writes: without this, Nagle's algorithm and the
+        # client's delayed ACK hold each body back 40 ms
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._upstream: http.client.HTTPConnection | None = None
+
+    def finish(self) -> None:
+        with contextlib.suppress(Exception):
+            super().finish()
+        if self._upstream is not None:
+            self._upstream.close()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_HEAD = do_PUT = do_POST = do_DELETE = do_GET
+
+    def _handle(self) -> None:
+        body = self._read_body()
+        fault = self.owner._decide(self.command, self.path, self.headers.get("Range"))
+        if fault == "reset":
+            return self._reset()
+        if fault in ("500", "503"):
+            return self._error(int(fault))
+        if fault == "slow":
+            time.sleep(self.owner.delay)
+        elif fault == "stall":
+            time.sleep(self.owner.stall)
+        try:
+            status, reason, headers, payload = self._forward(body)
+        except OSError:
+            return self._reset()
+        if fault == "lost":
+            return self._reset()
+        promised = len(payload)
+        if fault == "short" and status == 206 and len(payload) > 1:
+            payload = payload[: len(payload) // 2]
+            promised = len(payload)
+            headers = [(k, _shorter_range(v, len(payload)) if k.lower() == "content-range" else v) for k, v in headers]
+        elif fault == "cut" and len(payload) > 1:
+            payload = payload[: len(payload) // 2]
+        self.send_response(status, reason)
+        for key, value in headers:
+            if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
+                self.send_header(key, value)
+        if self.command == "HEAD":
+            length = next((v for k, v in headers if k.lower() == "content-length"), "0")
+            self.send_header("Content-Length", length)
+        else:
+            self.send_header("Content-Length", str(promised))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+        if fault == "cut":
+            self.wfile.flush()
+            self._reset()
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _forward(self, body: bytes) -> tuple[int, str, list[tuple[str, str]], bytes]:
+        if self._upstream is None:
+            self._upstream = http.client.HTTPConnection(*self.owner._upstream, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        if body or self.command in ("PUT", "POST"):
+            headers["Content-Length"] = str(len(body))
+        try:
+            self._upstream.request(self.command, self.path, body=body, headers=headers)
+            response = self._upstream.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException):
+            self._upstream.close()
+            self._upstream = None
+            raise OSError("upstream failed") from None
+        return response.status, response.reason, response.getheaders(), payload
+
+    def _error(self, status: int) -> None:
+        code, message = _S3_ERRORS[status]
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>fault-proxy</RequestId></Error>"
+        ).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", "0" if self.command == "HEAD" else str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _reset(self) -> None:
+        """Reset the connection: SO_LINGER 0 makes close() send RST instead of FIN."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # close the socket now (rfile holds a reference to it); wfile writes to the socket
+        # directly, and the server still flushes it after this request
+        with contextlib.suppress(OSError):
+            self.rfile.close()
+        with contextlib.suppress(OSError):
+            self.connection.close()
+
+
+def _shorter_range(content_range: str, length: int) -> str:
+    """``bytes a-b/n`` cut to `length` bytes."""
+    try:
+        unit, spec = content_range.split(" ", 1)
+        span, total = spec.split("/", 1)
+        start = int(span.split("-", 1)[0])
+    except ValueError:
+        return content_range
+    return f"{unit} {start}-{start + length - 1}/{total}"
+
+
 class S3Server:
     """moto's S3 in server mode on 127.0.0.1, reached through a `ByteCountingProxy`.
 
@@ -182,6 +484,7 @@ class S3Server:
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self.direct_endpoint_url = f"http://{host}:{port}"  # bypasses the proxy: not counted
+        self.upstream = (host, port)
         self._proxy = ByteCountingProxy((host, port))
         self.endpoint_url = "http://{}:{}".format(*self._proxy.address)
         self._buckets = itertools.count()
@@ -219,6 +522,10 @@ class S3Server:
             aws_access_key_id=KEY,
             aws_secret_access_key=SECRET,
         )
+
+    def fault_proxy(self, **faults: Any) -> FaultInjectingProxy:
+        """A new `FaultInjectingProxy` in front of this server (see its arguments)."""
+        return FaultInjectingProxy(self.upstream, **faults)
 
     def new_bucket(self) -> S3Bucket:
         name = f"atpack-{self._ident}-{next(self._buckets)}"

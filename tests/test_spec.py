@@ -70,4 +70,3 @@ def test_json_schema_in_spec_is_current() -> None:
         [sys.executable, str(REPO / "tools" / "gen_schema.py"), "--check"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
-

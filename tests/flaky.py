@@ -1,0 +1,186 @@
+"""Scenarios on flaky storage, shared by `test_flaky_storage.py` and `tools/flaky_storage.py`:
+a pack on the S3 test server, read or written through a `FaultInjectingProxy`, with what
+happened counted (requests, faults injected, atpack's own retries, time, outcome).
+
+Plain functions, no fixtures (like `packtools`)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import logging
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from s3server import FaultInjectingProxy
+
+import atpack
+from atpack import store
+from atpack.artifacts import KernelFile
+from atpack.digest import digest_bytes
+
+MiB = 1 << 20
+ENV = atpack.Environment(triton_version="3.4.0", device_name="NVIDIA H100 80GB HBM3")
+
+
+def sample_blobs(count: int, size: int, seed: int = 0) -> dict[str, bytes]:
+    """`count` incompressible blobs of about `size` bytes, by digest."""
+    rng = random.Random(seed)
+    blobs = [rng.randbytes(size + 97 * i) for i in range(count)]
+    return {digest_bytes(b): b for b in blobs}
+
+
+def fill(writer: atpack.PackWriter, blobs: dict[str, bytes], name: str = "kernel") -> None:
+    env = writer.add_environment(ENV)
+    for data in blobs.values():
+        writer.add_blob(data)
+    files = tuple(KernelFile(f"f{i}.bin", d, len(b)) for i, (d, b) in enumerate(blobs.items()))
+    writer.add(atpack.TritonKernel(env=env, cache_key=name[:1] * 52, name=name, files=files))
+
+
+WRITE_OPTIONS: dict[str, Any] = {"group_size": 1024, "level": 1}
+"""Blobs over 1 KiB get a frame each: one ranged request per blob."""
+
+
+def write_pack(url: str, storage_options: dict[str, Any], blobs: dict[str, bytes], name: str = "kernel") -> None:
+    with atpack.create(url, storage_options=storage_options, **WRITE_OPTIONS) as writer:
+        fill(writer, blobs, name)
+
+
+def pack_bytes(blobs: dict[str, bytes], name: str = "kernel") -> bytes:
+    """The bytes `write_pack` writes for `blobs` (the writer is deterministic)."""
+    out = io.BytesIO()
+    writer = atpack.PackWriter(out, **WRITE_OPTIONS)
+    fill(writer, blobs, name)
+    writer.finish()
+    return out.getvalue()
+
+
+@contextlib.contextmanager
+def retry_policy(policy: store.Retry | None) -> Iterator[None]:
+    """`atpack.open` reads with `policy` (None: the default) inside the block."""
+    saved = store.RETRY
+    store.RETRY = policy or saved
+    try:
+        yield
+    finally:
+        store.RETRY = saved
+
+
+class _RetryCounter(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "retrying" in record.getMessage():
+            self.count += 1
+
+
+@contextlib.contextmanager
+def counting_retries() -> Iterator[_RetryCounter]:
+    """Counts the retries atpack's store makes (it logs each at DEBUG)."""
+    logger = logging.getLogger("atpack.store")
+    counter = _RetryCounter()
+    level = logger.level
+    logger.addHandler(counter)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield counter
+    finally:
+        logger.removeHandler(counter)
+        logger.setLevel(level)
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What one scenario did."""
+
+    rate: float
+    kinds: tuple[str, ...]
+    requests: int = 0
+    faults: int = 0
+    by_kind: dict[str, int] = dataclasses.field(default_factory=dict)
+    atpack_retries: int = 0
+    reads: int = 0
+    """Blobs read back whole and right."""
+    outcome: str = ""
+    """"ok", or the error's type; for uploads, what is at the target afterwards too."""
+    error: str | None = None
+    seconds: float = 0.0
+
+    def record(self, proxy: FaultInjectingProxy, retries: int, start: float) -> None:
+        stats = proxy.stats()
+        self.requests, self.faults, self.by_kind = stats["requests"], stats["faults"], stats["by_kind"]
+        self.atpack_retries = retries
+        self.seconds = round(time.monotonic() - start, 2)
+
+
+def read_through(
+    proxy: FaultInjectingProxy,
+    url: str,
+    storage_options: dict[str, Any],
+    blobs: dict[str, bytes],
+    *,
+    policy: store.Retry | None = None,
+) -> Outcome:
+    """Open the pack at `url` and read every blob one by one, then all in one batch, with the
+    proxy's faults as configured; every blob read must be right (else AssertionError)."""
+    outcome = Outcome(proxy.rate, proxy.kinds)
+    proxy.reset()
+    start = time.monotonic()
+    with counting_retries() as retries, retry_policy(policy):
+        try:
+            with atpack.open(url, storage_options=storage_options) as pack:
+                for digest, data in blobs.items():
+                    assert pack.read_blob(digest) == data
+                    outcome.reads += 1
+                for digest, data in pack.read_blobs(list(blobs)):
+                    assert data == blobs[digest]
+                    outcome.reads += 1
+            outcome.outcome = "ok"
+        except atpack.AtpackError as e:
+            outcome.outcome = type(e).__name__
+            outcome.error = str(e)
+        outcome.record(proxy, retries.count, start)
+    return outcome
+
+
+def upload_through(
+    proxy: FaultInjectingProxy,
+    url: str,
+    storage_options: dict[str, Any],
+    blobs: dict[str, bytes],
+    *,
+    check: Any,
+    old: bytes | None,
+) -> Outcome:
+    """Write a pack of `blobs` to `url` through the proxy, then look at the target with `check`
+    (a filesystem that bypasses the proxy). `outcome` is "published" or the error's type, then
+    what the target holds: "new pack", "old pack", "nothing", or "CORRUPT" (anything else)."""
+    outcome = Outcome(proxy.rate, proxy.kinds)
+    proxy.reset()
+    start = time.monotonic()
+    with counting_retries() as retries:
+        try:
+            write_pack(url, storage_options, blobs, name="new")
+            result = "published"
+        except atpack.AtpackError as e:
+            result = type(e).__name__
+            outcome.error = str(e)
+        outcome.record(proxy, retries.count, start)
+    path = url.removeprefix("s3://")
+    held = check.cat_file(path) if check.exists(path) else None
+    if held is None:
+        state = "nothing"
+    elif held == pack_bytes(blobs, name="new"):
+        state = "new pack"
+    elif held == old:
+        state = "old pack"
+    else:
+        state = "CORRUPT"
+    outcome.outcome = f"{result}, target: {state}"
+    return outcome

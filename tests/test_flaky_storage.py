@@ -1,0 +1,306 @@
+"""Packs on flaky storage: the S3 test server behind a proxy that answers a fixed share of
+requests with a fault (connection resets, HTTP 500 and 503, slow and stalled responses, cut
+and short bodies: see `s3server.FAULTS`).
+
+Reads retry (s3fs and botocore retry much themselves; atpack adds retries of what still fails,
+of short reads, and a deadline) and either return the right bytes or raise `StorageError`
+within the deadline. Uploads under faults publish a correct pack or nothing: never a torn one.
+`tools/flaky_storage.py` measures the same scenarios over more rates and fault kinds.
+"""
+
+from __future__ import annotations
+
+import http.client
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flaky import MiB, pack_bytes, read_through, retry_policy, sample_blobs, upload_through, write_pack
+from s3server import FAULTS, FaultInjectingProxy
+
+import atpack
+from atpack import store
+
+READ_KINDS = FAULTS  # every kind; stalls outlast the read timeout below, so they time out
+TIMEOUTS = {"read_timeout": 1, "connect_timeout": 1}  # botocore's (s3fs's defaults: 15 s and 5 s)
+STALL = 2.0
+BLOBS = sample_blobs(16, 1500)  # 16 frames: 16 ranged reads one by one, 16 in the batch
+
+
+@pytest.fixture(scope="module")
+def proxy(s3_server: Any) -> Iterator[FaultInjectingProxy]:
+    with s3_server.fault_proxy(stall=STALL) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def pack_url(s3: Any, proxy: FaultInjectingProxy) -> str:
+    proxy.configure(rate=0.0, kinds=FAULTS, seed=0, pass_first=0)
+    url = s3.url("flaky.atpack")
+    write_pack(url, s3.storage_options, BLOBS)  # straight to the server, no faults
+    return url
+
+
+# --------------------------------------------------------------------------- the retry logic, on a fake filesystem
+
+
+class FakeFs:
+    """A synchronous filesystem holding one file, whose next reads fail as `script` says:
+    an exception to raise, or a number of bytes to return instead of all of them."""
+
+    def __init__(self, data: bytes, script: list[Any] | None = None, delay: float = 0.0) -> None:
+        self.data = data
+        self.script = list(script or [])
+        self.calls = 0
+        self.delay = delay
+
+    def size(self, path: str) -> int:
+        return len(self.data)
+
+    def _next(self, data: bytes) -> bytes:
+        self.calls += 1
+        time.sleep(self.delay)
+        if self.script:
+            step = self.script.pop(0)
+            if isinstance(step, BaseException):
+                raise step
+            return data[:step]
+        return data
+
+    def cat_file(self, path: str, start: int, end: int) -> bytes:
+        return self._next(self.data[start:end])
+
+    def cat_ranges(self, paths: list[str], starts: list[int], ends: list[int], on_error: str) -> list[Any]:
+        out: list[Any] = []
+        for start, end in zip(starts, ends):
+            try:
+                out.append(self.cat_file(paths[0], start, end))
+            except Exception as e:
+                out.append(e)
+        return out
+
+
+def fake_source(fs: FakeFs, **policy: Any) -> Any:
+    return store._FsspecSource(fs, "p", "fake://p", store.Retry(**{"backoff": 0.001, **policy}))
+
+
+DATA = bytes(range(256)) * 4
+
+
+def test_a_failed_read_is_retried() -> None:
+    fs = FakeFs(DATA, [ConnectionResetError("reset"), TimeoutError("slow")])
+    source = fake_source(fs)
+    assert source.read(10, 100) == DATA[10:110]
+    assert fs.calls == 3 and source.retries == 2
+
+
+def test_a_short_read_is_retried() -> None:
+    fs = FakeFs(DATA, [50, 0])
+    source = fake_source(fs)
+    assert source.read(10, 100) == DATA[10:110]
+    assert source.retries == 2
+
+
+def test_a_read_past_the_end_of_the_file_is_not_a_short_read() -> None:
+    fs = FakeFs(DATA)
+    assert fake_source(fs).read(len(DATA) - 10, 100) == DATA[-10:]
+    assert fs.calls == 1
+
+
+def test_a_read_that_stays_short_is_a_storage_error_naming_the_bytes() -> None:
+    fs = FakeFs(DATA, [50] * 10)
+    with pytest.raises(
+        atpack.StorageError, match=r"fake://p: reading 100 bytes at 10: got 50 of 100 bytes.*3 attempts"
+    ):
+        fake_source(fs, attempts=3).read(10, 100)
+    assert fs.calls == 3
+
+
+def test_a_missing_file_is_not_retried() -> None:
+    fs = FakeFs(DATA, [FileNotFoundError("gone")] * 3)
+    with pytest.raises(atpack.StorageError, match="FileNotFoundError"):
+        fake_source(fs).read(0, 10)
+    assert fs.calls == 1
+
+
+def test_the_backoff_doubles() -> None:
+    fs = FakeFs(DATA, [OSError("x")] * 4)
+    start = time.monotonic()
+    fake_source(fs, attempts=5, backoff=0.1, max_backoff=0.2).read(0, 10)
+    # waits drawn from [0.05, 0.1], [0.1, 0.2], then [0.1, 0.2] twice (the cap)
+    assert 0.35 <= time.monotonic() - start < 1.0
+
+
+def test_the_deadline_ends_the_retries_on_a_synchronous_filesystem() -> None:
+    fs = FakeFs(DATA, [OSError("x")] * 100, delay=0.2)
+    start = time.monotonic()
+    with pytest.raises(atpack.StorageError, match="1 s deadline reached"):
+        fake_source(fs, attempts=100, backoff=0.05, deadline=1.0).read(0, 10)
+    assert time.monotonic() - start < 1.3
+
+
+def test_read_many_retries_only_the_ranges_that_failed() -> None:
+    ranges = [(0, 100), (100, 100), (200, 100), (900, 200)]  # the last one runs past the end
+    fs = FakeFs(DATA, [100, OSError("x"), 10, 200])  # whole, failed, short, whole
+    source = fake_source(fs)
+    assert source.read_many(ranges) == [DATA[o : o + n] for o, n in ranges]
+    assert fs.calls == 4 + 2 and source.retries == 1
+
+
+# --------------------------------------------------------------------------- the proxy itself
+
+
+def test_the_proxy_injects_the_share_of_faults_it_is_asked_for(s3: Any, proxy: FaultInjectingProxy) -> None:
+    proxy.configure(rate=0.3, kinds=["500", "503"], seed=3)
+    proxy.reset()
+    statuses = []
+    connection = http.client.HTTPConnection(*proxy.address, timeout=10)
+    for i in range(300):
+        connection.request("GET", f"/{s3.name}/nothing-{i}")
+        response = connection.getresponse()
+        response.read()
+        statuses.append(response.status)
+    connection.close()
+    stats = proxy.stats()
+    assert stats["requests"] == 300
+    assert 0.25 < stats["faults"] / 300 < 0.35
+    assert statuses.count(500) == stats["by_kind"]["500"] and statuses.count(503) == stats["by_kind"]["503"]
+    assert statuses.count(403) + statuses.count(404) == 300 - stats["faults"]  # the server answered the others
+
+
+def test_without_faults_reads_are_not_retried(pack_url: str, s3: Any, proxy: FaultInjectingProxy) -> None:
+    outcome = read_through(proxy, pack_url, proxy.storage_options(s3, **TIMEOUTS), BLOBS)
+    assert outcome.outcome == "ok" and outcome.reads == 2 * len(BLOBS)
+    assert outcome.faults == 0 and outcome.atpack_retries == 0
+
+
+# --------------------------------------------------------------------------- reads
+
+
+@pytest.mark.parametrize(("rate", "seed"), [(0.1, 1), (0.3, 1), (0.3, 2)])
+def test_reads_under_faults_return_the_right_bytes(
+    pack_url: str, s3: Any, proxy: FaultInjectingProxy, rate: float, seed: int
+) -> None:
+    proxy.configure(rate=rate, kinds=READ_KINDS, seed=seed)
+    outcome = read_through(proxy, pack_url, proxy.storage_options(s3, **TIMEOUTS), BLOBS)
+
+    assert outcome.outcome == "ok", outcome
+    assert outcome.reads == 2 * len(BLOBS)
+    assert outcome.faults > 0
+    assert outcome.seconds < 30
+
+
+def test_short_reads_are_retried_by_atpack(pack_url: str, s3: Any, proxy: FaultInjectingProxy) -> None:
+    # a well-formed response with fewer bytes than asked: neither botocore nor s3fs notice
+    proxy.configure(rate=0.3, kinds=["short"], seed=5)
+    policy = store.Retry(attempts=10)  # only atpack retries these: 10 in a row fail once in 170,000 reads
+    outcome = read_through(proxy, pack_url, proxy.storage_options(s3, **TIMEOUTS), BLOBS, policy=policy)
+
+    assert outcome.outcome == "ok", outcome
+    assert outcome.by_kind["short"] > 0
+    assert outcome.atpack_retries >= 1
+
+
+def test_without_atpack_retries_a_short_read_is_an_error_not_wrong_bytes(
+    pack_url: str, s3: Any, proxy: FaultInjectingProxy
+) -> None:
+    proxy.configure(rate=1.0, kinds=["short"], seed=5, pass_first=2)  # the size and the index pass
+    outcome = read_through(
+        proxy, pack_url, proxy.storage_options(s3, **TIMEOUTS), BLOBS, policy=store.Retry(attempts=1)
+    )
+    assert outcome.outcome == "StorageError"
+    assert "got" in (outcome.error or "") and "bytes" in (outcome.error or "")
+
+
+@pytest.mark.parametrize("kind", ["reset", "500", "503", "stall", "cut", "short"])
+def test_a_store_that_always_fails_is_a_storage_error_within_the_deadline(
+    pack_url: str, s3: Any, proxy: FaultInjectingProxy, kind: str
+) -> None:
+    deadline = 1.5
+    proxy.configure(rate=1.0, kinds=[kind], seed=0, stall=30, pass_first=2)  # open works, every read fails
+    options = proxy.storage_options(s3)  # s3fs's own timeouts (15 s): only atpack's deadline ends a stall
+    start = time.monotonic()
+    outcome = read_through(proxy, pack_url, options, BLOBS, policy=store.Retry(attempts=100, deadline=deadline))
+    elapsed = time.monotonic() - start
+
+    assert outcome.outcome == "StorageError", outcome
+    assert outcome.reads == 0
+    assert pack_url in (outcome.error or "")
+    assert elapsed < deadline + 1.5, outcome
+    proxy.configure(stall=STALL)
+
+
+def test_opening_through_a_store_that_always_fails_is_a_storage_error_within_the_deadline(
+    pack_url: str, s3: Any, proxy: FaultInjectingProxy
+) -> None:
+    proxy.configure(rate=1.0, kinds=["reset", "503"], seed=0)
+    start = time.monotonic()
+    with retry_policy(store.Retry(attempts=100, deadline=2.0)), pytest.raises(atpack.StorageError, match=pack_url):
+        atpack.open(pack_url, storage_options=proxy.storage_options(s3))
+    assert time.monotonic() - start < 3.5
+
+
+def test_a_missing_pack_is_not_retried(s3: Any, proxy: FaultInjectingProxy) -> None:
+    proxy.configure(rate=0.0)
+    start = time.monotonic()
+    with pytest.raises(atpack.StorageError, match="no such pack"):
+        atpack.open(s3.url("missing.atpack"), storage_options=proxy.storage_options(s3))
+    assert time.monotonic() - start < 1.0
+
+
+# --------------------------------------------------------------------------- uploads
+
+UPLOAD_BLOBS = sample_blobs(3, 4 * MiB, seed=7)  # 12 MiB: three parts of a multipart upload
+OLD_BLOBS = sample_blobs(2, 1000, seed=8)
+PART = {"default_block_size": 5 * MiB}
+
+
+@pytest.mark.parametrize("rate", [0.3, 0.6])
+def test_uploads_under_faults_publish_a_correct_pack_or_nothing(
+    s3: Any, proxy: FaultInjectingProxy, rate: float
+) -> None:
+    url = s3.url("upload.atpack")
+    path = url.removeprefix("s3://")
+    check = s3.filesystem()
+    old_bytes = pack_bytes(OLD_BLOBS, name="old")
+    outcomes = []
+    for seed in range(4):
+        existing = seed % 2 == 1  # a pack at the target already, or nothing
+        proxy.configure(rate=0.0)
+        if check.exists(path):
+            check.rm(path)
+        if existing:
+            write_pack(url, s3.storage_options, OLD_BLOBS, name="old")
+        proxy.configure(rate=rate, kinds=["reset", "lost", "500", "503", "slow"], seed=seed)
+        # botocore does not retry (s3fs still retries connection errors): some uploads fail
+        options = {**proxy.storage_options(s3, retries={"max_attempts": 1}, **TIMEOUTS), **PART}
+        outcome = upload_through(proxy, url, options, UPLOAD_BLOBS, check=check, old=old_bytes)
+        outcomes.append(outcome)
+        assert outcome.outcome in (
+            "published, target: new pack",
+            "StorageError, target: new pack",  # the upload completed, its response was lost
+            f"StorageError, target: {'old pack' if existing else 'nothing'}",
+        ), outcome
+    assert sum(o.faults for o in outcomes) > 0
+
+
+def test_an_upload_cut_off_at_any_request_publishes_a_correct_pack_or_nothing(
+    s3: Any, proxy: FaultInjectingProxy
+) -> None:
+    """Every request from the k-th on fails (for each k up to the number a clean upload makes):
+    the upload stops after k requests, at every point it can stop."""
+    url = s3.url("cut.atpack")
+    proxy.configure(rate=0.0)
+    options = {**proxy.storage_options(s3, retries={"max_attempts": 1}, **TIMEOUTS), **PART}
+    clean = upload_through(proxy, url, options, UPLOAD_BLOBS, check=s3.filesystem(), old=None)
+    assert clean.outcome == "published, target: new pack"
+    seen = set()
+    for k in range(clean.requests):
+        if s3.filesystem().exists(url.removeprefix("s3://")):
+            s3.filesystem().rm(url.removeprefix("s3://"))
+        proxy.configure(rate=1.0, kinds=["500"], seed=0, pass_first=k)
+        outcome = upload_through(proxy, url, options, UPLOAD_BLOBS, check=s3.filesystem(), old=None)
+        seen.add(outcome.outcome)
+        assert outcome.outcome in ("StorageError, target: nothing", "published, target: new pack"), (k, outcome)
+    assert "StorageError, target: nothing" in seen
