@@ -359,6 +359,7 @@ def _populate(args: argparse.Namespace) -> int:
         trust_pickles=args.trust_pickles,
         storage_options=args.storage_options,
         trusted_keys=args.trusted_key,
+        progress=None if args.json else _progress("reading blobs"),
     )
     if args.json:
         print(json.dumps(msgspec.to_builtins(report), indent=2))
@@ -447,7 +448,7 @@ def _verify(args: argparse.Namespace) -> int:
     from .pack import open_pack
 
     with open_pack(args.url, storage_options=args.storage_options) as pack:
-        pack.verify()
+        pack.verify(progress=_progress("checking frames"))
         signed = ""
         if args.key:
             from .signing import verify_signature

@@ -22,7 +22,7 @@ import re
 import struct
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Annotated, Any
 
 import msgspec
@@ -525,9 +525,9 @@ class Pack:
         if batch:
             yield batch
 
-    def verify(self) -> None:
+    def verify(self, *, progress: Callable[[int, int], None] | None = None) -> None:
         """Check every byte: header, each frame's digest and checksum, each blob's digest.
-        Raises on the first bad entry, naming it."""
+        Raises on the first bad entry, naming it. `progress(done, total)` follows the frames."""
         header = self._source.read(0, HEADER_SIZE)
         _check_header(header, self.format_version)
         previous = ""
@@ -544,6 +544,8 @@ class Pack:
             data = self._load_frame(index)
             for e in by_frame[index]:
                 self._slice(e, data)
+            if progress is not None:
+                progress(index + 1, len(self._frames))
 
     def close(self) -> None:
         self._frame_cache.clear()

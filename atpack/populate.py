@@ -137,6 +137,7 @@ def populate(
     storage_options: dict[str, Any] | None = None,
     environment: LocalEnvironment | None = None,
     trusted_keys: Sequence[str | os.PathLike[str]] = (),
+    progress: Callable[[int, int], None] | None = None,
 ) -> PopulateReport:
     """Write every artifact of `pack` that is valid on this machine into the cache folders
     (by default, the ones torch and triton use here) and report what happened to each.
@@ -148,6 +149,7 @@ def populate(
 
     With `trusted_keys` (public key files), a pack is populated only if one of them signed it
     (`atpack.signing`); otherwise `SignatureError` is raised before anything is written.
+    `progress(done, total)` is called as the blobs to write are read.
     """
     if not isinstance(pack, Pack):
         urls = find_packs(pack, storage_options=storage_options)
@@ -166,6 +168,7 @@ def populate(
                     storage_options=storage_options,
                     environment=environment,
                     trusted_keys=trusted_keys,
+                    progress=progress,
                 )
                 for u in urls
             ]
@@ -186,7 +189,7 @@ def populate(
             signed_by=signed_by,
         )
         read_before = source.bytes_read
-        _populate(source, report, environment or LocalEnvironment())
+        _populate(source, report, environment or LocalEnvironment(), progress)
         report.bytes_read = source.bytes_read - read_before
     finally:
         if opened:
@@ -234,7 +237,9 @@ def _combined(reports: list[PopulateReport], name: str) -> PopulateReport:
     return combined
 
 
-def _populate(pack: Pack, report: PopulateReport, local: LocalEnvironment) -> None:
+def _populate(
+    pack: Pack, report: PopulateReport, local: LocalEnvironment, progress: Callable[[int, int], None] | None
+) -> None:
     dirs = _Dirs(CacheDir(report.inductor_dir), CacheDir(report.triton_dir))
     planned: list[_Planned] = []
     merges: list[tuple[InductorGemmTimings, str]] = []
@@ -285,7 +290,7 @@ def _populate(pack: Pack, report: PopulateReport, local: LocalEnvironment) -> No
         planned.append(_Planned(artifact, root, writes, states, note))
     planned = _without_conflicts(planned, report)
     if not report.dry_run:
-        _write(pack, planned)
+        _write(pack, planned, progress)
     report.outcomes += [_outcome(p, report.dry_run) for p in planned]
     report.outcomes += [_merge(a, note, dirs.inductor, report.dry_run) for a, note in merges]
     report.outcomes += _replay(pack, replays, report)
@@ -360,7 +365,7 @@ def _files(artifact: Artifact, dirs: _Dirs) -> list[FileWrite]:
     raise AtpackError(f"no adapter populates {artifact.kind}")
 
 
-def _write(pack: Pack, planned: list[_Planned]) -> None:
+def _write(pack: Pack, planned: list[_Planned], progress: Callable[[int, int], None] | None) -> None:
     """Inline files first, then blobs in storage order (each frame fetched once), then the
     files that make the others visible (Triton's group files), each stage complete before the
     next."""
@@ -380,9 +385,11 @@ def _write(pack: Pack, planned: list[_Planned]) -> None:
                 else:
                     writes.add(p.root, w.path, w.data or b"", p.done(i), p.failed)
         writes.flush()
-        for digest, data in pack.read_blobs(by_blob):
+        for n, (digest, data) in enumerate(pack.read_blobs(by_blob), 1):
             for p, i in by_blob[digest]:
                 writes.add(p.root, p.writes[i].path, data, p.done(i), p.failed)
+            if progress is not None:
+                progress(n, len(by_blob))
         writes.flush()
         for p, i in last:
             if p.error is None:  # a kernel whose files are not all there is not made visible

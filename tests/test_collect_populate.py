@@ -257,3 +257,16 @@ def test_racing_populates_leave_whole_files_and_lose_no_timings(h100_sample: Sam
     assert not [p for p in out.rglob(".atpack-*")], "temporary files left behind"
     merged = json.loads((out / "inductor" / "cache" / ("f" * 64)).read_text())
     assert len(merged["cache"]["addmm"]["k"]["highest"]) == 200
+
+
+def test_populate_and_verify_report_progress_to_the_last_item(h100_sample: Sample, tmp_path: Path) -> None:
+    pack = _pack(h100_sample, tmp_path / "sample.atpack")
+    read: list[tuple[int, int]] = []
+    _populate(pack, tmp_path / "out", ignore_environment=True, trust_pickles=True, progress=lambda *a: read.append(a))
+    with atpack.open(pack) as opened:
+        blobs = opened.blob_count
+        checked: list[tuple[int, int]] = []
+        opened.verify(progress=lambda *a: checked.append(a))
+    # every blob the populate wrote is read once (the sample's are all distinct); every frame checked once
+    assert read == [(n, blobs) for n in range(1, blobs + 1)]
+    assert checked and checked == [(n, len(checked)) for n in range(1, len(checked) + 1)]

@@ -36,7 +36,7 @@ def proxy(s3_server: Any) -> Iterator[FaultInjectingProxy]:
 
 @pytest.fixture
 def pack_url(s3: Any, proxy: FaultInjectingProxy) -> str:
-    proxy.configure(rate=0.0, kinds=FAULTS, seed=0, pass_first=0)
+    proxy.configure(rate=0.0, kinds=FAULTS, seed=0, pass_first=0, stall=STALL)
     url = s3.url("flaky.atpack")
     write_pack(url, s3.storage_options, BLOBS)  # straight to the server, no faults
     return url
@@ -228,7 +228,6 @@ def test_a_store_that_always_fails_is_a_storage_error_within_the_deadline(
     assert outcome.reads == 0
     assert pack_url in (outcome.error or "")
     assert elapsed < deadline + 1.5, outcome
-    proxy.configure(stall=STALL)
 
 
 def test_opening_through_a_store_that_always_fails_is_a_storage_error_within_the_deadline(
@@ -251,7 +250,7 @@ def test_a_missing_pack_is_not_retried(s3: Any, proxy: FaultInjectingProxy) -> N
 
 # --------------------------------------------------------------------------- uploads
 
-UPLOAD_BLOBS = sample_blobs(3, 4 * MiB, seed=7)  # 12 MiB: three parts of a multipart upload
+UPLOAD_BLOBS = sample_blobs(3, 4 * MiB, seed=7)  # 12 MiB: a multipart upload (of two parts, as s3fs buffers)
 OLD_BLOBS = sample_blobs(2, 1000, seed=8)
 PART = {"default_block_size": 5 * MiB}
 
