@@ -2,7 +2,8 @@
 
 A reader (torch, triton, another rank) sees a cache file whole or not at all: every file is
 written to a hidden temporary name beside its target and renamed over it, as torch and triton
-write their own cache files.
+write their own cache files. A writer killed mid-write leaves its hidden temporary behind;
+the next writer into that folder removes it once it is an hour old.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import errno
 import fcntl
 import hashlib
 import itertools
+import logging
 import os
 import secrets
 import stat
@@ -23,6 +25,8 @@ from collections.abc import Callable, Iterator
 from .errors import AtpackError, CacheFileError, StorageError, UnsafeContentError
 
 __all__ = ["CacheDir", "FileWrite", "Writes"]
+
+log = logging.getLogger(__name__)
 
 _TMP_PREFIX = ".atpack-"
 
@@ -159,6 +163,7 @@ class CacheDir:
         self._check_folder(folder)
         self._made.add(folder)
         self._absent.discard(folder)
+        _sweep(folder)
 
     @contextlib.contextmanager
     def locked(self, relative: str) -> Iterator[None]:
@@ -270,6 +275,32 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO for reading must not wait for a writer
 _temporary_names = itertools.count()
 _temporary_prefix = ""
+
+
+STALE_SECONDS = 3600.0
+"""A temporary file of ours untouched this long belongs to a writer that was killed: no write
+pauses that long, so a later writer into the same folder removes it."""
+
+
+def _sweep(folder: str) -> None:
+    """Remove the stale temporary files that killed writers left in `folder`."""
+    cutoff = time.time() - STALE_SECONDS
+    try:
+        with os.scandir(folder) as entries:
+            stale = [
+                e.path
+                for e in entries
+                if e.name.startswith(_TMP_PREFIX)
+                and e.name.endswith(".tmp")
+                and e.is_file(follow_symlinks=False)
+                and e.stat(follow_symlinks=False).st_mtime < cutoff
+            ]
+    except OSError:
+        return  # sweeping is housekeeping: never a reason to fail a write
+    for path in stale:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+            log.info("removed %s, left by a killed writer", path)
 
 
 def _temporary_name() -> str:

@@ -17,11 +17,15 @@ runs the same loops at a larger scale.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from reliability import CrashResult
+
+from atpack.files import STALE_SECONDS, CacheDir
 
 PROGRAM = Path(__file__).parent / "programs" / "crash.py"
 
@@ -79,3 +83,18 @@ def test_the_checks_catch_a_populate_that_writes_files_in_place(tmp_path: Path) 
     # the negative control: without the temporary file and the rename, kills leave partial files
     result = crash("populate", tmp_path, "--points", "40", "--in-place-writes")
     assert result.partial_files > 0 and result.incomplete_after_rerun > 0
+
+
+def test_a_later_writer_removes_the_stale_temporaries_of_killed_ones(tmp_path: Path) -> None:
+    folder = tmp_path / "ab"
+    folder.mkdir()
+    stale, recent, foreign = folder / ".atpack-123-beef-0.tmp", folder / ".atpack-456-cafe-0.tmp", folder / ".x.tmp"
+    for path in (stale, recent, foreign):
+        path.write_bytes(b"half a file")
+    old = time.time() - STALE_SECONDS - 60
+    for path in (stale, foreign):
+        os.utime(path, (old, old))
+    root = CacheDir(str(tmp_path))
+    root.write(root.path("ab/c.best_config"), b"{}")
+    # the killed writer's old file goes; a writer that may still be running, and others' files, stay
+    assert sorted(p.name for p in folder.iterdir()) == sorted([recent.name, foreign.name, "c.best_config"])

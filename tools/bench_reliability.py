@@ -130,7 +130,8 @@ def report(data: dict[str, Any], argv: str) -> str:
         "",
         "A populate run makes {calls} file-changing calls (each one a kill point); a pack write {create}. "
         "Temporaries left are hidden files of killed runs (`.atpack-<pid>-…tmp`, `.model.atpack.…tmp`); "
-        "nothing removes them yet.".format(calls=kills[0]["calls"], create=kills[2]["calls"]),
+        "a later populate into the same folder removes cache temporaries an hour old (these runs are "
+        "too quick to see it); pack temporaries stay.".format(calls=kills[0]["calls"], create=kills[2]["calls"]),
         "",
         "## Processes at once",
         "",
