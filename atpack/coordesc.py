@@ -16,6 +16,15 @@ its graph was saved with rather than the file's latest, an equally tuned config)
 `autotune_to_one_config`, which torch reaches on a hit when it re-adds candidates (a reduction
 whose recorded config spills registers gets smaller-block variants): when the recorded winner is
 among the candidates, it is kept without benchmarking, and without saving over the record.
+
+And it wraps `check_autotune_cache`, where a kernel can miss its own record. The record's path
+comes from the kernel's source, but torch also compares the record's `configs_hash` with a hash
+of the candidates in hand, and a kernel restored from the FX graph cache (a statically launched
+autotuner, torch 2.6+) hashes the configs it was compiled with, not the list its record was
+saved under: on an H200 training step that miss cost 9 autotuning and 11 coordinate-descent
+benchmark calls (`tools/results/gpu_e2e.md`). The source is the same, so the record still
+answers: a coordinate-descent result is used as torch would use it on a hit, and any other
+record when it names exactly one of the candidates.
 """
 
 from __future__ import annotations
@@ -35,13 +44,16 @@ def install() -> bool:
     """Install the replay in this process (idempotent). False if torch's internals are not the
     ones it was written for (then nothing changes)."""
     try:
-        from torch._inductor.runtime.autotune_cache import AutotuneCache
-        from torch._inductor.runtime.triton_heuristics import CachingAutotuner
+        from torch._inductor.runtime import autotune_cache, triton_heuristics
     except ImportError:
         return False
-    coordesc = getattr(CachingAutotuner, "coordinate_descent_tuning", None)
-    autotune = getattr(CachingAutotuner, "autotune_to_one_config", None)
-    if coordesc is None or autotune is None or not hasattr(AutotuneCache, "create"):
+    autotuner_cls = triton_heuristics.CachingAutotuner
+    coordesc = getattr(autotuner_cls, "coordinate_descent_tuning", None)
+    autotune = getattr(autotuner_cls, "autotune_to_one_config", None)
+    check = getattr(triton_heuristics, "check_autotune_cache", None)
+    load = getattr(autotune_cache, "_load_cached_autotuning", None)
+    hashable = getattr(triton_heuristics, "triton_config_to_hashable", None)
+    if coordesc is None or autotune is None or not hasattr(autotune_cache.AutotuneCache, "create"):
         log.info("this torch's CachingAutotuner is not the one atpack knows: not replaying tuning results")
         return False
     if getattr(coordesc, _MARK, False):
@@ -67,11 +79,26 @@ def install() -> bool:
             return None
         return autotune(self, *args, **kwargs)
 
-    for wrapper, original in ((coordinate_descent_tuning, coordesc), (autotune_to_one_config, autotune)):
+    def check_autotune_cache(configs: Any, filename: Any, inductor_meta: Any) -> Any:
+        assert check is not None and load is not None and hashable is not None
+        found, cache, info = check(configs, filename, inductor_meta)
+        if info.get("autotune_cache_state") != "miss" or cache is None or not configs:
+            return found, cache, info
+        best = _answer(_read(_local_path(cache)), configs, inductor_meta, load)
+        if best is None:
+            return found, cache, info
+        log.debug("replayed %s's recorded config, which torch missed (configs hash)", filename)
+        return [best], cache, {"best_config": hashable(best), "autotune_cache_state": "hit"}
+
+    wrappers: list[tuple[Any, Any]] = [(coordinate_descent_tuning, coordesc), (autotune_to_one_config, autotune)]
+    if check is not None and load is not None and hashable is not None:
+        wrappers.append((check_autotune_cache, check))
+        triton_heuristics.check_autotune_cache = check_autotune_cache
+    for wrapper, original in wrappers:
         setattr(wrapper, _MARK, True)
         wrapper.__doc__ = original.__doc__
-    CachingAutotuner.coordinate_descent_tuning = coordinate_descent_tuning  # type: ignore[method-assign]
-    CachingAutotuner.autotune_to_one_config = autotune_to_one_config  # type: ignore[method-assign]
+    autotuner_cls.coordinate_descent_tuning = coordinate_descent_tuning  # type: ignore[method-assign]
+    autotuner_cls.autotune_to_one_config = autotune_to_one_config  # type: ignore[method-assign]
     return True
 
 
@@ -87,16 +114,22 @@ def best_config_path(autotuner: Any) -> str | None:
         cache = AutotuneCache.create(getattr(autotuner, "inductor_meta", {}), filename, "")
     except Exception:
         return None
+    return _local_path(cache)
+
+
+def _local_path(cache: Any) -> str | None:
     local = getattr(cache, "local_cache", None)
     return str(local[1]) if local else None
 
 
 def _recorded(autotuner: Any) -> dict[str, Any] | None:
-    """The kernel's `.best_config`, if it has one. Its `configs_hash` is not checked: a kernel
-    restored from the FX graph cache hashes the configs it was compiled with rather than its
-    candidates, and misses its own record; the callers only use a record that names one of the
-    kernel's current configs exactly."""
-    path = best_config_path(autotuner)
+    """The kernel's `.best_config`, if it has one. Its `configs_hash` is not checked (see the
+    module's documentation); the callers only use a record that names one of the kernel's
+    current configs exactly, or a coordinate-descent result."""
+    return _read(best_config_path(autotuner))
+
+
+def _read(path: str | None) -> dict[str, Any] | None:
     if path is None:
         return None
     try:
@@ -105,6 +138,22 @@ def _recorded(autotuner: Any) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return best if isinstance(best, dict) else None
+
+
+def _answer(best: dict[str, Any] | None, configs: list[Any], inductor_meta: dict[str, Any], load: Any) -> Any:
+    """The config a record gives a kernel whose candidates hash differently from the ones it
+    was saved under, through torch's own reading of a record (`_load_cached_autotuning`): a
+    coordinate-descent result (when coordinate descent is on), or the one candidate it names."""
+    if best is None or not isinstance(best.get("configs_hash"), str):
+        return None
+    by_coordesc = bool(inductor_meta.get("coordinate_descent_tuning")) and best.get("found_by_coordesc") is True
+    if not by_coordesc and sum(_same(best, config) for config in configs) != 1:
+        return None
+    try:
+        return load(dict(best), best["configs_hash"], configs, inductor_meta)
+    except Exception:  # a record torch cannot read: torch tunes, as it would have
+        log.debug("could not replay %s", best, exc_info=True)
+        return None
 
 
 def _same(best: dict[str, Any], config: Any) -> bool:

@@ -99,3 +99,22 @@ def test_a_recorded_coordinate_descent_result_is_not_searched_again(kernel_sourc
         "marked": True,
         "autotune_chose_recorded": True,
     }
+
+
+def test_a_record_answers_a_kernel_whose_candidates_hash_differently(kernel_sources: list[str], tmp_path: Path) -> None:
+    """A kernel restored from the FX graph cache checks its record against the configs it was
+    compiled with, not the list the record was saved under: torch misses; with atpack's replay
+    a coordinate-descent result, or a winner among the candidates, still answers."""
+    reduction = kernel_sources[0]
+    plain = _run("recorded_config.py", reduction, TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "a"))
+    assert {name: r["state"] for name, r in plain.items()} == {
+        "coordesc result": "miss",
+        "heuristic winner compiled": "miss",
+        "heuristic winner dropped": "miss",
+    }
+    replayed = _run("recorded_config.py", reduction, "--replay", TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "b"))
+    for name in ("coordesc result", "heuristic winner compiled"):
+        assert replayed[name]["state"] == "hit"
+        assert replayed[name]["configs"] == [replayed[name]["recorded"]]
+    assert replayed["coordesc result"]["found_by_coordesc"] is True
+    assert replayed["heuristic winner dropped"]["state"] == "miss", "a winner not among the candidates is not made up"

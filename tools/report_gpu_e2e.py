@@ -7,6 +7,7 @@ Needs matplotlib (not an atpack dependency).
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,29 +16,60 @@ PHASES = ("cold", "megacache", "atpack-safe", "atpack-full", "hot")
 MODELS = {"mlp": "MLP, inference", "block": "transformer block, training", "kernel": "@triton.autotune kernel"}
 
 
-def bench(model: dict[str, Any]) -> tuple[int, int]:
-    b = model["benchmarks"]
-    return b["autotune"] + b["other"] + b["triton_autotune"], b["coordesc"]
+def runs(r: dict[str, Any], phase: str) -> list[dict[str, Any]]:
+    """Every run of a phase that finished: the first round's and its repeats."""
+    first = r["phases"].get(phase)
+    if first is None:
+        return []
+    return [run for run in [first, *first.get("repeats", [])] if "models" in run]
+
+
+def first_step(r: dict[str, Any], phase: str, model: str) -> float:
+    """The median first-step time of a phase's runs."""
+    return float(statistics.median(run["models"][model]["first_step_s"] for run in runs(r, phase)))
+
+
+def bench(r: dict[str, Any], phase: str, model: str) -> tuple[int, int]:
+    """Benchmark calls (autotuning, coordinate descent) of the phase's run that made the most."""
+    counts = [run["models"][model]["benchmarks"] for run in runs(r, phase)]
+    return (
+        max(b["autotune"] + b["other"] + b["triton_autotune"] for b in counts),
+        max(b["coordesc"] for b in counts),
+    )
 
 
 def table(r: dict[str, Any]) -> list[str]:
     lines = [
-        "| phase | " + " | ".join(MODELS.values()) + " | populate s | bytes read |",
-        "|---|" + "---:|" * (len(MODELS) + 2),
+        "| phase | runs | " + " | ".join(MODELS.values()) + " | populate s | bytes read |",
+        "|---|" + "---:|" * (len(MODELS) + 3),
     ]
     for phase in PHASES:
-        p = r["phases"].get(phase)
-        if p is None or "models" not in p:
+        done = runs(r, phase)
+        if not done:
             continue
         cells = []
         for m in MODELS:
-            v = p["models"][m]
-            tuned, coordesc = bench(v)
-            cells.append(f"{v['first_step_s']:.2f} s ({tuned} + {coordesc})")
-        load = p.get("load", {})
-        seconds = f"{load['seconds']:.2f}" if load else "-"
-        read = f"{load['bytes_read']:,}" if load else "-"
-        lines.append(f"| {phase} | " + " | ".join(cells) + f" | {seconds} | {read} |")
+            tuned, coordesc = bench(r, phase, m)
+            cells.append(f"{first_step(r, phase, m):.2f} s ({tuned} + {coordesc})")
+        loads = [run["load"] for run in done if "load" in run]
+        seconds = f"{statistics.median(x['seconds'] for x in loads):.2f}" if loads else "-"
+        read = f"{loads[0]['bytes_read']:,}" if loads else "-"
+        lines.append(f"| {phase} | {len(done)} | " + " | ".join(cells) + f" | {seconds} | {read} |")
+    return lines
+
+
+def acceptance(r: dict[str, Any]) -> list[str]:
+    """The issue's points, computed from the run."""
+    save = r["phases"]["cold"]["save"]
+    lines = ["| check | " + " | ".join(MODELS.values()) + " |", "|---|" + "---|" * len(MODELS)]
+    safe = [bench(r, "atpack-safe", m) for m in MODELS]
+    lines.append("| atpack-safe benchmark calls, every run | " + " | ".join(f"{a} + {c}" for a, c in safe) + " |")
+    cells = []
+    for m in MODELS:
+        full, hot, mega = (first_step(r, p, m) for p in ("atpack-full", "hot", "megacache"))
+        cells.append(f"{full / hot:.2f}x hot, {full / mega:.3f}x megacache")
+    lines.append("| atpack-full first step (medians) | " + " | ".join(cells) + " |")
+    lines += ["", f"Megacache blob / pack: {save['megacache_bytes'] / save['pack_bytes']:.1f}x."]
     return lines
 
 
@@ -49,12 +81,12 @@ def chart(r: dict[str, Any], path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(MODELS), figsize=(13, 4))
     for ax, (m, title) in zip(axes, MODELS.items()):
-        phases = [p for p in PHASES if p in r["phases"] and "models" in r["phases"][p]]
-        values = [r["phases"][p]["models"][m]["first_step_s"] for p in phases]
+        phases = [p for p in PHASES if runs(r, p)]
+        values = [first_step(r, p, m) for p in phases]
         bars = ax.bar(phases, values, color=["#999", "#c66", "#6a6", "#393", "#69c"][: len(phases)])
         ax.set_yscale("log")
         ax.set_title(title)
-        ax.set_ylabel("first step, s (log)")
+        ax.set_ylabel("first step, s (median, log)")
         ax.tick_params(axis="x", rotation=30)
         for bar, value in zip(bars, values):
             ax.annotate(
@@ -74,12 +106,15 @@ def main() -> None:
         "",
         f"`{r['command']}` on {r['machine'].get('device')}, torch {r['machine'].get('torch')}, "
         f"triton {r['machine'].get('triton')}, Python {r['machine'].get('python')}; "
-        "one run, each phase a fresh process.",
+        "each run a fresh process with fresh cache folders (hot: the cold run's). The timed warm phases ran "
+        "again in later rounds, in a rotated order.",
         "",
-        "First compiled step per model (benchmark calls made by that process: autotuning + coordinate descent, "
-        "counted at the source):",
+        "First compiled step per model, the median of the phase's runs (benchmark calls made by a process, "
+        "the most of any run: autotuning + coordinate descent, counted at the source):",
         "",
         *table(r),
+        "",
+        *acceptance(r),
         "",
         f"Pack: {save['pack_bytes']:,} bytes; torch's Megacache blob of the same run: "
         f"{save['megacache_bytes']:,} bytes "
