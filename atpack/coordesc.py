@@ -15,7 +15,9 @@ which is what torch meant to do (a kernel restored from the FX graph cache may h
 its graph was saved with rather than the file's latest, an equally tuned config). It also wraps
 `autotune_to_one_config`, which torch reaches on a hit when it re-adds candidates (a reduction
 whose recorded config spills registers gets smaller-block variants): when the recorded winner is
-among the candidates, it is kept without benchmarking, and without saving over the record.
+among the candidates, it is kept without benchmarking, and without saving over the record; a
+recorded coordinate-descent result that is not among them (the kernel missed its record, below)
+is compiled, as torch compiles one on a hit, instead of benchmarking the candidates.
 
 And it wraps `check_autotune_cache`, where a kernel can miss its own record. The record's path
 comes from the kernel's source, but torch also compares the record's `configs_hash` with a hash
@@ -76,6 +78,10 @@ def install() -> bool:
             if best is not None and best.get("found_by_coordesc") is True:
                 chosen[0].config.found_by_coordesc = True
             self.launchers = chosen
+            return None
+        if not chosen and load is not None and (launcher := _compile_recorded(self, best, load)) is not None:
+            log.debug("replayed %s's recorded coordinate-descent result, not among its candidates", self.filename)
+            self.launchers = [launcher]
             return None
         return autotune(self, *args, **kwargs)
 
@@ -154,6 +160,28 @@ def _answer(best: dict[str, Any] | None, configs: list[Any], inductor_meta: dict
     except Exception:  # a record torch cannot read: torch tunes, as it would have
         log.debug("could not replay %s", best, exc_info=True)
         return None
+
+
+def _compile_recorded(autotuner: Any, best: dict[str, Any] | None, load: Any) -> Any:
+    """A launcher for a recorded coordinate-descent result that is not among the kernel's
+    candidates (it missed its record on the way, see the module's documentation), compiled as
+    torch compiles one on a hit; None if there is none or it cannot be built."""
+    meta = getattr(autotuner, "inductor_meta", {})
+    if best is None or not (meta.get("coordinate_descent_tuning") and best.get("found_by_coordesc") is True):
+        return None
+    config = _answer(best, [], meta, load)
+    if config is None:
+        return None
+    try:
+        if getattr(autotuner.fn, "fn", None) is None:  # compiled in a worker: load it here, as coordesc does
+            autotuner.fn = autotuner._reload_kernel().fn
+        with autotuner.lock:
+            launcher = autotuner._precompile_config(config).make_launcher()
+    except Exception:  # torch's internals moved: tune, as torch would have
+        log.debug("could not compile the recorded config of %s", autotuner.filename, exc_info=True)
+        return None
+    launcher.config.found_by_coordesc = True
+    return launcher
 
 
 def _same(best: dict[str, Any], config: Any) -> bool:

@@ -87,10 +87,11 @@ def test_triton_hits_populated_autotune_results_without_benchmarking(tmp_path: P
 
 def test_a_recorded_coordinate_descent_result_is_not_searched_again(kernel_sources: list[str], tmp_path: Path) -> None:
     """Torch 2.8-2.13 lose the found_by_coordesc mark between reading a `.best_config` and
-    launching: without atpack's replay the process searches again; with it, it does not."""
+    launching, and can be handed candidates without the recorded winner: without atpack's
+    replay the process searches and benchmarks again; with it, it does not."""
     reduction = kernel_sources[0]
     plain = _run("coordesc_replay.py", reduction, TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "a"))
-    assert plain["searches"] == 1 and plain["benchmarks"] == 1
+    assert plain["searches"] == 1 and plain["benchmarks"] == 2 and not plain["compiled_recorded"]
     replayed = _run("coordesc_replay.py", reduction, "--replay", TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "b"))
     assert replayed == {
         "searches": 0,
@@ -98,6 +99,8 @@ def test_a_recorded_coordinate_descent_result_is_not_searched_again(kernel_sourc
         "coordesc_returned_same": True,
         "marked": True,
         "autotune_chose_recorded": True,
+        "compiled_recorded": True,
+        "kept_compiled_marked": True,
     }
 
 

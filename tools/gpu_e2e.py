@@ -135,6 +135,7 @@ class Counts:
         self.n: dict[str, int] = {"autotune": 0, "coordesc": 0, "other": 0, "triton_autotune": 0}
         self.where: list[str] = []
         self.context: list[str] = []
+        self.checks: list[str] = []
 
     def install(self) -> None:
         from torch._inductor.runtime import benchmarking, triton_heuristics
@@ -145,6 +146,7 @@ class Counts:
         cls = triton_heuristics.CachingAutotuner
         for method, label in (("benchmark_all_configs", "autotune"), ("coordinate_descent_tuning", "coordesc")):
             self._wrap_context(cls, method, label)
+        self._wrap_check(triton_heuristics)
         with contextlib.suppress(ImportError):
             from triton.runtime.autotuner import Autotuner
 
@@ -194,6 +196,23 @@ class Counts:
                 counts.context.pop()
 
         setattr(cls, method, within)
+
+    def _wrap_check(self, module: Any) -> None:
+        """Torch's own autotune-cache checks in this process (installed before atpack's replay,
+        so it sees what torch alone decided): the misses, with the hashes compared."""
+        original = module.check_autotune_cache
+
+        def check(configs: Any, filename: Any, inductor_meta: Any) -> Any:
+            found, cache, info = original(configs, filename, inductor_meta)
+            if info.get("autotune_cache_state") == "miss":
+                recorded = _best_config_at(cache)
+                self.checks.append(
+                    f"miss in {_caller()}: {os.path.basename(filename or '')}"
+                    f" {len(configs)} configs hash {module.hash_configs(configs)[:12]}, record {recorded}"
+                )
+            return found, cache, info
+
+        module.check_autotune_cache = check
 
     def snapshot(self) -> dict[str, int]:
         return dict(self.n)
@@ -246,6 +265,25 @@ class _ReplayLog(logging.Handler):
         return handler
 
 
+def _caller() -> str:
+    """The torch function that asked for the autotune-cache check (past atpack's wrapper)."""
+    frame = sys._getframe(2)
+    while frame.f_back is not None and frame.f_code.co_name == "check_autotune_cache":
+        frame = frame.f_back
+    return frame.f_code.co_name
+
+
+def _best_config_at(cache: Any) -> str:
+    local = getattr(cache, "local_cache", None)
+    if not local:
+        return "none"
+    try:
+        with open(local[1]) as f:
+            return f.read()[:220]
+    except OSError:
+        return "absent"
+
+
 def triton_folders() -> set[str]:
     root = os.environ["TRITON_CACHE_DIR"]
     return set(os.listdir(root)) if os.path.isdir(root) else set()
@@ -283,7 +321,7 @@ def worker(phase: str, work: Path, smoke: bool) -> dict[str, Any]:
     with recording:
         for name in MODELS:
             before, folders = counts.snapshot(), triton_folders()
-            mark, replayed, timed = len(counts.where), len(replays.messages), _timed()
+            mark, replayed, timed, checked = len(counts.where), len(replays.messages), _timed(), len(counts.checks)
             step = build(name, smoke)
             if not smoke:
                 torch.cuda.synchronize()
@@ -307,6 +345,7 @@ def worker(phase: str, work: Path, smoke: bool) -> dict[str, Any]:
                 "triton_compiles": len(new - host),
                 "host_modules_built": len(host),
                 "atpack_replays": replays.messages[replayed:],
+                "torch_misses": counts.checks[checked : checked + 40],
                 "timed_s": _slowest(timed, _timed()),
                 "where": counts.where[mark : mark + 60],
             }
