@@ -241,7 +241,11 @@ def _is_autotune_folder(path: str) -> bool:
 
 
 class _CoordescRecording:
-    """What coordinate descent found for each kernel during the block, by `.best_config` path."""
+    """What coordinate descent found for each kernel during the block, by `.best_config` path:
+    every result torch saves as coordinate descent's, and every later save of a config that
+    coordinate descent found, which torch records as a plain autotuning result (a kernel that
+    hit its record re-adds smaller-block candidates, benchmarks them, and saves the winner
+    without the mark)."""
 
     def __init__(self, cls: Any, original: Any, found: dict[str, tuple[Any, ...]]) -> None:
         self._cls, self._original, self._found = cls, original, found
@@ -251,27 +255,24 @@ class _CoordescRecording:
         if "torch" not in sys.modules:
             return None
         try:
-            from torch._inductor.runtime.triton_heuristics import CachingAutotuner
+            from torch._inductor.runtime.autotune_cache import AutotuneCache
         except ImportError:
             return None
-        from .coordesc import best_config_path
-
-        original: Any = CachingAutotuner.coordinate_descent_tuning
+        original: Any = AutotuneCache.save
         found: dict[str, tuple[Any, ...]] = {}
 
-        def coordinate_descent_tuning(self: Any, launcher: Any, *args: Any, **kwargs: Any) -> Any:
-            best = original(self, launcher, *args, **kwargs)
-            config = getattr(best, "config", None)
-            path = best_config_path(self)
-            if config is not None and path is not None:
-                found[path] = (tuple(config.kwargs.items()), config.num_warps, config.num_stages)
-            return best
+        def save(self: Any, config: Any, time_taken_ns: Any, found_by_coordesc: bool = False, *a: Any, **k: Any) -> Any:
+            result = original(self, config, time_taken_ns, found_by_coordesc, *a, **k)
+            local = getattr(self, "local_cache", None)
+            if local and (found_by_coordesc or getattr(config, "found_by_coordesc", False) is True):
+                found[str(local[1])] = (tuple(config.kwargs.items()), config.num_warps, config.num_stages)
+            return result
 
-        CachingAutotuner.coordinate_descent_tuning = coordinate_descent_tuning  # type: ignore[method-assign]
-        return cls(CachingAutotuner, original, found)
+        AutotuneCache.save = save  # type: ignore[method-assign]
+        return cls(AutotuneCache, original, found)
 
     def stop(self, inductor_dir: str) -> dict[str, tuple[tuple[tuple[str, Any], ...], int, int]]:
-        self._cls.coordinate_descent_tuning = self._original
+        self._cls.save = self._original
         root = os.path.abspath(inductor_dir)
         return {
             os.path.relpath(path, root): value  # type: ignore[misc]

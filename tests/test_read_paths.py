@@ -121,3 +121,16 @@ def test_a_record_answers_a_kernel_whose_candidates_hash_differently(kernel_sour
         assert replayed[name]["configs"] == [replayed[name]["recorded"]]
     assert replayed["coordesc result"]["found_by_coordesc"] is True
     assert replayed["heuristic winner dropped"]["state"] == "miss", "a winner not among the candidates is not made up"
+
+
+def test_a_capture_keeps_coordinate_descent_results_that_torch_saves_over(
+    kernel_sources: list[str], tmp_path: Path
+) -> None:
+    """A re-run of autotuning saves coordinate descent's result again without its mark; the
+    capture packs it as coordinate descent's, so a warm start does not search again."""
+    result = _run(
+        "capture_resave.py", kernel_sources[0], str(tmp_path / "p.atpack"), TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "i")
+    )
+    assert result["file"] == {"num_warps": result["searched_num_warps"], "found_by_coordesc": False}
+    assert result["pack"] == {"num_warps": result["searched_num_warps"], "found_by_coordesc": True}
+    assert any("kept coordinate descent's result" in note for note in result["notes"])

@@ -136,6 +136,7 @@ class Counts:
         self.where: list[str] = []
         self.context: list[str] = []
         self.checks: list[str] = []
+        self.saves: list[str] = []
 
     def install(self) -> None:
         from torch._inductor.runtime import benchmarking, triton_heuristics
@@ -147,6 +148,7 @@ class Counts:
         for method, label in (("benchmark_all_configs", "autotune"), ("coordinate_descent_tuning", "coordesc")):
             self._wrap_context(cls, method, label)
         self._wrap_check(triton_heuristics)
+        self._wrap_save()
         with contextlib.suppress(ImportError):
             from triton.runtime.autotuner import Autotuner
 
@@ -213,6 +215,24 @@ class Counts:
             return found, cache, info
 
         module.check_autotune_cache = check
+
+    def _wrap_save(self) -> None:
+        """Every `.best_config` this process saves: which file, what, marked how, from where."""
+        from torch._inductor.runtime.autotune_cache import AutotuneCache
+
+        original = AutotuneCache.save
+
+        def save(cache: Any, config: Any, time_taken_ns: Any, found_by_coordesc: bool = False, *a: Any) -> Any:
+            local = getattr(cache, "local_cache", None)
+            frames = [f.name for f in traceback.extract_stack(limit=6)[:-1]]
+            self.saves.append(
+                f"{os.path.basename(str(local[1]))[:12] if local else '-'} {dict(config.kwargs)} w{config.num_warps}"
+                f" coordesc={found_by_coordesc} mark={getattr(config, 'found_by_coordesc', '-')}"
+                f" from {' < '.join(reversed(frames))}"
+            )
+            return original(cache, config, time_taken_ns, found_by_coordesc, *a)
+
+        AutotuneCache.save = save
 
     def snapshot(self) -> dict[str, int]:
         return dict(self.n)
@@ -321,7 +341,8 @@ def worker(phase: str, work: Path, smoke: bool) -> dict[str, Any]:
     with recording:
         for name in MODELS:
             before, folders = counts.snapshot(), triton_folders()
-            mark, replayed, timed, checked = len(counts.where), len(replays.messages), _timed(), len(counts.checks)
+            mark, replayed, timed = len(counts.where), len(replays.messages), _timed()
+            checked, saved = len(counts.checks), len(counts.saves)
             step = build(name, smoke)
             if not smoke:
                 torch.cuda.synchronize()
@@ -346,6 +367,7 @@ def worker(phase: str, work: Path, smoke: bool) -> dict[str, Any]:
                 "host_modules_built": len(host),
                 "atpack_replays": replays.messages[replayed:],
                 "torch_misses": counts.checks[checked : checked + 40],
+                "saves": counts.saves[saved : saved + 150],
                 "timed_s": _slowest(timed, _timed()),
                 "where": counts.where[mark : mark + 60],
             }
