@@ -222,7 +222,9 @@ class Counts:
 
         original = AutotuneCache.save
 
-        def save(cache: Any, config: Any, time_taken_ns: Any, found_by_coordesc: bool = False, *a: Any) -> Any:
+        def save(
+            cache: Any, config: Any, time_taken_ns: Any, found_by_coordesc: bool = False, *a: Any, **k: Any
+        ) -> Any:
             local = getattr(cache, "local_cache", None)
             frames = [f.name for f in traceback.extract_stack(limit=6)[:-1]]
             self.saves.append(
@@ -230,7 +232,7 @@ class Counts:
                 f" coordesc={found_by_coordesc} mark={getattr(config, 'found_by_coordesc', '-')}"
                 f" from {' < '.join(reversed(frames))}"
             )
-            return original(cache, config, time_taken_ns, found_by_coordesc, *a)
+            return original(cache, config, time_taken_ns, found_by_coordesc, *a, **k)
 
         AutotuneCache.save = save
 
