@@ -27,12 +27,18 @@ saved under: on an H200 training step that miss cost 9 autotuning and 11 coordin
 benchmark calls (`tools/results/gpu_e2e.md`). The source is the same, so the record still
 answers: a coordinate-descent result is used as torch would use it on a hit, and any other
 record when it names exactly one of the candidates.
+
+A kernel restored from the FX graph cache also carries the absolute path it was compiled at, on
+the machine that compiled it, and torch looks for its record beside that path. Where that is
+outside this process's Inductor folder (another machine's folder, or another `TORCHINDUCTOR_CACHE_DIR`),
+the replay looks in this folder instead, at the same place relative to it, where a pack put it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any
 
 __all__ = ["best_config_path", "install"]
@@ -87,6 +93,7 @@ def install() -> bool:
 
     def check_autotune_cache(configs: Any, filename: Any, inductor_meta: Any) -> Any:
         assert check is not None and load is not None and hashable is not None
+        filename = _here(filename)
         found, cache, info = check(configs, filename, inductor_meta)
         if info.get("autotune_cache_state") != "miss" or cache is None or not configs:
             return found, cache, info
@@ -117,10 +124,25 @@ def best_config_path(autotuner: Any) -> str | None:
     if not filename:
         return None
     try:
-        cache = AutotuneCache.create(getattr(autotuner, "inductor_meta", {}), filename, "")
+        cache = AutotuneCache.create(getattr(autotuner, "inductor_meta", {}), _here(filename), "")
     except Exception:
         return None
     return _local_path(cache)
+
+
+def _here(filename: Any) -> Any:
+    """A kernel module's path in this process's Inductor folder: the same path if it is in it,
+    else the same shard and name in it (see the module's documentation)."""
+    if not isinstance(filename, str) or not os.path.isabs(filename):
+        return filename
+    try:
+        from torch._inductor.runtime.cache_dir_utils import cache_dir
+    except ImportError:
+        return filename
+    root = os.path.abspath(cache_dir())
+    if os.path.abspath(filename).startswith(root + os.sep):
+        return filename
+    return os.path.join(root, os.path.basename(os.path.dirname(filename)), os.path.basename(filename))
 
 
 def _local_path(cache: Any) -> str | None:

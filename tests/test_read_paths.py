@@ -134,3 +134,22 @@ def test_a_capture_keeps_coordinate_descent_results_that_torch_saves_over(
     assert result["file"] == {"num_warps": result["searched_num_warps"], "found_by_coordesc": False}
     assert result["pack"] == {"num_warps": result["searched_num_warps"], "found_by_coordesc": True}
     assert any("kept coordinate descent's result" in note for note in result["notes"])
+
+
+def test_a_kernel_compiled_under_another_folder_reads_its_record_from_this_one(
+    kernel_sources: list[str], tmp_path: Path
+) -> None:
+    """Torch looks for a restored kernel's record beside the path it was compiled at; with
+    atpack's replay, the record populated into this process's folder answers instead."""
+    plain = _run(
+        "foreign_path.py", kernel_sources[0], str(tmp_path / "old-a"), TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "a")
+    )
+    assert plain == {"state": "hit", "config": "old"}
+    replayed = _run(
+        "foreign_path.py",
+        kernel_sources[0],
+        str(tmp_path / "old-b"),
+        "--replay",
+        TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "b"),
+    )
+    assert replayed == {"state": "hit", "config": "here"}

@@ -3,7 +3,11 @@
     python tools/gpu_e2e.py --out DIR          the full run (an NVIDIA GPU; about 6 minutes on an H100)
     python tools/gpu_e2e.py --out DIR --smoke  the same orchestration on the CPU, tiny models
 
-Each phase runs in a fresh process with fresh cache folders (except `hot`):
+Each phase runs in a fresh process with fresh cache folders (except `hot`), all at one path, as
+on a fresh machine with torch's default cache folder: torch's FX graph cache restores kernels
+with the absolute path they were compiled at, so a phase with folders of its own would read and
+write the cold run's `.best_config` files through them. Between phases, each phase's folders
+are moved aside (the cold run's are moved back for `hot`).
   cold         compile and run the three models with mode="max-autotune-no-cudagraphs" inside
                `atpack.capture()`; save the pack, and torch's Megacache blob
   megacache    torch.compiler.load_cache_artifacts(blob), then the first step
@@ -452,10 +456,22 @@ def main() -> None:
 
 
 def run_phase(phase: str, work: Path, out: Path, smoke: bool) -> dict[str, Any]:
-    """One phase in a fresh process, with fresh cache folders except for `hot`."""
-    caches = work / ("cold" if phase == "hot" else phase)
-    if phase not in ("cold", "hot"):
-        shutil.rmtree(caches, ignore_errors=True)
+    """One phase in a fresh process, with fresh cache folders except for `hot`, at the one path
+    every phase uses (`work/caches`); afterwards they are kept aside as `work/<phase>`."""
+    caches, kept = work / "caches", work / ("cold" if phase == "hot" else phase)
+    shutil.rmtree(caches, ignore_errors=True)
+    if phase == "hot":
+        kept.rename(caches)
+    else:
+        shutil.rmtree(kept, ignore_errors=True)
+    try:
+        return _run_worker(phase, work, out, smoke, caches)
+    finally:
+        if caches.exists():
+            caches.rename(kept)
+
+
+def _run_worker(phase: str, work: Path, out: Path, smoke: bool, caches: Path) -> dict[str, Any]:
     env = {
         **os.environ,
         "TORCHINDUCTOR_CACHE_DIR": str(caches / "inductor"),
