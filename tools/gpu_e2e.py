@@ -7,7 +7,9 @@ Each phase runs in a fresh process with fresh cache folders (except `hot`), all 
 on a fresh machine with torch's default cache folder: torch's FX graph cache restores kernels
 with the absolute path they were compiled at, so a phase with folders of its own would read and
 write the cold run's `.best_config` files through them. Between phases, each phase's folders
-are moved aside (the cold run's are moved back for `hot`).
+are moved aside (the cold run's are moved back for `hot`). With `--paths per-phase`, each phase
+has folders at a path of its own instead, as on a machine whose cache folder path differs from
+the capturing machine's (the cold run's folders are moved aside all the same).
   cold         compile and run the three models with mode="max-autotune-no-cudagraphs" inside
                `atpack.capture()`; save the pack, and torch's Megacache blob
   megacache    torch.compiler.load_cache_artifacts(blob), then the first step
@@ -20,8 +22,8 @@ backward; a user `@triton.autotune` kernel (24 configs, 2 tuning keys) at two sh
 Counted at the source, per model and phase: GPU benchmark calls made through Inductor's
 benchmarker (split into pointwise/reduction autotuning, coordinate descent, and the rest: GEMM
 autotuning and fusion benchmarks), `@triton.autotune` benchmark calls, Triton kernels compiled
-(new folders in the Triton cache), and records atpack's replay answered that torch missed.
-Outputs are compared with the cold run's.
+(new folders in the Triton cache); and torch's own autotune-cache misses and `.best_config`
+saves. Outputs are compared with the cold run's.
 
 After the first round, the timed warm phases (megacache, atpack-full, hot) run again, in a
 rotated order, for `--rounds` rounds in all or until `--budget-s` would be overrun; each run is
@@ -33,7 +35,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import platform
 import shutil
@@ -271,26 +272,6 @@ def _slowest(before: dict[str, float], after: dict[str, float], n: int = 12) -> 
     return {name: round(t, 4) for name, t in sorted(spent.items(), key=lambda kv: -kv[1])[:n] if t > 0.001}
 
 
-class _ReplayLog(logging.Handler):
-    """The records atpack's replay answered where torch missed (`atpack.coordesc`, debug)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith("replayed"):
-            self.messages.append(record.getMessage())
-
-    @classmethod
-    def install(cls) -> _ReplayLog:
-        handler = cls()
-        logger = logging.getLogger("atpack.coordesc")
-        logger.setLevel(logging.DEBUG)
-        logger.addHandler(handler)
-        return handler
-
-
 def _caller() -> str:
     """The torch function that asked for the autotune-cache check (past atpack's wrapper)."""
     frame = sys._getframe(2)
@@ -328,7 +309,6 @@ def worker(phase: str, work: Path, smoke: bool) -> dict[str, Any]:
     result: dict[str, Any] = {"phase": phase, "import_s": time.perf_counter() - started, "models": {}}
     counts = Counts()
     counts.install()
-    replays = _ReplayLog.install()
     pack, blob = work / "model.atpack", work / "megacache.bin"
     start = time.perf_counter()
     if phase == "megacache":
@@ -347,7 +327,7 @@ def worker(phase: str, work: Path, smoke: bool) -> dict[str, Any]:
     with recording:
         for name in MODELS:
             before, folders = counts.snapshot(), triton_folders()
-            mark, replayed, timed = len(counts.where), len(replays.messages), _timed()
+            mark, timed = len(counts.where), _timed()
             checked, saved = len(counts.checks), len(counts.saves)
             step = build(name, smoke)
             if not smoke:
@@ -371,7 +351,6 @@ def worker(phase: str, work: Path, smoke: bool) -> dict[str, Any]:
                 "benchmarks": {k: after[k] - before[k] for k in after},
                 "triton_compiles": len(new - host),
                 "host_modules_built": len(host),
-                "atpack_replays": replays.messages[replayed:],
                 "torch_misses": counts.checks[checked : checked + 40],
                 "saves": counts.saves[saved : saved + 150],
                 "timed_s": _slowest(timed, _timed()),
@@ -420,6 +399,7 @@ def main() -> None:
     parser.add_argument("--phases", default=",".join(PHASES))
     parser.add_argument("--rounds", type=int, default=3, help="runs of each timed warm phase (default 3)")
     parser.add_argument("--budget-s", type=float, default=570, help="start no repeat that would end later")
+    parser.add_argument("--paths", choices=("one", "per-phase"), default="one", help="cache folder paths (above)")
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny models: checks the orchestration")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -439,7 +419,7 @@ def main() -> None:
     phases = args.phases.split(",")
     started = time.perf_counter()
     for phase in phases:
-        results["phases"][phase] = run_phase(phase, work, out, args.smoke)
+        results["phases"][phase] = run_phase(phase, work, out, args.smoke, args.paths == "one")
         (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
         print(f"{phase}: {summary(results['phases'][phase])}", flush=True)
     repeated = [p for p in REPEATED if p in phases and "models" in results["phases"][p]]
@@ -449,16 +429,18 @@ def main() -> None:
             if time.perf_counter() - started + 1.2 * record["process_s"] > args.budget_s:
                 print(f"round {n + 1}: {phase} skipped (budget)", flush=True)
                 continue
-            again = run_phase(phase, work, out, args.smoke)
+            again = run_phase(phase, work, out, args.smoke, args.paths == "one")
             record.setdefault("repeats", []).append(again)
             (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
             print(f"round {n + 1}: {phase}: {summary(again)}", flush=True)
 
 
-def run_phase(phase: str, work: Path, out: Path, smoke: bool) -> dict[str, Any]:
+def run_phase(phase: str, work: Path, out: Path, smoke: bool, one_path: bool = True) -> dict[str, Any]:
     """One phase in a fresh process, with fresh cache folders except for `hot`, at the one path
-    every phase uses (`work/caches`); afterwards they are kept aside as `work/<phase>`."""
-    caches, kept = work / "caches", work / ("cold" if phase == "hot" else phase)
+    every phase uses (`work/caches`) or at one of its own; afterwards they are kept aside as
+    `work/<phase>`."""
+    name = "cold" if phase == "hot" else phase
+    caches, kept = work / ("caches" if one_path else f"caches-{name}"), work / name
     shutil.rmtree(caches, ignore_errors=True)
     if phase == "hot":
         kept.rename(caches)
