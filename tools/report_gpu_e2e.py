@@ -62,13 +62,17 @@ def acceptance(r: dict[str, Any]) -> list[str]:
     """The issue's points, computed from the run."""
     save = r["phases"]["cold"]["save"]
     lines = ["| check | " + " | ".join(MODELS.values()) + " |", "|---|" + "---|" * len(MODELS)]
-    safe = [bench(r, "atpack-safe", m) for m in MODELS]
-    lines.append("| atpack-safe benchmark calls, every run | " + " | ".join(f"{a} + {c}" for a, c in safe) + " |")
-    cells = []
-    for m in MODELS:
-        full, hot, mega = (first_step(r, p, m) for p in ("atpack-full", "hot", "megacache"))
-        cells.append(f"{full / hot:.2f}x hot, {full / mega:.3f}x megacache")
-    lines.append("| atpack-full first step (medians) | " + " | ".join(cells) + " |")
+    for phase in ("atpack-safe", "atpack-full"):
+        if runs(r, phase):
+            calls = [bench(r, phase, m) for m in MODELS]
+            lines.append(f"| {phase} benchmark calls, every run | " + " | ".join(f"{a} + {c}" for a, c in calls) + " |")
+    against = [p for p in ("hot", "megacache") if runs(r, p)]
+    if runs(r, "atpack-full") and against:
+        cells = [
+            ", ".join(f"{first_step(r, 'atpack-full', m) / first_step(r, p, m):.2f}x {p}" for p in against)
+            for m in MODELS
+        ]
+        lines.append("| atpack-full first step (medians) | " + " | ".join(cells) + " |")
     lines += ["", f"Megacache blob / pack: {save['megacache_bytes'] / save['pack_bytes']:.1f}x."]
     return lines
 
@@ -106,8 +110,14 @@ def main() -> None:
         "",
         f"`{r['command']}` on {r['machine'].get('device')}, torch {r['machine'].get('torch')}, "
         f"triton {r['machine'].get('triton')}, Python {r['machine'].get('python')}; "
-        "each run a fresh process with fresh cache folders (hot: the cold run's). The timed warm phases ran "
-        "again in later rounds, in a rotated order.",
+        "each run a fresh process with fresh cache folders (hot: the cold run's), "
+        + (
+            "each phase's at a path of its own, as on a machine whose cache folder path differs from the "
+            "capturing machine's."
+            if "per-phase" in r["command"]
+            else "all at one path, as on a fresh machine with torch's default cache folder."
+        )
+        + " Timed warm phases ran again in later rounds (rotated order) where the time budget allowed.",
         "",
         "First compiled step per model, the median of the phase's runs (benchmark calls made by a process, "
         "the most of any run: autotuning + coordinate descent, counted at the source):",
