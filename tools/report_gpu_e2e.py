@@ -38,6 +38,10 @@ def bench(r: dict[str, Any], phase: str, model: str) -> tuple[int, int]:
     )
 
 
+def seconds(t: float) -> str:
+    return f"{t:.2f} s" if t >= 0.1 else f"{t * 1000:.1f} ms"
+
+
 def table(r: dict[str, Any]) -> list[str]:
     lines = [
         "| phase | runs | " + " | ".join(MODELS.values()) + " | populate s | bytes read |",
@@ -50,11 +54,11 @@ def table(r: dict[str, Any]) -> list[str]:
         cells = []
         for m in MODELS:
             tuned, coordesc = bench(r, phase, m)
-            cells.append(f"{first_step(r, phase, m):.2f} s ({tuned} + {coordesc})")
+            cells.append(f"{seconds(first_step(r, phase, m))} ({tuned} + {coordesc})")
         loads = [run["load"] for run in done if "load" in run]
-        seconds = f"{statistics.median(x['seconds'] for x in loads):.2f}" if loads else "-"
+        load = f"{statistics.median(x['seconds'] for x in loads):.2f}" if loads else "-"
         read = f"{loads[0]['bytes_read']:,}" if loads else "-"
-        lines.append(f"| {phase} | {len(done)} | " + " | ".join(cells) + f" | {seconds} | {read} |")
+        lines.append(f"| {phase} | {len(done)} | " + " | ".join(cells) + f" | {load} | {read} |")
     return lines
 
 
@@ -69,7 +73,7 @@ def acceptance(r: dict[str, Any]) -> list[str]:
     against = [p for p in ("hot", "megacache") if runs(r, p)]
     if runs(r, "atpack-full") and against:
         cells = [
-            ", ".join(f"{first_step(r, 'atpack-full', m) / first_step(r, p, m):.2f}x {p}" for p in against)
+            ", ".join(f"{first_step(r, 'atpack-full', m) / first_step(r, p, m):.3f}x {p}" for p in against)
             for m in MODELS
         ]
         lines.append("| atpack-full first step (medians) | " + " | ".join(cells) + " |")
