@@ -6,8 +6,8 @@ coordinate descent found in the kernel's ``.best_config`` file, marked
 kernel's first launch, torch 2.8 to 2.13 can lose the mark: a kernel restored from the FX graph
 cache re-picks the equal config object from its compile results (`recheck_autotune_cache`), and
 a config pickled back from a compile worker keeps only Triton's own fields. The launch then runs
-coordinate descent again, starting from the winner it already had: on an H100 training step, 18
-to 85 benchmark calls (`tools/results/gpu_e2e.md`) for results that are on disk.
+coordinate descent again, starting from the winner it already had: on an H100 training step, up
+to 9 + 35 benchmark calls from a hot cache (`tools/results/gpu_e2e.md`) for results on disk.
 
 `install()` wraps `CachingAutotuner.coordinate_descent_tuning`: when the kernel's
 ``.best_config`` says coordinate descent already ran for it, the launcher is returned as it is,
@@ -22,9 +22,9 @@ from the FX graph cache (a statically launched autotuner) carries the absolute p
 compiled at, on the machine that compiled it, and torch looks for its record beside that path.
 Where that is outside this process's Inductor folder (the capturing machine's folder had another
 path: the default one names the user), the record is not there and the kernel tunes from
-scratch: on an H200 training step, 9 autotuning and 11 coordinate-descent benchmark calls. The
-replay looks in this process's folder instead, at the same place relative to it, where a pack
-put the record.
+scratch: 51 autotuning and 97 coordinate-descent benchmark calls in the H100 training step of
+`tools/results/gpu_e2e_paths.md`, loaded from Megacache. The replay looks in this process's
+folder instead, at the same place relative to it, where a pack put the record.
 """
 
 from __future__ import annotations
