@@ -163,7 +163,7 @@ class CacheDir:
         self._check_folder(folder)
         self._made.add(folder)
         self._absent.discard(folder)
-        _sweep(folder)
+        sweep(folder)
 
     @contextlib.contextmanager
     def locked(self, relative: str) -> Iterator[None]:
@@ -282,15 +282,15 @@ STALE_SECONDS = 3600.0
 pauses that long, so a later writer into the same folder removes it."""
 
 
-def _sweep(folder: str) -> None:
-    """Remove the stale temporary files that killed writers left in `folder`."""
+def sweep(folder: str, prefix: str = _TMP_PREFIX) -> None:
+    """Remove the stale temporary files (`<prefix>….tmp`) that killed writers left in `folder`."""
     cutoff = time.time() - STALE_SECONDS
     try:
         with os.scandir(folder) as entries:
             stale = [
                 e.path
                 for e in entries
-                if e.name.startswith(_TMP_PREFIX)
+                if e.name.startswith(prefix)
                 and e.name.endswith(".tmp")
                 and e.is_file(follow_symlinks=False)
                 and e.stat(follow_symlinks=False).st_mtime < cutoff

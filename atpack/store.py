@@ -29,6 +29,7 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 from .errors import StorageError
+from .files import sweep
 
 __all__ = ["RETRY", "RangeSource", "Retry", "Sink", "open_source", "publish", "resolve"]
 
@@ -307,6 +308,7 @@ def _publish_local(path: str) -> Iterator[IO[bytes]]:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
         raise StorageError(f"{path}: cannot create folder: {e.strerror or e}") from e
+    sweep(folder, prefix=f".{os.path.basename(path)}.")  # what a killed write of this pack left
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
     try:
         with open(tmp, "wb") as f:

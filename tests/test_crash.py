@@ -26,6 +26,7 @@ from pathlib import Path
 from reliability import CrashResult
 
 from atpack.files import STALE_SECONDS, CacheDir
+from atpack.store import publish
 
 PROGRAM = Path(__file__).parent / "programs" / "crash.py"
 
@@ -98,3 +99,19 @@ def test_a_later_writer_removes_the_stale_temporaries_of_killed_ones(tmp_path: P
     root.write(root.path("ab/c.best_config"), b"{}")
     # the killed writer's old file goes; a writer that may still be running, and others' files, stay
     assert sorted(p.name for p in folder.iterdir()) == sorted([recent.name, foreign.name, "c.best_config"])
+
+
+def test_a_later_write_of_a_pack_removes_what_a_killed_write_of_it_left(tmp_path: Path) -> None:
+    target = tmp_path / "model.atpack"
+    stale, recent = tmp_path / ".model.atpack.0123456789ab.tmp", tmp_path / ".model.atpack.ba9876543210.tmp"
+    other = tmp_path / ".other.atpack.0123456789ab.tmp"
+    for path in (stale, recent, other):
+        path.write_bytes(b"half a pack")
+    old = time.time() - STALE_SECONDS - 60
+    for path in (stale, other):
+        os.utime(path, (old, old))
+    with publish(str(target)) as sink:
+        sink.write(b"a whole pack")
+    # this pack's abandoned temporary goes; one that may still be written, and other packs', stay
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([recent.name, other.name, target.name])
+    assert target.read_bytes() == b"a whole pack"
