@@ -253,9 +253,10 @@ def publish(url: str | os.PathLike[str], storage_options: dict[str, Any] | None 
         f = fs.open(path, "wb", autocommit=False)
     except Exception as e:
         raise StorageError(f"{url}: cannot write: {type(e).__name__}: {e}") from e
+    sink = _GuardedSink(f, name)
     try:
         try:
-            yield _GuardedSink(f, name)
+            yield sink
         except BaseException:
             _discard(f)
             raise
@@ -265,7 +266,9 @@ def publish(url: str | os.PathLike[str], storage_options: dict[str, Any] | None 
                 f.commit()
         except Exception as e:
             _discard(f)
-            raise StorageError(f"{url}: cannot write: {type(e).__name__}: {e}") from e
+            if not _landed(fs, path, sink):
+                raise StorageError(f"{url}: cannot write: {type(e).__name__}: {e}") from e
+            log.warning("%s: the upload completed although its last response was lost (%s)", url, e)
     finally:
         # fs.open(autocommit=False) queues the file in fs.transaction.files, which no transaction drains
         with contextlib.suppress(Exception):
@@ -280,17 +283,38 @@ class Sink(Protocol):
 
 
 class _GuardedSink:
-    """A stream whose failures (a full disk, a dropped connection) are `StorageError`s."""
+    """A stream whose failures (a full disk, a dropped connection) are `StorageError`s, which
+    remembers how many bytes went through it and the last of them."""
+
+    TAIL = 64 << 10
 
     def __init__(self, f: IO[bytes], url: str) -> None:
         self._f = f
         self._url = url
+        self.size = 0
+        self.tail = b""
 
     def write(self, data: bytes | memoryview, /) -> int:
         try:
-            return self._f.write(data)
+            written = self._f.write(data)
         except Exception as e:
             raise StorageError(f"{self._url}: cannot write: {type(e).__name__}: {e}") from e
+        self.size += len(data)
+        self.tail = (self.tail + bytes(data[-self.TAIL :]))[-self.TAIL :]
+        return written
+
+
+def _landed(fs: Any, path: str, sink: _GuardedSink) -> bool:
+    """Whether an upload whose completion seemed to fail completed all the same (the store
+    handled the request, its response was lost): the object at `path` is as long as what was
+    written and ends with the same bytes (a pack's last bytes hold the digest of its index)."""
+    try:
+        fs.invalidate_cache(path)
+        if fs.size(path) != sink.size:
+            return False
+        return bool(fs.cat_file(path, start=sink.size - len(sink.tail), end=sink.size) == sink.tail)
+    except Exception:
+        return False
 
 
 def _discard(f: Any) -> None:

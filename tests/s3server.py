@@ -225,8 +225,9 @@ class FaultInjectingProxy:
     """An HTTP/1.1 proxy on 127.0.0.1 in front of `upstream` that injects a fault into a fixed
     share of requests: each request, independently, gets a fault with probability `rate`
     (drawn from a generator seeded with `seed`), of a kind drawn evenly from `kinds` (see
-    `FAULTS`); the first `pass_first` requests pass untouched. `configure` changes these at
-    any time; `requests` lists what was done."""
+    `FAULTS`); the first `pass_first` requests pass untouched, and with `methods` only requests
+    of those HTTP methods get faults (each `configure` call sets it, all methods by default).
+    `configure` changes these at any time; `requests` lists what was done."""
 
     def __init__(
         self,
@@ -263,8 +264,10 @@ class FaultInjectingProxy:
         delay: float | None = None,
         stall: float | None = None,
         pass_first: int | None = None,
+        methods: Sequence[str] | None = None,
     ) -> None:
         with self._lock:
+            self._methods = tuple(methods) if methods else None
             if pass_first is not None:
                 self._pass_left = pass_first
             if rate is not None:
@@ -322,6 +325,8 @@ class FaultInjectingProxy:
                 fault = None
             else:
                 fault = self._rng.choice(self.kinds) if self._rng.random() < self.rate else None
+            if self._methods is not None and method not in self._methods:
+                fault = None
             if fault in ("cut", "short") and method != "GET":
                 fault = "reset"
             self.requests.append(Request(method, path, range_, fault, time.monotonic()))
