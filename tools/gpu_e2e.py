@@ -1,6 +1,6 @@
 """Warm starts on a GPU, measured: a pack against torch's Megacache and a hot local cache.
 
-    python tools/gpu_e2e.py --out DIR          the full run (an NVIDIA GPU; about 6 minutes on an H100)
+    python tools/gpu_e2e.py --out DIR          the full run (an NVIDIA GPU; about 9 minutes on an H100)
     python tools/gpu_e2e.py --out DIR --smoke  the same orchestration on the CPU, tiny models
 
 Each phase runs in a fresh process with fresh cache folders (except `hot`), all at one path, as

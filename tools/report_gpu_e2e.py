@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 PHASES = ("cold", "megacache", "atpack-safe", "atpack-full", "hot")
+COLORS = {"cold": "#999", "megacache": "#c66", "atpack-safe": "#6a6", "atpack-full": "#393", "hot": "#69c"}
 MODELS = {"mlp": "MLP, inference", "block": "transformer block, training", "kernel": "@triton.autotune kernel"}
 
 
@@ -91,7 +92,7 @@ def chart(r: dict[str, Any], path: Path) -> None:
     for ax, (m, title) in zip(axes, MODELS.items()):
         phases = [p for p in PHASES if runs(r, p)]
         values = [first_step(r, p, m) for p in phases]
-        bars = ax.bar(phases, values, color=["#999", "#c66", "#6a6", "#393", "#69c"][: len(phases)])
+        bars = ax.bar(phases, values, color=[COLORS[p] for p in phases])
         ax.set_yscale("log")
         ax.set_title(title)
         ax.set_ylabel("first step, s (median, log)")
