@@ -304,8 +304,8 @@ def markdown(
         "body; `slow` only delays, so some uploads at 100% succeed); half the runs replace a pack already at the "
         "target. Outcome: what `atpack.create` did, then what the target holds (read directly): the correct new "
         "pack, the old one, nothing, or CORRUPT (never seen). *StorageError, target: new pack*: the last request "
-        "(CompleteMultipartUpload) reached the server but its response was lost; s3fs's retry of it then fails "
-        "(the upload is gone), so the caller gets an error although the pack was published, whole and correct.",
+        "(CompleteMultipartUpload) reached the server but its response was lost, and atpack's check of the "
+        "target (its size and footer), which reports such an upload published, failed too (at 100% faults).",
         "",
         "| botocore retries | rate | runs | requests | faults injected | outcomes | time mean / max |",
         "|---|---:|---:|---:|---:|---|---:|",
