@@ -8,6 +8,7 @@ and never replace a different existing result: what a folder already holds is ke
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import os
@@ -154,24 +155,24 @@ def populate(
     if not isinstance(pack, Pack):
         urls = find_packs(pack, storage_options=storage_options)
         if len(urls) > 1:
-            for url in urls if trusted_keys else ():  # all or none: refuse before any pack is written
-                with open_pack(url, storage_options=storage_options) as each:
+            with contextlib.ExitStack() as stack:  # each pack opened (its index read) once
+                packs = [stack.enter_context(open_pack(u, storage_options=storage_options)) for u in urls]
+                for each in packs if trusted_keys else ():  # all or none: refuse before any pack is written
                     _check_signature(each, trusted_keys)
-            reports = [
-                populate(
-                    u,
-                    inductor_dir=inductor_dir,
-                    triton_dir=triton_dir,
-                    dry_run=dry_run,
-                    ignore_environment=ignore_environment,
-                    trust_pickles=trust_pickles,
-                    storage_options=storage_options,
-                    environment=environment,
-                    trusted_keys=trusted_keys,
-                    progress=progress,
-                )
-                for u in urls
-            ]
+                reports = [
+                    populate(
+                        each,
+                        inductor_dir=inductor_dir,
+                        triton_dir=triton_dir,
+                        dry_run=dry_run,
+                        ignore_environment=ignore_environment,
+                        trust_pickles=trust_pickles,
+                        environment=environment,
+                        trusted_keys=trusted_keys,
+                        progress=progress,
+                    )
+                    for each in packs
+                ]
             return _combined(reports, os.fspath(pack))
         pack = urls[0]
     start = time.perf_counter()

@@ -6,10 +6,12 @@ from __future__ import annotations
 import shutil
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from atpack.artifacts import Environment
+from atpack.collect import pack_caches
 from atpack.env import environment_from_json
 
 DATA = Path(__file__).parent / "data"
@@ -25,6 +27,13 @@ class Sample:
         self.inductor = root / "inductor"
         self.triton = root / "triton"
         self.environment: Environment = environment_from_json(ENVIRONMENT.read_bytes())
+
+    def pack(self, path: Path, **kwargs: Any) -> Path:
+        """Pack the sample's cache folders at `path`, made in the sample's environment unless
+        `environment=` says otherwise (other keywords go to `atpack.pack_caches`)."""
+        kwargs.setdefault("environment", self.environment)
+        pack_caches(path, inductor_dir=str(self.inductor), triton_dir=str(self.triton), **kwargs)
+        return path
 
     def files(self, which: str) -> dict[str, bytes]:
         """Relative path -> bytes of every file in one of the two folders."""

@@ -17,6 +17,7 @@ import hashlib
 import io
 import random
 import struct
+import tracemalloc
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -358,3 +359,13 @@ def compress_frame(data: bytes) -> bytes:
 
 def frame_entry(offset: int, payload: bytes, size: int) -> list[Any]:
     return [offset, len(payload), size, hashlib.sha256(payload).hexdigest()]
+
+
+def peak_allocation_while(fn: Callable[[], object]) -> int:
+    """The most memory Python had allocated at once while `fn` ran (tracemalloc's peak)."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()

@@ -17,17 +17,6 @@ from atpack.env import LocalEnvironment
 from atpack.populate import PopulateReport, populate
 
 
-def _pack(sample: Sample, path: Path, **kwargs: object) -> Path:
-    pack_caches(
-        path,
-        inductor_dir=str(sample.inductor),
-        triton_dir=str(sample.triton),
-        environment=kwargs.pop("environment", sample.environment),
-        **kwargs,
-    )  # type: ignore[arg-type]
-    return path
-
-
 def _populate(pack: Path, dest: Path, **kwargs: object) -> PopulateReport:
     return populate(pack, inductor_dir=str(dest / "inductor"), triton_dir=str(dest / "triton"), **kwargs)  # type: ignore[arg-type]
 
@@ -40,7 +29,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def test_every_sample_result_round_trips_byte_for_byte(h100_sample: Sample, tmp_path: Path) -> None:
-    pack = _pack(h100_sample, tmp_path / "sample.atpack")
+    pack = h100_sample.pack(tmp_path / "sample.atpack")
     report = _populate(pack, tmp_path / "out", ignore_environment=True, trust_pickles=True)
     assert report.ok and report.count("written") == len(atpack.open(pack).artifacts) == 96
 
@@ -68,7 +57,7 @@ def test_every_sample_result_round_trips_byte_for_byte(h100_sample: Sample, tmp_
 
 
 def test_host_modules_run_code_and_are_written_only_when_trusted(h100_sample: Sample, tmp_path: Path) -> None:
-    pack = _pack(h100_sample, tmp_path / "p.atpack")
+    pack = h100_sample.pack(tmp_path / "p.atpack")
     report = _populate(pack, tmp_path / "out", ignore_environment=True)
     hosts = [o for o in report.outcomes if o.kind == "triton.host_module/1"]
     assert len(hosts) == 2 and all(o.action == "skipped" and "native host module" in o.detail for o in hosts)
@@ -79,8 +68,8 @@ def test_host_modules_run_code_and_are_written_only_when_trusted(h100_sample: Sa
 
 
 def test_binaries_only_keeps_metadata_and_binary(h100_sample: Sample, tmp_path: Path) -> None:
-    full = _pack(h100_sample, tmp_path / "full.atpack")
-    small = _pack(h100_sample, tmp_path / "small.atpack", binaries_only=True)
+    full = h100_sample.pack(tmp_path / "full.atpack")
+    small = h100_sample.pack(tmp_path / "small.atpack", binaries_only=True)
     assert small.stat().st_size < full.stat().st_size / 2
     kernels = [a for a in atpack.open(small).artifacts if isinstance(a, TritonKernel)]
     assert len(kernels) == 87
@@ -117,7 +106,7 @@ def _local_env() -> atpack.Environment:
 def test_artifacts_from_another_environment_are_skipped_naming_the_field(h100_sample: Sample, tmp_path: Path) -> None:
     here = _local_env()
     elsewhere = msgspec.structs.replace(here, triton_version="3.2.0")
-    pack = _pack(h100_sample, tmp_path / "p.atpack", environment=elsewhere)
+    pack = h100_sample.pack(tmp_path / "p.atpack", environment=elsewhere)
     report = _populate(pack, tmp_path / "out")
     by_kind = {o.kind: o for o in report.outcomes}
     for kind in ("triton.kernel/1", "triton.autotune/1", "inductor.gemm_timings/1"):
@@ -129,7 +118,7 @@ def test_artifacts_from_another_environment_are_skipped_naming_the_field(h100_sa
 
 
 def test_the_h100_sample_is_skipped_here_with_every_differing_field(h100_sample: Sample, tmp_path: Path) -> None:
-    pack = _pack(h100_sample, tmp_path / "p.atpack")
+    pack = h100_sample.pack(tmp_path / "p.atpack")
     report = _populate(pack, tmp_path / "out")
     assert report.count("skipped") == len(report.outcomes) == 96
     kernel = next(o for o in report.outcomes if o.kind == "triton.kernel/1")
@@ -160,7 +149,7 @@ def test_a_pack_for_two_machines_populates_the_matching_one(tmp_path: Path) -> N
 
 
 def test_ignore_environment_writes_everything_and_says_so(h100_sample: Sample, tmp_path: Path) -> None:
-    pack = _pack(h100_sample, tmp_path / "p.atpack")
+    pack = h100_sample.pack(tmp_path / "p.atpack")
     report = _populate(pack, tmp_path / "out", ignore_environment=True, trust_pickles=True)
     assert report.count("written") == 96
     assert "OVERRIDDEN" in report.format()
@@ -171,7 +160,7 @@ def test_ignore_environment_writes_everything_and_says_so(h100_sample: Sample, t
 
 
 def test_populate_twice_changes_nothing(h100_sample: Sample, tmp_path: Path) -> None:
-    pack = _pack(h100_sample, tmp_path / "p.atpack")
+    pack = h100_sample.pack(tmp_path / "p.atpack")
     _populate(pack, tmp_path / "out", ignore_environment=True)
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*") if p.is_file()}
     again = _populate(pack, tmp_path / "out", ignore_environment=True)
@@ -180,7 +169,7 @@ def test_populate_twice_changes_nothing(h100_sample: Sample, tmp_path: Path) -> 
 
 
 def test_dry_run_writes_nothing_and_shows_the_plan(h100_sample: Sample, tmp_path: Path) -> None:
-    pack = _pack(h100_sample, tmp_path / "p.atpack")
+    pack = h100_sample.pack(tmp_path / "p.atpack")
     report = _populate(pack, tmp_path / "out", ignore_environment=True, dry_run=True)
     assert report.count("written") == 94
     assert "94 to be written" in report.format()
@@ -188,7 +177,7 @@ def test_dry_run_writes_nothing_and_shows_the_plan(h100_sample: Sample, tmp_path
 
 
 def test_existing_different_results_are_kept(h100_sample: Sample, tmp_path: Path) -> None:
-    pack = _pack(h100_sample, tmp_path / "p.atpack")
+    pack = h100_sample.pack(tmp_path / "p.atpack")
     best = next(a for a in atpack.open(pack).artifacts if isinstance(a, InductorBestConfig))
     mine = tmp_path / "out" / "inductor" / best.path
     mine.parent.mkdir(parents=True)
@@ -200,7 +189,7 @@ def test_existing_different_results_are_kept(h100_sample: Sample, tmp_path: Path
 
 
 def test_gemm_timings_merge_into_a_newer_file_without_losing_anything(h100_sample: Sample, tmp_path: Path) -> None:
-    pack = _pack(h100_sample, tmp_path / "p.atpack")
+    pack = h100_sample.pack(tmp_path / "p.atpack")
     gemm = next(a for a in atpack.open(pack).artifacts if isinstance(a, InductorGemmTimings))
     target = tmp_path / "out" / "inductor" / "cache" / gemm.system.hash
     target.parent.mkdir(parents=True)
@@ -239,7 +228,7 @@ def _gemm_pack(path: Path, env: atpack.Environment, system_hash: str, choices: l
 
 
 def test_racing_populates_leave_whole_files_and_lose_no_timings(h100_sample: Sample, tmp_path: Path) -> None:
-    pack = _pack(h100_sample, tmp_path / "p.atpack")
+    pack = h100_sample.pack(tmp_path / "p.atpack")
     env = h100_sample.environment
     gemm_packs = []
     for i in range(4):
@@ -260,7 +249,7 @@ def test_racing_populates_leave_whole_files_and_lose_no_timings(h100_sample: Sam
 
 
 def test_populate_and_verify_report_progress_to_the_last_item(h100_sample: Sample, tmp_path: Path) -> None:
-    pack = _pack(h100_sample, tmp_path / "sample.atpack")
+    pack = h100_sample.pack(tmp_path / "sample.atpack")
     read: list[tuple[int, int]] = []
     _populate(pack, tmp_path / "out", ignore_environment=True, trust_pickles=True, progress=lambda *a: read.append(a))
     with atpack.open(pack) as opened:

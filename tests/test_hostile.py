@@ -26,7 +26,6 @@ import hashlib
 import io
 import os
 import struct
-import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ from packtools import (
     hex64,
     kernel_perf,
     pack_bytes,
+    peak_allocation_while,
     read_index,
     rewrite_index,
     sample_content,
@@ -135,15 +135,6 @@ def test_the_sample_pack_populates_cleanly(site: Site, sample: bytes) -> None:
     report = site.populate(sample)
     assert report.ok and report.count("written") + report.count("merged") == 7
     assert site.snapshot()["outside/victim.txt"] == ("file", b"must stay as it is")
-
-
-def peak_allocation_while(fn: Callable[[], object]) -> int:
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def writer_pack(

@@ -13,7 +13,6 @@ import random
 import struct
 import subprocess
 import sys
-import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from packtools import (
     hex64,
     open_bytes,
     pack_bytes,
+    peak_allocation_while,
     read_everything,
     read_footer,
     read_index,
@@ -527,15 +527,6 @@ def big_blob(index: dict[str, Any]) -> tuple[int, list[Any]]:
     """The position in the blob table and the entry of the (only) blob above the group size."""
     (found,) = [(i, b) for i, b in enumerate(index["blobs"]) if b[3] > GROUP]
     return found
-
-
-def peak_allocation_while(fn: Any) -> int:
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def expect_refused(path: Path, error: type[atpack.AtpackError], match: str, **open_options: Any) -> None:

@@ -168,13 +168,7 @@ def test_push_pull_and_tags_on_a_local_store(ranks: list[Path], tmp_path: Path) 
 def test_pulling_a_tag_from_s3_fetches_only_what_the_node_lacks(s3: Any, h100_sample: Any, tmp_path: Path) -> None:
     from atpack.registry import Store
 
-    pack = tmp_path / "sample.atpack"
-    atpack.pack_caches(
-        pack,
-        inductor_dir=str(h100_sample.inductor),
-        triton_dir=str(h100_sample.triton),
-        environment=h100_sample.environment,
-    )
+    pack = h100_sample.pack(tmp_path / "sample.atpack")
     remote = Store(s3.url("store"), storage_options=s3.storage_options)
     first = remote.push(pack, tags=["mlp"])
     assert first.blobs_sent == first.blobs > 500
@@ -236,13 +230,7 @@ def _chromium() -> str:
 
 
 def test_the_report_renders_in_a_headless_browser(h100_sample: Any, tmp_path: Path) -> None:
-    pack = tmp_path / "sample.atpack"
-    atpack.pack_caches(
-        pack,
-        inductor_dir=str(h100_sample.inductor),
-        triton_dir=str(h100_sample.triton),
-        environment=h100_sample.environment,
-    )
+    pack = h100_sample.pack(tmp_path / "sample.atpack")
     page = tmp_path / "report.html"
     assert atpack_cli("report", str(pack), "-o", str(page)).returncode == 0
     flags = [

@@ -35,7 +35,6 @@ inputs and interesting integers, with no coverage feedback (`--engine builtin` f
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import hashlib
 import importlib.util
@@ -73,12 +72,12 @@ MAX_LEN = {"pack": 16384, "pack-sealed": 16384, "megacache": 4096}
 
 # --------------------------------------------------------------------------- the targets
 #
-# atpack is imported by `_load()`, after atheris has been told to instrument it.
+# atpack is imported by `load()`, after atheris has been told to instrument it.
 
 _atpack: Any = None
 
 
-def _load(instrument: bool) -> None:
+def load(instrument: bool = False) -> None:
     global _atpack
     if _atpack is not None:
         return
@@ -122,35 +121,56 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def check_pack(data: bytes) -> None:
-    """Open `data` as a pack and read everything in it; only atpack's errors may escape."""
+def check_pack(data: bytes) -> str:
+    """Open `data` as a pack and read everything in it: verify() it, read every blob of its
+    table one by one and in one batch, compute the manifest digest, every artifact's summary
+    and blob references. Returns "ok" or where the first atpack error came ("read_blob:
+    FormatError"); any other exception escapes (an atpack error too, once the pack is open and
+    its blobs read), and a read that returns wrong bytes, or a pack that verifies with a
+    referenced blob missing, raises `Mismatch`. (`tests/test_fuzz.py`
+    checks the same property with hypothesis, through this function.)"""
     atpack = _atpack
     try:
         pack = atpack.Pack(_BytesSource(data))
-    except atpack.AtpackError:
-        return
-    with contextlib.suppress(atpack.AtpackError):
-        pack.verify()
-    digests = sorted(pack._blobs)  # every blob of the table, referenced or not
-    for digest in digests:
+    except atpack.AtpackError as e:
+        return f"open: {type(e).__name__}"
+    outcome = "ok"
+
+    def failed(stage: str, e: Exception) -> None:
+        nonlocal outcome
+        outcome = outcome if outcome != "ok" else f"{stage}: {type(e).__name__}"
+
+    with pack:
         try:
-            blob = pack.read_blob(digest)
-        except atpack.AtpackError:
-            continue
-        if _digest(blob) != digest or len(blob) != pack.blob_size(digest):
-            raise Mismatch(f"read_blob({digest}) returned {len(blob)} bytes of digest {_digest(blob)}")
-    with contextlib.suppress(atpack.AtpackError):
-        for digest, blob in pack.read_blobs(digests):
-            if _digest(blob) != digest:
-                raise Mismatch(f"read_blobs gave {digest} as {len(blob)} bytes of digest {_digest(blob)}")
-    with contextlib.suppress(atpack.AtpackError):
-        _ = pack.digest
+            pack.verify()
+        except atpack.AtpackError as e:
+            failed("verify", e)
+        digests = sorted(pack._blobs)  # every blob of the table, referenced or not
+        for digest in digests:
+            try:
+                blob = pack.read_blob(digest)
+            except atpack.AtpackError as e:
+                failed("read_blob", e)
+                continue
+            if _digest(blob) != digest or len(blob) != pack.blob_size(digest):
+                raise Mismatch(f"read_blob({digest}) returned {len(blob)} bytes of digest {_digest(blob)}")
+        try:
+            for digest, blob in pack.read_blobs(digests):
+                if _digest(blob) != digest:
+                    raise Mismatch(f"read_blobs gave {digest} as {len(blob)} bytes of digest {_digest(blob)}")
+        except atpack.AtpackError as e:
+            failed("read_blobs", e)
+        _ = pack.digest  # an opened pack's manifest is whole: no error of any kind from here
         for artifact in pack.artifacts:
             artifact.summary()
             list(artifact.blob_refs())
         for env in pack.manifest.environments.values():
             _ = env.digest
-    pack.close()
+        if outcome == "ok" and any(
+            not pack.has_blob(ref) for a in pack.artifacts if isinstance(a, atpack.Artifact) for ref in a.blob_refs()
+        ):
+            raise Mismatch("a pack that verifies references a blob it does not hold")
+    return outcome
 
 
 def seal(frames: bytes, index_json: bytes) -> bytes:
@@ -216,7 +236,7 @@ def check_megacache(data: bytes) -> None:
                 raise Mismatch(f"entry {kind} {key!r} became {artifact!r}")
 
 
-CHECKS: dict[str, Callable[[bytes], None]] = {
+CHECKS: dict[str, Callable[[bytes], object]] = {
     "pack": check_pack,
     "pack-sealed": check_pack_sealed,
     "megacache": check_megacache,
@@ -288,7 +308,7 @@ def sealed_seed(pack: bytes) -> bytes:
 def pack_seeds() -> dict[str, bytes]:
     """The spec's golden vectors (all under 10 KB) and one pack with several frames."""
     seeds = {p.name: p.read_bytes() for p in sorted(VECTORS.glob("*.atpack")) if p.stat().st_size <= MAX_LEN["pack"]}
-    _load(instrument=False)
+    load(instrument=False)
     atpack = _atpack
     import io
 
@@ -368,7 +388,7 @@ def mutate(data: bytes, rng: random.Random, corpus: Sequence[bytes], max_len: in
 
 
 def run_builtin(target: str, seconds: float, seed: int = 0) -> dict[str, Any]:
-    _load(instrument=False)
+    load(instrument=False)
     check = CHECKS[target]
     corpus = seeds_for(target)
     rng = random.Random(seed)
@@ -550,7 +570,7 @@ def main(argv: list[str]) -> None:
             sys.exit("atheris is not installed: use --report --engine builtin")
         import atheris
 
-        _load(instrument=True)
+        load(instrument=True)
         atheris.Setup([argv[0], *argv[2:]], _test_one_input(target))
         atheris.Fuzz()
         return
@@ -565,7 +585,7 @@ def main(argv: list[str]) -> None:
     if args.write_corpus:
         write_corpus()
     elif args.replay:
-        _load(instrument=False)
+        load(instrument=False)
         for path in args.replay:
             for target, check in CHECKS.items():
                 try:

@@ -106,6 +106,19 @@ def build(name: str, smoke: bool) -> Any:
     raise ValueError(name)
 
 
+def first_step(step: Any, smoke: bool) -> tuple[Any, float]:
+    """Run `step` once: its outputs and the seconds it took, the GPU's work included."""
+    import torch
+
+    if not smoke:
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    out = step()
+    if not smoke:
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - t
+
+
 def _block_class() -> Any:
     import torch
 
@@ -329,14 +342,7 @@ def worker(phase: str, work: Path, smoke: bool) -> dict[str, Any]:
             before, folders = counts.snapshot(), triton_folders()
             mark, timed = len(counts.where), _timed()
             checked, saved = len(counts.checks), len(counts.saves)
-            step = build(name, smoke)
-            if not smoke:
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            out = step()
-            if not smoke:
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - t
+            out, seconds = first_step(build(name, smoke), smoke)
             outputs[name] = [o.detach().float().cpu() for o in out]
             after = counts.snapshot()
             new = triton_folders() - folders

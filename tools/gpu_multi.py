@@ -38,7 +38,7 @@ def worker(phase: str, work: Path, smoke: bool) -> dict[str, Any]:
     sys.path.insert(0, str(HERE))
     rank = int(os.environ.get("LOCAL_RANK", "0"))
     import torch
-    from gpu_e2e import Counts, build
+    from gpu_e2e import Counts, build, first_step
 
     import atpack
 
@@ -60,14 +60,7 @@ def worker(phase: str, work: Path, smoke: bool) -> dict[str, Any]:
     recording = atpack.capture() if phase == "tune" else None
     if recording is not None:
         recording.__enter__()
-    step = build("mlp", smoke)
-    if not smoke:
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    out = step()
-    if not smoke:
-        torch.cuda.synchronize()
-    result["first_step_s"] = time.perf_counter() - t
+    out, result["first_step_s"] = first_step(build("mlp", smoke), smoke)
     result["benchmarks"] = counts.snapshot()
     from torch._dynamo.utils import counters
 
