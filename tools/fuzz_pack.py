@@ -515,8 +515,9 @@ def _markdown(meta: dict[str, Any], results: dict[str, Any]) -> str:
         "",
         f"Engine: {engine}. Python {meta['python']}, {meta['machine']}. One process per target, "
         f"{meta['seconds_per_target']} s each, seeded from `tools/fuzz_corpus/`; an input running over 10 s "
-        "counts as a hang. A crash is any exception other than an `atpack.AtpackError` subclass, or a blob read "
-        "back that does not match its digest.",
+        "counts as a hang. A crash is any exception other than an `atpack.AtpackError` subclass (any at all "
+        "from an opened pack's manifest), a blob read back that does not match its digest, or a pack that "
+        "verifies with a referenced blob missing.",
         "",
         "| target | what it runs | executions | exec/s | coverage (edges / features) | corpus (seeds → end) "
         "| crashes |",
