@@ -292,7 +292,7 @@ class _GuardedSink:
         self._f = f
         self._url = url
         self.size = 0
-        self.tail = b""
+        self._tail = bytearray()
 
     def write(self, data: bytes | memoryview, /) -> int:
         try:
@@ -300,8 +300,15 @@ class _GuardedSink:
         except Exception as e:
             raise StorageError(f"{self._url}: cannot write: {type(e).__name__}: {e}") from e
         self.size += len(data)
-        self.tail = (self.tail + bytes(data[-self.TAIL :]))[-self.TAIL :]
+        self._tail += data[-self.TAIL :]
+        if len(self._tail) > 2 * self.TAIL:  # trimmed now and then: amortized, whatever the write sizes
+            del self._tail[: -self.TAIL]
         return written
+
+    @property
+    def tail(self) -> bytes:
+        """The last bytes written (up to `TAIL`)."""
+        return bytes(self._tail[-self.TAIL :])
 
 
 def _landed(fs: Any, path: str, sink: _GuardedSink) -> bool:
