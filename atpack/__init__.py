@@ -3,25 +3,18 @@
 Collect what torch and triton tuned into one pack on any fsspec URL, and populate a fresh
 machine's caches from it so that its first compiled step launches tuned kernels.
 
-``import atpack`` does not import torch or triton; only the adapters do, when called.
+``import atpack`` imports neither torch nor triton, nor the rest of atpack: each name is
+imported on first use (torch loads `atpack.autoload` at every ``import torch``, which must cost
+nothing).
 """
 
 from __future__ import annotations
 
-from .api import load, load_cache_artifacts, save_cache_artifacts, to_megacache
-from .artifacts import (
-    Artifact,
-    Environment,
-    InductorBestConfig,
-    InductorGemmTimings,
-    InductorKernelPerf,
-    Manifest,
-    TritonAutotune,
-    TritonKernel,
-    UnknownArtifact,
-)
-from .capture import Capture, capture
-from .collect import pack_caches
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     AtpackError,
     CacheFileError,
@@ -31,12 +24,85 @@ from .errors import (
     StorageError,
     UnsafeContentError,
 )
-from .merge import diff, merge
-from .pack import Limits, Pack, PackInfo, PackWriter, create
-from .pack import open_pack as open
-from .populate import PopulateReport, populate
+
+if TYPE_CHECKING:
+    from .api import load, load_cache_artifacts, save_cache_artifacts, to_megacache
+    from .artifacts import (
+        Artifact,
+        Environment,
+        InductorBestConfig,
+        InductorGemmTimings,
+        InductorKernelPerf,
+        Manifest,
+        TritonAutotune,
+        TritonKernel,
+        UnknownArtifact,
+    )
+    from .capture import Capture, capture
+    from .collect import pack_caches
+    from .merge import diff, merge
+    from .pack import Limits, Pack, PackInfo, PackWriter, create
+    from .pack import open_pack as open
+    from .populate import PopulateReport, populate
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "load": ".api",
+    "load_cache_artifacts": ".api",
+    "save_cache_artifacts": ".api",
+    "to_megacache": ".api",
+    "Artifact": ".artifacts",
+    "Environment": ".artifacts",
+    "InductorBestConfig": ".artifacts",
+    "InductorGemmTimings": ".artifacts",
+    "InductorKernelPerf": ".artifacts",
+    "Manifest": ".artifacts",
+    "TritonAutotune": ".artifacts",
+    "TritonKernel": ".artifacts",
+    "UnknownArtifact": ".artifacts",
+    "Capture": ".capture",
+    "capture": ".capture",
+    "pack_caches": ".collect",
+    "diff": ".merge",
+    "merge": ".merge",
+    "Limits": ".pack",
+    "Pack": ".pack",
+    "PackInfo": ".pack",
+    "PackWriter": ".pack",
+    "create": ".pack",
+    "open": ".pack",
+    "PopulateReport": ".populate",
+    "populate": ".populate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'atpack' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), "open_pack" if name == "open" else name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+class _Package(types.ModuleType):
+    """``atpack.capture``, ``atpack.merge`` and ``atpack.populate`` are functions, like the
+    submodules they live in: importing such a submodule must not put the module in the
+    function's place (the import system sets the submodule as an attribute of its package)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _LAZY.get(name) == f".{name}":
+            return  # the submodule stays in sys.modules; the name stays the function's
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __all__ = [
     "Artifact",

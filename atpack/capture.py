@@ -18,7 +18,9 @@ import dataclasses
 import gc
 import logging
 import os
+import shlex
 import sys
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,15 +29,19 @@ import msgspec
 from .adapters import Collected, Skipped, inductor, triton
 from .adapters.megacache import Entry
 from .artifacts import Environment, InductorBestConfig, MegacacheEntry
-from .env import LocalEnvironment, default_inductor_dir, default_triton_dir
+from .autoload import after_import
+from .env import LocalEnvironment
+from .folders import default_inductor_dir, triton_dirs_to_collect
 from .merge import CREATED, created_now
 from .pack import DEFAULT_LEVEL, PackInfo, create
 
-__all__ = ["Capture", "capture"]
+__all__ = ["Capture", "CommandReport", "capture", "capture_command"]
 
 log = logging.getLogger(__name__)
 
 _Stamp = tuple[int, int]
+_Folder = tuple[str, str]
+"""(Triton cache folder, key): one kernel or autotune folder."""
 
 
 def capture(*, inductor_dir: str | None = None, triton_dir: str | None = None, all_kernels: bool = False) -> Capture:
@@ -45,47 +51,81 @@ def capture(*, inductor_dir: str | None = None, triton_dir: str | None = None, a
 
 
 class Capture:
-    """What a `with atpack.capture()` block produced; `save` writes it as a pack."""
+    """What a `with atpack.capture()` block produced; `save` writes it as a pack.
 
-    def __init__(self, *, inductor_dir: str | None = None, triton_dir: str | None = None, all_kernels: bool = False):
+    Without `triton_dir`, every Triton folder the block may write is watched: Triton's own and
+    each per-device folder under the Inductor folder (`atpack.folders`), those made during the
+    block included. With `process`, the capture spans the whole process (``atpack capture --``):
+    what torch records as Megacache entries is taken from the process's own recording when the
+    capture ends. Every patch a capture makes is undone when it ends, however it ends."""
+
+    def __init__(
+        self,
+        *,
+        inductor_dir: str | None = None,
+        triton_dir: str | None = None,
+        all_kernels: bool = False,
+        process: bool = False,
+    ) -> None:
         self.inductor_dir = inductor_dir or default_inductor_dir()
-        self.triton_dir = triton_dir or default_triton_dir()
+        self._triton_dir = triton_dir
         self.all_kernels = all_kernels
+        self.process = process
         self.megacache: list[Entry] = []
         self.inductor_files: set[str] = set()
-        self.triton_folders: set[str] = set()
-        self.kernel_folders: set[str] = set()
+        self.triton_folders: set[_Folder] = set()
+        self.kernel_folders: set[_Folder] = set()
         self.notes: list[str] = []
-        self._before: tuple[dict[str, _Stamp], dict[str, _Stamp]] | None = None
-        self._recording: _MegacacheRecording | None = None
-        self._winners: _Winners | None = None
-        self._coordesc: _CoordescRecording | None = None
         self.coordesc: dict[str, tuple[tuple[tuple[str, Any], ...], int, int]] = {}
+        self._before: tuple[dict[str, _Stamp], dict[_Folder, _Stamp]] | None = None
+        self._undo = contextlib.ExitStack()
+        self._recording: _MegacacheRecording | None = None
+        self._winners = _Winners()
+        self._saves = _CoordescRecording()
+        self._tuned = _TritonTuning()
+
+    @property
+    def triton_dirs(self) -> list[str]:
+        """The Triton folders watched."""
+        return [self._triton_dir] if self._triton_dir else triton_dirs_to_collect(self.inductor_dir)
 
     def __enter__(self) -> Capture:
-        self._before = (_inductor_files(self.inductor_dir), _triton_folders(self.triton_dir))
-        self._recording = _MegacacheRecording.start(self.notes)
-        self._winners = _Winners.start()
-        self._coordesc = _CoordescRecording.start()
+        self._before = (_inductor_files(self.inductor_dir), _triton_folders(self.triton_dirs))
+        if not self.process:
+            self._recording = self._undo.enter_context(_MegacacheRecording.start(self.notes))
+        self._winners.start(self._undo)
+        self._saves.start(self._undo)
+        self._tuned.start(self._undo)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._before is not None and self._recording is not None and self._winners is not None
-        self.megacache = self._recording.stop()
-        self.coordesc = self._coordesc.stop(self.inductor_dir) if self._coordesc else {}
+        try:
+            self._finish()
+        finally:
+            self._undo.close()
+
+    def recorded_anything(self) -> bool:
+        """Whether this process compiled or tuned anything during the capture."""
+        return bool(self.megacache or self._saves.seen or self._tuned.ran)
+
+    def _finish(self) -> None:
+        assert self._before is not None
+        self.megacache = self._recording.stop() if self._recording else _process_megacache() if self.process else []
+        self.coordesc = self._saves.found_under(self.inductor_dir)
         inductor_before, triton_before = self._before
         self.inductor_files = _changed(inductor_before, _inductor_files(self.inductor_dir))
-        new_folders = _changed(triton_before, _triton_folders(self.triton_dir))
-        autotune = {f for f in new_folders if _is_autotune_folder(os.path.join(self.triton_dir, f))}
+        new_folders = _changed(triton_before, _triton_folders(self.triton_dirs))
+        autotune = {f for f in new_folders if _is_autotune_folder(os.path.join(*f))}
         kernels = new_folders - autotune
         self.triton_folders = autotune
         winners = self._winners.stop() | self._best_config_kernels()
-        inductors = {f for f in kernels if _kernel_name(os.path.join(self.triton_dir, f)).startswith("triton_")}
+        inductors = {f for f in kernels if _kernel_name(os.path.join(*f)).startswith("triton_")}
+        launched = {f for f in inductors if f[1] in winners}
         if self.all_kernels:
             self.kernel_folders = kernels
-        elif winners & inductors or not inductors:
+        elif launched or not inductors:
             # Inductor's kernels: the ones its compiled code launches; anyone else's: all of them
-            self.kernel_folders = (winners & inductors) | (kernels - inductors)
+            self.kernel_folders = launched | (kernels - inductors)
         else:
             self.kernel_folders = kernels
             self.notes.append("could not tell which kernels the compiled code launches: keeping every new one")
@@ -104,8 +144,10 @@ class Capture:
     ) -> PackInfo:
         """Write what was captured as a pack at `url` (published atomically)."""
         from .adapters import megacache
+        from .collect import first_answers
 
         env = environment or LocalEnvironment().snapshot()
+        folders = self.triton_folders | self.kernel_folders
         with create(url, storage_options=storage_options, level=level) as writer:
             env_digest = writer.add_environment(env)
 
@@ -117,23 +159,25 @@ class Capture:
                     self._with_coordesc,
                     inductor.collect(self.inductor_dir, env_digest, include=self.inductor_files.__contains__),
                 ),
-                triton.collect(
-                    self.triton_dir,
-                    env_digest,
-                    add_blob,
-                    binaries_only=binaries_only,
-                    include=(self.triton_folders | self.kernel_folders).__contains__,
+                *(
+                    triton.collect(
+                        root,
+                        env_digest,
+                        add_blob,
+                        binaries_only=binaries_only,
+                        include=lambda key, root=root: (root, key) in folders,  # type: ignore[misc]
+                    )
+                    for root in sorted({root for root, _ in folders})
                 ),
                 megacache.collect(megacache.write_blob(self.megacache), env_digest, add_blob)
                 if self.megacache
                 else iter(()),
             ]
-            for stream in streams:
-                for item in stream:
-                    if isinstance(item, Skipped):
-                        log.warning("capture: skipped %s: %s", item.path, item.reason)
-                    else:
-                        writer.add(item)
+            for item in first_answers(item for stream in streams for item in stream):
+                if isinstance(item, Skipped):
+                    log.warning("capture: skipped %s: %s", item.path, item.reason)
+                else:
+                    writer.add(item)
             writer.annotate(CREATED, created_now())
             for key, value in (annotations or {}).items():
                 writer.annotate(key, value)
@@ -174,6 +218,82 @@ class Capture:
         return folders
 
 
+@dataclasses.dataclass
+class CommandReport:
+    """What `capture_command` ran and packed."""
+
+    command: list[str]
+    returncode: int
+    processes: int = 0
+    merged: Any = None  # the MergeReport of the processes' captures
+
+    def format(self) -> str:
+        status = "" if self.returncode == 0 else f" (the command exited with {self.returncode})"
+        command = shlex.join(self.command)
+        command = command if len(command) <= 80 else command[:77] + "..."
+        lines = [f"captured {self.processes} process(es) of {command}{status}"]
+        if self.merged is not None:
+            lines.append(self.merged.format())
+        return "\n".join(lines)
+
+
+def capture_command(
+    command: list[str],
+    url: str | os.PathLike[str],
+    *,
+    binaries_only: bool = False,
+    storage_options: dict[str, Any] | None = None,
+) -> CommandReport:
+    """Run `command` (unchanged: it need not import atpack) and write what its processes tuned as
+    one pack at `url`. Each process that imports torch records itself through atpack's torch
+    plug-in (`atpack.autoload`) and leaves its capture in a scratch folder when it exits; the
+    captures are then merged (a question two processes answered differently: the fastest)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from . import autoload
+    from .errors import AtpackError
+    from .merge import merge
+
+    if os.environ.get("TORCH_DEVICE_BACKEND_AUTOLOAD", "1") != "1":
+        raise AtpackError("cannot capture: TORCH_DEVICE_BACKEND_AUTOLOAD keeps torch from loading atpack's plug-in")
+    if not autoload.plugin_registered():
+        raise AtpackError("cannot capture: atpack's torch plug-in is not installed in this environment")
+    spool = tempfile.mkdtemp(prefix="atpack-capture-")
+    try:
+        env = {**os.environ, autoload.CAPTURE_VARIABLE: spool}
+        if binaries_only:
+            env[autoload.BINARIES_ONLY_VARIABLE] = "1"
+        try:
+            returncode = subprocess.call(command, env=env)
+        except OSError as e:
+            raise AtpackError(f"cannot run {command[0]}: {e.strerror or e}") from e
+        report = CommandReport(command, returncode)
+        packs = sorted(os.path.join(spool, name) for name in os.listdir(spool) if name.endswith(".atpack"))
+        report.processes = len(packs)
+        if not packs:
+            raise AtpackError(
+                f"{' '.join(command)} recorded nothing to pack (exit code {returncode}): no process of it "
+                "compiled or tuned with torch, or none exited normally"
+            )
+        report.merged = merge(packs, url, policy="fastest", storage_options=storage_options)
+        return report
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+def _process_megacache() -> list[Entry]:
+    """What torch recorded as Megacache entries in this process (`save_cache_artifacts`)."""
+    from .adapters import megacache
+
+    torch = sys.modules.get("torch")
+    if torch is None or not hasattr(torch, "compiler"):
+        return []
+    saved = torch.compiler.save_cache_artifacts()
+    return megacache.blob_entries(saved[0]) if saved else []
+
+
 # --------------------------------------------------------------------------- folders
 
 
@@ -206,19 +326,20 @@ def _inductor_files(root: str) -> dict[str, _Stamp]:
     return out
 
 
-def _triton_folders(root: str) -> dict[str, _Stamp]:
-    """Triton cache folders and a stamp of their content (file count, latest mtime)."""
-    out: dict[str, _Stamp] = {}
-    with contextlib.suppress(OSError):
-        for folder in os.scandir(root):
-            if folder.is_dir():
-                with contextlib.suppress(OSError):
-                    stamps = [e.stat().st_mtime_ns for e in os.scandir(folder.path)]
-                    out[folder.name] = (len(stamps), max(stamps, default=0))
+def _triton_folders(roots: list[str]) -> dict[_Folder, _Stamp]:
+    """The folders in Triton cache folders and a stamp of their content (file count, latest mtime)."""
+    out: dict[_Folder, _Stamp] = {}
+    for root in roots:
+        with contextlib.suppress(OSError):
+            for folder in os.scandir(root):
+                if folder.is_dir(follow_symlinks=False):
+                    with contextlib.suppress(OSError):
+                        stamps = [e.stat(follow_symlinks=False).st_mtime_ns for e in os.scandir(folder.path)]
+                        out[root, folder.name] = (len(stamps), max(stamps, default=0))
     return out
 
 
-def _changed(before: dict[str, _Stamp], after: dict[str, _Stamp]) -> set[str]:
+def _changed(before: dict[Any, _Stamp], after: dict[Any, _Stamp]) -> set[Any]:
     return {name for name, stamp in after.items() if before.get(name) != stamp}
 
 
@@ -241,44 +362,65 @@ def _is_autotune_folder(path: str) -> bool:
 
 
 class _CoordescRecording:
-    """What coordinate descent found for each kernel during the block, by `.best_config` path:
+    """What coordinate descent found for each kernel during the capture, by `.best_config` path:
     every result torch saves as coordinate descent's, and every later save of a config that
     coordinate descent found, which torch records as a plain autotuning result (a kernel that
     hit its record re-adds smaller-block candidates, benchmarks them, and saves the winner
-    without the mark)."""
+    without the mark). Watches `AutotuneCache.save` from when its module is imported."""
 
-    def __init__(self, cls: Any, original: Any, found: dict[str, tuple[Any, ...]]) -> None:
-        self._cls, self._original, self._found = cls, original, found
+    def __init__(self) -> None:
+        self.found: dict[str, tuple[Any, ...]] = {}
+        self.seen = 0
 
-    @classmethod
-    def start(cls) -> _CoordescRecording | None:
-        if "torch" not in sys.modules:
-            return None
-        try:
-            from torch._inductor.runtime.autotune_cache import AutotuneCache
-        except ImportError:
-            return None
-        original: Any = AutotuneCache.save
-        found: dict[str, tuple[Any, ...]] = {}
+    def start(self, undo: contextlib.ExitStack) -> None:
+        undo.callback(after_import("torch._inductor.runtime.autotune_cache", lambda m: self._watch(m, undo)))
 
-        def save(self: Any, config: Any, time_taken_ns: Any, found_by_coordesc: bool = False, *a: Any, **k: Any) -> Any:
-            result = original(self, config, time_taken_ns, found_by_coordesc, *a, **k)
-            local = getattr(self, "local_cache", None)
+    def _watch(self, module: types.ModuleType, undo: contextlib.ExitStack) -> None:
+        cache_cls: Any = module.AutotuneCache
+        original = cache_cls.save
+
+        def save(
+            cache: Any, config: Any, time_taken_ns: Any, found_by_coordesc: bool = False, *a: Any, **k: Any
+        ) -> Any:
+            result = original(cache, config, time_taken_ns, found_by_coordesc, *a, **k)
+            self.seen += 1
+            local = getattr(cache, "local_cache", None)
             if local and (found_by_coordesc or getattr(config, "found_by_coordesc", False) is True):
-                found[str(local[1])] = (tuple(config.kwargs.items()), config.num_warps, config.num_stages)
+                self.found[str(local[1])] = (tuple(config.kwargs.items()), config.num_warps, config.num_stages)
             return result
 
-        AutotuneCache.save = save  # type: ignore[method-assign]
-        return cls(AutotuneCache, original, found)
+        cache_cls.save = save
+        undo.callback(setattr, cache_cls, "save", original)
 
-    def stop(self, inductor_dir: str) -> dict[str, tuple[tuple[tuple[str, Any], ...], int, int]]:
-        self._cls.save = self._original
+    def found_under(self, inductor_dir: str) -> dict[str, tuple[tuple[tuple[str, Any], ...], int, int]]:
         root = os.path.abspath(inductor_dir)
         return {
             os.path.relpath(path, root): value  # type: ignore[misc]
-            for path, value in self._found.items()
+            for path, value in self.found.items()
             if os.path.abspath(path).startswith(root + os.sep)
         }
+
+
+class _TritonTuning:
+    """Whether a `@triton.autotune` kernel ran during the capture (a process that only runs
+    Triton kernels of its own records no Megacache entry)."""
+
+    def __init__(self) -> None:
+        self.ran = False
+
+    def start(self, undo: contextlib.ExitStack) -> None:
+        undo.callback(after_import("triton.runtime.autotuner", lambda m: self._watch(m, undo)))
+
+    def _watch(self, module: types.ModuleType, undo: contextlib.ExitStack) -> None:
+        autotuner: Any = module.Autotuner
+        original = autotuner.run
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            self.ran = True
+            return original(*args, **kwargs)
+
+        autotuner.run = run
+        undo.callback(setattr, autotuner, "run", original)
 
 
 @dataclasses.dataclass
@@ -287,28 +429,38 @@ class _MegacacheRecording:
     process-wide recording afterwards, so `torch.compiler.save_cache_artifacts()` still sees it."""
 
     context: Any = None
-    notes: list[str] = dataclasses.field(default_factory=list)
 
     @classmethod
     def start(cls, notes: list[str]) -> _MegacacheRecording:
         manager = _manager()
         if manager is None:
             notes.append("torch is not imported: no Megacache entries recorded")
-            return cls(None, notes)
+            return cls(None)
         fresh = getattr(manager, "with_fresh_cache", None)
         if fresh is None:
             notes.append("this torch has no CacheArtifactManager.with_fresh_cache: no Megacache entries recorded")
-            return cls(None, notes)
+            return cls(None)
         context = fresh()
         context.__enter__()
-        return cls(context, notes)
+        return cls(context)
+
+    def __enter__(self) -> _MegacacheRecording:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.context is not None:
+            context, self.context = self.context, None
+            context.__exit__(None, None, None)
 
     def stop(self) -> list[Entry]:
         if self.context is None:
             return []
         manager = _manager()
         recorded = {kind: list(items) for kind, items in manager._new_cache_artifacts.items()}
-        self.context.__exit__(None, None, None)
+        self.close()
         entries: list[Entry] = []
         for kind, items in recorded.items():
             for artifact in items:
@@ -334,38 +486,27 @@ class _Winners:
     Inductor's output code (each kernel keeps one launcher once tuned), plus torch's own winner
     records where it keeps them (`TritonBundler.put_winner`, torch 2.12+)."""
 
-    def __init__(self, recorded: set[str], restore: Any) -> None:
-        self._recorded = recorded
-        self._restore = restore
+    def __init__(self) -> None:
+        self._recorded: set[str] = set()
 
-    @classmethod
-    def start(cls) -> _Winners:
-        recorded: set[str] = set()
-        restore = None
-        bundler = _bundler()
-        if bundler is not None and hasattr(bundler, "put_winner"):
-            original = bundler.put_winner
+    def start(self, undo: contextlib.ExitStack) -> None:
+        undo.callback(after_import("torch._inductor.triton_bundler", lambda m: self._watch(m, undo)))
 
-            def put_winner(kernel_hash: str) -> None:
-                recorded.add(kernel_hash)
-                original(kernel_hash)
+    def _watch(self, module: types.ModuleType, undo: contextlib.ExitStack) -> None:
+        bundler: Any = getattr(module, "TritonBundler", None)
+        if bundler is None or not hasattr(bundler, "put_winner"):
+            return
+        original = bundler.put_winner
 
-            bundler.put_winner = put_winner
+        def put_winner(kernel_hash: str) -> None:
+            self._recorded.add(kernel_hash)
+            original(kernel_hash)
 
-            def restore() -> None:
-                bundler.put_winner = original
-
-        return cls(recorded, restore)
+        bundler.put_winner = put_winner
+        undo.callback(setattr, bundler, "put_winner", original)
 
     def stop(self) -> set[str]:
-        if self._restore is not None:
-            self._restore()
         return self._recorded | _output_code_kernels()
-
-
-def _bundler() -> Any:
-    module = sys.modules.get("torch._inductor.triton_bundler")
-    return getattr(module, "TritonBundler", None)
 
 
 def _output_code_kernels() -> set[str]:

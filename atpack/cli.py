@@ -25,8 +25,9 @@ log = logging.getLogger("atpack")
 
 EXAMPLES = """\
 examples:
-  atpack pack -o s3://bucket/packs/llama-h100.atpack      collect this machine's caches
-  atpack populate s3://bucket/packs/llama-h100.atpack     warm this machine's caches
+  atpack capture -o s3://bucket/packs/llama.atpack -- python train.py   record a warm-up run
+  atpack populate s3://bucket/packs/llama.atpack          warm this machine's caches (and turn on the replay)
+  atpack pack -o s3://bucket/packs/llama-h100.atpack      collect this machine's cache folders
   atpack populate ./my-model                              the packs beside a checkpoint
   atpack populate pack.atpack --dry-run                   show what would be written
   atpack inspect pack.atpack --json                       what a pack holds, for scripts
@@ -53,10 +54,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"atpack: error: {e}", file=sys.stderr)
         return 1
+    except _UsageError as e:
+        print(f"atpack: error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
+
+
+class _UsageError(Exception):
+    """The command line asks for something that cannot be (exit code 2)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,6 +113,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--level", type=int, default=9, help="zstd level, 1..22 (default 9)")
     p.set_defaults(run=_pack)
+
+    p = sub.add_parser(
+        "capture",
+        parents=[common, storage],
+        help="run a command and pack what it tuned",
+        description="Run COMMAND (unchanged: it need not import atpack) and pack what its processes compiled and "
+        "tuned, as atpack.capture() does in code: Megacache entries, .best_config files with coordinate descent's "
+        "results, GEMM timings, Triton autotune results and the kernels the compiled code launches.",
+    )
+    p.add_argument("-o", "--output", required=True, metavar="URL", help="where to write the pack (any fsspec URL)")
+    p.add_argument("--binaries-only", action="store_true", help="kernels: metadata and binary only (no IR, no source)")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command to run")
+    p.set_defaults(run=_capture)
+
+    p = sub.add_parser(
+        "replay",
+        parents=[common],
+        help="show or switch the replay of tuning results in processes that never import atpack",
+        description="atpack populate turns on, for the processes that use the Inductor folder it populated, the "
+        "replay of tuning results torch would search again (atpack's torch plug-in). Show it, or turn it on or off.",
+    )
+    p.add_argument("action", nargs="?", choices=["status", "on", "off"], default="status")
+    p.add_argument("--inductor-dir", metavar="DIR", help="Inductor cache folder (default: the one torch uses)")
+    p.set_defaults(run=_replay)
 
     p = sub.add_parser(
         "populate",
@@ -344,6 +376,39 @@ def _pack(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise AtpackError(str(e)) from e
     print(report.format())
+    return 0
+
+
+def _capture(args: argparse.Namespace) -> int:
+    from .capture import capture_command
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise _UsageError("capture: give the command to run after --")
+    report = capture_command(
+        command, args.output, binaries_only=args.binaries_only, storage_options=args.storage_options
+    )
+    print(report.format())
+    return report.returncode
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from . import autoload
+    from .folders import default_inductor_dir
+
+    folder = args.inductor_dir or default_inductor_dir()
+    if args.action == "on":
+        print(f"replay on for processes using {folder} ({autoload.enable(folder)})")
+    elif args.action == "off":
+        removed = autoload.disable(folder)
+        print(f"replay off for processes using {folder}" + ("" if removed else " (it was not on)"))
+    on, why = autoload.replay_state(folder)
+    plugin = autoload.plugin_registered()
+    autoloading = os.environ.get("TORCH_DEVICE_BACKEND_AUTOLOAD", "1") == "1"
+    if args.action == "status":
+        print(f"replay {'on' if on and plugin and autoloading else 'off'} for processes using {folder}: {why}")
+        print(f"torch plug-in: {'installed' if plugin else 'not installed in this environment'}", end="")
+        print("" if autoloading else " (but TORCH_DEVICE_BACKEND_AUTOLOAD keeps torch from loading plug-ins)")
     return 0
 
 

@@ -7,15 +7,15 @@ import dataclasses
 import itertools
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .adapters import Collected, Skipped
-from .artifacts import Environment
+from .artifacts import Environment, artifact_digest
 from .merge import CREATED, created_now
 from .pack import DEFAULT_LEVEL, PackInfo, create
 
-__all__ = ["CollectReport", "pack_caches"]
+__all__ = ["CollectReport", "first_answers", "pack_caches"]
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +27,16 @@ class CollectReport:
     url: str
     kinds: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     skipped: list[Skipped] = dataclasses.field(default_factory=list)
+    folders: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    """(cache system, folder) of every folder looked at, in order."""
     info: PackInfo | None = None
 
     def format(self) -> str:
         lines = [f"packed {sum(self.kinds.values())} artifacts into {self.url}"]
         if self.info:
             lines[0] += f" ({self.info.size:,} bytes, {self.info.blob_bytes:,} bytes of blobs, {self.info.digest})"
+        for system, folder in self.folders:
+            lines.append(f"  {'read' if os.path.isdir(folder) else 'no folder at'} {folder} ({system})")
         lines += [f"  {n:6d}  {kind}" for kind, n in sorted(self.kinds.items())]
         lines += [f"  skipped {s.path}: {s.reason}" for s in self.skipped]
         return "\n".join(lines)
@@ -52,14 +56,16 @@ def pack_caches(
     level: int = DEFAULT_LEVEL,
 ) -> CollectReport:
     """Collect every supported artifact from Inductor's and Triton's cache folders (by
-    default, the folders torch and triton would use here), and from a Megacache blob if given
-    (the bytes `torch.compiler.save_cache_artifacts()` returned), into a pack at `url`.
+    default, the folders torch and triton use here: Inductor's, each per-device Triton folder
+    under it and Triton's own, see `atpack.folders`), and from a Megacache blob if given (the
+    bytes `torch.compiler.save_cache_artifacts()` returned), into a pack at `url`.
 
     `environment` describes the machine the caches were made on; by default, this one.
     """
     from .adapters import inductor, triton
     from .adapters import megacache as megacache_adapter
-    from .env import LocalEnvironment, default_inductor_dir, default_triton_dir
+    from .env import LocalEnvironment
+    from .folders import default_inductor_dir, triton_dirs_to_collect
 
     sources = set(sources)
     unknown = sources - {"inductor", "triton"}
@@ -67,19 +73,24 @@ def pack_caches(
         raise ValueError(f"unknown cache sources: {', '.join(sorted(unknown))}")
     env = environment or LocalEnvironment().snapshot()
     report = CollectReport(os.fspath(url))
+    inductor_root = inductor_dir or default_inductor_dir()
+    if "inductor" in sources:
+        report.folders.append(("inductor", inductor_root))
+    if "triton" in sources:
+        triton_dirs = [triton_dir] if triton_dir else triton_dirs_to_collect(inductor_root)
+        report.folders += [("triton", folder) for folder in triton_dirs]
     with create(url, storage_options=storage_options, level=level) as writer:
         env_digest = writer.add_environment(env)
-        streams: list[Iterable[Collected]] = []
-        if "inductor" in sources:
-            streams.append(inductor.collect(inductor_dir or default_inductor_dir(), env_digest))
         add_blob = lambda data, hint: writer.add_blob(data, hint=hint)  # noqa: E731
-        if "triton" in sources:
-            streams.append(
-                triton.collect(triton_dir or default_triton_dir(), env_digest, add_blob, binaries_only=binaries_only)
-            )
+        streams: list[Iterable[Collected]] = [
+            inductor.collect(folder, env_digest)
+            if system == "inductor"
+            else triton.collect(folder, env_digest, add_blob, binaries_only=binaries_only)
+            for system, folder in report.folders
+        ]
         if megacache is not None:
             streams.append(megacache_adapter.collect(megacache, env_digest, add_blob))
-        for item in itertools.chain.from_iterable(streams):
+        for item in first_answers(itertools.chain.from_iterable(streams)):
             if isinstance(item, Skipped):
                 log.warning("skipped %s: %s", item.path, item.reason)
                 report.skipped.append(item)
@@ -91,3 +102,20 @@ def pack_caches(
             writer.annotate(key, value)
     report.info = writer.info
     return report
+
+
+def first_answers(items: Iterable[Collected]) -> Iterator[Collected]:
+    """The same result found in several folders (a kernel in each per-device Triton folder) is
+    packed once; where two folders answer one question differently, the first folder's answer
+    is kept and the other skipped, with the reason."""
+    seen: dict[tuple[str, str], str] = {}
+    for item in items:
+        if isinstance(item, Skipped):
+            yield item
+            continue
+        digest, question = artifact_digest(item), (item.kind, item.key)
+        if question not in seen:
+            seen[question] = digest
+            yield item
+        elif seen[question] != digest:
+            yield Skipped(f"{item.kind} {item.key}", "another folder holds a different result for it: kept the first")

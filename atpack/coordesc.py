@@ -32,55 +32,65 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-__all__ = ["best_config_path", "install"]
+__all__ = ["KNOWN_TORCH", "best_config_path", "install"]
 
 log = logging.getLogger(__name__)
 
 _MARK = "_atpack_replays_coordesc"
 
+KNOWN_TORCH = ((2, 8), (2, 13))
+"""The torch releases whose tuning internals the replay was written for (first, last)."""
+
+_given_up = False
+_T = TypeVar("_T")
+
 
 def install() -> bool:
-    """Install the replay in this process (idempotent). False if torch's internals are not the
-    ones it was written for (then nothing changes)."""
+    """Install the replay in this process (idempotent). False, with one log line, if this torch
+    is not a release the replay knows or its internals are not the ones it was written for: then
+    nothing changes. A wrapper that meets an internal it does not expect at run time gives up for
+    the whole process (one log line) and leaves every decision to torch from then on."""
     try:
+        import torch
         from torch._inductor.runtime import autotune_cache, triton_heuristics
     except ImportError:
+        return False
+    release = _release(getattr(torch, "__version__", ""))
+    if release is None or not KNOWN_TORCH[0] <= release <= KNOWN_TORCH[1]:
+        first, last = (f"{a}.{b}" for a, b in KNOWN_TORCH)
+        log.warning(
+            "atpack: torch %s is not a release the replay knows (%s to %s): not replaying",
+            torch.__version__,
+            first,
+            last,
+        )
         return False
     autotuner_cls = triton_heuristics.CachingAutotuner
     coordesc = getattr(autotuner_cls, "coordinate_descent_tuning", None)
     autotune = getattr(autotuner_cls, "autotune_to_one_config", None)
     check = getattr(triton_heuristics, "check_autotune_cache", None)  # torch 2.6+
     if coordesc is None or autotune is None or not hasattr(autotune_cache.AutotuneCache, "create"):
-        log.info("this torch's CachingAutotuner is not the one atpack knows: not replaying tuning results")
+        log.warning("atpack: this torch's CachingAutotuner is not the one atpack knows: not replaying")
         return False
     if getattr(coordesc, _MARK, False):
         return True
 
     def coordinate_descent_tuning(self: Any, launcher: Any, *args: Any, **kwargs: Any) -> Any:
-        best = _recorded(self)
-        if best is not None and best.get("found_by_coordesc") is True:
-            # Coordinate descent already ran for this kernel. The launcher holds its result, or
-            # (a kernel restored from the FX graph cache) the result the compiled graph was saved
-            # with: either way, searching again would only chase benchmark noise.
-            launcher.config.found_by_coordesc = True
+        if _guarded(_already_searched, self, launcher):
             return launcher
         return coordesc(self, launcher, *args, **kwargs)
 
     def autotune_to_one_config(self: Any, *args: Any, **kwargs: Any) -> Any:
-        best = _recorded(self)
-        chosen = [launcher for launcher in self.launchers if best is not None and _same(best, launcher.config)]
-        if len(chosen) == 1:  # the recorded winner is among the candidates: no benchmark, no re-save
-            if best is not None and best.get("found_by_coordesc") is True:
-                chosen[0].config.found_by_coordesc = True
-            self.launchers = chosen
+        if _guarded(_keep_recorded_winner, self):
             return None
         return autotune(self, *args, **kwargs)
 
     def check_autotune_cache(configs: Any, filename: Any, inductor_meta: Any) -> Any:
         assert check is not None
-        return check(configs, _here(filename), inductor_meta)
+        return check(configs, _guarded(_here, filename) or filename, inductor_meta)
 
     wrappers: list[tuple[Any, Any]] = [(coordinate_descent_tuning, coordesc), (autotune_to_one_config, autotune)]
     if check is not None:
@@ -92,6 +102,55 @@ def install() -> bool:
     autotuner_cls.coordinate_descent_tuning = coordinate_descent_tuning  # type: ignore[method-assign]
     autotuner_cls.autotune_to_one_config = autotune_to_one_config  # type: ignore[method-assign]
     return True
+
+
+def _already_searched(autotuner: Any, launcher: Any) -> bool:
+    """Whether coordinate descent already ran for this kernel: then the launcher holds its result,
+    or (a kernel restored from the FX graph cache) the result the compiled graph was saved with;
+    either way, searching again would only chase benchmark noise. Marks the launcher's config."""
+    best = _recorded(autotuner)
+    if best is None or best.get("found_by_coordesc") is not True:
+        return False
+    launcher.config.found_by_coordesc = True
+    return True
+
+
+def _keep_recorded_winner(autotuner: Any) -> bool:
+    """When the recorded winner is among the candidates, keep it alone: no benchmark, no re-save."""
+    best = _recorded(autotuner)
+    if best is None:
+        return False
+    chosen = [launcher for launcher in autotuner.launchers if _same(best, launcher.config)]
+    if len(chosen) != 1:
+        return False
+    if best.get("found_by_coordesc") is True:
+        chosen[0].config.found_by_coordesc = True
+    autotuner.launchers = chosen
+    return True
+
+
+def _guarded(replay: Callable[..., _T], *args: Any) -> _T | None:
+    """`replay(*args)`, or None once the replay has given up in this process. The first
+    unexpected error is logged once and gives the replay up: torch decides from then on."""
+    global _given_up
+    if _given_up:
+        return None
+    try:
+        return replay(*args)
+    except Exception:
+        _given_up = True
+        log.warning(
+            "atpack: the replay met a torch internal it does not know; torch decides from now on", exc_info=True
+        )
+        return None
+
+
+def _release(version: str) -> tuple[int, int] | None:
+    parts = version.split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return None
 
 
 def best_config_path(autotuner: Any) -> str | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import getpass
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -20,20 +19,18 @@ import os
 import re
 import sys
 import sysconfig
-import tempfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
 
 from .artifacts import Environment
+from .folders import atpack_cache_dir
 
 __all__ = [
     "FIELDS",
     "LocalEnvironment",
-    "atpack_cache_dir",
-    "default_inductor_dir",
-    "default_triton_dir",
+    "cuda_devices",
     "environment_from_json",
     "mismatches",
 ]
@@ -41,33 +38,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FIELDS: tuple[str, ...] = tuple(f for f in Environment.__struct_fields__ if f != "extra")
-
-
-def default_inductor_dir() -> str:
-    """The folder Inductor uses: ``$TORCHINDUCTOR_CACHE_DIR`` or ``<tmp>/torchinductor_<user>``."""
-    if folder := os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
-        return os.path.abspath(folder)
-    try:
-        user = getpass.getuser()
-    except (KeyError, ModuleNotFoundError, OSError):
-        user = f"uid_{os.getuid()}" if hasattr(os, "getuid") else "unknown_user"
-    return os.path.join(tempfile.gettempdir(), "torchinductor_" + re.sub(r'[\\/:*?"<>|]', "_", user))
-
-
-def default_triton_dir() -> str:
-    """The folder Triton uses: ``$TRITON_CACHE_DIR`` or ``$TRITON_HOME/.triton/cache``."""
-    if folder := os.environ.get("TRITON_CACHE_DIR"):
-        return os.path.abspath(folder)
-    home = os.environ.get("TRITON_HOME") or os.path.expanduser("~/")
-    return os.path.join(home, ".triton", "cache")
-
-
-def atpack_cache_dir() -> str:
-    """Where atpack keeps its own small caches: ``$ATPACK_CACHE_DIR`` or ``~/.cache/atpack``."""
-    if folder := os.environ.get("ATPACK_CACHE_DIR"):
-        return folder
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "atpack")
 
 
 def mismatches(recorded: Environment, local: Callable[[str], str | None], fields: Iterable[str]) -> list[str]:
@@ -270,19 +240,36 @@ def _backend_hash() -> str | None:
         return None
 
 
+def cuda_devices() -> list[int]:
+    """The indices of the CUDA devices this process sees (as torch numbers them: after
+    ``CUDA_VISIBLE_DEVICES``), from the driver; empty without a driver or a device."""
+    torch_mod: Any = sys.modules.get("torch")
+    if torch_mod is not None and torch_mod.cuda.is_initialized():
+        return list(range(torch_mod.cuda.device_count()))
+    lib = _libcuda()
+    count = ctypes.c_int()
+    if lib is None or lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return []
+    return list(range(count.value))
+
+
+def _libcuda() -> Any:
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            continue
+    return None
+
+
 def _cuda_device(index: int) -> tuple[str, str] | None:
     """(name, "major.minor") of CUDA device `index` from the driver API, or None."""
     torch_mod: Any = sys.modules.get("torch")
     if torch_mod is not None and torch_mod.cuda.is_initialized():
         props = torch_mod.cuda.get_device_properties(index)
         return str(props.name), f"{props.major}.{props.minor}"
-    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
-        try:
-            lib = ctypes.CDLL(name)
-            break
-        except OSError:
-            continue
-    else:
+    lib = _libcuda()
+    if lib is None:
         return None
     count, dev, major, minor = ctypes.c_int(), ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
     buf = ctypes.create_string_buffer(256)

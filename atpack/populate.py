@@ -28,9 +28,10 @@ from .artifacts import (
     TritonKernel,
     UnknownArtifact,
 )
-from .env import LocalEnvironment, default_inductor_dir, default_triton_dir, mismatches
+from .env import LocalEnvironment, cuda_devices, mismatches
 from .errors import AtpackError, FormatError, StorageError, UnsafeContentError
 from .files import CacheDir, FileWrite, Writes
+from .folders import default_inductor_dir, triton_dirs_to_populate
 from .pack import Pack, open_pack
 from .store import resolve
 
@@ -60,12 +61,15 @@ class PopulateReport:
 
     pack: str
     inductor_dir: str
-    triton_dir: str
+    triton_dirs: list[str]
+    """Every Triton folder written to (each per-device folder, then Triton's own)."""
     dry_run: bool = False
     ignored_environment: bool = False
     trusted_pickles: bool = False
     signed_by: str = ""
     """The id of the trusted key whose signature was checked, when populate required one."""
+    replay: str = ""
+    """Whether processes using the Inductor folder replay recorded tuning results, and why."""
     outcomes: list[Outcome] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
     bytes_read: int = 0
@@ -80,13 +84,16 @@ class PopulateReport:
     def format(self, *, verbose: bool = False) -> str:
         """A readable report: counts per kind and action, then the reasons for skips."""
         verb = "would populate" if self.dry_run else "populated"
-        lines = [f"{verb} {self.inductor_dir} (inductor) and {self.triton_dir} (triton) from {self.pack}"]
+        lines = [f"{verb} from {self.pack}:", f"  {self.inductor_dir} (inductor)"]
+        lines += [f"  {folder} (triton)" for folder in self.triton_dirs]
         if self.ignored_environment:
             lines.append(
                 "environment check OVERRIDDEN (--ignore-environment): artifacts made elsewhere are written too"
             )
         if self.signed_by:
             lines.append(f"signature verified: trusted key {self.signed_by}")
+        if self.replay:
+            lines.append(f"replay: {self.replay}")
         table = collections.Counter((o.kind, o.action) for o in self.outcomes)
         for kind in sorted({k for k, _ in table}):
             counts = ", ".join(f"{table[kind, a]} {self._label(a)}" for a in ACTIONS if table[kind, a])
@@ -139,9 +146,14 @@ def populate(
     environment: LocalEnvironment | None = None,
     trusted_keys: Sequence[str | os.PathLike[str]] = (),
     progress: Callable[[int, int], None] | None = None,
+    devices: Sequence[int] | None = None,
 ) -> PopulateReport:
     """Write every artifact of `pack` that is valid on this machine into the cache folders
     (by default, the ones torch and triton use here) and report what happened to each.
+
+    Triton's artifacts go to every Triton folder the processes started here read (`atpack.folders`):
+    each per-device folder under the Inductor folder, for each of `devices` (by default, every
+    CUDA device here, or device 0), and Triton's own; `triton_dir` names one folder instead.
 
     Re-running is idempotent. `ignore_environment` writes every artifact regardless of
     where it was made (for tests, and for users who know better); the report says so.
@@ -170,6 +182,7 @@ def populate(
                         environment=environment,
                         trusted_keys=trusted_keys,
                         progress=progress,
+                        devices=devices,
                     )
                     for each in packs
                 ]
@@ -180,10 +193,17 @@ def populate(
     source = open_pack(pack, storage_options=storage_options) if not isinstance(pack, Pack) else pack
     try:
         signed_by = _check_signature(source, trusted_keys) if trusted_keys else ""
+        inductor = inductor_dir or default_inductor_dir()
+        if triton_dir:
+            triton_dirs = [triton_dir]
+        else:
+            triton_dirs = triton_dirs_to_populate(
+                inductor, (cuda_devices() if devices is None else list(devices)) or [0]
+            )
         report = PopulateReport(
             pack=source.name,
-            inductor_dir=inductor_dir or default_inductor_dir(),
-            triton_dir=triton_dir or default_triton_dir(),
+            inductor_dir=inductor,
+            triton_dirs=triton_dirs,
             dry_run=dry_run,
             ignored_environment=ignore_environment,
             trusted_pickles=trust_pickles,
@@ -192,12 +212,37 @@ def populate(
         read_before = source.bytes_read
         _populate(source, report, environment or LocalEnvironment(), progress)
         report.bytes_read = source.bytes_read - read_before
+        if not dry_run and any(o.kind in _REPLAYED and o.action in (WRITTEN, PRESENT) for o in report.outcomes):
+            report.replay = _switch_replay_on(report.inductor_dir, source.name)
     finally:
         if opened:
             source.close()
     report.seconds = time.perf_counter() - start
     log.info("%s", report.format().splitlines()[-1])
     return report
+
+
+_REPLAYED = frozenset({InductorBestConfig.kind, MegacacheAutotune.kind})
+"""The kinds whose results the replay acts on: a folder that holds some gets the replay."""
+
+
+def _switch_replay_on(inductor_dir: str, pack: str) -> str:
+    """Turn on the replay of tuning results for the processes that will use `inductor_dir`
+    (`atpack.autoload`), and say how it stands."""
+    from . import autoload
+
+    try:
+        autoload.enable(inductor_dir, [pack])
+    except AtpackError as e:
+        return f"off: {e}"
+    on, why = autoload.replay_state(inductor_dir)
+    if not on:
+        return f"off: {why}"
+    if os.environ.get("TORCH_DEVICE_BACKEND_AUTOLOAD", "1") != "1":
+        return "off: TORCH_DEVICE_BACKEND_AUTOLOAD keeps torch from loading atpack's plug-in"
+    if not autoload.plugin_registered():
+        return "off: atpack's torch plug-in is not installed in this environment (pip install atpack)"
+    return f"on for processes using {inductor_dir} (`atpack replay off` turns it off)"
 
 
 def _check_signature(pack: Pack, trusted_keys: Sequence[str | os.PathLike[str]]) -> str:
@@ -241,7 +286,7 @@ def _combined(reports: list[PopulateReport], name: str) -> PopulateReport:
 def _populate(
     pack: Pack, report: PopulateReport, local: LocalEnvironment, progress: Callable[[int, int], None] | None
 ) -> None:
-    dirs = _Dirs(CacheDir(report.inductor_dir), CacheDir(report.triton_dir))
+    dirs = _Dirs(CacheDir(report.inductor_dir), [CacheDir(folder) for folder in report.triton_dirs])
     planned: list[_Planned] = []
     merges: list[tuple[InductorGemmTimings, str]] = []
     replays: list[tuple[MegacacheEntry, str]] = []
@@ -281,20 +326,25 @@ def _populate(
             if isinstance(artifact, InductorGemmTimings):
                 merges.append((artifact, note))
                 continue
-            root = dirs.of(artifact)
-            writes = _files(artifact, dirs)
-            _check_sizes(pack, writes)
-            states = [root.state(w.path, data=w.data, digest=w.blob, size=w.size) for w in writes]
+            plans = [_plan(pack, artifact, root, note) for root in dirs.of(artifact)]
         except AtpackError as e:
             report.outcomes.append(_failed(artifact, e))
             continue
-        planned.append(_Planned(artifact, root, writes, states, note))
-    planned = _without_conflicts(planned, report)
+        planned += plans
+    _refuse_conflicts(planned)
     if not report.dry_run:
         _write(pack, planned, progress)
-    report.outcomes += [_outcome(p, report.dry_run) for p in planned]
+    report.outcomes += _outcomes(planned, report.dry_run)
     report.outcomes += [_merge(a, note, dirs.inductor, report.dry_run) for a, note in merges]
     report.outcomes += _replay(pack, replays, report)
+
+
+def _plan(pack: Pack, artifact: Artifact, root: CacheDir, note: str) -> _Planned:
+    """The files `artifact` writes into `root`, and what each of them holds there now."""
+    writes = _files(artifact, root)
+    _check_sizes(pack, writes)
+    states = [root.state(w.path, data=w.data, digest=w.blob, size=w.size) for w in writes]
+    return _Planned(artifact, root, writes, states, note)
 
 
 def _failed(artifact: Artifact, error: AtpackError) -> Outcome:
@@ -322,47 +372,41 @@ def _check_sizes(pack: Pack, writes: list[FileWrite]) -> None:
             )
 
 
-def _without_conflicts(planned: list[_Planned], report: PopulateReport) -> list[_Planned]:
+def _refuse_conflicts(planned: list[_Planned]) -> None:
     """Refuse every artifact that would write a file another artifact of the pack (or the same
     one) writes with different content: which of them is right is not for populate to guess."""
     claims: dict[str, tuple[bytes | str, _Planned]] = {}
-    clashes: dict[int, str] = {}
     for p in planned:
         for w in p.writes:
             content: bytes | str = w.blob if w.blob is not None else (w.data or b"")
             first, owner = claims.setdefault(w.path, (content, p))
             if first != content:
                 for culprit, other in ((p, owner), (owner, p)):
-                    clashes.setdefault(
-                        id(culprit),
-                        f"{w.path}: {other.artifact.kind} {other.artifact.key} writes different content there",
+                    culprit.failed(
+                        FormatError(
+                            f"conflicting artifacts in the pack: {w.path}: {other.artifact.kind} "
+                            f"{other.artifact.key} writes different content there"
+                        )
                     )
-    if not clashes:
-        return planned
-    for p in planned:
-        if id(p) in clashes:
-            report.outcomes.append(
-                _failed(p.artifact, FormatError(f"conflicting artifacts in the pack: {clashes[id(p)]}"))
-            )
-    return [p for p in planned if id(p) not in clashes]
 
 
 @dataclasses.dataclass(frozen=True)
 class _Dirs:
     inductor: CacheDir
-    triton: CacheDir
+    triton: list[CacheDir]
 
-    def of(self, artifact: Artifact) -> CacheDir:
-        return self.inductor if artifact.kind.startswith("inductor.") else self.triton
+    def of(self, artifact: Artifact) -> list[CacheDir]:
+        """The folders an artifact is written into: Inductor's, or every Triton folder."""
+        return [self.inductor] if artifact.kind.startswith("inductor.") else self.triton
 
 
-def _files(artifact: Artifact, dirs: _Dirs) -> list[FileWrite]:
+def _files(artifact: Artifact, root: CacheDir) -> list[FileWrite]:
     from .adapters import inductor, triton
 
     if isinstance(artifact, (InductorBestConfig, InductorKernelPerf)):
-        return inductor.files(artifact, dirs.inductor)
+        return inductor.files(artifact, root)
     if isinstance(artifact, (TritonAutotune, TritonKernel, TritonHostModule)):
-        return triton.files(artifact, dirs.triton)
+        return triton.files(artifact, root)
     raise AtpackError(f"no adapter populates {artifact.kind}")
 
 
@@ -374,8 +418,8 @@ def _write(pack: Pack, planned: list[_Planned], progress: Callable[[int, int], N
     last: list[tuple[_Planned, int]] = []
     with Writes() as writes:
         for p in planned:
-            if any(s == "different" and not w.replace for w, s in zip(p.writes, p.states)):
-                continue  # kept: an existing result that differs is never mixed with the pack's files
+            if p.error is not None or any(s == "different" and not w.replace for w, s in zip(p.writes, p.states)):
+                continue  # refused, or kept: an existing result that differs is never mixed with the pack's files
             for i, (w, state) in enumerate(zip(p.writes, p.states)):
                 if state == "same":
                     continue
@@ -400,22 +444,45 @@ def _write(pack: Pack, planned: list[_Planned], progress: Callable[[int, int], N
             log.debug("creating files is slow here: wrote them on %d threads", Writes.THREADS)
 
 
-def _outcome(p: _Planned, dry_run: bool) -> Outcome:
-    a = p.artifact
-    if p.error is not None:
-        return _failed(a, p.error)
-    todo = [s for s, w in zip(p.states, p.writes) if s in ("absent", "written") or (s == "different" and w.replace)]
-    kept = [w.path for s, w in zip(p.states, p.writes) if s == "different" and not w.replace]
-    notes = [p.note] if p.note else []
+def _outcomes(planned: list[_Planned], dry_run: bool) -> list[Outcome]:
+    """One outcome per artifact, over every folder it was planned into."""
+    plans: dict[int, list[_Planned]] = {}
+    for p in planned:
+        plans.setdefault(id(p.artifact), []).append(p)
+    return [_outcome(each, dry_run) for each in plans.values()]
+
+
+def _outcome(plans: list[_Planned], dry_run: bool) -> Outcome:
+    """Failed if it failed in one folder; else kept if an existing file differs in one; else
+    written if a file was written; else present."""
+    a = plans[0].artifact
+    notes = [plans[0].note] if plans[0].note else []
+    if error := next((p.error for p in plans if p.error is not None), None):
+        return _failed(a, error)
+    kept = [w.path for p in plans for s, w in zip(p.states, p.writes) if s == "different" and not w.replace]
     if kept:
-        notes.insert(0, f"kept {len(kept)} existing file(s) that differ: {os.path.basename(kept[0])}")
-        action = KEPT
-    elif todo:
-        action = WRITTEN
-        notes.insert(0, f"{'would write' if dry_run else 'wrote'} {len(todo)} file(s)")
-    else:
-        action = PRESENT
-    return Outcome(a.kind, a.key, action, "; ".join(notes))
+        return Outcome(
+            a.kind,
+            a.key,
+            KEPT,
+            "; ".join([f"kept {len(kept)} existing file(s) that differ: {os.path.basename(kept[0])}", *notes]),
+        )
+    todo = [
+        p
+        for p in plans
+        for s, w in zip(p.states, p.writes)
+        if s in ("absent", "written") or (s == "different" and w.replace)
+    ]
+    if not todo:
+        return Outcome(a.kind, a.key, PRESENT, "; ".join(notes))
+    folders = len({id(p) for p in todo})
+    where = f" in {folders} folders" if folders > 1 else ""
+    return Outcome(
+        a.kind,
+        a.key,
+        WRITTEN,
+        "; ".join([f"{'would write' if dry_run else 'wrote'} {len(todo)} file(s){where}", *notes]),
+    )
 
 
 def _replay(pack: Pack, replays: list[tuple[MegacacheEntry, str]], report: PopulateReport) -> list[Outcome]:
@@ -429,7 +496,9 @@ def _replay(pack: Pack, replays: list[tuple[MegacacheEntry, str]], report: Popul
         contents = dict(pack.read_blobs(a.content for a, _ in replays))
         try:
             results = megacache.populate(
-                [(a, contents[a.content]) for a, _ in replays], report.inductor_dir, report.triton_dir
+                [(a, contents[a.content]) for a, _ in replays],
+                report.inductor_dir,
+                report.triton_dirs[0] if len(report.triton_dirs) == 1 else None,
             )
         except AtpackError as e:
             results = [(a, e) for a, _ in replays]

@@ -29,8 +29,8 @@ from fsspec.implementations.local import LocalFileSystem
 from . import store
 from .artifacts import Artifact, Environment
 from .digest import digest_bytes
-from .env import atpack_cache_dir
 from .errors import AtpackError, IntegrityError, StorageError
+from .folders import atpack_cache_dir
 from .pack import DEFAULT_LEVEL, Pack, PackInfo, create, decode_artifact, open_pack
 
 __all__ = ["PackRecord", "PullReport", "PushReport", "Store", "default_local_store"]

@@ -87,11 +87,13 @@ def collect(data: bytes, env: str, add_blob: AddBlob) -> Iterator[MegacacheEntry
 
 
 def populate(
-    entries: list[tuple[MegacacheEntry, bytes]], inductor_dir: str, triton_dir: str
+    entries: list[tuple[MegacacheEntry, bytes]], inductor_dir: str, triton_dir: str | None
 ) -> list[tuple[MegacacheEntry, Exception | None]]:
     """Replay entries, in blob order, through torch's own `populate_cache()` of each type, with
-    torch's and triton's cache folders pointed at the given ones. Returns each entry with the
-    error its hook raised, if any (one failing entry does not stop the others)."""
+    torch's cache folder pointed at `inductor_dir` and triton's at `triton_dir` (without it,
+    torch puts a graph's kernels in the per-device folder of its device, as when it compiles).
+    Returns each entry with the error its hook raised, if any (one failing entry does not stop
+    the others)."""
     try:
         from torch.compiler._cache import CacheArtifactFactory
     except ImportError as e:
@@ -151,10 +153,13 @@ def _register_artifact_types() -> None:
 
 
 @contextlib.contextmanager
-def _cache_dirs(inductor_dir: str, triton_dir: str) -> Iterator[None]:
+def _cache_dirs(inductor_dir: str, triton_dir: str | None) -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.abspath(inductor_dir)
-    os.environ["TRITON_CACHE_DIR"] = os.path.abspath(triton_dir)
+    if triton_dir is None:
+        os.environ.pop("TRITON_CACHE_DIR", None)
+    else:
+        os.environ["TRITON_CACHE_DIR"] = os.path.abspath(triton_dir)
     try:
         yield
     finally:

@@ -1,0 +1,215 @@
+"""atpack in processes that never import it: the plug-in torch loads by itself.
+
+At the end of ``import torch``, torch (2.5 and later) calls every entry point of the
+``torch.backends`` group (`torch._import_device_backends`); atpack registers `load` there. It does
+nothing unless asked, and what it does is switched by a file and by variables:
+
+* **Replay** of recorded tuning results (`atpack.coordesc`) in a process whose Inductor folder
+  holds ``atpack-replay.json``: ``atpack populate`` writes it into the folder it populates,
+  ``atpack replay off`` removes it. ``ATPACK_REPLAY=1`` turns the replay on in every process,
+  ``ATPACK_REPLAY=0`` off in every process (and ``TORCH_DEVICE_BACKEND_AUTOLOAD=0`` keeps torch
+  from loading any plug-in). The replay is installed when Inductor's runtime module
+  (`torch._inductor.runtime.triton_heuristics`) is first imported, so ``import torch`` costs what
+  it cost without atpack, and a process that never compiles is never touched.
+* **Capture** of what the process tunes, under ``atpack capture -- COMMAND``: ``ATPACK_CAPTURE``
+  names a folder; the process records as `atpack.capture()` does and, when it exits, leaves its
+  pack there for the command to merge.
+
+Nothing here raises into torch: whatever goes wrong is logged once, and torch goes on as if atpack
+were absent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.abc
+import importlib.machinery
+import json
+import logging
+import os
+import sys
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["MARKER", "after_import", "disable", "enable", "load", "replay_state"]
+
+log = logging.getLogger(__name__)
+
+MARKER = "atpack-replay.json"
+"""The file in an Inductor folder that turns the replay on for the processes using that folder."""
+
+REPLAY_VARIABLE = "ATPACK_REPLAY"
+CAPTURE_VARIABLE = "ATPACK_CAPTURE"
+BINARIES_ONLY_VARIABLE = "ATPACK_CAPTURE_BINARIES_ONLY"
+HEURISTICS = "torch._inductor.runtime.triton_heuristics"
+
+
+def load() -> None:
+    """The ``torch.backends`` entry point: called by torch at the end of ``import torch``."""
+    try:
+        if os.environ.get(REPLAY_VARIABLE, "").lower() not in _OFF:
+            after_import(HEURISTICS, _replay_if_on)
+        if spool := os.environ.get(CAPTURE_VARIABLE):
+            _capture_process(spool)
+    except Exception:  # never an exception in `import torch`
+        log.warning("atpack: the torch plug-in failed; torch runs without it", exc_info=True)
+
+
+# --------------------------------------------------------------------------- the switch
+
+
+_ON, _OFF = ("1", "on", "true", "yes"), ("0", "off", "false", "no")
+
+
+def replay_state(inductor_dir: str) -> tuple[bool, str]:
+    """Whether the replay is on for processes using `inductor_dir`, and why."""
+    setting = os.environ.get(REPLAY_VARIABLE, "").lower()
+    if setting in _OFF:
+        return False, f"{REPLAY_VARIABLE}={os.environ[REPLAY_VARIABLE]}"
+    if setting in _ON:
+        return True, f"{REPLAY_VARIABLE}={os.environ[REPLAY_VARIABLE]}"
+    marker = os.path.join(inductor_dir, MARKER)
+    if os.path.isfile(marker):
+        return True, f"{marker} (written by atpack populate; `atpack replay off` removes it)"
+    return False, f"no {marker}"
+
+
+def enable(inductor_dir: str, packs: Sequence[str] = ()) -> str:
+    """Turn the replay on for the processes using `inductor_dir` (a marker that is there already
+    is left as it is); returns the marker's path."""
+    from .files import CacheDir
+
+    root = CacheDir(inductor_dir)
+    path = root.path(MARKER)
+    if root.state(path) == "absent":
+        note = {"written_by": "atpack populate", "packs": list(packs)}
+        root.write(path, json.dumps(note, indent=1).encode() + b"\n")
+    return path
+
+
+def disable(inductor_dir: str) -> bool:
+    """Turn the replay off for the processes using `inductor_dir`; False if it was not on."""
+    try:
+        os.unlink(os.path.join(inductor_dir, MARKER))
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def plugin_registered() -> bool:
+    """Whether torch will load this plug-in (the entry point is installed where torch looks)."""
+    from importlib.metadata import entry_points
+
+    return any(ep.value == f"{__name__}:load" for ep in entry_points(group="torch.backends"))
+
+
+def _replay_if_on(_module: types.ModuleType) -> None:
+    from .folders import default_inductor_dir
+
+    on, why = replay_state(default_inductor_dir())
+    if not on:
+        return
+    from . import coordesc
+
+    if coordesc.install():
+        log.info("atpack: replaying recorded tuning results (%s)", why)
+
+
+# --------------------------------------------------------------------------- capture
+
+
+def _capture_process(spool: str) -> None:
+    import atexit
+
+    from .capture import Capture
+
+    capture = Capture(process=True)
+    capture.__enter__()
+    atexit.register(_save_process_capture, capture, spool)
+
+
+def _save_process_capture(capture: Any, spool: str) -> None:
+    try:
+        capture.__exit__(None, None, None)
+        if capture.recorded_anything():
+            binaries_only = os.environ.get(BINARIES_ONLY_VARIABLE) == "1"
+            capture.save(os.path.join(spool, f"{os.getpid()}.atpack"), binaries_only=binaries_only)
+    except Exception:
+        log.warning("atpack: could not save this process's capture", exc_info=True)
+
+
+# --------------------------------------------------------------------------- after import
+
+
+_pending: dict[str, list[Callable[[types.ModuleType], None]]] = {}
+_failed: set[str] = set()
+
+
+def after_import(name: str, then: Callable[[types.ModuleType], None]) -> Callable[[], None]:
+    """Call `then(module)` once module `name` is imported: now if it already is, else right after
+    it is executed. Returns a function that cancels the call if it has not happened. A failure of
+    `then` is logged once per module, never raised into the importer."""
+    module = sys.modules.get(name)
+    if module is not None:
+        _call(then, module)
+        return lambda: None
+    _pending.setdefault(name, []).append(then)
+    if not any(isinstance(finder, _AfterImportFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImportFinder())
+
+    def cancel() -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            _pending[name].remove(then)
+
+    return cancel
+
+
+def _call(then: Callable[[types.ModuleType], None], module: types.ModuleType) -> None:
+    try:
+        then(module)
+    except Exception:
+        if module.__name__ not in _failed:
+            _failed.add(module.__name__)
+            log.warning("atpack: could not hook %s; torch runs without it", module.__name__, exc_info=True)
+
+
+class _AfterImportFinder(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: for a module someone waits for, it asks the other finders and wraps
+    the loader they return, so that the waiting calls run once the module is executed."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if not _pending.get(fullname):
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _NotifyingLoader(spec.loader, fullname)
+        return spec
+
+
+class _NotifyingLoader(importlib.abc.Loader):
+    """A loader that runs the calls waiting for its module after executing it."""
+
+    def __init__(self, loader: Any, name: str) -> None:
+        self._loader = loader
+        self._name = name
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return self._loader.create_module(spec)  # type: ignore[no-any-return]
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        self._loader.exec_module(module)
+        for then in _pending.pop(self._name, []):
+            _call(then, module)
+
+    def __getattr__(self, name: str) -> Any:  # get_source, get_data, ...: the real loader's
+        return getattr(self._loader, name)

@@ -1,0 +1,96 @@
+"""Where torch and triton keep their caches on this machine, by their own rules.
+
+Inductor (torch 2.8 to 2.13, `torch/_inductor/runtime/cache_dir_utils.py`): ``$TORCHINDUCTOR_CACHE_DIR``,
+else ``<tempdir>/torchinductor_<user>``.
+
+Triton has two folders in practice. A process that builds Inductor kernels reads and writes
+``$TRITON_CACHE_DIR`` if it is set, else ``<inductor>/triton/<device index>``: Inductor sets the
+variable itself (`CachingAutotuner.__init__`), to the folder of the device its first kernel runs
+on, so each rank of a node has a folder of its own. A process that only runs Triton kernels of its
+own uses ``$TRITON_CACHE_DIR``, else ``$TRITON_HOME/.triton/cache`` (``~`` when ``TRITON_HOME`` is
+unset; triton 3.4 to 3.9, ``knobs.cache.dir``).
+
+Where torch or triton is already imported, they are asked; otherwise their rules are followed
+here (tests/test_zero_config.py checks that both answers agree). Neither is imported for it:
+that takes seconds.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Sequence
+
+__all__ = [
+    "atpack_cache_dir",
+    "default_inductor_dir",
+    "default_triton_dir",
+    "inductor_triton_dir",
+    "triton_dirs_to_collect",
+    "triton_dirs_to_populate",
+]
+
+
+def default_inductor_dir() -> str:
+    """The folder Inductor uses here: ``$TORCHINDUCTOR_CACHE_DIR`` or ``<tmp>/torchinductor_<user>``."""
+    if folder := os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return os.path.abspath(folder)
+    utils = sys.modules.get("torch._inductor.runtime.cache_dir_utils")
+    if utils is not None and hasattr(utils, "default_cache_dir"):
+        return os.path.abspath(str(utils.default_cache_dir()))
+    try:
+        user = getpass.getuser()
+    except (KeyError, ModuleNotFoundError, OSError):
+        user = f"uid_{os.getuid()}" if hasattr(os, "getuid") else "unknown_user"
+    return os.path.join(tempfile.gettempdir(), "torchinductor_" + re.sub(r'[\\/:*?"<>|]', "_", user))
+
+
+def default_triton_dir() -> str:
+    """Triton's own folder: ``$TRITON_CACHE_DIR`` or ``$TRITON_HOME/.triton/cache`` (``~``
+    without ``TRITON_HOME``), as `triton.knobs.cache.dir` says."""
+    if folder := os.environ.get("TRITON_CACHE_DIR"):
+        return os.path.abspath(folder)
+    knobs = sys.modules.get("triton.knobs")
+    cache = getattr(knobs, "cache", None)
+    if cache is not None and isinstance(getattr(cache, "dir", None), str):
+        return os.path.abspath(str(cache.dir))
+    home = os.environ.get("TRITON_HOME") or os.path.expanduser("~/")
+    return os.path.abspath(os.path.join(home, ".triton", "cache"))
+
+
+def inductor_triton_dir(inductor_dir: str, device: int) -> str:
+    """The Triton folder Inductor gives the kernels of `device` when ``$TRITON_CACHE_DIR`` is unset."""
+    return os.path.join(os.path.abspath(inductor_dir), "triton", str(device))
+
+
+def triton_dirs_to_collect(inductor_dir: str) -> list[str]:
+    """Every Triton folder a process may have written: ``$TRITON_CACHE_DIR`` alone if it is set,
+    else Triton's own folder and every per-device folder under `inductor_dir` that exists."""
+    if os.environ.get("TRITON_CACHE_DIR"):
+        return [default_triton_dir()]
+    per_device = os.path.join(os.path.abspath(inductor_dir), "triton")
+    try:
+        devices = sorted(int(name) for name in os.listdir(per_device) if name.isdigit())
+    except OSError:
+        devices = []
+    return [inductor_triton_dir(inductor_dir, d) for d in devices] + [default_triton_dir()]
+
+
+def triton_dirs_to_populate(inductor_dir: str, devices: Sequence[int]) -> list[str]:
+    """Every Triton folder the processes started here will read: ``$TRITON_CACHE_DIR`` alone if
+    it is set, else the per-device folder under `inductor_dir` of each of `devices`, and Triton's
+    own folder."""
+    if os.environ.get("TRITON_CACHE_DIR"):
+        return [default_triton_dir()]
+    return [inductor_triton_dir(inductor_dir, d) for d in devices] + [default_triton_dir()]
+
+
+def atpack_cache_dir() -> str:
+    """Where atpack keeps its own small caches: ``$ATPACK_CACHE_DIR`` or ``~/.cache/atpack``."""
+    if folder := os.environ.get("ATPACK_CACHE_DIR"):
+        return folder
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "atpack")
