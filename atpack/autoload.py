@@ -52,8 +52,8 @@ def load() -> None:
             after_import(HEURISTICS, _replay_if_on)
         if spool := os.environ.get(CAPTURE_VARIABLE):
             _capture_process(spool)
-    except Exception:  # never an exception in `import torch`
-        log.warning("atpack: the torch plug-in failed; torch runs without it", exc_info=True)
+    except Exception as e:  # never an exception in `import torch`
+        _warn("atpack: the torch plug-in failed (%s); torch runs without it", e)
 
 
 # --------------------------------------------------------------------------- the switch
@@ -135,8 +135,8 @@ def _save_process_capture(capture: Any, spool: str) -> None:
         if capture.recorded_anything():
             binaries_only = os.environ.get(BINARIES_ONLY_VARIABLE) == "1"
             capture.save(os.path.join(spool, f"{os.getpid()}.atpack"), binaries_only=binaries_only)
-    except Exception:
-        log.warning("atpack: could not save this process's capture", exc_info=True)
+    except Exception as e:
+        _warn("atpack: could not save this process's capture (%s)", e)
 
 
 # --------------------------------------------------------------------------- after import
@@ -168,10 +168,16 @@ def after_import(name: str, then: Callable[[types.ModuleType], None]) -> Callabl
 def _call(then: Callable[[types.ModuleType], None], module: types.ModuleType) -> None:
     try:
         then(module)
-    except Exception:
+    except Exception as e:
         if module.__name__ not in _failed:
             _failed.add(module.__name__)
-            log.warning("atpack: could not hook %s; torch runs without it", module.__name__, exc_info=True)
+            _warn(f"atpack: could not hook {module.__name__} (%s); torch runs without it", e)
+
+
+def _warn(message: str, error: Exception) -> None:
+    """One line for the user; the traceback only at debug level."""
+    log.warning(message, f"{type(error).__name__}: {error}")
+    log.debug("traceback", exc_info=error)
 
 
 class _AfterImportFinder(importlib.abc.MetaPathFinder):

@@ -137,11 +137,12 @@ def _guarded(replay: Callable[..., _T], *args: Any) -> _T | None:
         return None
     try:
         return replay(*args)
-    except Exception:
+    except Exception as e:
         _given_up = True
         log.warning(
-            "atpack: the replay met a torch internal it does not know; torch decides from now on", exc_info=True
+            "atpack: the replay met a torch internal it does not know (%s: %s); torch decides now", type(e).__name__, e
         )
+        log.debug("the replay gave up here", exc_info=True)
         return None
 
 

@@ -1,9 +1,13 @@
 """Inductor's tuning entry points on a kernel whose `.best_config` records a coordinate-descent
 result, with the mark lost on the way (as torch 2.8-2.13 lose it): does the process search again?
 
-    python coordesc_replay.py KERNEL.py [--replay]
+    python coordesc_replay.py KERNEL.py [--replay] [--torch-version V] [--unknown-internal]
 Prints JSON: how many searches and benchmarks ran, and what each entry point returned.
-With --replay, atpack's replay (atpack.coordesc.install) is on. Uses $TORCHINDUCTOR_CACHE_DIR.
+With --replay, the program installs atpack's replay itself (atpack.coordesc.install, the API
+path); without it, the program never imports atpack, and only atpack's torch plug-in can.
+--torch-version makes torch report another version before Inductor is imported;
+--unknown-internal changes an internal atpack reads (the autotune cache's file record).
+Uses torch's folders ($TORCHINDUCTOR_CACHE_DIR, or its default).
 """
 
 from __future__ import annotations
@@ -11,7 +15,12 @@ from __future__ import annotations
 import json
 import sys
 
-import standin
+if "--torch-version" in sys.argv:
+    import torch
+
+    torch.__version__ = sys.argv[sys.argv.index("--torch-version") + 1]
+
+import standin  # noqa: E402
 
 standin.install()
 
@@ -19,8 +28,6 @@ from torch._inductor.codecache import PyCodeCache  # noqa: E402
 from torch._inductor.runtime.autotune_cache import AutotuneCache  # noqa: E402
 from torch._inductor.runtime.triton_heuristics import CachingAutotuner, hash_configs  # noqa: E402
 from triton import Config  # noqa: E402
-
-import atpack.coordesc  # noqa: E402
 
 with open(sys.argv[1]) as f:
     source = f.read()
@@ -31,7 +38,18 @@ AutotuneCache.create(kernel.inductor_meta, module.__file__, hash_configs(kernel.
     winner, 42_000_000, found_by_coordesc=True
 )
 if "--replay" in sys.argv:
+    import atpack.coordesc
+
     assert atpack.coordesc.install()
+if "--unknown-internal" in sys.argv:  # as if torch changed how an autotune cache names its file
+    original_create = AutotuneCache.create
+
+    def create(*args: object, **kwargs: object) -> object:
+        cache = original_create(*args, **kwargs)
+        cache.local_cache = {"layout": "one atpack does not know"}
+        return cache
+
+    AutotuneCache.create = staticmethod(create)  # type: ignore[method-assign,assignment]
 
 searches, benchmarks = [], []
 CachingAutotuner._coordinate_descent_tuning = lambda self, launcher, *a, **k: searches.append(1) or launcher
@@ -66,6 +84,7 @@ print(
             "coordesc_returned_same": returned is launcher,
             "marked": getattr(launcher.config, "found_by_coordesc", False),
             "autotune_chose_recorded": kernel.launchers == [candidates[len(kernel.configs) // 2]],
+            "atpack_modules": sorted(m for m in sys.modules if m.split(".")[0] == "atpack"),
         }
     )
 )

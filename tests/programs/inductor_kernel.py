@@ -1,11 +1,15 @@
 """Load Inductor kernel modules through Inductor's own code (PyCodeCache, the autotune cache
 lookup in the kernel decorator) and report each kernel's autotune cache state as JSON.
 
-    python inductor_kernel.py read KERNEL.py...     report states
+    python inductor_kernel.py read KERNEL.py... [--triton KEY:NAME...]
+                                                    report states (and whether Triton's cache
+                                                    manager finds each compiled kernel NAME
+                                                    under KEY, in the folder Inductor chose)
     python inductor_kernel.py tune KERNEL.py...     report states, then save a best config
                                                     for each kernel (as autotuning would)
-Uses $TORCHINDUCTOR_CACHE_DIR. With $ATPACK_CAPTURE_TO set, everything runs inside
-`atpack.capture()` and the capture is saved there.
+Uses torch's folders ($TORCHINDUCTOR_CACHE_DIR, or its default). Imports atpack only with
+$ATPACK_CAPTURE_TO set: then everything runs inside `atpack.capture()` and the capture is saved
+there. Each state also names the Triton folder Inductor chose for the process.
 """
 
 from __future__ import annotations
@@ -24,8 +28,6 @@ from torch._inductor.codecache import PyCodeCache  # noqa: E402
 from torch._inductor.runtime.autotune_cache import AutotuneCache  # noqa: E402
 from torch._inductor.runtime.triton_heuristics import hash_configs  # noqa: E402
 
-import atpack  # noqa: E402
-
 
 def visit(path: str, tune: bool) -> dict[str, Any]:
     with open(path) as f:
@@ -38,16 +40,40 @@ def visit(path: str, tune: bool) -> dict[str, Any]:
         cache.save(chosen, 42_000_000, found_by_coordesc=True)
         info["saved"] = {**chosen.kwargs, "num_warps": chosen.num_warps, "num_stages": chosen.num_stages}
     info.pop("best_config", None)
+    info["triton_cache_dir"] = os.environ.get("TRITON_CACHE_DIR")
     if kernel.autotune_cache_info.get("autotune_cache_state") == "hit":
         best = kernel.configs[0]
         info["best"] = {**best.kwargs, "num_warps": best.num_warps, "num_stages": best.num_stages}
     return info
 
 
+def compiled(key: str, name: str) -> bool:
+    """Whether Triton's own lookup of a compiled kernel (its cache manager's group, as
+    `triton.compile` makes it: `get_cache_manager(hash)` names the folder by the base32 of the
+    hash) hits."""
+    import base64
+
+    from triton.runtime.cache import get_cache_manager
+
+    digest = base64.b32decode(key + "=" * (-len(key) % 8)).hex()
+    return get_cache_manager(digest).get_group(f"{name}.json") is not None
+
+
+kernels, _, triton_kernels = " ".join(sys.argv[2:]).partition(" --triton ")
 capture_to = os.environ.get("ATPACK_CAPTURE_TO")
+if capture_to:
+    import atpack
+
 recording = atpack.capture() if capture_to else contextlib.nullcontext()
 with recording:
-    report = [visit(path, sys.argv[1] == "tune") for path in sys.argv[2:]]
+    report = [visit(path, sys.argv[1] == "tune") for path in kernels.split()]
 if capture_to:
     atpack.save_cache_artifacts(capture_to, capture=recording)
+if triton_kernels:
+    report.append(
+        {
+            "triton_hits": [compiled(*pair.split(":")) for pair in triton_kernels.split()],
+            "atpack_modules": sorted(m for m in sys.modules if m.split(".")[0] == "atpack"),
+        }
+    )
 print(json.dumps(report))

@@ -1,0 +1,316 @@
+"""Zero configuration: torch's default folders, and processes that never import atpack.
+
+Every process here starts fresh, as in a container, with neither ``TORCHINDUCTOR_CACHE_DIR``
+nor ``TRITON_CACHE_DIR`` set and HOME and the temp folder pointed into the test's own folder:
+Inductor's folder is then ``<tmp>/torchinductor_<user>``, the Triton folder Inductor gives its
+kernels ``<inductor>/triton/<device>``, Triton's own ``~/.triton/cache``. Pack, populate and
+the program that plays the training step each run in a process of their own, through the real
+command line. The programs (tests/programs) never import atpack: only torch loads atpack's
+plug-in (`atpack.autoload`), by itself, at ``import torch``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import atpack
+from atpack.autoload import MARKER
+
+PROGRAMS = Path(__file__).parent / "programs"
+pytestmark = pytest.mark.slow
+
+# What torch loads of atpack by itself: the package (its names are imported lazily), its errors,
+# the plug-in, the folder rules it reads once Inductor's runtime is imported, and the replay when on.
+PLUGIN_MODULES = {"atpack", "atpack.errors", "atpack.autoload", "atpack.folders"}
+REPLAY_MODULES = PLUGIN_MODULES | {"atpack.coordesc"}
+
+
+class Machine:
+    """A fresh machine: a HOME and a temp folder of its own, torch's default cache folders inside."""
+
+    def __init__(self, root: Path) -> None:
+        self.home, self.tmp = root / "home", root / "tmp"
+        self.home.mkdir(parents=True)
+        self.tmp.mkdir()
+
+    @property
+    def inductor(self) -> Path:
+        return self.tmp / f"torchinductor_{getpass.getuser()}"
+
+    @property
+    def triton(self) -> Path:
+        """Triton's own folder."""
+        return self.home / ".triton" / "cache"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "TRITON_HOME", "XDG_CACHE_HOME")
+            and not k.startswith("ATPACK_")
+        }
+        return {**env, "HOME": str(self.home), "TMPDIR": str(self.tmp), **extra}
+
+    def run(self, program: str, *args: str, **env: str) -> Any:
+        """A program under tests/programs, in a process of its own; its last line of output, as JSON."""
+        result = self.process([sys.executable, str(PROGRAMS / program), *args], cwd=PROGRAMS, **env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    def atpack(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """The atpack command line, in a process of its own; it must succeed."""
+        result = self.process([sys.executable, "-m", "atpack", *args], cwd=self.home, **env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    def process(self, argv: list[str], *, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, env=self.env(**env), cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def machines(tmp_path: Path) -> tuple[Machine, Machine, Machine]:
+    """Where the caches are made, where they are loaded, and a control that loads nothing."""
+    return Machine(tmp_path / "made"), Machine(tmp_path / "loaded"), Machine(tmp_path / "control")
+
+
+@pytest.fixture
+def kernel_sources(h100_sample_root: Path, tmp_path: Path) -> list[str]:
+    """Two Inductor kernel modules from the sample: a reduction tuned by coordinate descent and
+    a pointwise kernel (its fusion-benchmark harness, which needs CUDA, cut off)."""
+    reduction = h100_sample_root / "inductor" / "za" / "czaymuaubtkmvo5w2rzqz5zsostlr5g2i5clj5rcmrb7xuu34lyb.py"
+    bench = (
+        h100_sample_root / "inductor" / "ej" / "cejugkvjzrta4u6w2aoovjht3atemi6yiigqzlheuqn4t5iattwo.py"
+    ).read_text()
+    kernel = bench[: bench.index("\ndef get_args")]
+    kernel = "\n".join(
+        line for line in kernel.splitlines() if "rand_strided" not in line and "get_raw_stream" not in line
+    )
+    pointwise = tmp_path / "pointwise.py"
+    pointwise.write_text(kernel + "\n")
+    return [str(reduction), str(pointwise)]
+
+
+def _compiled_kernels(sample: Path, into: Path, n: int = 6) -> list[str]:
+    """Put `n` of the sample's compiled kernel folders into `into`, as a compile there would
+    leave them; returns ``KEY:NAME`` of each."""
+    kernels = []
+    for folder in sorted((sample / "triton").iterdir()):
+        groups = [p.name for p in folder.iterdir() if p.name.startswith("__grp__")]
+        if groups and len(kernels) < n:
+            shutil.copytree(folder, into / folder.name)
+            kernels.append(f"{folder.name}:{groups[0][len('__grp__') : -len('.json')]}")
+    return kernels
+
+
+# --------------------------------------------------------------------------- folders
+
+
+FOLDER_RULES = """
+import json, sys
+if sys.argv[1] == "torch":
+    import triton
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir, triton_cache_dir
+    import os
+    inductor = os.path.abspath(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir())
+    per_device = os.environ.get("TRITON_CACHE_DIR") or os.path.join(inductor, "triton", "1")
+    print(json.dumps([inductor, per_device, os.path.abspath(triton.knobs.cache.dir)]))
+else:
+    from atpack import folders
+    assert "torch" not in sys.modules and "triton" not in sys.modules
+    inductor = folders.default_inductor_dir()
+    print(json.dumps([inductor, folders.triton_dirs_to_populate(inductor, [1])[0], folders.default_triton_dir()]))
+"""
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [{}, {"TORCHINDUCTOR_CACHE_DIR": "ind"}, {"TRITON_CACHE_DIR": "tri"}, {"TRITON_HOME": "th"}],
+    ids=["defaults", "inductor-variable", "triton-variable", "triton-home"],
+)
+def test_atpack_finds_the_folders_torch_and_triton_use(
+    machines: tuple[Machine, ...], variables: dict[str, str]
+) -> None:
+    made = machines[0]
+    env = {k: str(made.home / v) for k, v in variables.items()}
+    asked = made.process([sys.executable, "-c", FOLDER_RULES, "torch"], cwd=made.home, **env)
+    followed = made.process([sys.executable, "-c", FOLDER_RULES, "rules"], cwd=made.home, **env)
+    assert asked.returncode == followed.returncode == 0, asked.stderr + followed.stderr
+    assert json.loads(followed.stdout) == json.loads(asked.stdout)
+    if not variables:
+        assert json.loads(followed.stdout) == [
+            str(made.inductor),
+            str(made.inductor / "triton" / "1"),
+            str(made.triton),
+        ]
+
+
+# --------------------------------------------------------------------------- pack and populate, defaults
+
+
+def test_pack_collects_inductors_per_device_triton_folder_and_populate_puts_it_where_inductor_reads(
+    machines: tuple[Machine, Machine, Machine], kernel_sources: list[str], h100_sample_root: Path
+) -> None:
+    made, loaded, control = machines
+    tuned = made.run("inductor_kernel.py", "tune", *kernel_sources)
+    assert {k["triton_cache_dir"] for k in tuned} == {str(made.inductor / "triton" / "0")}
+    kernels = _compiled_kernels(h100_sample_root, made.inductor / "triton" / "0")
+
+    packed = made.atpack("pack", "-o", str(made.home / "p.atpack")).stdout
+    assert f"read {made.inductor} (inductor)" in packed
+    assert f"read {made.inductor}/triton/0 (triton)" in packed
+    assert f"no folder at {made.triton} (triton)" in packed
+    kinds = [a.kind for a in atpack.open(made.home / "p.atpack").artifacts]
+    assert kinds.count("triton.kernel/1") == len(kernels) and kinds.count("inductor.best_config/1") == 2
+
+    populated = loaded.atpack("populate", str(made.home / "p.atpack")).stdout
+    assert f"{loaded.inductor}/triton/0 (triton)" in populated and f"{loaded.triton} (triton)" in populated
+    read = loaded.run("inductor_kernel.py", "read", *kernel_sources, "--triton", *kernels)
+    assert [k["autotune_cache_state"] for k in read[:2]] == ["hit", "hit"]
+    assert [k["best"] for k in read[:2]] == [k["saved"] for k in tuned]
+    assert read[2]["triton_hits"] == [True] * len(kernels)
+    assert set(read[2]["atpack_modules"]) <= REPLAY_MODULES  # the program itself imports no atpack
+
+    unwarmed = control.run("inductor_kernel.py", "read", *kernel_sources, "--triton", *kernels)
+    assert [k["autotune_cache_state"] for k in unwarmed[:2]] == ["miss", "miss"]
+    assert unwarmed[2]["triton_hits"] == [False] * len(kernels)
+
+
+def test_triton_autotune_results_hit_through_tritons_own_folder(machines: tuple[Machine, Machine, Machine]) -> None:
+    made, loaded, control = machines
+    tuned = made.run("triton_autotune.py")
+    assert tuned["bench_calls"] == 32 and (made.triton).is_dir()
+    made.atpack("pack", "-o", str(made.home / "p.atpack"))
+    loaded.atpack("populate", str(made.home / "p.atpack"))
+    assert loaded.run("triton_autotune.py") == {"bench_calls": 0, "cache_hits": [True, True], "best": tuned["best"]}
+    assert control.run("triton_autotune.py")["bench_calls"] == 32
+
+
+def test_populate_gives_every_device_its_folder(h100_sample_root: Path, tmp_path: Path, monkeypatch: Any) -> None:
+    machine = Machine(tmp_path / "m")
+    monkeypatch.setenv("HOME", str(machine.home))
+    for name in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "TRITON_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    made = tmp_path / "made"
+    kernels = _compiled_kernels(h100_sample_root, made, n=3)
+    atpack.pack_caches(tmp_path / "p.atpack", triton_dir=str(made), sources=["triton"])
+    report = atpack.populate(tmp_path / "p.atpack", inductor_dir=str(machine.inductor), devices=[0, 1, 2])
+    folders = [machine.inductor / "triton" / str(d) for d in range(3)] + [machine.triton]
+    assert report.triton_dirs == [str(f) for f in folders]
+    assert report.count("written") == 3, report.format()
+    for folder in folders:
+        for key, name in (k.split(":") for k in kernels):
+            group = json.loads((folder / key / f"__grp__{name}.json").read_bytes())
+            assert all(path.startswith(f"{folder}/{key}/") for path in group["child_paths"].values())
+            assert all(Path(path).is_file() for path in group["child_paths"].values())
+
+
+# --------------------------------------------------------------------------- the replay
+
+
+@pytest.fixture
+def replay_site(machines: tuple[Machine, Machine, Machine], kernel_sources: list[str]) -> tuple[Machine, str]:
+    """A machine populated (through the command line) with a pack of the reduction kernel's
+    coordinate-descent result, and that kernel's source."""
+    made, loaded, _ = machines
+    made.run("inductor_kernel.py", "tune", kernel_sources[0])
+    made.atpack("pack", "-o", str(made.home / "p.atpack"))
+    populated = loaded.atpack("populate", str(made.home / "p.atpack")).stdout
+    assert f"replay: on for processes using {loaded.inductor}" in populated
+    assert (loaded.inductor / MARKER).is_file()
+    return loaded, kernel_sources[0]
+
+
+def test_after_populate_a_process_that_never_imports_atpack_does_not_search_again(
+    replay_site: tuple[Machine, str], machines: tuple[Machine, Machine, Machine]
+) -> None:
+    loaded, reduction = replay_site
+    replayed = loaded.run("coordesc_replay.py", reduction)
+    assert replayed["searches"] == 0 and replayed["benchmarks"] == 0
+    assert replayed["marked"] and replayed["autotune_chose_recorded"]
+    assert set(replayed["atpack_modules"]) <= REPLAY_MODULES
+    # the control: torch alone searches again, as on any machine that atpack did not populate
+    plain = machines[2].run("coordesc_replay.py", reduction)
+    assert plain["searches"] == 1 and plain["benchmarks"] == 1
+    assert set(plain["atpack_modules"]) <= PLUGIN_MODULES
+
+
+@pytest.mark.parametrize("switch", ["ATPACK_REPLAY=0", "TORCH_DEVICE_BACKEND_AUTOLOAD=0", "atpack replay off"])
+def test_the_replay_is_switched_off_by_a_variable_or_a_command(replay_site: tuple[Machine, str], switch: str) -> None:
+    loaded, reduction = replay_site
+    env = dict([switch.split("=")]) if "=" in switch else {}
+    if not env:
+        assert "replay off" in loaded.atpack("replay", "off").stdout
+        assert not (loaded.inductor / MARKER).exists()
+        assert "replay off" in loaded.atpack("replay", "status").stdout
+    plain = loaded.run("coordesc_replay.py", reduction, **env)
+    assert plain["searches"] == 1 and plain["benchmarks"] == 1
+    assert "atpack.coordesc" not in plain["atpack_modules"]
+    if "TORCH_DEVICE_BACKEND_AUTOLOAD" in env:
+        assert plain["atpack_modules"] == []
+
+
+def test_on_a_torch_release_it_does_not_know_the_replay_stands_aside_with_one_line(
+    replay_site: tuple[Machine, str],
+) -> None:
+    loaded, reduction = replay_site
+    result = loaded.process(
+        [sys.executable, str(PROGRAMS / "coordesc_replay.py"), reduction, "--torch-version", "2.99.0"], cwd=PROGRAMS
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["searches"] == 1
+    said = [line for line in result.stderr.splitlines() if line.startswith("atpack:")]
+    assert said == ["atpack: torch 2.99.0 is not a release the replay knows (2.8 to 2.13): not replaying"]
+
+
+def test_a_torch_internal_the_replay_does_not_know_leaves_every_decision_to_torch(
+    replay_site: tuple[Machine, str],
+) -> None:
+    loaded, reduction = replay_site
+    result = loaded.process(
+        [sys.executable, str(PROGRAMS / "coordesc_replay.py"), reduction, "--unknown-internal"], cwd=PROGRAMS
+    )
+    assert result.returncode == 0, result.stderr  # nothing raised inside torch's tuning
+    outcome = json.loads(result.stdout.splitlines()[-1])
+    assert outcome["searches"] == 1 and outcome["benchmarks"] == 1  # torch searched, as without atpack
+    said = [line for line in result.stderr.splitlines() if line.startswith("atpack:")]
+    assert len(said) == 1 and said[0].startswith("atpack: the replay met a torch internal it does not know (")
+
+
+# --------------------------------------------------------------------------- capture from the command line
+
+
+def test_atpack_capture_packs_a_run_that_never_imports_atpack(
+    machines: tuple[Machine, Machine, Machine], kernel_sources: list[str]
+) -> None:
+    made, loaded, _ = machines
+    command = [sys.executable, str(PROGRAMS / "inductor_kernel.py"), "tune", *kernel_sources]
+    captured = made.atpack("capture", "-o", str(made.home / "c.atpack"), "--", *command)
+    tuned = json.loads(captured.stdout.splitlines()[0])
+    assert "captured 1 process(es)" in captured.stdout
+    pack = atpack.open(made.home / "c.atpack")
+    records = [a for a in pack.artifacts if isinstance(a, atpack.InductorBestConfig)]
+    assert len(records) == 2 and all(a.found_by_coordesc is True for a in records)
+
+    loaded.atpack("populate", str(made.home / "c.atpack"))
+    read = loaded.run("inductor_kernel.py", "read", *kernel_sources)
+    assert [k["autotune_cache_state"] for k in read] == ["hit", "hit"]
+    assert [k["best"] for k in read] == [k["saved"] for k in tuned]
+
+
+def test_atpack_capture_of_a_command_that_tunes_nothing_is_an_error(machines: tuple[Machine, ...]) -> None:
+    made = machines[0]
+    result = made.process(
+        [sys.executable, "-m", "atpack", "capture", "-o", str(made.home / "c.atpack"), "--", sys.executable, "-c", "1"],
+        cwd=made.home,
+    )
+    assert result.returncode == 1 and not (made.home / "c.atpack").exists()
+    assert result.stderr.count("\n") == 1 and "recorded nothing to pack" in result.stderr
