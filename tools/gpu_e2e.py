@@ -1,20 +1,27 @@
 """Warm starts on a GPU, measured: a pack against torch's Megacache and a hot local cache.
 
-    python tools/gpu_e2e.py --out DIR          the full run (an NVIDIA GPU; about 9 minutes on an H100)
+    python tools/gpu_e2e.py --out DIR          the full run (an NVIDIA GPU; about 10 minutes on an H100)
     python tools/gpu_e2e.py --out DIR --smoke  the same orchestration on the CPU, tiny models
 
-Each phase runs in a fresh process with fresh cache folders (except `hot`), all at one path, as
-on a fresh machine with torch's default cache folder: torch's FX graph cache restores kernels
-with the absolute path they were compiled at, so a phase with folders of its own would read and
-write the cold run's `.best_config` files through them. Between phases, each phase's folders
-are moved aside (the cold run's are moved back for `hot`). With `--paths per-phase`, each phase
-has folders at a path of its own instead, as on a machine whose cache folder path differs from
-the capturing machine's (the cold run's folders are moved aside all the same).
-  cold         compile and run the three models with mode="max-autotune-no-cudagraphs" inside
-               `atpack.capture()`; save the pack, and torch's Megacache blob
+Every process runs with torch's and triton's default folders, as on a fresh machine: neither
+TORCHINDUCTOR_CACHE_DIR nor TRITON_CACHE_DIR is set, HOME and the temp folder point into one
+machine folder (so Inductor uses <tmp>/torchinductor_<user>, and <that>/triton/0 for its
+kernels, Triton ~/.triton/cache). Each phase runs in fresh processes with a fresh machine
+folder (except `hot`), all at one path: torch's FX graph cache restores kernels with the
+absolute path they were compiled at. Between phases, each phase's folder is moved aside (the
+cold run's is moved back for `hot`). With `--paths per-phase`, each phase has a machine folder
+at a path of its own instead, as on a machine whose cache folder path differs from the
+capturing machine's.
+  cold         `atpack capture -o PACK --binaries-only -- python gpu_e2e.py --worker cold`: the
+               three models compiled and run with mode="max-autotune-no-cudagraphs" by a process
+               that never imports atpack (torch loads atpack's plug-in); the process also saves
+               torch's Megacache blob
   megacache    torch.compiler.load_cache_artifacts(blob), then the first step
-  atpack-safe  atpack.load_cache_artifacts(pack) without pickled entries, then the first step
-  atpack-full  atpack.load_cache_artifacts(pack, trust_pickles=True), then the first step
+  atpack-safe  atpack.load_cache_artifacts(pack) without pickled entries, then the first step (API)
+  atpack-full  atpack.load_cache_artifacts(pack, trust_pickles=True), then the first step (API)
+  cli-safe     `atpack populate PACK` in a process of its own, then the first step in a process
+               that never imports atpack
+  cli-full     `atpack populate PACK --trust-pickles`, then the same
   hot          the cold run's own cache folders, then the first step
 Models: an fp16 MLP in inference; a transformer block (attention + MLP) in training, forward and
 backward; a user `@triton.autotune` kernel (24 configs, 2 tuning keys) at two shapes.
@@ -45,8 +52,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-PHASES = ("cold", "megacache", "atpack-safe", "atpack-full", "hot")
-REPEATED = ("megacache", "atpack-full", "hot")
+PHASES = ("cold", "megacache", "atpack-safe", "atpack-full", "cli-safe", "cli-full", "hot")
+REPEATED = ("megacache", "atpack-full", "cli-full", "hot")
 MODELS = ("mlp", "block", "kernel")
 
 
@@ -259,10 +266,15 @@ class Counts:
 
 
 def _best_config(autotuner: Any) -> str:
-    """What the kernel's .best_config file holds, for the diagnostics."""
-    from atpack.coordesc import best_config_path
+    """What the kernel's .best_config file holds, for the diagnostics (found as torch finds it:
+    this process may not import atpack)."""
+    from torch._inductor.runtime.autotune_cache import AutotuneCache
 
-    path = best_config_path(autotuner)
+    try:
+        cache = AutotuneCache.create(autotuner.inductor_meta, autotuner.filename, "")
+        path = cache.local_cache[1] if cache and cache.local_cache else None
+    except Exception as e:
+        return f"no autotune cache ({type(e).__name__})"
     if path is None:
         return "no autotune cache"
     try:
@@ -304,8 +316,15 @@ def _best_config_at(cache: Any) -> str:
         return "absent"
 
 
+def triton_folder() -> str:
+    """The Triton folder this process's kernels go to: the one Inductor gives device 0."""
+    from torch._inductor.runtime.cache_dir_utils import triton_cache_dir
+
+    return triton_cache_dir(0)
+
+
 def triton_folders() -> set[str]:
-    root = os.environ["TRITON_CACHE_DIR"]
+    root = triton_folder()
     return set(os.listdir(root)) if os.path.isdir(root) else set()
 
 
@@ -317,8 +336,6 @@ def worker(phase: str, work: Path, smoke: bool) -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).parent))
     import torch
 
-    import atpack
-
     result: dict[str, Any] = {"phase": phase, "import_s": time.perf_counter() - started, "models": {}}
     counts = Counts()
     counts.install()
@@ -328,6 +345,8 @@ def worker(phase: str, work: Path, smoke: bool) -> dict[str, Any]:
         torch.compiler.load_cache_artifacts(blob.read_bytes())
         result["load"] = {"seconds": time.perf_counter() - start, "bytes_read": blob.stat().st_size}
     elif phase.startswith("atpack"):
+        import atpack  # the API path: the only phases whose process imports atpack
+
         report = atpack.load_cache_artifacts(pack, trust_pickles=phase == "atpack-full")
         result["load"] = {
             "seconds": time.perf_counter() - start,
@@ -335,49 +354,35 @@ def worker(phase: str, work: Path, smoke: bool) -> dict[str, Any]:
             "actions": {a: report.count(a) for a in ("written", "merged", "present", "skipped", "failed")},
             "report": report.format(),
         }
-    recording = atpack.capture() if phase == "cold" else contextlib.nullcontext()
     outputs: dict[str, list[Any]] = {}
-    with recording:
-        for name in MODELS:
-            before, folders = counts.snapshot(), triton_folders()
-            mark, timed = len(counts.where), _timed()
-            checked, saved = len(counts.checks), len(counts.saves)
-            out, seconds = first_step(build(name, smoke), smoke)
-            outputs[name] = [o.detach().float().cpu() for o in out]
-            after = counts.snapshot()
-            new = triton_folders() - folders
-            host = {
-                f for f in new if any(n.endswith(".so") for n in os.listdir(Path(os.environ["TRITON_CACHE_DIR"]) / f))
-            }
-            from torch._dynamo.utils import counters as torch_counters
+    for name in MODELS:
+        before, folders = counts.snapshot(), triton_folders()
+        mark, timed = len(counts.where), _timed()
+        checked, saved = len(counts.checks), len(counts.saves)
+        out, seconds = first_step(build(name, smoke), smoke)
+        outputs[name] = [o.detach().float().cpu() for o in out]
+        after = counts.snapshot()
+        new = triton_folders() - folders
+        host = {f for f in new if any(n.endswith(".so") for n in os.listdir(Path(triton_folder()) / f))}
+        from torch._dynamo.utils import counters as torch_counters
 
-            result["models"][name] = {
-                "torch_counters": {k: dict(v) for k, v in torch_counters.items() if k in ("inductor", "aot_autograd")},
-                "first_step_s": seconds,
-                "benchmarks": {k: after[k] - before[k] for k in after},
-                "triton_compiles": len(new - host),
-                "host_modules_built": len(host),
-                "torch_misses": counts.checks[checked : checked + 40],
-                "saves": counts.saves[saved : saved + 150],
-                "timed_s": _slowest(timed, _timed()),
-                "where": counts.where[mark : mark + 60],
-            }
-    if phase == "cold":
-        assert isinstance(recording, atpack.Capture)
-        t = time.perf_counter()
-        info = atpack.save_cache_artifacts(pack, capture=recording, binaries_only=True)
-        result["save"] = {
-            "pack_seconds": time.perf_counter() - t,
-            "pack_bytes": info.size,
-            "pack_blob_bytes": info.blob_bytes,
-            "notes": recording.notes,
-            "kernel_folders": len(recording.kernel_folders),
+        result["models"][name] = {
+            "torch_counters": {k: dict(v) for k, v in torch_counters.items() if k in ("inductor", "aot_autograd")},
+            "first_step_s": seconds,
+            "benchmarks": {k: after[k] - before[k] for k in after},
+            "triton_compiles": len(new - host),
+            "host_modules_built": len(host),
+            "torch_misses": counts.checks[checked : checked + 40],
+            "saves": counts.saves[saved : saved + 150],
+            "timed_s": _slowest(timed, _timed()),
+            "where": counts.where[mark : mark + 60],
         }
+    result["atpack_modules"] = sorted(m for m in sys.modules if m.split(".")[0] == "atpack")
+    if phase == "cold":
         saved = torch.compiler.save_cache_artifacts()
         assert saved is not None
         blob.write_bytes(saved[0])
-        result["save"]["megacache_bytes"] = len(saved[0])
-        result["save"]["kinds"] = _kinds(atpack.open(pack))
+        result["save"] = {"megacache_bytes": len(saved[0])}
         torch.save(outputs, work / "outputs.pt")
     else:
         reference = torch.load(work / "outputs.pt")
@@ -406,6 +411,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs of each timed warm phase (default 3)")
     parser.add_argument("--budget-s", type=float, default=570, help="start no repeat that would end later")
     parser.add_argument("--paths", choices=("one", "per-phase"), default="one", help="cache folder paths (above)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from the results in --work (a run cut in two commands): phases not run yet, then repeats",
+    )
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny models: checks the orchestration")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -415,67 +425,130 @@ def main() -> None:
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    results: dict[str, Any] = {
-        "machine": machine(),
-        "command": "python tools/gpu_e2e.py " + " ".join(sys.argv[1:]),
-        "phases": {},
-    }
-    phases = args.phases.split(",")
+    command = "python tools/gpu_e2e.py " + " ".join(sys.argv[1:])
+    if args.resume:
+        results = json.loads((work / "results.json").read_text())
+        results["command"] += f"; then {command}"
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        results = {"machine": machine(), "command": command, "phases": {}}
+
+    def save() -> None:
+        for folder in (out, work):
+            (folder / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+
     started = time.perf_counter()
-    for phase in phases:
+    for phase in args.phases.split(","):
+        if phase in results["phases"]:
+            continue
+        if time.perf_counter() - started + _expected_s(phase, results) > args.budget_s:
+            print(f"{phase}: not started (budget); --resume runs it", flush=True)
+            break
         results["phases"][phase] = run_phase(phase, work, out, args.smoke, args.paths == "one")
-        (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        save()
         print(f"{phase}: {summary(results['phases'][phase])}", flush=True)
-    repeated = [p for p in REPEATED if p in phases and "models" in results["phases"][p]]
+    repeated = [p for p in REPEATED if "models" in results["phases"].get(p, {})]
     for n in range(1, args.rounds):
         for phase in repeated[n % len(repeated) :] + repeated[: n % len(repeated)]:
             record = results["phases"][phase]
+            if len(record.get("repeats", [])) >= n:
+                continue  # this round ran before --resume
             if time.perf_counter() - started + 1.2 * record["process_s"] > args.budget_s:
                 print(f"round {n + 1}: {phase} skipped (budget)", flush=True)
                 continue
             again = run_phase(phase, work, out, args.smoke, args.paths == "one")
             record.setdefault("repeats", []).append(again)
-            (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+            save()
             print(f"round {n + 1}: {phase}: {summary(again)}", flush=True)
 
 
+def _expected_s(phase: str, results: dict[str, Any]) -> float:
+    """How long a first-round phase should take: as long as the slowest warm phase so far (a
+    warm phase is no slower than that), or nothing known yet."""
+    warm = [r["process_s"] for p, r in results["phases"].items() if p != "cold" and "process_s" in r]
+    return 1.5 * max(warm) if warm and phase != "cold" else 0.0
+
+
 def run_phase(phase: str, work: Path, out: Path, smoke: bool, one_path: bool = True) -> dict[str, Any]:
-    """One phase in a fresh process, with fresh cache folders except for `hot`, at the one path
-    every phase uses (`work/caches`) or at one of its own; afterwards they are kept aside as
+    """One phase in fresh processes, with a fresh machine folder except for `hot`, at the one
+    path every phase uses (`work/machine`) or at one of its own; afterwards it is kept aside as
     `work/<phase>`."""
     name = "cold" if phase == "hot" else phase
-    caches, kept = work / ("caches" if one_path else f"caches-{name}"), work / name
-    shutil.rmtree(caches, ignore_errors=True)
+    machine, kept = work / ("machine" if one_path else f"machine-{name}"), work / name
+    shutil.rmtree(machine, ignore_errors=True)
     if phase == "hot":
-        kept.rename(caches)
+        kept.rename(machine)
     else:
         shutil.rmtree(kept, ignore_errors=True)
+        (machine / "home").mkdir(parents=True)
+        (machine / "tmp").mkdir()
     try:
-        return _run_worker(phase, work, out, smoke, caches)
+        return _run_phase(phase, work, out, smoke, machine)
     finally:
-        if caches.exists():
-            caches.rename(kept)
+        if machine.exists():
+            machine.rename(kept)
 
 
-def _run_worker(phase: str, work: Path, out: Path, smoke: bool, caches: Path) -> dict[str, Any]:
+def _run_phase(phase: str, work: Path, out: Path, smoke: bool, machine: Path) -> dict[str, Any]:
     env = {
-        **os.environ,
-        "TORCHINDUCTOR_CACHE_DIR": str(caches / "inductor"),
-        "TRITON_CACHE_DIR": str(caches / "triton"),
-        "PYTHONUNBUFFERED": "1",
+        k: v for k, v in os.environ.items() if k not in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "TRITON_HOME")
     }
-    argv = [sys.executable, __file__, "--out", str(out), "--work", str(work), "--worker", phase]
+    env.update(
+        HOME=str(machine / "home"),
+        TMPDIR=str(machine / "tmp"),
+        ATPACK_CACHE_DIR=str(work / "atpack-cache"),  # torch_key() computed once, as on a node that populated before
+        PYTHONUNBUFFERED="1",
+    )
+    pack = work / "model.atpack"
+    worker = [sys.executable, __file__, "--out", str(out), "--work", str(work), "--worker", phase]
+    worker += ["--smoke"] if smoke else []
     t = time.perf_counter()
-    proc = subprocess.run(argv + (["--smoke"] if smoke else []), env=env, capture_output=True, text=True)
+    populated = None
+    if phase == "cold":
+        atpack = [sys.executable, "-m", "atpack", "capture", "-o", str(pack), "--binaries-only", "--"]
+        proc = subprocess.run(atpack + worker, env=env, capture_output=True, text=True)
+    else:
+        if phase.startswith("cli-"):
+            trust = ["--trust-pickles"] if phase == "cli-full" else []
+            start = time.perf_counter()
+            populate = [sys.executable, "-m", "atpack", "populate", str(pack), "--json", *trust]
+            done = subprocess.run(populate, env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                return {"error": done.stdout[-3000:] + done.stderr[-3000:], "returncode": done.returncode}
+            populated = (time.perf_counter() - start, json.loads(done.stdout))
+        proc = subprocess.run(worker, env=env, capture_output=True, text=True)
     line = next((x for x in reversed(proc.stdout.splitlines()) if x.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
         result: dict[str, Any] = {"error": proc.stderr[-6000:], "returncode": proc.returncode}
     else:
         result = json.loads(line[len("RESULT ") :])
     result["process_s"] = time.perf_counter() - t
+    if phase == "cold" and "error" not in result:
+        result["save"].update(_pack_facts(pack, proc.stdout))
+    if populated is not None and "error" not in result:
+        seconds, report = populated
+        actions = [o["action"] for o in report["outcomes"]]
+        result["load"] = {
+            "seconds": seconds,
+            "bytes_read": report["bytes_read"],
+            "actions": {a: actions.count(a) for a in ("written", "merged", "present", "skipped", "failed")},
+            "triton_dirs": report["triton_dirs"],
+            "replay": report["replay"],
+        }
     return result
+
+
+def _pack_facts(pack: Path, capture_output: str) -> dict[str, Any]:
+    import atpack
+
+    with atpack.open(pack) as opened:
+        return {
+            "pack_bytes": opened.size,
+            "pack_blob_bytes": sum(opened.blob_size(d) for d in opened.blob_digests),
+            "kinds": _kinds(opened),
+            "capture": [x for x in capture_output.splitlines() if not x.startswith("RESULT ")][-4:],
+        }
 
 
 def summary(r: dict[str, Any]) -> str:

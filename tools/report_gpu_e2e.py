@@ -12,8 +12,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PHASES = ("cold", "megacache", "atpack-safe", "atpack-full", "hot")
-COLORS = {"cold": "#999", "megacache": "#c66", "atpack-safe": "#6a6", "atpack-full": "#393", "hot": "#69c"}
+PHASES = ("cold", "megacache", "atpack-safe", "atpack-full", "cli-safe", "cli-full", "hot")
+COLORS = {
+    "cold": "#999",
+    "megacache": "#c66",
+    "atpack-safe": "#6a6",
+    "atpack-full": "#393",
+    "cli-safe": "#b9a",
+    "cli-full": "#856",
+    "hot": "#69c",
+}
 MODELS = {"mlp": "MLP, inference", "block": "transformer block, training", "kernel": "@triton.autotune kernel"}
 
 
@@ -67,17 +75,17 @@ def acceptance(r: dict[str, Any]) -> list[str]:
     """The issue's points, computed from the run."""
     save = r["phases"]["cold"]["save"]
     lines = ["| check | " + " | ".join(MODELS.values()) + " |", "|---|" + "---|" * len(MODELS)]
-    for phase in ("atpack-safe", "atpack-full"):
+    for phase in ("atpack-safe", "atpack-full", "cli-safe", "cli-full"):
         if runs(r, phase):
             calls = [bench(r, phase, m) for m in MODELS]
             lines.append(f"| {phase} benchmark calls, every run | " + " | ".join(f"{a} + {c}" for a, c in calls) + " |")
-    against = [p for p in ("hot", "megacache") if runs(r, p)]
-    if runs(r, "atpack-full") and against:
-        cells = [
-            ", ".join(f"{first_step(r, 'atpack-full', m) / first_step(r, p, m):.3f}x {p}" for p in against)
-            for m in MODELS
-        ]
-        lines.append("| atpack-full first step (medians) | " + " | ".join(cells) + " |")
+    for phase, against in (("atpack-full", ("hot", "megacache")), ("cli-full", ("atpack-full", "hot", "megacache"))):
+        present = [p for p in against if runs(r, p)]
+        if runs(r, phase) and present:
+            cells = [
+                ", ".join(f"{first_step(r, phase, m) / first_step(r, p, m):.3f}x {p}" for p in present) for m in MODELS
+            ]
+            lines.append(f"| {phase} first step (medians) | " + " | ".join(cells) + " |")
     lines += ["", f"Megacache blob / pack: {save['megacache_bytes'] / save['pack_bytes']:.1f}x."]
     return lines
 
@@ -110,12 +118,14 @@ def main() -> None:
     source = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "results" / "gpu_e2e.json")
     r = json.loads(source.read_text())
     save = r["phases"]["cold"]["save"]
+    kinds = ", ".join(f"{n} {k}" for k, n in save["kinds"].items())
     lines = [
         "# Warm starts on a GPU",
         "",
         f"`{r['command']}` on {r['machine'].get('device')}, torch {r['machine'].get('torch')}, "
         f"triton {r['machine'].get('triton')}, Python {r['machine'].get('python')}; "
-        "each run a fresh process with fresh cache folders (hot: the cold run's), "
+        "each run a fresh process with fresh cache folders (hot: the cold run's), torch's default folders "
+        "(neither TORCHINDUCTOR_CACHE_DIR nor TRITON_CACHE_DIR set; HOME and the temp folder per machine folder), "
         + (
             "each phase's at a path of its own, as on a machine whose cache folder path differs from the "
             "capturing machine's."
@@ -133,8 +143,8 @@ def main() -> None:
         "",
         f"Pack: {save['pack_bytes']:,} bytes; torch's Megacache blob of the same run: "
         f"{save['megacache_bytes']:,} bytes "
-        f"({save['megacache_bytes'] / save['pack_bytes']:.1f}x larger). Kernel folders kept by the capture: "
-        f"{save['kernel_folders']}.",
+        f"({save['megacache_bytes'] / save['pack_bytes']:.1f}x larger); made by `atpack capture --binaries-only` "
+        f"around the cold run (a process that never imports atpack): {kinds}.",
         "",
     ]
     out = source.with_suffix(".md")
