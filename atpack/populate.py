@@ -115,6 +115,7 @@ class _Planned:
     writes: list[FileWrite]
     states: list[str]
     note: str = ""
+    kept: str = ""  # why what the folder holds is kept, and nothing of the artifact written
     error: AtpackError | None = None  # the first file that could not be written
 
     def done(self, i: int) -> Callable[[], None]:
@@ -288,8 +289,8 @@ def _populate(
         except AtpackError as e:
             report.outcomes.append(_failed(artifact, e))
             continue
-        planned.append(_Planned(artifact, root, writes, states, note))
-    planned = _without_conflicts(planned, report)
+        planned.append(_Planned(artifact, root, writes, states, note, _kept(artifact, root, writes, states)))
+    planned = _with_checked_kernels(pack, _without_conflicts(planned, report), report)
     if not report.dry_run:
         _write(pack, planned, progress)
     report.outcomes += [_outcome(p, report.dry_run) for p in planned]
@@ -347,6 +348,58 @@ def _without_conflicts(planned: list[_Planned], report: PopulateReport) -> list[
     return [p for p in planned if id(p) not in clashes]
 
 
+def _kept(artifact: Artifact, root: CacheDir, writes: list[FileWrite], states: list[str]) -> str:
+    """Why what the folder holds is kept as it is, nothing of the artifact written ("" when
+    nothing is in the way). An existing result that differs is never replaced or mixed with
+    the pack's files. A file that `replace` allows (a kernel's group file, which makes the
+    others visible to Triton) is replaced only where it is a stale copy of the pack's: it
+    lists the same files, every one of them identical, and only its paths differ."""
+    differ = [w.path for w, s in zip(writes, states) if s == "different" and not w.replace]
+    if differ:
+        return f"kept {len(differ)} existing file(s) that differ: {os.path.basename(differ[0])}"
+    for w, state in zip(writes, states):
+        if not w.replace or state == "absent":
+            continue
+        name = os.path.basename(w.path)
+        if any(s != "same" for other, s in zip(writes, states) if other is not w):
+            return f"kept the existing kernel: {name} is there and the pack would add files to its folder"
+        if state == "different" and not _repairable(artifact, root, w.path):
+            return f"kept the existing kernel: {name} lists other files than the pack's"
+    return ""
+
+
+def _repairable(artifact: Artifact, root: CacheDir, path: str) -> bool:
+    from .adapters import triton
+
+    try:
+        existing = root.read(path)
+    except AtpackError:  # a folder, a symlink, a FIFO: not a group file to repair
+        return False
+    return isinstance(artifact, TritonKernel) and existing is not None and triton.repairable_group(artifact, existing)
+
+
+def _with_checked_kernels(pack: Pack, planned: list[_Planned], report: PopulateReport) -> list[_Planned]:
+    """The plan without the kernels whose metadata does not name them (`triton.check_metadata`),
+    each refused before any of its files is written. Only kernels that write something are
+    checked; their metadata blobs are read once, in storage order."""
+    from .adapters import triton
+
+    refused: dict[int, AtpackError] = {}
+    by_blob: dict[str, list[tuple[_Planned, TritonKernel]]] = collections.defaultdict(list)
+    for p in planned:
+        kernel = p.artifact
+        if isinstance(kernel, TritonKernel) and not p.kept and any(s != "same" for s in p.states):
+            by_blob[triton.metadata_blob(kernel)].append((p, kernel))
+    for digest, data in pack.read_blobs(by_blob):
+        for p, kernel in by_blob[digest]:
+            try:
+                triton.check_metadata(kernel, data)
+            except AtpackError as e:
+                refused[id(p)] = e
+    report.outcomes += [_failed(p.artifact, refused[id(p)]) for p in planned if id(p) in refused]
+    return [p for p in planned if id(p) not in refused]
+
+
 @dataclasses.dataclass(frozen=True)
 class _Dirs:
     inductor: CacheDir
@@ -374,8 +427,8 @@ def _write(pack: Pack, planned: list[_Planned], progress: Callable[[int, int], N
     last: list[tuple[_Planned, int]] = []
     with Writes() as writes:
         for p in planned:
-            if any(s == "different" and not w.replace for w, s in zip(p.writes, p.states)):
-                continue  # kept: an existing result that differs is never mixed with the pack's files
+            if p.kept:
+                continue
             for i, (w, state) in enumerate(zip(p.writes, p.states)):
                 if state == "same":
                     continue
@@ -404,11 +457,10 @@ def _outcome(p: _Planned, dry_run: bool) -> Outcome:
     a = p.artifact
     if p.error is not None:
         return _failed(a, p.error)
-    todo = [s for s, w in zip(p.states, p.writes) if s in ("absent", "written") or (s == "different" and w.replace)]
-    kept = [w.path for s, w in zip(p.states, p.writes) if s == "different" and not w.replace]
+    todo = [s for s in p.states if s in ("absent", "written", "different")]
     notes = [p.note] if p.note else []
-    if kept:
-        notes.insert(0, f"kept {len(kept)} existing file(s) that differ: {os.path.basename(kept[0])}")
+    if p.kept:
+        notes.insert(0, p.kept)
         action = KEPT
     elif todo:
         action = WRITTEN
