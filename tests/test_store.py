@@ -82,7 +82,7 @@ def add_kernel(writer: atpack.PackWriter, content: Content, i: int, files: dict[
     small metadata file ``kernel_<i>.json`` unless `files` has one)."""
     env = writer.add_environment(ENV)
     entries = []
-    files = {f"kernel_{i}.json": f'{{"name": "kernel_{i}"}}'.encode(), **files}
+    files = {**files, f"kernel_{i}.json": files.get(f"kernel_{i}.json", f'{{"name": "kernel_{i}"}}'.encode())}
     for name, data in files.items():
         digest = writer.add_blob(data, hint=os.path.splitext(name)[1])
         content.blobs[digest] = data
