@@ -192,10 +192,10 @@ class InductorBestConfig(Artifact, tag="inductor.best_config/1", frozen=True):
     def __post_init__(self) -> None:
         # one JSON object holds kwargs, the typed fields and extra: a name in two of them, or
         # twice in one, would show one value here and write another
-        typed = _typed_fields(self, ("path", "kwargs", "extra"))
-        kwargs = _unique_names(self, "kwargs", self.kwargs, typed)
-        _unique_names(self, "extra", self.extra, typed | kwargs)
-        _shallow(self, "extra", self.extra)
+        kwargs = _unique_names(self, "kwargs", self.kwargs, _BEST_CONFIG_FIELDS)
+        if self.extra:
+            _unique_names(self, "extra", self.extra, _BEST_CONFIG_FIELDS | kwargs)
+            _shallow(self, "extra", self.extra)
 
     @property
     def key(self) -> str:
@@ -306,9 +306,8 @@ class TritonConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
         """Triton rebuilds the config with ``Config(**config_dict)`` and launches the kernel
         with its kwargs merged into the typed options: no name repeats or shadows another, and
         nothing but data is added."""
-        typed = _typed_fields(self, ("kwargs", "extra")) | set(self.NULL_EXTRA)
-        _unique_names(where, f"{field}.kwargs", self.kwargs, typed)
-        _no_repeats(where, f"{field}.extra", (name for name, _ in self.extra))
+        _unique_names(where, f"{field}.kwargs", self.kwargs, _TRITON_CONFIG_FIELDS)
+        _no_repeats(where, f"{field}.extra", [name for name, _ in self.extra])
         for name, value in self.extra:
             if name not in self.NULL_EXTRA:
                 _refuse(where, f"{field}.extra", f"{name!r} may not be here (only {' and '.join(self.NULL_EXTRA)})")
@@ -343,8 +342,9 @@ class TritonAutotune(Artifact, tag="triton.autotune/1", frozen=True):
     )
 
     def __post_init__(self) -> None:
-        _unique_names(self, "extra", self.extra, {"key", "configs_timings"})  # the file's typed keys
-        _shallow(self, "extra", self.extra)
+        if self.extra:
+            _unique_names(self, "extra", self.extra, _AUTOTUNE_FIELDS)
+            _shallow(self, "extra", self.extra)
         for i, ct in enumerate(self.configs_timings):
             ct.config.check(self, f"configs_timings[{i}].config")
 
@@ -648,25 +648,31 @@ def _repeated(names: Iterable[str]) -> str | None:
     return None
 
 
-def _no_repeats(where: Artifact | str, field: str, names: Iterable[str]) -> None:
-    repeated = _repeated(names)
-    if repeated is not None:
-        _refuse(where, field, f"{repeated!r} is listed twice")
+def _no_repeats(where: Artifact | str, field: str, names: list[str] | tuple[str, ...]) -> None:
+    if len(set(names)) != len(names):
+        _refuse(where, field, f"{_repeated(names)!r} is listed twice")
 
 
-def _unique_names(where: Artifact | str, field: str, pairs: tuple[tuple[str, Any], ...], taken: set[str]) -> set[str]:
+def _unique_names(
+    where: Artifact | str, field: str, pairs: tuple[tuple[str, Any], ...], taken: frozenset[str]
+) -> frozenset[str]:
     """The names of an ordered map stored as pairs, checked: each once, none of `taken`."""
     names = [name for name, _ in pairs]
     _no_repeats(where, field, names)
-    for name in names:
-        if name in taken:
-            _refuse(where, field, f"{name!r} is also a field of its own (it would shadow it)")
-    return set(names)
+    if not taken.isdisjoint(names):
+        shadow = next(name for name in names if name in taken)
+        _refuse(where, field, f"{shadow!r} is also a field of its own (it would shadow it)")
+    return frozenset(names)
 
 
-def _typed_fields(struct: Struct, untyped: tuple[str, ...]) -> set[str]:
+def _typed_fields(struct: type[Struct], untyped: tuple[str, ...]) -> frozenset[str]:
     """The names a struct gives a field of its own, as they appear in the file it renders."""
-    return set(struct.__struct_fields__) - {"env", *untyped}
+    return frozenset(struct.__struct_fields__) - {"env", *untyped}
+
+
+_BEST_CONFIG_FIELDS = _typed_fields(InductorBestConfig, ("path", "kwargs", "extra"))
+_TRITON_CONFIG_FIELDS = _typed_fields(TritonConfig, ("kwargs", "extra")) | set(TritonConfig.NULL_EXTRA)
+_AUTOTUNE_FIELDS = frozenset(("key", "configs_timings"))  # the keys of an autotune file besides extra's
 
 
 def _shallow(where: Artifact, field: str, pairs: Extra) -> None:
