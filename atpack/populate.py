@@ -381,7 +381,7 @@ def _repairable(artifact: Artifact, root: CacheDir, path: str) -> bool:
 def _with_checked_kernels(pack: Pack, planned: list[_Planned], report: PopulateReport) -> list[_Planned]:
     """The plan without the kernels whose metadata does not name them (`triton.check_metadata`),
     each refused before any of its files is written. Only kernels that write something are
-    checked; their metadata blobs are read once, in storage order."""
+    checked, their metadata blobs read in one pass (small frames: the write reads them again)."""
     from .adapters import triton
 
     refused: dict[int, AtpackError] = {}
