@@ -306,7 +306,7 @@ class TritonConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
         """Triton rebuilds the config with ``Config(**config_dict)`` and launches the kernel
         with its kwargs merged into the typed options: no name repeats or shadows another, and
         nothing but data is added."""
-        _unique_names(where, f"{field}.kwargs", self.kwargs, _TRITON_CONFIG_FIELDS)
+        _unique_names(where, f"{field}.kwargs", self.kwargs, _TRITON_CONFIG_FIELDS, "the option Triton launches with")
         _no_repeats(where, f"{field}.extra", [name for name, _ in self.extra])
         for name, value in self.extra:
             if name not in self.NULL_EXTRA:
@@ -654,14 +654,18 @@ def _no_repeats(where: Artifact | str, field: str, names: list[str] | tuple[str,
 
 
 def _unique_names(
-    where: Artifact | str, field: str, pairs: tuple[tuple[str, Any], ...], taken: frozenset[str]
+    where: Artifact | str,
+    field: str,
+    pairs: tuple[tuple[str, Any], ...],
+    taken: frozenset[str],
+    shadowed: str = "another key of the same JSON object",
 ) -> frozenset[str]:
     """The names of an ordered map stored as pairs, checked: each once, none of `taken`."""
     names = [name for name, _ in pairs]
     _no_repeats(where, field, names)
     if not taken.isdisjoint(names):
         shadow = next(name for name in names if name in taken)
-        _refuse(where, field, f"{shadow!r} is also a field of its own (it would shadow it)")
+        _refuse(where, field, f"{shadow!r} would shadow {shadowed}")
     return frozenset(names)
 
 

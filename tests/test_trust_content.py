@@ -58,7 +58,7 @@ def site(tmp_path: Path) -> Site:
     return Site(tmp_path)
 
 
-def refused_when_opened(site: Site, data: bytes, *needles: str) -> atpack.FormatError:
+def refused_when_opened(site: Site, data: bytes, *needles: str) -> None:
     """Populating `data` raises a one-line `FormatError` containing every needle, before anything
     is written; `atpack.open` (what inspect, report, diff and merge read with) refuses it too."""
     before = site.snapshot()
@@ -72,7 +72,6 @@ def refused_when_opened(site: Site, data: bytes, *needles: str) -> atpack.Format
         assert needle in message, message
     with pytest.raises(atpack.FormatError):
         atpack.open(path)
-    return raised.value
 
 
 def failed_when_populated(site: Site, data: bytes, error: type[atpack.AtpackError], needle: str) -> PopulateReport:
@@ -82,10 +81,6 @@ def failed_when_populated(site: Site, data: bytes, error: type[atpack.AtpackErro
     (failed,) = [o for o in report.outcomes if o.action == "failed"]
     assert "\n" not in failed.detail, failed.detail
     return report
-
-
-def changed(data: bytes, kind: str, change: Callable[[dict[str, Any]], None]) -> bytes:
-    return with_artifact(data, kind, change)
 
 
 # =========================================================================== data kinds hold data only
@@ -112,7 +107,7 @@ def test_a_kernel_placing_host_code_at_tritons_cuda_utils_key_does_not_open(site
         name="cuda_utils",
         files=(KernelFile("cuda_utils.json", digest_bytes(META), len(META)),),
     )
-    data = changed(
+    data = with_artifact(
         writer_pack(kernel, blobs=(META, code)),
         "triton.kernel/1",
         lambda a: a["files"].append([name, digest_bytes(code), len(code)]),
@@ -124,7 +119,7 @@ def test_a_kernel_placing_host_code_at_tritons_cuda_utils_key_does_not_open(site
 def test_a_kernel_file_named_after_another_kernel_does_not_open(site: Site) -> None:
     # the group file of kernel_0 would list it, but Triton would read it as another kernel's
     meta, other = b'{"name": "kernel_0"}', b'{"name": "kernel_1"}'
-    data = changed(
+    data = with_artifact(
         writer_pack(triton_kernel(TRITON_ENV.digest, 0, [("kernel_0.json", meta)]), blobs=(meta, other)),
         "triton.kernel/1",
         lambda a: a["files"].append(["kernel_1.json", digest_bytes(other), len(other)]),
@@ -135,7 +130,7 @@ def test_a_kernel_file_named_after_another_kernel_does_not_open(site: Site) -> N
 def test_a_kernel_without_its_metadata_file_does_not_open(site: Site) -> None:
     meta, binary = b'{"name": "kernel_0"}', b"cubin"
     kernel = triton_kernel(TRITON_ENV.digest, 0, [("kernel_0.json", meta), ("kernel_0.cubin", binary)])
-    data = changed(writer_pack(kernel, blobs=(meta, binary)), "triton.kernel/1", lambda a: a["files"].pop(0))
+    data = with_artifact(writer_pack(kernel, blobs=(meta, binary)), "triton.kernel/1", lambda a: a["files"].pop(0))
     refused_when_opened(site, data, "files: the kernel's metadata kernel_0.json is missing")
 
 
@@ -144,7 +139,7 @@ def test_a_host_module_file_that_is_not_a_native_module_does_not_open(site: Site
     module = TritonHostModule(
         env=TRITON_ENV.digest, cache_key=CUDA_UTILS_KEY, files=(KernelFile("cuda_utils.so", digest_bytes(code), 26),)
     )
-    data = changed(
+    data = with_artifact(
         writer_pack(module, blobs=(code,)),
         "triton.host_module/1",
         lambda a: a["files"][0].__setitem__(0, "cuda_utils.py"),
@@ -162,32 +157,32 @@ SHADOWS: dict[str, tuple[Callable[[], atpack.Artifact], Callable[[dict[str, Any]
     "best_config extra holding num_warps": (
         lambda: best_config(INDUCTOR_ENV.digest, 0),
         lambda a: a.update(extra=[["num_warps", 32]]),
-        "extra: 'num_warps' is also a field of its own",
+        "extra: 'num_warps' would shadow another key",
     ),
     "best_config extra holding configs_hash": (
         lambda: best_config(INDUCTOR_ENV.digest, 0),
         lambda a: a.update(extra=[["configs_hash", "0" * 64]]),
-        "extra: 'configs_hash' is also a field of its own",
+        "extra: 'configs_hash' would shadow another key",
     ),
     "best_config kwargs holding num_stages": (
         lambda: best_config(INDUCTOR_ENV.digest, 0),
         lambda a: a["kwargs"].append(["num_stages", 9]),
-        "kwargs: 'num_stages' is also a field of its own",
+        "kwargs: 'num_stages' would shadow another key",
     ),
     "best_config extra holding a kwargs name": (
         lambda: best_config(INDUCTOR_ENV.digest, 0),
         lambda a: a.update(extra=[["XBLOCK", 1]]),
-        "extra: 'XBLOCK' is also a field of its own",
+        "extra: 'XBLOCK' would shadow another key",
     ),
     "autotune extra holding key": (
         lambda: triton_autotune(TRITON_ENV.digest, 0),
         lambda a: a.update(extra=[["key", [1]]]),
-        "extra: 'key' is also a field of its own",
+        "extra: 'key' would shadow another key",
     ),
     "autotune extra holding configs_timings": (
         lambda: triton_autotune(TRITON_ENV.digest, 0),
         lambda a: a.update(extra=[["configs_timings", []]]),
-        "extra: 'configs_timings' is also a field of its own",
+        "extra: 'configs_timings' would shadow another key",
     ),
     "autotune config extra holding kwargs": (
         lambda: triton_autotune(TRITON_ENV.digest, 0),
@@ -202,7 +197,7 @@ SHADOWS: dict[str, tuple[Callable[[], atpack.Artifact], Callable[[dict[str, Any]
     "autotune config kwargs holding num_warps": (
         lambda: triton_autotune(TRITON_ENV.digest, 0),
         lambda a: a["configs_timings"][0][0]["kwargs"].append(["num_warps", 1]),
-        "configs_timings[0].config.kwargs: 'num_warps' is also a field of its own",
+        "configs_timings[0].config.kwargs: 'num_warps' would shadow the option Triton launches with",
     ),
     "autotune config holding an unknown attribute": (
         lambda: triton_autotune(TRITON_ENV.digest, 0),
@@ -216,12 +211,12 @@ SHADOWS: dict[str, tuple[Callable[[], atpack.Artifact], Callable[[dict[str, Any]
 def test_a_free_form_field_shadowing_a_typed_one_does_not_open(site: Site, case: str) -> None:
     make, change, needle = SHADOWS[case]
     artifact = make()
-    refused_when_opened(site, changed(writer_pack(artifact), artifact.kind, change), artifact.kind, needle)
+    refused_when_opened(site, with_artifact(writer_pack(artifact), artifact.kind, change), artifact.kind, needle)
 
 
 # =========================================================================== nothing listed twice
 
-MEANING = b'{"name": "kernel_0"}'
+KERNEL_0_META = b'{"name": "kernel_0"}'
 DUPLICATES: dict[str, tuple[Callable[[], tuple[atpack.Artifact, tuple[bytes, ...]]], Callable[[Any], None], str]] = {
     "best_config kwargs key twice": (
         lambda: (best_config(INDUCTOR_ENV.digest, 0), ()),
@@ -254,17 +249,17 @@ DUPLICATES: dict[str, tuple[Callable[[], tuple[atpack.Artifact, tuple[bytes, ...
         "the GEMM ('mm', '[[1024, 512], [512, 256]]', 'high') is listed twice",
     ),
     "kernel file twice": (
-        lambda: (triton_kernel(TRITON_ENV.digest, 0, [("kernel_0.json", MEANING)]), (MEANING,)),
+        lambda: (triton_kernel(TRITON_ENV.digest, 0, [("kernel_0.json", KERNEL_0_META)]), (KERNEL_0_META,)),
         lambda a: a["files"].append(list(a["files"][0])),
         "files: 'kernel_0.json' is listed twice",
     ),
     "kernel group naming a file twice": (
-        lambda: (triton_kernel(TRITON_ENV.digest, 0, [("kernel_0.json", MEANING)]), (MEANING,)),
+        lambda: (triton_kernel(TRITON_ENV.digest, 0, [("kernel_0.json", KERNEL_0_META)]), (KERNEL_0_META,)),
         lambda a: a.update(group=["kernel_0.json", "kernel_0.json"]),
         "group: 'kernel_0.json' is listed twice",
     ),
     "kernel group naming a file it does not have": (
-        lambda: (triton_kernel(TRITON_ENV.digest, 0, [("kernel_0.json", MEANING)]), (MEANING,)),
+        lambda: (triton_kernel(TRITON_ENV.digest, 0, [("kernel_0.json", KERNEL_0_META)]), (KERNEL_0_META,)),
         lambda a: a.update(group=["kernel_0.json", "kernel_0.cubin"]),
         "group: 'kernel_0.cubin' is not one of the kernel's files",
     ),
@@ -285,7 +280,9 @@ DUPLICATES: dict[str, tuple[Callable[[], tuple[atpack.Artifact, tuple[bytes, ...
 def test_a_name_listed_twice_does_not_open(site: Site, case: str) -> None:
     make, change, needle = DUPLICATES[case]
     artifact, blobs = make()
-    refused_when_opened(site, changed(writer_pack(artifact, blobs=blobs), artifact.kind, change), artifact.kind, needle)
+    refused_when_opened(
+        site, with_artifact(writer_pack(artifact, blobs=blobs), artifact.kind, change), artifact.kind, needle
+    )
 
 
 # =========================================================================== autotune configs add no code
@@ -305,7 +302,7 @@ def test_an_autotune_config_with_a_pre_hook_or_an_ir_override_does_not_open(
     def hook(a: dict[str, Any]) -> None:
         a["configs_timings"][0][0]["extra"] = [[attribute, value]]
 
-    data = changed(writer_pack(autotune), autotune.kind, hook)
+    data = with_artifact(writer_pack(autotune), autotune.kind, hook)
     refused_when_opened(site, data, "triton.autotune/1", f"'{attribute}' must be null")
 
 
@@ -379,7 +376,7 @@ def kernel_pack(files: list[tuple[str, bytes]], group: list[str] | None = None) 
     return writer_pack(kernel, blobs=tuple(data for _, data in files)), kernel
 
 
-JSON, CUBIN = ("kernel_0.json", MEANING), ("kernel_0.cubin", b"the binary Triton loads")
+JSON, CUBIN = ("kernel_0.json", KERNEL_0_META), ("kernel_0.cubin", b"the binary Triton loads")
 
 
 @pytest.fixture
