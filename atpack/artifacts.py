@@ -8,6 +8,12 @@ skip on use (see `UnknownArtifact`).
 Cache files whose byte layout matters (JSON objects written by torch and triton) keep the
 order of their keys: ordered maps are stored as lists of ``[key, value]`` pairs, and keys
 an artifact does not type are kept, in order, in its ``extra`` field.
+
+A pack is untrusted input, so each kind also checks what its fields may hold when it is built
+or decoded (`__post_init__`; msgspec reports a refusal as a `ValidationError`): a data kind
+names only files that hold data (a compiled kernel's IR and binary, never a host module, a
+Python file or a pickle), and a free-form field never repeats or shadows a typed one, so what
+`atpack inspect` shows is exactly what populate writes.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import dataclasses
 import os
 import typing
 from collections.abc import Iterable, Iterator
-from typing import Annotated, Any, ClassVar, Union
+from typing import Annotated, Any, ClassVar, NoReturn, Union
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
@@ -33,8 +39,10 @@ __all__ = [
     "InductorBestConfig",
     "InductorGemmTimings",
     "InductorKernelPerf",
+    "KERNEL_SUFFIXES",
     "KernelFile",
     "MEGACACHE_TYPES",
+    "MAX_EXTRA_DEPTH",
     "Manifest",
     "MegacacheAotAutograd",
     "MegacacheAutotune",
@@ -76,6 +84,28 @@ FileName = Annotated[
 ]
 Hex64 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
 Size = Annotated[int, Meta(ge=0)]
+
+MAX_EXTRA_DEPTH = 32
+"""How deeply JSON values in an ``extra`` field may nest (torch and triton write scalars and
+flat objects there): deeper values would make Python's recursive JSON code fail later."""
+
+KERNEL_SUFFIXES = (
+    ".json",
+    ".source",
+    ".ttir",
+    ".ttgir",
+    ".glir",
+    ".llir",
+    ".ptx",
+    ".cubin",
+    ".amdgcn",
+    ".hsaco",
+    ".spv",
+    ".zebin",
+)
+"""What Triton's compiler writes into a kernel's cache folder after the kernel's name: its
+metadata, its source, each stage's IR and its binary (NVIDIA, AMD and Intel backends). All
+data: nothing there is loaded as host code."""
 
 
 class Environment(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -159,6 +189,14 @@ class InductorBestConfig(Artifact, tag="inductor.best_config/1", frozen=True):
 
     depends_on: ClassVar[tuple[str, ...]] = ("torch_version", "torch_key", "cache_key_tag", "device_name")
 
+    def __post_init__(self) -> None:
+        # one JSON object holds kwargs, the typed fields and extra: a name in two of them, or
+        # twice in one, would show one value here and write another
+        kwargs = _unique_names(self, "kwargs", self.kwargs, _BEST_CONFIG_FIELDS)
+        if self.extra:
+            _unique_names(self, "extra", self.extra, _BEST_CONFIG_FIELDS | kwargs)
+            _shallow(self, "extra", self.extra)
+
     @property
     def key(self) -> str:
         return self.path
@@ -219,6 +257,19 @@ class InductorGemmTimings(Artifact, tag="inductor.gemm_timings/1", frozen=True):
     system: GemmSystem
     entries: tuple[GemmEntry, ...]
 
+    def __post_init__(self) -> None:
+        # the file nests timings by op, inputs and precision, then candidate: a repeat would
+        # be collapsed into one value when written
+        gemms: set[tuple[str, str, str]] = set()
+        for e in self.entries:
+            gemm = (e.op, e.inputs, e.precision)
+            if gemm in gemms:
+                _refuse(self, "entries", f"the GEMM {gemm!r} is listed twice")
+            gemms.add(gemm)
+            repeated = _repeated(t.choice for t in e.timings)
+            if repeated is not None:
+                _refuse(self, "entries", f"candidate {repeated!r} of the GEMM {gemm!r} is listed twice")
+
     depends_on: ClassVar[tuple[str, ...]] = (
         "triton_key",
         "triton_version",
@@ -246,6 +297,23 @@ class TritonConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     maxnreg: int | UnsetType | None = UNSET
     extra: Extra = ()
 
+    NULL_EXTRA: ClassVar[tuple[str, ...]] = ("pre_hook", "ir_override")
+    """The other attributes of a `triton.Config` that Triton 3.4+ writes (``config.__dict__``),
+    always null in a disk-cache result: Triton does not cache configs with a pre-hook, and a
+    non-null ``ir_override`` names a local file of IR that Triton would compile instead."""
+
+    def check(self, where: Artifact, field: str) -> None:
+        """Triton rebuilds the config with ``Config(**config_dict)`` and launches the kernel
+        with its kwargs merged into the typed options: no name repeats or shadows another, and
+        nothing but data is added."""
+        _unique_names(where, f"{field}.kwargs", self.kwargs, _TRITON_CONFIG_FIELDS, "the option Triton launches with")
+        _no_repeats(where, f"{field}.extra", [name for name, _ in self.extra])
+        for name, value in self.extra:
+            if name not in self.NULL_EXTRA:
+                _refuse(where, f"{field}.extra", f"{name!r} may not be here (only {' and '.join(self.NULL_EXTRA)})")
+            if value is not None:
+                _refuse(where, f"{field}.extra", f"{name!r} must be null, not {_brief(value)}")
+
 
 class TritonConfigTiming(Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
     """One candidate config and its measured times ([median, p20, p80] in Triton 3.4+)."""
@@ -272,6 +340,13 @@ class TritonAutotune(Artifact, tag="triton.autotune/1", frozen=True):
         "device_name",
         "python_abi",
     )
+
+    def __post_init__(self) -> None:
+        if self.extra:
+            _unique_names(self, "extra", self.extra, _AUTOTUNE_FIELDS)
+            _shallow(self, "extra", self.extra)
+        for i, ct in enumerate(self.configs_timings):
+            ct.config.check(self, f"configs_timings[{i}].config")
 
     @property
     def key(self) -> str:
@@ -317,6 +392,30 @@ class TritonKernel(Artifact, tag="triton.kernel/1", frozen=True):
         "compute_capability",
         "python_abi",
     )
+
+    def __post_init__(self) -> None:
+        # a data kind, populated without trust: only what Triton's compiler writes for this
+        # kernel (Triton loads a native module from any key's folder by its name)
+        names = [f.name for f in self.files]
+        for name in names:
+            suffix = name[len(self.name) :]
+            if not name.startswith(self.name) or suffix not in KERNEL_SUFFIXES or name.startswith("__grp__"):
+                _refuse(
+                    self,
+                    "files",
+                    f"{name!r} is not a file Triton's compiler writes for kernel {self.name!r} "
+                    f"(its name followed by one of {' '.join(KERNEL_SUFFIXES)})",
+                )
+        _no_repeats(self, "files", names)
+        if f"{self.name}.json" not in names:
+            _refuse(self, "files", f"the kernel's metadata {self.name}.json is missing")
+        if self.group is not UNSET:
+            _no_repeats(self, "group", self.group)
+            for child in self.group:
+                if child not in names:
+                    _refuse(self, "group", f"{child!r} is not one of the kernel's files")
+            if f"{self.name}.json" not in self.group:
+                _refuse(self, "group", f"the kernel's metadata {self.name}.json is not listed")
 
     @property
     def key(self) -> str:
@@ -435,6 +534,13 @@ class TritonHostModule(Artifact, tag="triton.host_module/1", frozen=True):
     runs_code: ClassVar[str] = "a native host module, loaded into the process"
     depends_on: ClassVar[tuple[str, ...]] = ("triton_version", "triton_key", "python_abi", "platform")
 
+    def __post_init__(self) -> None:
+        names = [f.name for f in self.files]
+        for name in names:
+            if not name.endswith(".so"):
+                _refuse(self, "files", f"{name!r} is not a native module (.so)")
+        _no_repeats(self, "files", names)
+
     @property
     def key(self) -> str:
         return self.cache_key
@@ -508,16 +614,93 @@ class UnknownArtifact:
 
 
 def _digests_in(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        if is_digest(value):
-            yield value
-    elif isinstance(value, list):
-        for item in value:
-            yield from _digests_in(item)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if key != "env":
-                yield from _digests_in(item)
+    """The digest strings in a JSON value, in document order (a loop, not recursion: an
+    unknown kind may nest as deeply as the decoder allows)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if is_digest(item):
+                yield item
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, dict):
+            stack.extend(reversed([v for k, v in item.items() if k != "env"]))
+
+
+# --------------------------------------------------------------------------- content checks
+
+
+def _refuse(where: Artifact | str, field: str, problem: str) -> NoReturn:
+    """Refuse content, naming the artifact (or struct) and the field. msgspec turns the
+    ValueError into a ValidationError, which the reader reports as a `FormatError`."""
+    what = where if isinstance(where, str) else f"{where.kind} {where.key}"
+    raise ValueError(f"{what}: {field}: {problem}")
+
+
+def _repeated(names: Iterable[str]) -> str | None:
+    """The first name that appears twice, if any."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
+def _no_repeats(where: Artifact | str, field: str, names: list[str] | tuple[str, ...]) -> None:
+    if len(set(names)) != len(names):
+        _refuse(where, field, f"{_repeated(names)!r} is listed twice")
+
+
+def _unique_names(
+    where: Artifact | str,
+    field: str,
+    pairs: tuple[tuple[str, Any], ...],
+    taken: frozenset[str],
+    shadowed: str = "another key of the same JSON object",
+) -> frozenset[str]:
+    """The names of an ordered map stored as pairs, checked: each once, none of `taken`."""
+    names = [name for name, _ in pairs]
+    _no_repeats(where, field, names)
+    if not taken.isdisjoint(names):
+        shadow = next(name for name in names if name in taken)
+        _refuse(where, field, f"{shadow!r} would shadow {shadowed}")
+    return frozenset(names)
+
+
+def _typed_fields(struct: type[Struct], untyped: tuple[str, ...]) -> frozenset[str]:
+    """The names a struct gives a field of its own, as they appear in the file it renders."""
+    return frozenset(struct.__struct_fields__) - {"env", *untyped}
+
+
+_BEST_CONFIG_FIELDS = _typed_fields(InductorBestConfig, ("path", "kwargs", "extra"))
+_TRITON_CONFIG_FIELDS = _typed_fields(TritonConfig, ("kwargs", "extra")) | set(TritonConfig.NULL_EXTRA)
+_AUTOTUNE_FIELDS = frozenset(("key", "configs_timings"))  # the keys of an autotune file besides extra's
+
+
+def _shallow(where: Artifact, field: str, pairs: Extra) -> None:
+    for name, value in pairs:
+        if _depth(value) > MAX_EXTRA_DEPTH:
+            _refuse(where, field, f"{name!r} nests deeper than {MAX_EXTRA_DEPTH} levels")
+
+
+def _depth(value: Any) -> int:
+    """How deeply a JSON value nests (0 for a scalar), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, tuple, dict)):
+            deepest = max(deepest, depth)
+            if deepest > MAX_EXTRA_DEPTH:
+                break
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def artifact_digest(artifact: Artifact | UnknownArtifact) -> str:

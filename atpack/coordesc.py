@@ -194,7 +194,7 @@ def _recorded(autotuner: Any) -> dict[str, Any] | None:
     try:
         with open(path, "rb") as f:
             best = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a file nested too deeply for Python's parser
         return None
     return best if isinstance(best, dict) else None
 

@@ -802,9 +802,10 @@ class _KnownArtifacts(msgspec.Struct):
 
 _known_decoder = msgspec.json.Decoder(_KnownArtifacts)
 
-_DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError)
+_DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 """What decoding JSON raises: msgspec checks UTF-8 only in the strings it decodes, with Python's
-codec, so invalid UTF-8 is a `UnicodeDecodeError`, not a `msgspec.DecodeError`."""
+codec, so invalid UTF-8 is a `UnicodeDecodeError`, not a `msgspec.DecodeError`; JSON nested
+deeper than Python's recursion limit (even where it is skipped) is a `RecursionError`."""
 
 
 def _decode_artifacts(index: bytes, raws: list[bytes], name: str) -> list[Artifact | UnknownArtifact]:

@@ -122,6 +122,7 @@ class _Planned:
     writes: list[FileWrite]
     states: list[str]
     note: str = ""
+    kept: str = ""  # why what the folder holds is kept, and nothing of the artifact written
     error: AtpackError | None = None  # the first file that could not be written
 
     def done(self, i: int) -> Callable[[], None]:
@@ -332,6 +333,7 @@ def _populate(
             continue
         planned += plans
     _refuse_conflicts(planned)
+    _check_kernels(pack, planned)
     if not report.dry_run:
         _write(pack, planned, progress)
     report.outcomes += _outcomes(planned, report.dry_run)
@@ -344,7 +346,7 @@ def _plan(pack: Pack, artifact: Artifact, root: CacheDir, note: str) -> _Planned
     writes = _files(artifact, root)
     _check_sizes(pack, writes)
     states = [root.state(w.path, data=w.data, digest=w.blob, size=w.size) for w in writes]
-    return _Planned(artifact, root, writes, states, note)
+    return _Planned(artifact, root, writes, states, note, _kept(artifact, root, writes, states))
 
 
 def _failed(artifact: Artifact, error: AtpackError) -> Outcome:
@@ -390,6 +392,55 @@ def _refuse_conflicts(planned: list[_Planned]) -> None:
                     )
 
 
+def _kept(artifact: Artifact, root: CacheDir, writes: list[FileWrite], states: list[str]) -> str:
+    """Why what the folder holds is kept as it is, nothing of the artifact written ("" when
+    nothing is in the way). An existing result that differs is never replaced or mixed with
+    the pack's files. A file that `replace` allows (a kernel's group file, which makes the
+    others visible to Triton) is replaced only where it is a stale copy of the pack's: it
+    lists the same files, every one of them identical, and only its paths differ."""
+    differ = [w.path for w, s in zip(writes, states) if s == "different" and not w.replace]
+    if differ:
+        return f"kept {len(differ)} existing file(s) that differ: {os.path.basename(differ[0])}"
+    for w, state in zip(writes, states):
+        if not w.replace or state == "absent":
+            continue
+        name = os.path.basename(w.path)
+        if any(s != "same" for other, s in zip(writes, states) if other is not w):
+            return f"kept the existing kernel: {name} is there and the pack would add files to its folder"
+        if state == "different" and not _repairable(artifact, root, w.path):
+            return f"kept the existing kernel: {name} lists other files than the pack's"
+    return ""
+
+
+def _repairable(artifact: Artifact, root: CacheDir, path: str) -> bool:
+    from .adapters import triton
+
+    try:
+        existing = root.read(path)
+    except AtpackError:  # a folder, a symlink, a FIFO: not a group file to repair
+        return False
+    return isinstance(artifact, TritonKernel) and existing is not None and triton.repairable_group(artifact, existing)
+
+
+def _check_kernels(pack: Pack, planned: list[_Planned]) -> None:
+    """Refuse, before any of its files is written, each kernel whose metadata does not name it
+    (`triton.check_metadata`). Only kernels that write something are checked, their metadata
+    blobs read in one pass (small frames: the write reads them again)."""
+    from .adapters import triton
+
+    by_blob: dict[str, list[tuple[_Planned, TritonKernel]]] = collections.defaultdict(list)
+    for p in planned:
+        kernel = p.artifact
+        if isinstance(kernel, TritonKernel) and p.error is None and not p.kept and any(s != "same" for s in p.states):
+            by_blob[triton.metadata_blob(kernel)].append((p, kernel))
+    for digest, data in pack.read_blobs(by_blob):
+        for p, kernel in by_blob[digest]:
+            try:
+                triton.check_metadata(kernel, data)
+            except AtpackError as e:
+                p.failed(e)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Dirs:
     inductor: CacheDir
@@ -418,7 +469,7 @@ def _write(pack: Pack, planned: list[_Planned], progress: Callable[[int, int], N
     last: list[tuple[_Planned, int]] = []
     with Writes() as writes:
         for p in planned:
-            if p.error is not None or any(s == "different" and not w.replace for w, s in zip(p.writes, p.states)):
+            if p.error is not None or p.kept:
                 continue  # refused, or kept: an existing result that differs is never mixed with the pack's files
             for i, (w, state) in enumerate(zip(p.writes, p.states)):
                 if state == "same":
@@ -453,36 +504,21 @@ def _outcomes(planned: list[_Planned], dry_run: bool) -> list[Outcome]:
 
 
 def _outcome(plans: list[_Planned], dry_run: bool) -> Outcome:
-    """Failed if it failed in one folder; else kept if an existing file differs in one; else
+    """Failed if it failed in one folder; else kept if a folder's content was kept; else
     written if a file was written; else present."""
     a = plans[0].artifact
     notes = [plans[0].note] if plans[0].note else []
     if error := next((p.error for p in plans if p.error is not None), None):
         return _failed(a, error)
-    kept = [w.path for p in plans for s, w in zip(p.states, p.writes) if s == "different" and not w.replace]
-    if kept:
-        return Outcome(
-            a.kind,
-            a.key,
-            KEPT,
-            "; ".join([f"kept {len(kept)} existing file(s) that differ: {os.path.basename(kept[0])}", *notes]),
-        )
-    todo = [
-        p
-        for p in plans
-        for s, w in zip(p.states, p.writes)
-        if s in ("absent", "written") or (s == "different" and w.replace)
-    ]
+    if kept := next((p.kept for p in plans if p.kept), ""):
+        return Outcome(a.kind, a.key, KEPT, "; ".join([kept, *notes]))
+    todo = [p for p in plans for s in p.states if s in ("absent", "written", "different")]
     if not todo:
         return Outcome(a.kind, a.key, PRESENT, "; ".join(notes))
     folders = len({id(p) for p in todo})
     where = f" in {folders} folders" if folders > 1 else ""
-    return Outcome(
-        a.kind,
-        a.key,
-        WRITTEN,
-        "; ".join([f"{'would write' if dry_run else 'wrote'} {len(todo)} file(s){where}", *notes]),
-    )
+    did = f"{'would write' if dry_run else 'wrote'} {len(todo)} file(s){where}"
+    return Outcome(a.kind, a.key, WRITTEN, "; ".join([did, *notes]))
 
 
 def _replay(pack: Pack, replays: list[tuple[MegacacheEntry, str]], report: PopulateReport) -> list[Outcome]:

@@ -34,11 +34,14 @@ def sample_blobs(count: int, size: int, seed: int = 0) -> dict[str, bytes]:
 
 
 def fill(writer: atpack.PackWriter, blobs: dict[str, bytes], name: str = "kernel") -> None:
+    """One compiled kernel per blob, ``<name>_<i>``, the blob as its only file (never populated:
+    these packs test reading)."""
     env = writer.add_environment(ENV)
-    for data in blobs.values():
+    for i, (digest, data) in enumerate(blobs.items()):
         writer.add_blob(data)
-    files = tuple(KernelFile(f"f{i}.bin", d, len(b)) for i, (d, b) in enumerate(blobs.items()))
-    writer.add(atpack.TritonKernel(env=env, cache_key=name[:1] * 52, name=name, files=files))
+        kernel = f"{name}_{i}"
+        files = (KernelFile(f"{kernel}.json", digest, len(data)),)
+        writer.add(atpack.TritonKernel(env=env, cache_key=f"{name[:1] * 48}{i:04d}", name=kernel, files=files))
 
 
 WRITE_OPTIONS: dict[str, Any] = {"group_size": 1024, "level": 1}

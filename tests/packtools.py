@@ -146,12 +146,23 @@ class Content:
         )
 
 
+SMALL_SUFFIXES = (".json", ".ttir", ".ttgir", ".llir", ".ptx", ".source", ".amdgcn", ".spv", ".glir")
+BIG_SUFFIXES = (".cubin", ".hsaco", ".zebin")
+
+
 def sample_content(*, group_size: int, big_blobs: int = 1, small_blobs: int = 4) -> Content:
     """Every artifact kind, two environments (and one nobody uses), `small_blobs` blobs well
-    under `group_size` and `big_blobs` blobs larger than it, all referenced by kernels."""
+    under `group_size` and `big_blobs` blobs larger than it, all referenced by kernels: kernel 0
+    has the first two small ones and the big ones, kernel 1 the other small ones; each kernel's
+    first file is its metadata (``kernel_<n>.json``, naming the kernel)."""
     rng = random.Random(1234)
-    small = [(f"small_{i}.json", b'{"n": %d, "pad": "%s"}' % (i, b"ab" * i)) for i in range(small_blobs)]
-    big = [(f"big_{i}.cubin", rng.randbytes(group_size + 1 + 17 * i)) for i in range(big_blobs)]
+    small = []
+    for i in range(small_blobs):
+        k, j = (0, i) if i < 2 else (1, i - 2)
+        small.append(
+            (f"kernel_{k}{SMALL_SUFFIXES[j]}", b'{"name": "kernel_%d", "n": %d, "pad": "%s"}' % (k, i, b"ab" * i))
+        )
+    big = [(f"kernel_0{BIG_SUFFIXES[i]}", rng.randbytes(group_size + 1 + 17 * i)) for i in range(big_blobs)]
     ind, tri = INDUCTOR_ENV.digest, TRITON_ENV.digest
     artifacts: list[atpack.Artifact | atpack.UnknownArtifact] = [
         best_config(ind, 0),

@@ -195,6 +195,8 @@ def scenario_artifacts(scale: Scale, *, seed: int = 0) -> tuple[list[atpack.Arti
                 size = scale.group_size + rng.randint(1, 5_000)  # a frame of its own
             words = [alnum(f"{k}-{f}-{i}", rng.randint(3, 12)) for i in range(64)]
             data = " ".join(rng.choice(words) for _ in range(size // 6)).encode()[:size]
+            if suffix == ".json":  # the kernel's metadata, which names it
+                data = b'{"name": "kernel_%d", "pad": "%s"}' % (k, data)
             files.append((f"kernel_{k}{suffix}", data))
             blobs.append((data, suffix))
         artifacts.append(triton_kernel(tri, k, files))

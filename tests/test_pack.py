@@ -53,6 +53,7 @@ from packtools import (
 )
 
 import atpack
+from atpack.artifacts import KERNEL_SUFFIXES
 from atpack.digest import canonical, digest_bytes
 from atpack.pack import TAIL_READ, PackWriter
 
@@ -681,7 +682,7 @@ def test_blob_starting_past_the_end_of_its_frame_is_refused(tmp_path: Path, pack
 
 def test_blob_in_a_frame_that_does_not_exist_is_refused(tmp_path: Path, pack_data: bytes) -> None:
     def move(index: dict[str, Any]) -> None:
-        index["blobs"][0][1] = len(index["frames"])
+        big_blob(index)[1][1] = len(index["frames"])  # alone in its frame: moving it leaves no gap
 
     expect_refused(put(tmp_path, rewrite_index(pack_data, move)), atpack.LimitError, "does not exist")
 
@@ -777,7 +778,7 @@ def test_two_artifacts_answering_the_same_question_are_refused(tmp_path: Path, p
 
 
 def test_artifact_referring_to_a_missing_blob_is_refused(tmp_path: Path, pack_data: bytes) -> None:
-    orphan = msgspec.to_builtins(triton_kernel(TRITON_ENV.digest, 9, [("x.cubin", b"not in the pack")]))
+    orphan = msgspec.to_builtins(triton_kernel(TRITON_ENV.digest, 9, [("kernel_9.json", b"not in the pack")]))
 
     def add_orphan(index: dict[str, Any]) -> None:
         index["artifacts"].append(orphan)
@@ -972,7 +973,7 @@ def missing_environment(writer: PackWriter) -> None:
 
 def missing_blob(writer: PackWriter) -> None:
     writer.add_environment(TRITON_ENV)
-    writer.add(triton_kernel(TRITON_ENV.digest, 0, [("k.cubin", b"never added")]))
+    writer.add(triton_kernel(TRITON_ENV.digest, 0, [("kernel_0.json", b"never added")]))
 
 
 @pytest.mark.parametrize(
@@ -1111,7 +1112,8 @@ def test_property_round_trip_is_exact_and_independent_of_insertion_order(
 ) -> None:
     artifacts: list[atpack.Artifact | atpack.UnknownArtifact] = list(configs)
     if blobs:
-        artifacts.append(triton_kernel(TRITON_ENV.digest, 0, [(f"f{i}.bin", b) for i, (b, _) in enumerate(blobs)]))
+        names = [f"kernel_0{suffix}" for suffix in KERNEL_SUFFIXES]  # as many as blobs may be drawn
+        artifacts.append(triton_kernel(TRITON_ENV.digest, 0, [(names[i], b) for i, (b, _) in enumerate(blobs)]))
     content = Content([INDUCTOR_ENV, TRITON_ENV], blobs, artifacts, [("org.example.n", str(len(blobs)), True)])
     ops = content.operations()
     shuffled = list(ops)

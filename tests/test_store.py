@@ -78,9 +78,11 @@ def ptx_like(rng: random.Random, size: int) -> bytes:
 
 
 def add_kernel(writer: atpack.PackWriter, content: Content, i: int, files: dict[str, bytes]) -> TritonKernel:
-    """A `triton.kernel/1` artifact whose files are stored as blobs."""
+    """A `triton.kernel/1` artifact, ``kernel_<i>``, whose files are stored as blobs (with a
+    small metadata file ``kernel_<i>.json`` unless `files` has one)."""
     env = writer.add_environment(ENV)
     entries = []
+    files = {**files, f"kernel_{i}.json": files.get(f"kernel_{i}.json", f'{{"name": "kernel_{i}"}}'.encode())}
     for name, data in files.items():
         digest = writer.add_blob(data, hint=os.path.splitext(name)[1])
         content.blobs[digest] = data
@@ -164,7 +166,7 @@ def write_in_parts(url: str, storage_options: dict[str, Any]) -> atpack.PackInfo
     """Write a pack of 12 MiB (three incompressible 4 MiB blobs, each in a frame of its own)."""
     with atpack.create(url, storage_options=storage_options) as writer:
         for i in range(3):
-            add_kernel(writer, Content(), i, {f"k{i}.cubin": random.Random(i).randbytes(4 * MiB)})
+            add_kernel(writer, Content(), i, {f"kernel_{i}.cubin": random.Random(i).randbytes(4 * MiB)})
     assert writer.info is not None
     return writer.info
 
@@ -556,7 +558,7 @@ def test_simplecache_s3_pack_is_on_s3_for_a_reader_with_an_empty_cache(s3, tmp_p
 def test_simplecache_s3_pack_is_uploaded_once(s3, tmp_path: pathlib.Path) -> None:
     options = {"s3": s3.storage_options, "simplecache": {"cache_storage": str(tmp_path)}}
     with atpack.create("simplecache::" + s3.url("p.atpack"), storage_options=options) as writer:
-        add_kernel(writer, Content(), 0, {"k.cubin": random.Random(0).randbytes(2 * MiB)})
+        add_kernel(writer, Content(), 0, {"kernel_0.cubin": random.Random(0).randbytes(2 * MiB)})
         s3.reset_counters()
 
     assert writer.info is not None

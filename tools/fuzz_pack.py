@@ -315,7 +315,8 @@ def pack_seeds() -> dict[str, bytes]:
     out = io.BytesIO()
     writer = atpack.PackWriter(out, group_size=64, level=3)
     env = writer.add_environment(atpack.Environment(triton_version="3.4.0", device_name="NVIDIA H100"))
-    files = [(f"f{i}.bin", bytes([i]) * (20 + 40 * i) + bytes(range(i * 7 % 50))) for i in range(4)]
+    names = ["kernel.json", "kernel.ttir", "kernel.ptx", "kernel.cubin"]
+    files = [(name, bytes([i]) * (20 + 40 * i) + bytes(range(i * 7 % 50))) for i, name in enumerate(names)]
     from atpack.artifacts import KernelFile
 
     for name, data in files:

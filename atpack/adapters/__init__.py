@@ -54,6 +54,8 @@ def load_json(raw: bytes, path: str) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise CacheFileError(f"{path}: not valid JSON ({e})") from e
+    except RecursionError as e:  # Python's parser recurses once per nested array or object
+        raise CacheFileError(f"{path}: JSON nested too deeply to read") from e
 
 
 def to_artifact(kind: type[Artifact], fields: dict[str, Any], path: str) -> Any:

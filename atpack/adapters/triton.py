@@ -16,16 +16,33 @@ from typing import Any
 import msgspec
 
 from ..artifacts import TritonAutotune, TritonConfig, TritonHostModule, TritonKernel
-from ..errors import CacheFileError
+from ..errors import AtpackError, CacheFileError, LimitError, UnsafeContentError
 from ..files import CacheDir, FileWrite
 from . import AddBlob, Collected, Skipped, as_float, dumps, finite, load_json, to_artifact
 
-__all__ = ["BINARY_SUFFIXES", "collect", "files", "render_autotune", "render_group"]
+__all__ = [
+    "BINARY_SUFFIXES",
+    "MAX_METADATA_SIZE",
+    "check_metadata",
+    "collect",
+    "files",
+    "group_children",
+    "metadata_blob",
+    "render_autotune",
+    "render_group",
+    "repairable_group",
+]
 
 log = logging.getLogger(__name__)
 
 BINARY_SUFFIXES = (".cubin", ".hsaco", ".spv", ".zebin")
 """What a kernel needs besides its metadata to launch, per backend."""
+
+MAX_METADATA_SIZE = 1 << 20
+"""The largest kernel metadata file populate checks and writes (Triton's are about 1 KiB)."""
+
+_NAME_LIMIT = 150
+"""Triton names a kernel's files after the first 150 characters of its name."""
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 _CONFIG_FIELDS = ("kwargs", "num_warps", "num_ctas", "num_stages", "maxnreg")
@@ -188,7 +205,11 @@ def render_group(folder: str, children: list[str]) -> bytes:
 
 
 def files(artifact: TritonAutotune | TritonKernel | TritonHostModule, root: CacheDir) -> list[FileWrite]:
-    """The files populate writes for an autotune result, a kernel folder or a host module."""
+    """The files populate writes for an autotune result, a kernel folder or a host module.
+
+    A kernel's group file is written last and is the only file populate may replace: only
+    where the folder's group already lists the same files, all identical (see
+    `repairable_group`), to rewrite the paths of a folder that moved."""
     if isinstance(artifact, TritonHostModule):
         return [
             FileWrite(root.path(f"{artifact.cache_key}/{f.name}"), blob=f.blob, size=f.size) for f in artifact.files
@@ -198,14 +219,54 @@ def files(artifact: TritonAutotune | TritonKernel | TritonHostModule, root: Cach
         return [FileWrite(path, data=render_autotune(artifact))]
     writes = [FileWrite(root.path(f"{artifact.cache_key}/{f.name}"), blob=f.blob, size=f.size) for f in artifact.files]
     folder = os.path.dirname(root.path(f"{artifact.cache_key}/{artifact.name}{_JSON}"))
-    stored = {f.name for f in artifact.files}
-    group = [c for c in artifact.group if c in stored] if artifact.group else sorted(stored)
     writes.append(
         FileWrite(
             root.path(f"{artifact.cache_key}/{_GROUP_PREFIX}{artifact.name}{_JSON}"),
-            data=render_group(folder, group),
+            data=render_group(folder, group_children(artifact)),
             last=True,
             replace=True,
         )
     )
     return writes
+
+
+def group_children(artifact: TritonKernel) -> list[str]:
+    """The files a kernel's group file lists: its recorded group, else every file."""
+    return list(artifact.group) if artifact.group is not msgspec.UNSET else sorted(f.name for f in artifact.files)
+
+
+def repairable_group(artifact: TritonKernel, existing: bytes) -> bool:
+    """Whether an existing group file lists exactly the kernel's group (only its absolute paths
+    may differ): then rewriting it for this folder changes nothing Triton loads."""
+    try:
+        children = load_json(existing, f"{artifact.cache_key}/{_GROUP_PREFIX}{artifact.name}{_JSON}")["child_paths"]
+    except (AtpackError, KeyError, TypeError):
+        return False
+    group = group_children(artifact)
+    return isinstance(children, dict) and len(children) == len(group) and set(children) == set(group)
+
+
+def metadata_blob(artifact: TritonKernel) -> str:
+    """The blob of the kernel's metadata file (``<name>.json``, which every kernel has), to be
+    checked with `check_metadata` before any of the kernel's files is written."""
+    return next(f.blob for f in artifact.files if f.name == f"{artifact.name}{_JSON}")
+
+
+def check_metadata(artifact: TritonKernel, data: bytes) -> None:
+    """Refuse a kernel whose metadata is not a JSON object naming the kernel: Triton loads the
+    function that the metadata names from the binary, whatever the files are called."""
+    where = f"{artifact.cache_key}/{artifact.name}{_JSON}"
+    if len(data) > MAX_METADATA_SIZE:
+        raise LimitError(f"{where}: kernel metadata of {len(data)} bytes, over the limit of {MAX_METADATA_SIZE}")
+    metadata = load_json(data, where)
+    if not isinstance(metadata, dict):
+        raise CacheFileError(f"{where}: kernel metadata is a JSON {type(metadata).__name__}, not an object")
+    named = metadata.get("name")
+    truncated = len(artifact.name) == _NAME_LIMIT and isinstance(named, str) and named.startswith(artifact.name)
+    if named != artifact.name and not truncated:
+        raise UnsafeContentError(f"{where}: the metadata names kernel {_quoted(named)}, not {artifact.name!r}")
+
+
+def _quoted(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
