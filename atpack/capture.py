@@ -494,16 +494,16 @@ class _Winners:
 
     def _watch(self, module: types.ModuleType, undo: contextlib.ExitStack) -> None:
         bundler: Any = getattr(module, "TritonBundler", None)
-        if bundler is None or not hasattr(bundler, "put_winner"):
+        if bundler is None or "put_winner" not in vars(bundler):
             return
-        original = bundler.put_winner
+        descriptor, original = vars(bundler)["put_winner"], bundler.put_winner  # a classmethod
 
         def put_winner(kernel_hash: str) -> None:
             self._recorded.add(kernel_hash)
             original(kernel_hash)
 
         bundler.put_winner = put_winner
-        undo.callback(setattr, bundler, "put_winner", original)
+        undo.callback(setattr, bundler, "put_winner", descriptor)
 
     def stop(self) -> set[str]:
         return self._recorded | _output_code_kernels()

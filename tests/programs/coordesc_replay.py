@@ -20,7 +20,7 @@ if "--torch-version" in sys.argv:
 
     torch.__version__ = sys.argv[sys.argv.index("--torch-version") + 1]
 
-import standin  # noqa: E402
+import standin
 
 standin.install()
 

@@ -1,0 +1,59 @@
+"""Every patch `atpack.capture()` makes is undone when its block raises.
+
+    python capture_undo.py early|late
+`early`: torch's and triton's modules are imported before the capture starts (patched at once);
+`late`: they are first imported inside the block (patched as they are imported). Prints JSON:
+the module of each patched function inside the block and after it, whether torch's Megacache
+recording is the process's own again, and the imports atpack still waits for.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import torch  # noqa: F401  (torch loads atpack's plug-in, which waits for Inductor's runtime)
+
+import atpack
+from atpack import autoload
+
+
+def patched_functions() -> dict[str, str]:
+    from torch._inductor.runtime.autotune_cache import AutotuneCache
+    from torch._inductor.triton_bundler import TritonBundler
+    from triton.runtime.autotuner import Autotuner
+
+    found = {"save": vars(AutotuneCache)["save"], "put_winner": vars(TritonBundler)["put_winner"]}
+    found["run"] = vars(Autotuner)["run"]
+    return {name: getattr(f, "__func__", f).__module__ for name, f in found.items()}
+
+
+def recording() -> Any:
+    from torch.compiler._cache import CacheArtifactManager
+
+    return CacheArtifactManager._new_cache_artifacts
+
+
+if sys.argv[1] == "early":
+    patched_functions()
+own, waiting = recording(), {name: len(calls) for name, calls in autoload._pending.items()}
+inside: dict[str, str] = {}
+try:
+    with atpack.capture():
+        inside = patched_functions()
+        fresh = recording() is not own
+        raise ValueError("the block fails")
+except ValueError:
+    pass
+print(
+    json.dumps(
+        {
+            "inside": inside,
+            "fresh_recording_inside": fresh,
+            "after": patched_functions(),
+            "own_recording_after": recording() is own,
+            "waiting": waiting == {name: len(calls) for name, calls in autoload._pending.items()},
+        }
+    )
+)
