@@ -276,15 +276,14 @@ def find_packs(url: str | os.PathLike[str], *, storage_options: dict[str, Any] |
     URL, ``hf://`` included), the packs beside the weights: ``<folder>/atpack/*.atpack`` and
     ``<folder>/*.atpack``, sorted."""
     fs, path = resolve(url, storage_options)
+    base, root = os.fspath(url).rstrip("/"), path.rstrip("/")
     try:
-        is_folder = fs.isdir(path)
+        if not fs.isdir(path):
+            return [os.fspath(url)]
+        inside = {f"atpack/{p.rstrip('/').rsplit('/', 1)[-1]}" for p in fs.glob(f"{root}/atpack/*.atpack")}
+        beside = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.glob(f"{root}/*.atpack")}
     except Exception as e:
         raise StorageError(f"{os.fspath(url)}: {type(e).__name__}: {e}") from e
-    if not is_folder:
-        return [os.fspath(url)]
-    base, root = os.fspath(url).rstrip("/"), path.rstrip("/")
-    inside = {f"atpack/{p.rstrip('/').rsplit('/', 1)[-1]}" for p in fs.glob(f"{root}/atpack/*.atpack")}
-    beside = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.glob(f"{root}/*.atpack")}
     if not inside | beside:
         raise StorageError(f"{base}: a folder with no pack (looked for atpack/*.atpack and *.atpack)")
     return [f"{base}/{name}" for name in sorted(inside | beside)]

@@ -158,12 +158,16 @@ class Store:
         its counts, each blob's size and their total) before any of its blobs is fetched."""
         what = f"{self.url}: pack record {digest}"
         limit = self._limits.max_index_size
+        path = self._path("packs", f"{digest.split(':', 1)[1]}.json.zst")
         try:
-            frame = self._fs.cat_file(
-                self._path("packs", f"{digest.split(':', 1)[1]}.json.zst"), start=0, end=_compress_bound(limit) + 1
-            )
+            size = self._fs.size(path)
+            if size > _compress_bound(limit):
+                raise LimitError(f"{what}: {size:,} bytes, more than any zstd frame of at most {limit:,} bytes")
+            frame = self._fs.cat_file(path, start=0, end=size + 1)  # what grew since is seen, not read
         except FileNotFoundError:
             raise StorageError(f"{self.url}: no pack {digest}") from None
+        except AtpackError:
+            raise
         except Exception as e:
             raise StorageError(f"{self.url}: reading pack {digest}: {type(e).__name__}: {e}") from e
         raw = _unzstd(frame, limit, what)
@@ -182,6 +186,8 @@ class Store:
             names = [os.path.basename(p) for p in self._fs.ls(self._path("tags"), detail=False)]
         except FileNotFoundError:
             return {}
+        except Exception as e:
+            raise StorageError(f"{self.url}: listing tags: {type(e).__name__}: {e}") from e
         return {name: self.resolve(name) for name in sorted(names) if _TAG.fullmatch(name)}
 
     def has_blob(self, digest: str) -> bool:
@@ -193,6 +199,8 @@ class Store:
             present = {p.rstrip("/").rsplit("/", 1)[-1] for p in self._fs.find(self._path("blobs"))}
         except FileNotFoundError:
             present = set()
+        except Exception as e:
+            raise StorageError(f"{self.url}: listing blobs: {type(e).__name__}: {e}") from e
         return [d for d in digests if d.split(":", 1)[1] not in present]
 
     def read_blobs(self, blobs: Iterable[tuple[str, int]]) -> Iterator[tuple[str, bytes, bytes]]:

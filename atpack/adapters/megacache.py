@@ -32,7 +32,7 @@ from ..errors import AtpackError, CacheFileError, FormatError, UnsafeContentErro
 from . import AddBlob
 from .inductor import parse_best_config, render_best_config
 
-__all__ = ["MAX_ENTRIES", "blob_entries", "collect", "content", "emit_triton_bundle", "shared", "target", "write_blob"]
+__all__ = ["MAX_ENTRIES", "blob_entries", "collect", "content", "emit_triton_bundle", "target", "write_blob"]
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +127,9 @@ def content(entry: MegacacheEntry, data: bytes) -> bytes:
         return data
     try:
         return render_best_config(parse_best_config(entry.entry_key, data, entry.env))
-    except CacheFileError as e:
-        raise UnsafeContentError(f"refusing Megacache autotune entry {entry.entry_key!r}: {e}") from e
-
-
-def shared(entry: MegacacheEntry) -> bool:
-    """Whether `entry`'s file is one a later entry of the same key replaces (rather than a file
-    named by its content): torch replays such entries in order, so the last one wins."""
-    return entry.type_name in ("autotune", "pgo", "precompile")
+    except (CacheFileError, RecursionError) as e:  # JSON nested too deep for Python's parser
+        why = str(e) if isinstance(e, CacheFileError) else "JSON nested too deeply"
+        raise UnsafeContentError(f"refusing Megacache autotune entry {entry.entry_key!r}: {why}") from e
 
 
 def emit_triton_bundle(content: bytes, inductor_dir: str, triton_dir: str) -> None:
@@ -183,7 +178,12 @@ def _pgo_key(key: str) -> str:
     except ImportError:
         return key
     rewrite = getattr(PGOCacheArtifact, "_rewrite_cache_key_for_mega_cache", None)
-    return str(rewrite(key)) if rewrite is not None else key
+    try:
+        return str(rewrite(key)) if rewrite is not None else key
+    except Exception as e:  # torch reads this process's job settings, and may refuse them
+        raise AtpackError(
+            f"Megacache pgo key {key!r}: torch cannot name this job's key ({type(e).__name__}: {e})"
+        ) from e
 
 
 @contextlib.contextmanager
