@@ -160,10 +160,11 @@ class Store:
         limit = self._limits.max_index_size
         path = self._path("packs", f"{digest.split(':', 1)[1]}.json.zst")
         try:
-            size = self._fs.size(path)
-            if size > _compress_bound(limit):
+            size = self._fs.size(path)  # read no more than it holds: a reader allocates what it is asked for
+            bound = _compress_bound(limit)
+            if size is not None and size > bound:
                 raise LimitError(f"{what}: {size:,} bytes, more than any zstd frame of at most {limit:,} bytes")
-            frame = self._fs.cat_file(path, start=0, end=size + 1)  # what grew since is seen, not read
+            frame = self._fs.cat_file(path, start=0, end=(bound if size is None else size) + 1)
         except FileNotFoundError:
             raise StorageError(f"{self.url}: no pack {digest}") from None
         except AtpackError:

@@ -170,7 +170,7 @@ def _content_name(digest: str) -> str:
 
 def _pgo_key(key: str) -> str:
     """The key torch's `PGOCacheArtifact` writes under: a ``mast:`` job's key becomes this
-    job's (2.9+), any other stays as it is."""
+    job's (where torch has `_rewrite_cache_key_for_mega_cache`), any other stays as it is."""
     if not key.startswith("mast:"):
         return key
     try:
