@@ -15,6 +15,7 @@ Remaining ties go to the lower artifact digest. GEMM timing files are merged ent
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime
 import os
@@ -124,8 +125,9 @@ def merge(
     """Merge packs into one at `out`; see the module's documentation for the policies."""
     if policy not in POLICIES:
         raise ValueError(f"unknown merge policy {policy!r}; choose one of {', '.join(POLICIES)}")
-    packs = [open_pack(u, storage_options=storage_options) for u in urls]
-    try:
+    with contextlib.ExitStack() as stack:
+        # every index open at once; blobs are copied pack by pack, one batch at a time
+        packs = [stack.enter_context(open_pack(u, storage_options=storage_options)) for u in urls]
         report = MergeReport(os.fspath(out), [p.name for p in packs])
         answers: dict[tuple[str, str, str], dict[str, _Answer]] = collections.defaultdict(dict)
         for i, pack in enumerate(packs):
@@ -166,9 +168,6 @@ def merge(
         report.info = writer.info
         report.artifacts = len(chosen) + len(made)
         return report
-    finally:
-        for pack in packs:
-            pack.close()
 
 
 def _resolve(options: list[_Answer], policy: Policy) -> tuple[_Answer | None, str]:

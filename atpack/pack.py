@@ -79,14 +79,24 @@ AnnotationKey = Annotated[
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    """Hard limits a reader enforces before allocating anything a pack declares."""
+    """Hard limits enforced before allocating or writing anything a pack (or a store's record of
+    one) declares."""
 
     max_index_size: int = 256 << 20
     max_frame_size: int = 4 << 30
+    """Also the largest blob a pull fetches: a blob that large becomes one frame of the pack."""
     max_frames: int = 1 << 20
     max_blobs: int = 1 << 22
     max_artifacts: int = 1 << 22
     max_environments: int = 1 << 12
+    max_write_bytes: int = 64 << 30
+    """Bytes one populate (all the packs of a model folder together) or one pull may write."""
+    max_write_files: int = 2_000_000
+    """Files one populate (all the packs of a model folder together) may write."""
+    max_packs: int = 256
+    """Packs in one model folder."""
+    batch_bytes: int = 64 << 20
+    """Bytes held per batch of blobs fetched at once (Megacache replay, pull)."""
 
 
 DEFAULT_LIMITS = Limits()

@@ -8,7 +8,6 @@ and never replace a different existing result: what a folder already holds is ke
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import logging
 import os
@@ -23,16 +22,18 @@ from .artifacts import (
     InductorKernelPerf,
     MegacacheAutotune,
     MegacacheEntry,
+    MegacacheInductor,
+    MegacacheOther,
     TritonAutotune,
     TritonHostModule,
     TritonKernel,
     UnknownArtifact,
 )
 from .env import LocalEnvironment, cuda_devices, mismatches
-from .errors import AtpackError, FormatError, StorageError, UnsafeContentError
+from .errors import AtpackError, FormatError, LimitError, StorageError
 from .files import CacheDir, FileWrite, Writes
 from .folders import default_inductor_dir, triton_dirs_to_populate
-from .pack import Pack, open_pack
+from .pack import DEFAULT_LIMITS, Limits, Pack, open_pack
 from .store import resolve
 
 __all__ = ["Outcome", "PopulateReport", "find_packs", "populate"]
@@ -148,6 +149,7 @@ def populate(
     trusted_keys: Sequence[str | os.PathLike[str]] = (),
     progress: Callable[[int, int], None] | None = None,
     devices: Sequence[int] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> PopulateReport:
     """Write every artifact of `pack` that is valid on this machine into the cache folders
     (by default, the ones torch and triton use here) and report what happened to each.
@@ -158,52 +160,71 @@ def populate(
 
     Re-running is idempotent. `ignore_environment` writes every artifact regardless of
     where it was made (for tests, and for users who know better); the report says so.
-    Megacache entries are replayed through torch's own hooks. Artifacts that run code when
-    loaded (pickled Megacache entries, Triton's compiled host modules) only with `trust_pickles`.
+    Megacache entries are written where torch's own hooks would write them. Artifacts that run
+    code when loaded (pickled Megacache entries, Triton's compiled host modules) only with
+    `trust_pickles`.
 
     With `trusted_keys` (public key files), a pack is populated only if one of them signed it
-    (`atpack.signing`); otherwise `SignatureError` is raised before anything is written.
+    (`atpack.signing`); otherwise `SignatureError` is raised before anything is written. So is
+    a `LimitError` when the pack (all the packs of a model folder together) declares more bytes
+    or files to write than `limits` allow, or a folder holds more packs.
     `progress(done, total)` is called as the blobs to write are read.
     """
-    if not isinstance(pack, Pack):
-        urls = find_packs(pack, storage_options=storage_options)
-        if len(urls) > 1:
-            with contextlib.ExitStack() as stack:  # each pack opened (its index read) once
-                packs = [stack.enter_context(open_pack(u, storage_options=storage_options)) for u in urls]
-                for each in packs if trusted_keys else ():  # all or none: refuse before any pack is written
-                    _check_signature(each, trusted_keys)
-                reports = [
-                    populate(
-                        each,
-                        inductor_dir=inductor_dir,
-                        triton_dir=triton_dir,
-                        dry_run=dry_run,
-                        ignore_environment=ignore_environment,
-                        trust_pickles=trust_pickles,
-                        environment=environment,
-                        trusted_keys=trusted_keys,
-                        progress=progress,
-                        devices=devices,
-                    )
-                    for each in packs
-                ]
-            return _combined(reports, os.fspath(pack))
-        pack = urls[0]
+    budget = _Budget(limits)
+    inductor = inductor_dir or default_inductor_dir()
+    if triton_dir:
+        triton_dirs = [triton_dir]
+    else:
+        triton_dirs = triton_dirs_to_populate(inductor, (cuda_devices() if devices is None else list(devices)) or [0])
+    options: dict[str, Any] = {
+        "inductor_dir": inductor,
+        "triton_dirs": triton_dirs,
+        "dry_run": dry_run,
+        "ignore_environment": ignore_environment,
+        "trust_pickles": trust_pickles,
+        "storage_options": storage_options,
+        "environment": environment,
+        "trusted_keys": trusted_keys,
+        "progress": progress,
+    }
+    if isinstance(pack, Pack):
+        return _populate_one(pack, budget, **options)
+    urls = find_packs(pack, storage_options=storage_options)
+    if len(urls) == 1:
+        return _populate_one(urls[0], budget, **options)
+    if len(urls) > limits.max_packs:
+        raise LimitError(f"{os.fspath(pack)}: {len(urls)} packs, over the limit of {limits.max_packs}")
+    for url in urls:  # all or none: each pack checked, one open at a time, before any is written
+        with open_pack(url, storage_options=storage_options, limits=limits) as each:
+            if trusted_keys:
+                _check_signature(each, trusted_keys)
+            budget.charge(each, os.fspath(pack), len(triton_dirs))
+    budget = _Budget(limits)  # charged again as each is written: a pack changed since is held to the limits too
+    return _combined([_populate_one(url, budget, **options) for url in urls], os.fspath(pack))
+
+
+def _populate_one(
+    pack: Pack | str,
+    budget: _Budget,
+    *,
+    inductor_dir: str,
+    triton_dirs: list[str],
+    dry_run: bool,
+    ignore_environment: bool,
+    trust_pickles: bool,
+    storage_options: dict[str, Any] | None,
+    environment: LocalEnvironment | None,
+    trusted_keys: Sequence[str | os.PathLike[str]],
+    progress: Callable[[int, int], None] | None,
+) -> PopulateReport:
     start = time.perf_counter()
     opened = not isinstance(pack, Pack)
-    source = open_pack(pack, storage_options=storage_options) if not isinstance(pack, Pack) else pack
+    source = pack if isinstance(pack, Pack) else open_pack(pack, storage_options=storage_options, limits=budget.limits)
     try:
         signed_by = _check_signature(source, trusted_keys) if trusted_keys else ""
-        inductor = inductor_dir or default_inductor_dir()
-        if triton_dir:
-            triton_dirs = [triton_dir]
-        else:
-            triton_dirs = triton_dirs_to_populate(
-                inductor, (cuda_devices() if devices is None else list(devices)) or [0]
-            )
         report = PopulateReport(
             pack=source.name,
-            inductor_dir=inductor,
+            inductor_dir=inductor_dir,
             triton_dirs=triton_dirs,
             dry_run=dry_run,
             ignored_environment=ignore_environment,
@@ -211,7 +232,8 @@ def populate(
             signed_by=signed_by,
         )
         read_before = source.bytes_read
-        _populate(source, report, environment or LocalEnvironment(), progress)
+        budget.charge(source, source.name, len(triton_dirs))
+        _populate(source, report, environment or LocalEnvironment(), progress, budget.limits)
         report.bytes_read = source.bytes_read - read_before
         if not dry_run and any(o.kind in _REPLAYED and o.action in (WRITTEN, PRESENT) for o in report.outcomes):
             report.replay = _switch_replay_on(report.inductor_dir, source.name)
@@ -246,6 +268,45 @@ def _switch_replay_on(inductor_dir: str, pack: str) -> str:
     return f"on for processes using {inductor_dir} (`atpack replay off` turns it off)"
 
 
+@dataclasses.dataclass
+class _Budget:
+    """What populate may still write, charged with each pack's declared sizes before anything
+    of it is written: a pack cannot make populate write more than `limits` allow, however its
+    files are spread over artifacts or packs."""
+
+    limits: Limits
+    bytes: int = 0
+    files: int = 0
+
+    def charge(self, pack: Pack, what: str, triton_folders: int) -> None:
+        size, files = _declared(pack, triton_folders)
+        self.bytes += size
+        self.files += files
+        if self.bytes > self.limits.max_write_bytes:
+            raise LimitError(
+                f"{what}: {self.bytes:,} bytes of files to write, over the limit of {self.limits.max_write_bytes:,}"
+            )
+        if self.files > self.limits.max_write_files:
+            raise LimitError(
+                f"{what}: {self.files:,} files to write, over the limit of {self.limits.max_write_files:,}"
+            )
+
+
+def _declared(pack: Pack, triton_folders: int) -> tuple[int, int]:
+    """At most how many bytes and files populating `pack` writes, from its index alone: each
+    file from a blob counted with the blob's size (once per file: one blob can fill many),
+    plus, per artifact, one file rendered from it (a JSON file, Triton's group file) no larger
+    than the artifact itself; a Triton artifact once in each of the `triton_folders`."""
+    size = files = 0
+    for artifact, raw in zip(pack.artifacts, pack.raw_artifacts):
+        if isinstance(artifact, Artifact):
+            refs = list(artifact.blob_refs())
+            copies = triton_folders if artifact.kind.startswith("triton.") else 1
+            size += copies * (len(raw) + sum(pack.blob_size(r) for r in refs))
+            files += copies * (len(refs) + 1)
+    return size, files
+
+
 def _check_signature(pack: Pack, trusted_keys: Sequence[str | os.PathLike[str]]) -> str:
     from .signing import verify_signature
 
@@ -259,15 +320,14 @@ def find_packs(url: str | os.PathLike[str], *, storage_options: dict[str, Any] |
     URL, ``hf://`` included), the packs beside the weights: ``<folder>/atpack/*.atpack`` and
     ``<folder>/*.atpack``, sorted."""
     fs, path = resolve(url, storage_options)
+    base, root = os.fspath(url).rstrip("/"), path.rstrip("/")
     try:
-        is_folder = fs.isdir(path)
+        if not fs.isdir(path):
+            return [os.fspath(url)]
+        inside = {f"atpack/{p.rstrip('/').rsplit('/', 1)[-1]}" for p in fs.glob(f"{root}/atpack/*.atpack")}
+        beside = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.glob(f"{root}/*.atpack")}
     except Exception as e:
         raise StorageError(f"{os.fspath(url)}: {type(e).__name__}: {e}") from e
-    if not is_folder:
-        return [os.fspath(url)]
-    base, root = os.fspath(url).rstrip("/"), path.rstrip("/")
-    inside = {f"atpack/{p.rstrip('/').rsplit('/', 1)[-1]}" for p in fs.glob(f"{root}/atpack/*.atpack")}
-    beside = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.glob(f"{root}/*.atpack")}
     if not inside | beside:
         raise StorageError(f"{base}: a folder with no pack (looked for atpack/*.atpack and *.atpack)")
     return [f"{base}/{name}" for name in sorted(inside | beside)]
@@ -285,12 +345,16 @@ def _combined(reports: list[PopulateReport], name: str) -> PopulateReport:
 
 
 def _populate(
-    pack: Pack, report: PopulateReport, local: LocalEnvironment, progress: Callable[[int, int], None] | None
+    pack: Pack,
+    report: PopulateReport,
+    local: LocalEnvironment,
+    progress: Callable[[int, int], None] | None,
+    limits: Limits,
 ) -> None:
     dirs = _Dirs(CacheDir(report.inductor_dir), [CacheDir(folder) for folder in report.triton_dirs])
     planned: list[_Planned] = []
     merges: list[tuple[InductorGemmTimings, str]] = []
-    replays: list[tuple[MegacacheEntry, str]] = []
+    replays: list[_Replay] = []
     checked: dict[tuple[str, type[Artifact]], list[str]] = {}
     # A captured .best_config is the final state of its file; torch's Megacache may have
     # recorded an earlier version later (it records each distinct content once).
@@ -300,6 +364,10 @@ def _populate(
             report.outcomes.append(
                 Outcome(artifact.kind, artifact.key, SKIPPED, "a kind this atpack version does not know")
             )
+            continue
+        if isinstance(artifact, MegacacheOther):
+            why = f"a Megacache entry of type {artifact.type!r}, which atpack never replays (trusted or not)"
+            report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, why))
             continue
         key = (artifact.env, type(artifact))
         if key not in checked:
@@ -317,12 +385,12 @@ def _populate(
             continue
         try:
             if isinstance(artifact, MegacacheEntry):
-                _check_entry(pack, artifact, dirs)
+                target = _check_entry(pack, artifact, dirs)
                 if isinstance(artifact, MegacacheAutotune) and (artifact.env, artifact.entry_key) in captured:
                     why = "superseded by the pack's inductor.best_config/1 for the same file"
                     report.outcomes.append(Outcome(artifact.kind, artifact.key, PRESENT, why))
                 else:
-                    replays.append((artifact, note))
+                    replays.append(_Replay(artifact, target, note))
                 continue
             if isinstance(artifact, InductorGemmTimings):
                 merges.append((artifact, note))
@@ -338,7 +406,7 @@ def _populate(
         _write(pack, planned, progress)
     report.outcomes += _outcomes(planned, report.dry_run)
     report.outcomes += [_merge(a, note, dirs.inductor, report.dry_run) for a, note in merges]
-    report.outcomes += _replay(pack, replays, report)
+    report.outcomes += _replay(pack, replays, report, dirs, limits.batch_bytes)
 
 
 def _plan(pack: Pack, artifact: Artifact, root: CacheDir, note: str) -> _Planned:
@@ -353,17 +421,18 @@ def _failed(artifact: Artifact, error: AtpackError) -> Outcome:
     return Outcome(artifact.kind, artifact.key, FAILED, str(error), type(error).__name__)
 
 
-def _check_entry(pack: Pack, entry: MegacacheEntry, dirs: _Dirs) -> None:
-    """A Megacache entry's size is its blob's; an autotune entry (data, replayed without trust)
-    names a ``.best_config`` file inside the Inductor folder: torch writes it wherever its key
-    points, replacing what is there."""
+def _check_entry(pack: Pack, entry: MegacacheEntry, dirs: _Dirs) -> str:
+    """The file a Megacache entry is replayed to, relative to the Inductor folder: where torch
+    would write it, once its key has the shape torch gives keys of its type, and the path is
+    inside the folder with no symlinked folder on the way. Its size must be its blob's."""
+    from .adapters import megacache
+
     if pack.blob_size(entry.content) != entry.size:
         size = pack.blob_size(entry.content)
         raise FormatError(f"{entry.kind} {entry.entry_key!r}: declares {entry.size} bytes, its blob holds {size}")
-    if isinstance(entry, MegacacheAutotune):
-        dirs.inductor.path(entry.entry_key)  # no "..", absolute path, NUL or symlinked folder
-        if not entry.entry_key.endswith(".best_config"):
-            raise UnsafeContentError(f"refusing Megacache autotune key {entry.entry_key!r}: not a .best_config file")
+    target = megacache.target(entry)
+    dirs.inductor.path(target)
+    return target
 
 
 def _check_sizes(pack: Pack, writes: list[FileWrite]) -> None:
@@ -521,33 +590,68 @@ def _outcome(plans: list[_Planned], dry_run: bool) -> Outcome:
     return Outcome(a.kind, a.key, WRITTEN, "; ".join([did, *notes]))
 
 
-def _replay(pack: Pack, replays: list[tuple[MegacacheEntry, str]], report: PopulateReport) -> list[Outcome]:
-    """Megacache entries, through torch's own `populate_cache()` hooks, in blob order."""
+@dataclasses.dataclass(frozen=True)
+class _Replay:
+    entry: MegacacheEntry
+    path: str  # relative to the Inductor folder
+    note: str
+
+
+def _replay(pack: Pack, replays: list[_Replay], report: PopulateReport, dirs: _Dirs, batch_bytes: int) -> list[Outcome]:
+    """Megacache entries, each written to the file torch's `populate_cache()` would write, but
+    atomically, never through a symlink and never over a different file (kept). Of the entries
+    for one file (torch records a key again when its content changes), the last in blob order is
+    replayed, as torch leaves it. Contents are read one batch of frames at a time."""
+    outcomes: dict[int, Outcome] = {}
+    last: dict[str, _Replay] = {}
+    for r in sorted(replays, key=lambda r: r.entry.seq):
+        earlier = last.get(r.path)
+        if earlier is not None:
+            why = f"superseded by a later entry (#{r.entry.seq}) for the same file"
+            outcomes[earlier.entry.seq] = Outcome(earlier.entry.kind, earlier.entry.key, PRESENT, why)
+        last[r.path] = r
+    by_blob: dict[str, list[_Replay]] = collections.defaultdict(list)
+    for r in last.values():
+        by_blob[r.entry.content].append(r)
+    for digest, data in pack.read_blobs(by_blob, batch_bytes=batch_bytes):
+        for r in by_blob[digest]:
+            outcomes[r.entry.seq] = _replay_one(r, data, dirs, report)
+    return [outcomes[seq] for seq in sorted(outcomes)]
+
+
+def _replay_one(r: _Replay, data: bytes, dirs: _Dirs, report: PopulateReport) -> Outcome:
     from .adapters import megacache
 
-    notes = {id(a): note for a, note in replays}
-    if report.dry_run or not replays:
-        results: list[tuple[MegacacheEntry, Exception | None]] = [(a, None) for a, _ in replays]
-    else:
-        contents = dict(pack.read_blobs(a.content for a, _ in replays))
-        try:
-            results = megacache.populate(
-                [(a, contents[a.content]) for a, _ in replays],
-                report.inductor_dir,
-                report.triton_dirs[0] if len(report.triton_dirs) == 1 else None,
-            )
-        except AtpackError as e:
-            results = [(a, e) for a, _ in replays]
-    outcomes = []
-    for a, error in results:
-        if error is None:
-            detail = "; ".join(x for x in ("through torch's populate_cache()", notes[id(a)]) if x)
-            outcomes.append(Outcome(a.kind, a.key, WRITTEN, detail))
-        else:
-            outcomes.append(
-                Outcome(a.kind, a.key, FAILED, f"torch's populate_cache(): {type(error).__name__}: {error}")
-            )
-    return outcomes
+    a, root = r.entry, dirs.inductor
+    try:
+        body = megacache.content(a, data)
+        path = root.path(r.path)
+        state = root.state(path, data=body)
+        if state == "different":
+            return Outcome(a.kind, a.key, KEPT, _joined(f"kept the existing {r.path}, which differs", r.note))
+        if state == "absent" and not report.dry_run:
+            root.write(path, body)
+    except AtpackError as e:
+        return _failed(a, e)
+    if isinstance(a, MegacacheInductor) and state == "absent" and not report.dry_run:
+        try:  # a graph that was there already had its kernels emitted by whoever put it there
+            megacache.emit_triton_bundle(body, report.inductor_dir, _single(report.triton_dirs))
+        except Exception as e:  # torch's unpickling and writing raise anything: reported, one line
+            why = " ".join(f"emitting its Triton kernels: {type(e).__name__}: {e}".split())
+            return Outcome(a.kind, a.key, FAILED, why)
+    if state == "same":
+        return Outcome(a.kind, a.key, PRESENT, r.note)
+    return Outcome(a.kind, a.key, WRITTEN, _joined(f"{'would write' if report.dry_run else 'wrote'} {r.path}", r.note))
+
+
+def _joined(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
+
+
+def _single(triton_dirs: list[str]) -> str | None:
+    """The Triton folder torch writes a graph's kernels to when populate was given one (or
+    ``$TRITON_CACHE_DIR`` names one); None: torch's own per-device folders."""
+    return triton_dirs[0] if len(triton_dirs) == 1 else None
 
 
 def _merge(artifact: InductorGemmTimings, note: str, root: CacheDir, dry_run: bool) -> Outcome:

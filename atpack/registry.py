@@ -11,6 +11,11 @@ Layout under the store's root::
 Many machines push packs (blobs already in the store are not sent again); a deployment pulls
 one tag. A pull assembles the pack from a local store, fetching only the blobs that store lacks.
 Every object is written atomically, a tag last, so a reader that sees a tag sees all it needs.
+
+A store is not trusted to be well-formed: what a record declares is checked against the
+store's `Limits` before anything is fetched, every object is read no further than the size it
+must have, blobs are fetched in batches bounded by bytes, and a pulled pack is published only if
+its digest is the one asked for.
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ import dataclasses
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Annotated, Any
 
 import msgspec
 import zstandard
@@ -28,28 +33,41 @@ from fsspec.implementations.local import LocalFileSystem
 
 from . import store
 from .artifacts import Artifact, Environment
-from .digest import digest_bytes
-from .errors import AtpackError, IntegrityError, StorageError
+from .digest import Digest, digest_bytes
+from .errors import AtpackError, IntegrityError, LimitError, StorageError
 from .folders import atpack_cache_dir
-from .pack import DEFAULT_LEVEL, Pack, PackInfo, create, decode_artifact, open_pack
+from .pack import (
+    DEFAULT_LEVEL,
+    DEFAULT_LIMITS,
+    AnnotationKey,
+    Limits,
+    Pack,
+    PackInfo,
+    _compress_bound,
+    _decompress,
+    create,
+    decode_artifact,
+    open_pack,
+)
 
 __all__ = ["PackRecord", "PullReport", "PushReport", "Store", "default_local_store"]
 
 log = logging.getLogger(__name__)
 
-_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-MAX_BLOB = 4 << 30
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_TAG_SIZE = 128  # a tag file holds a digest and a newline (72 bytes)
 
 
 class PackRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A pack as a store keeps it: everything but the bytes of its blobs."""
+    """A pack as a store keeps it: everything but the bytes of its blobs (their digests, sorted,
+    and sizes)."""
 
-    annotations: dict[str, str] = {}
-    digested_annotations: tuple[str, ...] = ()
+    annotations: dict[AnnotationKey, str] = {}
+    digested_annotations: tuple[AnnotationKey, ...] = ()
     environments: tuple[Environment, ...] = ()
     artifacts: tuple[msgspec.Raw, ...] = ()
-    blobs: tuple[tuple[str, int], ...] = ()
+    blobs: tuple[tuple[Digest, Annotated[int, msgspec.Meta(ge=0)]], ...] = ()
 
 
 @dataclasses.dataclass
@@ -89,11 +107,19 @@ def default_local_store() -> str:
 
 
 class Store:
-    """A pack store at `url` (any fsspec URL; `storage_options` passed through)."""
+    """A pack store at `url` (any fsspec URL; `storage_options` passed through). What is read
+    from it is held to `limits`."""
 
-    def __init__(self, url: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        url: str | os.PathLike[str],
+        *,
+        storage_options: dict[str, Any] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
         self.url = os.fspath(url).rstrip("/")
         self._options = storage_options
+        self._limits = limits
         self._fs, self._root = store.resolve(self.url, storage_options)
 
     # -- names
@@ -113,35 +139,46 @@ class Store:
 
     def resolve(self, ref: str) -> str:
         """The pack digest a tag names (a digest is returned as it is)."""
-        if _DIGEST.match(ref):
+        if _DIGEST.fullmatch(ref):
             return ref
         _check_tag(ref)
         try:
-            text = str(self._fs.cat_file(self._path("tags", ref)).decode()).strip()
+            raw = self._fs.cat_file(self._path("tags", ref), start=0, end=_TAG_SIZE)
         except FileNotFoundError:
             raise StorageError(f"{self.url}: no tag {ref!r}") from None
         except Exception as e:
             raise StorageError(f"{self.url}: reading tag {ref!r}: {type(e).__name__}: {e}") from e
-        if not _DIGEST.match(text):
+        text = bytes(raw).decode("ascii", "replace").strip()
+        if not _DIGEST.fullmatch(text):
             raise IntegrityError(f"{self.url}: tag {ref!r} does not hold a pack digest")
         return text
 
     def record(self, digest: str) -> PackRecord:
-        """The record of a pack, checked against its digest."""
+        """The record of a pack, checked against its digest and the store's limits (its size,
+        its counts, each blob's size and their total) before any of its blobs is fetched."""
+        what = f"{self.url}: pack record {digest}"
+        limit = self._limits.max_index_size
+        path = self._path("packs", f"{digest.split(':', 1)[1]}.json.zst")
         try:
-            raw = _unzstd(self._fs.cat_file(self._path("packs", f"{digest.split(':', 1)[1]}.json.zst")), 1 << 30)
+            size = self._fs.size(path)  # read no more than it holds: a reader allocates what it is asked for
+            bound = _compress_bound(limit)
+            if size is not None and size > bound:
+                raise LimitError(f"{what}: {size:,} bytes, more than any zstd frame of at most {limit:,} bytes")
+            frame = self._fs.cat_file(path, start=0, end=(bound if size is None else size) + 1)
         except FileNotFoundError:
             raise StorageError(f"{self.url}: no pack {digest}") from None
         except AtpackError:
             raise
         except Exception as e:
             raise StorageError(f"{self.url}: reading pack {digest}: {type(e).__name__}: {e}") from e
+        raw = _unzstd(frame, limit, what)
         try:
             record = msgspec.json.decode(raw, type=PackRecord)
-        except msgspec.DecodeError as e:
-            raise IntegrityError(f"{self.url}: pack record {digest}: {e}") from e
+        except (msgspec.DecodeError, UnicodeDecodeError) as e:
+            raise IntegrityError(f"{what}: {e}") from e
+        _check_record(record, self._limits, what)
         if _record_digest(record) != digest:
-            raise IntegrityError(f"{self.url}: pack record {digest} does not match its digest")
+            raise IntegrityError(f"{what} does not match its digest")
         return record
 
     def tags(self) -> dict[str, str]:
@@ -150,7 +187,9 @@ class Store:
             names = [os.path.basename(p) for p in self._fs.ls(self._path("tags"), detail=False)]
         except FileNotFoundError:
             return {}
-        return {name: self.resolve(name) for name in sorted(names) if _TAG.match(name)}
+        except Exception as e:
+            raise StorageError(f"{self.url}: listing tags: {type(e).__name__}: {e}") from e
+        return {name: self.resolve(name) for name in sorted(names) if _TAG.fullmatch(name)}
 
     def has_blob(self, digest: str) -> bool:
         return bool(self._fs.exists(self._path(*self._blob_parts(digest))))
@@ -161,29 +200,40 @@ class Store:
             present = {p.rstrip("/").rsplit("/", 1)[-1] for p in self._fs.find(self._path("blobs"))}
         except FileNotFoundError:
             present = set()
+        except Exception as e:
+            raise StorageError(f"{self.url}: listing blobs: {type(e).__name__}: {e}") from e
         return [d for d in digests if d.split(":", 1)[1] not in present]
 
-    def read_blob(self, digest: str) -> bytes:
-        """A blob's bytes, checked against its digest."""
-        return next(iter(self.read_blobs([digest]).values()))
+    def read_blobs(self, blobs: Iterable[tuple[str, int]]) -> Iterator[tuple[str, bytes, bytes]]:
+        """Each blob `(digest, size)` as `(digest, frame, data)`: its zstd frame as stored and its
+        bytes, checked: no more is read than a frame of `size` bytes can take, and a frame
+        declaring another size is refused before it is decompressed. Frames are fetched in
+        batches of at most `limits.batch_bytes` (concurrently where the filesystem can), so
+        memory holds one batch and one blob."""
+        for batch in _batches(list(blobs), self._limits.batch_bytes):
+            paths = [self._path(*self._blob_parts(d)) for d, _ in batch]
+            ends = [_compress_bound(size) + 1 for _, size in batch]
+            try:
+                frames = self._fs.cat_ranges(paths, [0] * len(paths), ends, on_error="return")
+            except Exception as e:
+                raise StorageError(f"{self.url}: reading {len(paths)} blobs: {type(e).__name__}: {e}") from e
+            for (digest, size), frame in zip(batch, frames):
+                yield digest, frame, self._checked(digest, size, frame)
 
-    def read_blobs(self, digests: list[str]) -> dict[str, bytes]:
-        """Blobs' bytes (fetched concurrently where the filesystem can), checked against their
-        digests."""
-        paths = [self._path(*self._blob_parts(d)) for d in digests]
-        try:
-            frames = self._fs.cat(paths, on_error="raise") if paths else {}
-        except FileNotFoundError as e:
-            raise StorageError(f"{self.url}: missing blob ({e})") from None
-        except Exception as e:
-            raise StorageError(f"{self.url}: reading {len(paths)} blobs: {type(e).__name__}: {e}") from e
-        out = {}
-        for digest, path in zip(digests, paths):
-            data = _unzstd(frames[path], MAX_BLOB, f"{self.url}: blob {digest}")
-            if digest_bytes(data) != digest:
-                raise IntegrityError(f"{self.url}: blob {digest} does not match its digest")
-            out[digest] = data
-        return out
+    def _checked(self, digest: str, size: int, frame: bytes | Exception) -> bytes:
+        what = f"{self.url}: blob {digest}"
+        if isinstance(frame, FileNotFoundError):
+            raise StorageError(f"{self.url}: missing blob {digest}")
+        if isinstance(frame, Exception):
+            raise StorageError(f"{what}: {type(frame).__name__}: {frame}")
+        if len(frame) > _compress_bound(size):
+            raise LimitError(
+                f"{what}: stored in more bytes than any zstd frame of the {size:,} bytes its record declares"
+            )
+        data = _decompress(frame, size, what)
+        if digest_bytes(data) != digest:
+            raise IntegrityError(f"{what} does not match its digest")
+        return data
 
     # -- writing
 
@@ -191,6 +241,10 @@ class Store:
         frame = zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=True).compress(data)
         self._put(self._blob_parts(digest), frame)
         return len(frame)
+
+    def _write_frame(self, digest: str, frame: bytes) -> None:
+        """Store a blob's frame as another store held it (checked by `read_blobs`)."""
+        self._put(self._blob_parts(digest), frame)
 
     def _put(self, parts: tuple[str, ...], data: bytes) -> None:
         """Write one object atomically: on local disk through a rename; elsewhere with one
@@ -257,34 +311,82 @@ class Store:
         progress: Callable[[int, int], None] | None = None,
     ) -> PullReport:
         """Assemble the pack `ref` names (a tag or a digest) at `out` (by default, in the local
-        store's `pulled/` folder), fetching into the local store only the blobs it lacks."""
+        store's `pulled/` folder), fetching into the local store only the blobs it lacks. The
+        pack is published at `out` only if its digest is the one `ref` names; on any error,
+        what was at `out` stays as it was."""
         local = local or Store(default_local_store())
         digest = self.resolve(ref)
         record = self.record(digest)
+        sizes = dict(record.blobs)
+        wanted = local.missing(sizes)
         fetched = fetched_bytes = 0
-        wanted = local.missing(d for d, _ in record.blobs)
-        for start in range(0, len(wanted), 64):
-            for blob, data in self.read_blobs(wanted[start : start + 64]).items():
-                fetched += 1
-                fetched_bytes += local.write_blob(blob, data)
+        for blob, frame, _ in self.read_blobs((d, sizes[d]) for d in wanted):
+            local._write_frame(blob, frame)
+            fetched += 1
+            fetched_bytes += len(frame)
             if progress is not None:
                 progress(fetched, len(wanted))
         target = os.fspath(out) if out is not None else local._url("pulled", f"{digest.split(':', 1)[1]}.atpack")
-        info = _assemble(record, local, target, storage_options)
-        if info.digest != digest:
-            raise IntegrityError(f"{self.url}: assembled pack {info.digest} is not {digest}")
+        _assemble(record, digest, local, target, storage_options)
         return PullReport(digest, target, len(record.blobs), fetched, fetched_bytes)
 
 
-def _unzstd(frame: bytes, limit: int, what: str = "record") -> bytes:
+def _batches(blobs: list[tuple[str, int]], budget: int) -> Iterator[list[tuple[str, int]]]:
+    """Consecutive runs of blobs whose frames take at most `budget` bytes (a larger blob alone)."""
+    batch: list[tuple[str, int]] = []
+    size = 0
+    for digest, declared in blobs:
+        bound = _compress_bound(declared)
+        if batch and size + bound > budget:
+            yield batch
+            batch, size = [], 0
+        batch.append((digest, declared))
+        size += bound
+    if batch:
+        yield batch
+
+
+def _unzstd(frame: bytes, limit: int, what: str) -> bytes:
+    """The content of a zstd frame that declares a size of at most `limit` bytes, checked
+    before anything is allocated (zstd allocates what a frame declares)."""
     try:
-        return zstandard.ZstdDecompressor().decompress(frame, max_output_size=limit)
+        size = zstandard.frame_content_size(frame)
     except zstandard.ZstdError as e:
-        raise IntegrityError(f"{what}: {e}") from e
+        raise IntegrityError(f"{what}: not a zstd frame ({e})") from e
+    if size < 0:
+        raise IntegrityError(f"{what}: a zstd frame that does not declare its size")
+    if size > limit:
+        raise LimitError(f"{what}: declares {size:,} bytes, over the limit of {limit:,}")
+    if len(frame) > _compress_bound(size):
+        raise LimitError(f"{what}: {len(frame):,} bytes, more than any zstd frame of {size:,} bytes")
+    return _decompress(frame, size, what)
+
+
+def _check_record(record: PackRecord, limits: Limits, what: str) -> None:
+    """A record's counts, blob sizes and total within `limits`, its blobs sorted and unique (as
+    a pack's blob table): checked before any blob is fetched."""
+    for name, count, limit in (
+        ("blobs", len(record.blobs), limits.max_blobs),
+        ("artifacts", len(record.artifacts), limits.max_artifacts),
+        ("environments", len(record.environments), limits.max_environments),
+    ):
+        if count > limit:
+            raise LimitError(f"{what}: {count:,} {name}, over the limit of {limit:,}")
+    previous, total = "", 0
+    for digest, size in record.blobs:
+        if digest <= previous:
+            raise IntegrityError(f"{what}: blobs not sorted, or one listed twice, at {digest}")
+        if size > limits.max_frame_size:
+            raise LimitError(
+                f"{what}: blob {digest} declares {size:,} bytes, over the limit of {limits.max_frame_size:,}"
+            )
+        previous, total = digest, total + size
+    if total > limits.max_write_bytes:
+        raise LimitError(f"{what}: {total:,} bytes of blobs, over the limit of {limits.max_write_bytes:,}")
 
 
 def _check_tag(name: str) -> None:
-    if not _TAG.match(name):
+    if not _TAG.fullmatch(name):
         raise AtpackError(f"bad tag {name!r}: letters, digits, '.', '_', '-', at most 128, not starting with a sign")
 
 
@@ -307,7 +409,11 @@ def _record_digest(record: PackRecord) -> str:
     return manifest_digest((digest_bytes(bytes(a)) for a in record.artifacts), annotations)
 
 
-def _assemble(record: PackRecord, local: Store, target: str, storage_options: dict[str, Any] | None) -> PackInfo:
+def _assemble(
+    record: PackRecord, digest: str, local: Store, target: str, storage_options: dict[str, Any] | None
+) -> PackInfo:
+    """Write the pack `record` describes, from the local store's blobs, at `target`: published
+    only if its digest is `digest` (an error inside `create`'s block publishes nothing)."""
     artifacts = [
         decode_artifact(bytes(raw), f"{local.url}: record artifact #{i}") for i, raw in enumerate(record.artifacts)
     ]
@@ -317,12 +423,13 @@ def _assemble(record: PackRecord, local: Store, target: str, storage_options: di
             writer.add_environment(env)
         for artifact in artifacts:
             writer.add(artifact)
-        for digest, size in record.blobs:
-            data = local.read_blob(digest)
-            if len(data) != size:
-                raise IntegrityError(f"{local.url}: blob {digest} has {len(data)} bytes, the record says {size}")
-            writer.add_blob(data, hint=hints.get(digest, ""))
+        for blob, _, data in local.read_blobs(record.blobs):
+            writer.add_blob(data, hint=hints.get(blob, ""))
         for key, value in record.annotations.items():
             writer.annotate(key, value, digested=key in record.digested_annotations)
-    assert writer.info is not None
-    return writer.info
+        info = writer.finish()
+        if info.digest != digest:
+            raise IntegrityError(
+                f"{local.url}: the pack assembled from record {digest} is {info.digest}: not published"
+            )
+    return info

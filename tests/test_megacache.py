@@ -119,7 +119,7 @@ def test_writing_entries_gives_a_blob_that_reads_back_the_same() -> None:
 # --------------------------------------------------------------------------- replay and trust
 
 
-def test_without_trust_pickled_entries_are_skipped_and_data_is_replayed_through_torch(
+def test_without_trust_pickled_entries_are_skipped_and_data_is_replayed_where_torch_reads_it(
     sample_pack: Path, tmp_path: Path
 ) -> None:
     report = atpack.populate(
@@ -128,13 +128,16 @@ def test_without_trust_pickled_entries_are_skipped_and_data_is_replayed_through_
     by_kind = {(o.kind, o.action) for o in report.outcomes}
     assert by_kind == {
         ("megacache.autotune/1", "written"),
+        ("megacache.autotune/1", "present"),  # an earlier record of a key a later entry replaces
         ("megacache.inductor/1", "skipped"),
         ("megacache.aot_autograd/1", "skipped"),
     }
     for o in report.outcomes:
         if o.action == "skipped":
             assert "pickle, unpickled when loaded, which runs code" in o.detail and "trust_pickles" in o.detail
-    # torch's hook wrote the .best_config files; the later entry of each key won, as in torch
+        if o.action == "present":
+            assert "superseded by a later entry" in o.detail
+    # the .best_config files are where torch writes them; the later entry of each key won, as in torch
     best = tmp_path / "i" / "za" / "c897efa0cf0a3e13b280a5cc897e56facd82d55179f0561409d6a6dfbf3010dc.best_config"
     assert json.loads(best.read_text())["found_by_coordesc"] is True
     assert not (tmp_path / "i" / "fxgraph").exists()

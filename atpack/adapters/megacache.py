@@ -1,5 +1,11 @@
-"""PyTorch's Megacache blobs (`torch.compiler.save_cache_artifacts`) in and out, and replay of
-their entries through torch's own registered `populate_cache()` hooks.
+"""PyTorch's Megacache blobs (`torch.compiler.save_cache_artifacts`) in and out, and where
+their entries go when replayed.
+
+Replay writes each entry's file where torch's own `populate_cache()` of its type would, but
+checks first what torch does not: that the key has the shape torch gives keys of that type (torch
+joins keys into paths), and that an ``autotune`` entry, replayed without trust, is a
+``.best_config`` JSON object and not a pickle. The caller writes the files (`atpack.files`), so
+that nothing there is replaced and no symlink is followed.
 
 The blob format (torch 2.8 to 2.13, `torch/utils/_appending_byte_serializer.py`): a CRC32 (4
 bytes, big-endian) of everything after it, a u64 version (1), then sections, each a type name
@@ -15,16 +21,18 @@ import binascii
 import contextlib
 import logging
 import os
+import re
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..artifacts import MEGACACHE_TYPES, MegacacheEntry, MegacacheOther
-from ..errors import AtpackError, FormatError
+from ..errors import AtpackError, CacheFileError, FormatError, UnsafeContentError
 from . import AddBlob
+from .inductor import parse_best_config, render_best_config
 
-__all__ = ["MAX_ENTRIES", "blob_entries", "collect", "populate", "write_blob"]
+__all__ = ["MAX_ENTRIES", "blob_entries", "collect", "content", "emit_triton_bundle", "target", "write_blob"]
 
 log = logging.getLogger(__name__)
 
@@ -86,74 +94,102 @@ def collect(data: bytes, env: str, add_blob: AddBlob) -> Iterator[MegacacheEntry
         yield cls(**fields) if cls is not None else MegacacheOther(type=kind, **fields)
 
 
-def populate(
-    entries: list[tuple[MegacacheEntry, bytes]], inductor_dir: str, triton_dir: str | None
-) -> list[tuple[MegacacheEntry, Exception | None]]:
-    """Replay entries, in blob order, through torch's own `populate_cache()` of each type, with
-    torch's cache folder pointed at `inductor_dir` and triton's at `triton_dir` (without it,
-    torch puts a graph's kernels in the per-device folder of its device, as when it compiles).
-    Returns each entry with the error its hook raised, if any (one failing entry does not stop
-    the others)."""
+def target(entry: MegacacheEntry) -> str:
+    """The file, relative to the Inductor cache folder, that torch's `populate_cache()` writes
+    `entry` to (torch 2.8 to 2.13), once its key is checked to have the shape torch gives keys of
+    its type: a key of another shape is refused with `UnsafeContentError`, whatever its type
+    claims and whether trusted or not (torch joins keys into paths unchecked)."""
+    kind, key = entry.type_name, entry.entry_key
+    shape = _KEY_SHAPES.get(kind)
+    if shape is None or type(entry) is not MEGACACHE_TYPES.get(kind):
+        raise UnsafeContentError(f"refusing Megacache entry of type {kind!r}: atpack replays only {_TYPES}")
+    if kind == "pgo":
+        key = _pgo_key(key)
+    if not shape.fullmatch(key):
+        raise UnsafeContentError(f"refusing Megacache {kind} key {key!r}: not the shape torch gives {kind} keys")
+    if kind == "autotune":
+        return key  # AutotuneCacheArtifact: <cache dir>/<key>
+    if kind == "inductor":  # FxGraphCache._write_to_local_cache
+        return f"fxgraph/{key[1:3]}/{key}/{_content_name(entry.content)}"
+    if kind == "aot_autograd":  # AOTAutogradCache._write_to_local_cache
+        return f"aotautograd/{key}/{_content_name(entry.content)}"
+    if kind == "pgo":  # pgo.write_local_impl at pgo.code_state_path(key)
+        return "dynamo/" + re.sub(r'[<>:"/\\|?*]', "_", f"code_state_{key}.pkl")
+    return f"dynamo/{key}/entry"  # precompile: DynamoCache._write_to_local_cache
+
+
+def content(entry: MegacacheEntry, data: bytes) -> bytes:
+    """What replaying `entry` writes: for an ``autotune`` entry (data, replayed without trust),
+    its ``.best_config`` JSON as torch writes it, once checked to be one (never a pickle, which
+    the next compile would unpickle if the file were elsewhere); any other entry's bytes as they
+    are (pickles, replayed only with trust)."""
+    if entry.type_name != "autotune":
+        return data
     try:
-        from torch.compiler._cache import CacheArtifactFactory
-    except ImportError as e:
-        raise AtpackError(f"replaying Megacache entries needs torch ({e})") from e
-    _register_artifact_types()
-    results: list[tuple[MegacacheEntry, Exception | None]] = []
-    with _cache_dirs(inductor_dir, triton_dir):
-        for entry, content in sorted(entries, key=lambda ec: ec[0].seq):
-            try:
-                CacheArtifactFactory.create(entry.type_name, entry.entry_key, content).populate_cache()
-                if entry.type_name == "inductor":
-                    _emit_triton_bundle(content)
-            except Exception as e:  # torch's hooks raise anything: the caller reports it
-                log.debug("populate_cache of %s %s failed", entry.type_name, entry.entry_key, exc_info=True)
-                results.append((entry, e))
-            else:
-                results.append((entry, None))
-    return results
+        return render_best_config(parse_best_config(entry.entry_key, data, entry.env))
+    except (CacheFileError, RecursionError) as e:  # JSON nested too deep for Python's parser
+        why = str(e) if isinstance(e, CacheFileError) else "JSON nested too deeply"
+        raise UnsafeContentError(f"refusing Megacache autotune entry {entry.entry_key!r}: {why}") from e
 
 
-def _emit_triton_bundle(content: bytes) -> None:
+def emit_triton_bundle(content: bytes, inductor_dir: str, triton_dir: str | None) -> None:
     """Write the Triton kernels bundled in a compiled graph into the Triton cache now, as torch
-    2.13's `populate_cache` does; older torch writes them during the first compiled call (the
-    graph's cache hit), which then pays for it. Only reached for trusted (pickled) entries."""
-    from torch._inductor.codecache import FxGraphCache
+    2.13's `InductorCacheArtifact.populate_cache()` does; older torch writes them during the
+    first compiled call (the graph's cache hit), which then pays for it. This unpickles the
+    graph: only for trusted entries (replayed with `trust_pickles`)."""
+    try:
+        import pickle
 
-    if hasattr(FxGraphCache, "_emit_triton_bundle"):
-        return  # torch's own populate_cache did it
-    import pickle
-
-    from torch._inductor.triton_bundler import TritonBundler
-
-    if not TritonBundler.is_enabled():
-        return
-    graph = pickle.loads(content)  # trusted by the caller: this entry is replayed only with trust_pickles
-    if bundle := getattr(graph, "_triton_bundle", None):
-        TritonBundler.read_and_emit(bundle)
+        from torch._inductor.triton_bundler import TritonBundler
+    except ImportError as e:
+        raise AtpackError(f"replaying a compiled graph's Triton kernels needs torch ({e})") from e
+    with _cache_dirs(inductor_dir, triton_dir):
+        if not TritonBundler.is_enabled():
+            return
+        graph = pickle.loads(content)  # trusted by the caller: replayed only with trust_pickles
+        if bundle := getattr(graph, "_triton_bundle", None):
+            TritonBundler.read_and_emit(bundle)
 
 
-def _register_artifact_types() -> None:
-    """Import the modules whose classes register torch's Megacache types."""
-    from torch.compiler._cache import CacheArtifactManager
+_BASE32_KEY = "[a-z2-7]{51}"  # torch's sha256_hash: base32 of a SHA-256, 51 characters, lower case
+_KEY_SHAPES = {
+    "autotune": re.compile(r"[a-z0-9]{2}/[0-9a-f]{64}\.best_config"),  # as inductor.best_config/1's path
+    "inductor": re.compile("f" + _BASE32_KEY),  # FxGraphCachePickler.get_key: "f" + sha256_hash
+    "aot_autograd": re.compile("a" + _BASE32_KEY),  # autograd_cache_key: "a" + sha256_hash
+    "pgo": re.compile(r"[^\x00-\x1f\x7f]+:(?:None|[0-9]+):[^\x00-\x1f\x7f]*"),  # format_cache_key: <job>:<rank>:<tag>
+    "precompile": re.compile(r"[0-9a-f]{64}"),  # CompilePackage.source_id_from_fn: a SHA-256 in hex
+}
+_TYPES = ", ".join(_KEY_SHAPES)
 
-    ensure = getattr(CacheArtifactManager, "_ensure_cache_artifacts_registered", None)
-    if ensure is not None:
-        ensure()
-        return
-    for module in (
-        "torch._inductor.codecache",
-        "torch._inductor.runtime.autotune_cache",
-        "torch._functorch._aot_autograd.autograd_cache",
-        "torch._dynamo.pgo",
-        "torch._dynamo.precompile_context",
-    ):
-        with contextlib.suppress(ImportError):
-            __import__(module)
+
+def _content_name(digest: str) -> str:
+    """torch's `sha256_hash(content)`, the name of a content-addressed cache file, from the
+    content's digest (checked against the bytes when they are read)."""
+    return base64.b32encode(bytes.fromhex(digest.split(":", 1)[1]))[:51].decode("ascii").lower()
+
+
+def _pgo_key(key: str) -> str:
+    """The key torch's `PGOCacheArtifact` writes under: a ``mast:`` job's key becomes this
+    job's (where torch has `_rewrite_cache_key_for_mega_cache`), any other stays as it is."""
+    if not key.startswith("mast:"):
+        return key
+    try:
+        from torch._dynamo.pgo import PGOCacheArtifact
+    except ImportError:
+        return key
+    rewrite = getattr(PGOCacheArtifact, "_rewrite_cache_key_for_mega_cache", None)
+    try:
+        return str(rewrite(key)) if rewrite is not None else key
+    except Exception as e:  # torch reads this process's job settings, and may refuse them
+        raise AtpackError(
+            f"Megacache pgo key {key!r}: torch cannot name this job's key ({type(e).__name__}: {e})"
+        ) from e
 
 
 @contextlib.contextmanager
 def _cache_dirs(inductor_dir: str, triton_dir: str | None) -> Iterator[None]:
+    """Torch's folders pointed at ours; without `triton_dir`, torch puts a graph's kernels in the
+    per-device folder of their device under `inductor_dir`, as when it compiles."""
     saved = {k: os.environ.get(k) for k in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.abspath(inductor_dir)
     if triton_dir is None:
