@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -353,17 +354,23 @@ def _failed(artifact: Artifact, error: AtpackError) -> Outcome:
     return Outcome(artifact.kind, artifact.key, FAILED, str(error), type(error).__name__)
 
 
+_BEST_CONFIG_KEY = re.compile(r"[a-z0-9]{2}/[0-9a-f]{64}\.best_config")
+"""The key torch records for an autotune entry: the last two parts of its ``.best_config`` path."""
+
+
 def _check_entry(pack: Pack, entry: MegacacheEntry, dirs: _Dirs) -> None:
     """A Megacache entry's size is its blob's; an autotune entry (data, replayed without trust)
-    names a ``.best_config`` file inside the Inductor folder: torch writes it wherever its key
-    points, replacing what is there."""
+    names a ``<xx>/<sha256 hex>.best_config`` file in the Inductor folder: torch writes it wherever
+    its key points (a file in ``fxgraph/`` would be unpickled as a compiled graph)."""
     if pack.blob_size(entry.content) != entry.size:
         size = pack.blob_size(entry.content)
         raise FormatError(f"{entry.kind} {entry.entry_key!r}: declares {entry.size} bytes, its blob holds {size}")
     if isinstance(entry, MegacacheAutotune):
         dirs.inductor.path(entry.entry_key)  # no "..", absolute path, NUL or symlinked folder
-        if not entry.entry_key.endswith(".best_config"):
-            raise UnsafeContentError(f"refusing Megacache autotune key {entry.entry_key!r}: not a .best_config file")
+        if not _BEST_CONFIG_KEY.fullmatch(entry.entry_key):
+            raise UnsafeContentError(
+                f"refusing Megacache autotune key {entry.entry_key!r}: not <xx>/<sha256 hex>.best_config"
+            )
 
 
 def _check_sizes(pack: Pack, writes: list[FileWrite]) -> None:
@@ -526,19 +533,21 @@ def _replay(pack: Pack, replays: list[tuple[MegacacheEntry, str]], report: Popul
     from .adapters import megacache
 
     notes = {id(a): note for a, note in replays}
+    outcomes = []
     if report.dry_run or not replays:
         results: list[tuple[MegacacheEntry, Exception | None]] = [(a, None) for a, _ in replays]
     else:
         contents = dict(pack.read_blobs(a.content for a, _ in replays))
+        held = {id(a): _held(a, contents[a.content], report.inductor_dir) for a, _ in replays}  # before any replay
+        outcomes += [outcome for outcome in held.values() if outcome is not None]
         try:
             results = megacache.populate(
-                [(a, contents[a.content]) for a, _ in replays],
+                [(a, contents[a.content]) for a, _ in replays if held[id(a)] is None],
                 report.inductor_dir,
                 report.triton_dirs[0] if len(report.triton_dirs) == 1 else None,
             )
         except AtpackError as e:
-            results = [(a, e) for a, _ in replays]
-    outcomes = []
+            results = [(a, e) for a, _ in replays if held[id(a)] is None]
     for a, error in results:
         if error is None:
             detail = "; ".join(x for x in ("through torch's populate_cache()", notes[id(a)]) if x)
@@ -548,6 +557,23 @@ def _replay(pack: Pack, replays: list[tuple[MegacacheEntry, str]], report: Popul
                 Outcome(a.kind, a.key, FAILED, f"torch's populate_cache(): {type(error).__name__}: {error}")
             )
     return outcomes
+
+
+def _held(entry: MegacacheEntry, content: bytes, inductor_dir: str) -> Outcome | None:
+    """The outcome of an autotune entry whose file is there already (torch's hook would replace
+    it: an existing result is kept), or None to replay it."""
+    if not isinstance(entry, MegacacheAutotune):
+        return None
+    root = CacheDir(inductor_dir)
+    try:
+        state = root.state(root.path(entry.entry_key), data=content)
+    except AtpackError as e:
+        return _failed(entry, e)
+    if state == "same":
+        return Outcome(entry.kind, entry.key, PRESENT)
+    if state == "different":
+        return Outcome(entry.kind, entry.key, KEPT, f"kept the existing file that differs: {entry.entry_key}")
+    return None
 
 
 def _merge(artifact: InductorGemmTimings, note: str, root: CacheDir, dry_run: bool) -> Outcome:
