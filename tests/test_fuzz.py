@@ -22,7 +22,9 @@ import datetime
 import hashlib
 import importlib.util
 import os
+import random
 import struct
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,7 @@ def _fuzz_harness() -> Any:
     spec = importlib.util.spec_from_file_location("fuzz_pack", REPO / "tools" / "fuzz_pack.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     module.load(instrument=False)
     return module
@@ -382,6 +385,95 @@ def test_edited_megacache_blobs_with_a_valid_crc_raise_only_format_errors(
 def test_hand_made_bad_megacache_blobs_are_format_errors(body: bytes) -> None:
     with pytest.raises(atpack.FormatError, match="megacache blob"):
         blob_entries(_with_crc(body))
+
+
+# --------------------------------------------------------------------------- structural edits, populated
+#
+# `tools/fuzz_pack.py`'s `pack-structural` target: a seed pack's index edited as JSON objects and
+# its blobs replaced (every digest, frame and the footer recomputed), opened, read whole and
+# populated into a site whose cache folders already hold results, through the harness's own
+# mutator and oracle (`check_structural`): nothing outside the cache folders changes, nothing
+# there is changed or removed, every new file has a name its folder's reader takes as data, and
+# every artifact has an outcome.
+
+STRUCTURAL_EXAMPLES = int(os.environ.get("ATPACK_FUZZ_EXAMPLES", "300"))
+
+
+@pytest.fixture(scope="module")
+def populate_oracle() -> None:
+    """The harness's oracle, warmed up on every seed pack (torch imported for the Megacache
+    replay, the local environment computed), so that no example pays for it."""
+    for tape in fuzz_pack.seeds_for("pack-structural"):
+        fuzz_pack.check_structural(tape)
+
+
+@hypothesis.settings(
+    max_examples=STRUCTURAL_EXAMPLES,
+    deadline=datetime.timedelta(seconds=5),
+    derandomize=True,
+    database=None,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow, hypothesis.HealthCheck.data_too_large],
+)
+@hypothesis.given(tape=st.binary(max_size=96))
+def test_structurally_edited_packs_populate_only_new_data_files_inside_the_cache_folders(
+    populate_oracle: None, tape: bytes
+) -> None:
+    hypothesis.event(fuzz_pack.check_structural(tape).split(":")[0])
+
+
+def test_structural_edits_reach_every_stage_of_populate(populate_oracle: None) -> None:
+    # the edits make packs that open and get refused artifact by artifact, not only packs that
+    # the reader refuses: each populate-side check is reached
+    rng = random.Random(0)
+    tapes = [*fuzz_pack.seeds_for("pack-structural"), *(rng.randbytes(rng.randint(0, 96)) for _ in range(600))]
+    results = [fuzz_pack.check_structural(tape) for tape in tapes]
+    opened = [r for r in results if r.startswith("populated: ")]
+    assert 0.3 < len(opened) / len(results) < 0.9
+    seen = {action for r in opened for action in r.removeprefix("populated: ").split(", ")}
+    assert {"written", "present", "kept", "skipped"} <= seen
+    assert {"failed UnsafeContentError", "failed CacheFileError", "failed FormatError"} <= seen
+
+
+KEY = "K" * 52
+PLANTED = {
+    # what populate must never do, planted by hand: (path in the site, content or None to remove)
+    "a native module in a Triton folder": (f"caches/triton/{KEY}/kernel_0.so", b"\x7fELF"),
+    "a Python file in a Triton folder": (f"caches/triton/{KEY}/kernel_0.py", b"import os"),
+    "a pickle in Triton's own folder": (f"home/.triton/cache/{KEY}/kernel_0.pkl", b"\x80\x04."),
+    "a kernel module in an Inductor shard": (f"caches/inductor/ab/c{'a' * 51}.py", b"import os"),
+    "a file under fxgraph/": (f"caches/inductor/fxgraph/ab/{fuzz_pack.HEX}.best_config", b"\x80\x04."),
+    "a best_config outside a shard": (f"caches/inductor/{fuzz_pack.HEX}.best_config", b"{}"),
+    "a file outside the cache folders": ("outside/new.txt", b"x"),
+    "a file beside the cache folders": ("caches/x.best_config", b"x"),
+    "an existing result changed": ("caches/inductor/zz/mine.best_config", b"{}"),
+    "an existing result removed": (f"caches/triton/{fuzz_pack.SITE_KEY}/mine.json", None),
+    "a file outside removed": ("outside/victim.txt", None),
+}
+
+
+@pytest.mark.parametrize("case", list(PLANTED))
+def test_the_populate_oracle_flags_what_populate_must_never_do(tmp_path: Path, case: str) -> None:
+    site = fuzz_pack.Site(str(tmp_path))
+    site.reset()
+    before = fuzz_pack.listing(site.root)
+    good = f"{site.root}/caches/triton/{KEY}/kernel_0.cubin"  # what populate may add: not flagged
+    os.makedirs(os.path.dirname(good))
+    Path(good).write_bytes(b"cubin")
+    fuzz_pack.check_changes(before, fuzz_pack.listing(site.root), "caches/inductor", ["caches/triton"])
+    rel, content = PLANTED[case]
+    path = Path(site.root, rel)
+    if content is None:
+        path.unlink()
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    with pytest.raises(fuzz_pack.Violation):
+        fuzz_pack.check_changes(
+            before,
+            fuzz_pack.listing(site.root),
+            os.path.relpath(site.inductor_default, site.root) if "home/" in rel else "caches/inductor",
+            ["caches/triton"] if "home/" not in rel else [os.path.relpath(site.triton_default, site.root)],
+        )
 
 
 # --------------------------------------------------------------------------- regressions found by fuzzing
