@@ -10,6 +10,11 @@ The property is the same everywhere: only `atpack.AtpackError` subclasses escape
 hangs (hypothesis's deadline), and whatever reads without an error is right (every blob
 matches its digest; a Megacache blob that parses writes back to the same entries).
 
+Packs edited as structure (the harness's `pack-structural` target: JSON objects and blobs
+edited, every digest and frame recomputed) are also populated into cache folders that hold
+results already: populate only adds files, only inside the cache folders, only under names
+their readers take as data, and reports every artifact.
+
 ``ATPACK_FUZZ_EXAMPLES=5000 pytest tests/test_fuzz.py`` runs longer (default: 300 examples a test).
 `tools/fuzz_pack.py` is the coverage-guided counterpart.
 """
@@ -21,6 +26,7 @@ import contextlib
 import datetime
 import hashlib
 import importlib.util
+import json
 import os
 import random
 import struct
@@ -435,8 +441,24 @@ def test_structural_edits_reach_every_stage_of_populate(populate_oracle: None) -
 
 
 KEY = "K" * 52
-PLANTED = {
-    # what populate must never do, planted by hand: (path in the site, content or None to remove)
+MOVED = f"triton/0/{fuzz_pack.BASE32}"
+"""The site's copy of a kernel, in the default Inductor folder, with a group file naming paths elsewhere."""
+
+
+def _gemm(*timings: tuple[str, float]) -> bytes:
+    cache = {"mm": {"[]": {"high": dict(timings)}}}
+    return json.dumps({"system": {"hash": fuzz_pack.HEX}, "cache": cache}, indent=4).encode()
+
+
+def _group(folder: str, *more: str) -> bytes:
+    """The group file of the kernel at `MOVED`, naming its files in `folder` (and `more` of them)."""
+    names = ["json", "cubin", *more]
+    return json.dumps({"child_paths": {f"kernel_0.{n}": f"{folder}/kernel_0.{n}" for n in names}}).encode()
+
+
+# what populate must never do, done by hand: (path in the site, new content, or a function of the
+# file's folder that makes it, or None to remove it); "<inductor>" is the default Inductor folder
+PLANTED: dict[str, tuple[str, Any]] = {
     "a native module in a Triton folder": (f"caches/triton/{KEY}/kernel_0.so", b"\x7fELF"),
     "a Python file in a Triton folder": (f"caches/triton/{KEY}/kernel_0.py", b"import os"),
     "a pickle in Triton's own folder": (f"home/.triton/cache/{KEY}/kernel_0.pkl", b"\x80\x04."),
@@ -445,35 +467,66 @@ PLANTED = {
     "a best_config outside a shard": (f"caches/inductor/{fuzz_pack.HEX}.best_config", b"{}"),
     "a file outside the cache folders": ("outside/new.txt", b"x"),
     "a file beside the cache folders": ("caches/x.best_config", b"x"),
+    "a file in the user's home": ("home/.bashrc", b"x"),
     "an existing result changed": ("caches/inductor/zz/mine.best_config", b"{}"),
     "an existing result removed": (f"caches/triton/{fuzz_pack.SITE_KEY}/mine.json", None),
     "a file outside removed": ("outside/victim.txt", None),
+    "GEMM timings with one dropped": (f"<inductor>/cache/{fuzz_pack.HEX}", _gemm()),
+    "GEMM timings with one changed": (f"<inductor>/cache/{fuzz_pack.HEX}", _gemm(("mm_0", 0.5))),
+    "a group file naming paths elsewhere": (f"<inductor>/{MOVED}/__grp__kernel_0.json", lambda _: _group("/elsewhere")),
+    "a group file listing another file": (f"<inductor>/{MOVED}/__grp__kernel_0.json", lambda h: _group(h, "ptx")),
 }
+UPDATES: dict[str, tuple[str, Any]] = {
+    # what populate may do
+    "a kernel binary in a Triton folder": (f"caches/triton/{KEY}/kernel_0.cubin", b"cubin"),
+    "a best_config in a shard": (f"caches/inductor/ab/{fuzz_pack.HEX}.best_config", b"{}"),
+    "GEMM timings with one added": (f"<inductor>/cache/{fuzz_pack.HEX}", _gemm(("mm_0", 0.25), ("mm_1", 0.5))),
+    "a group file naming its own folder": (f"<inductor>/{MOVED}/__grp__kernel_0.json", lambda here: _group(here)),
+}
+
+
+def _oracle_site(tmp_path: Path) -> tuple[Any, dict[str, tuple[str, list[str]]]]:
+    """A fresh site, and its named and default folders (relative to it) as `check_changes` takes them."""
+    site = fuzz_pack.Site(str(tmp_path))
+    site.reset()
+    default = os.path.relpath(site.inductor_default, site.root)
+    return site, {
+        "caches": ("caches/inductor", ["caches/triton"]),
+        "<inductor>": (default, [f"{default}/triton/0", os.path.relpath(site.triton_default, site.root)]),
+    }
+
+
+def _change(site: Any, change: tuple[str, Any]) -> None:
+    rel, content = change
+    path = Path(site.root, rel.replace("<inductor>", os.path.relpath(site.inductor_default, site.root)))
+    if content is None:
+        path.unlink()
+        return
+    if callable(content):
+        content = content(str(path.parent))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
 
 
 @pytest.mark.parametrize("case", list(PLANTED))
 def test_the_populate_oracle_flags_what_populate_must_never_do(tmp_path: Path, case: str) -> None:
-    site = fuzz_pack.Site(str(tmp_path))
-    site.reset()
+    site, folders = _oracle_site(tmp_path)
     before = fuzz_pack.listing(site.root)
-    good = f"{site.root}/caches/triton/{KEY}/kernel_0.cubin"  # what populate may add: not flagged
-    os.makedirs(os.path.dirname(good))
-    Path(good).write_bytes(b"cubin")
-    fuzz_pack.check_changes(before, fuzz_pack.listing(site.root), "caches/inductor", ["caches/triton"])
-    rel, content = PLANTED[case]
-    path = Path(site.root, rel)
-    if content is None:
-        path.unlink()
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-    with pytest.raises(fuzz_pack.Violation):
-        fuzz_pack.check_changes(
-            before,
-            fuzz_pack.listing(site.root),
-            os.path.relpath(site.inductor_default, site.root) if "home/" in rel else "caches/inductor",
-            ["caches/triton"] if "home/" not in rel else [os.path.relpath(site.triton_default, site.root)],
-        )
+    _change(site, PLANTED[case])
+    for inductor, tritons in folders.values():
+        with pytest.raises(fuzz_pack.Violation):
+            fuzz_pack.check_changes(before, fuzz_pack.listing(site.root), inductor, tritons, site.root)
+
+
+@pytest.mark.parametrize("case", list(UPDATES))
+def test_the_populate_oracle_lets_populate_add_data_merge_timings_and_repair_group_files(
+    tmp_path: Path, case: str
+) -> None:
+    site, folders = _oracle_site(tmp_path)
+    before = fuzz_pack.listing(site.root)
+    _change(site, UPDATES[case])
+    inductor, tritons = folders[UPDATES[case][0].partition("/")[0]]
+    fuzz_pack.check_changes(before, fuzz_pack.listing(site.root), inductor, tritons, site.root)
 
 
 # --------------------------------------------------------------------------- regressions found by fuzzing

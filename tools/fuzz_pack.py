@@ -1,4 +1,4 @@
-"""Coverage-guided fuzzing of the pack reader and the Megacache parser (atheris / libFuzzer).
+"""Coverage-guided fuzzing of the pack reader, the Megacache parser and populate (atheris / libFuzzer).
 
     python tools/fuzz_pack.py TARGET [libFuzzer flags] [CORPUS_DIR...]
         one target under atheris, with libFuzzer's own command line (-max_total_time=60,
@@ -26,6 +26,22 @@ else is a crash, and so is a blob that does not match its digest):
     megacache    the input is a Megacache blob, parsed as is and with its CRC32 recomputed (so that
                  mutations get past the checksum); a blob that parses is written back and must
                  parse to the same entries, and its entries must convert to artifacts
+    pack-structural
+                 the input is a tape of choices (`Tape`): a seed pack (tools/fuzz_corpus/pack/)
+                 and up to 4 structural edits of its index as JSON objects and of its blobs
+                 (`EDITS`: file names, paths and keys, kind tags with the new kind's fields, free-
+                 form pairs that shadow typed fields, duplicated, removed or moved artifacts and
+                 environments, references to other blobs, blob contents replaced with every digest,
+                 frame and size recomputed, or sizes left lying); the result is built valid at the
+                 byte level (`build`: frames, tables, canonical sorted artifacts, sealed index),
+                 read whole as `pack` does, then populated (`check_populate`) into a `Site` whose
+                 cache folders hold results: with both folders named, again, and into torch's and
+                 Triton's own folders (HOME and TMPDIR in the site), never trusting pickles. A
+                 crash is also: anything created, changed or removed outside the cache folders;
+                 an existing file changed or removed; a new file whose name is not one its
+                 folder's reader takes as data (`INDUCTOR_FILE`, `TRITON_FILE`); a second populate
+                 that changes anything; an artifact without exactly one outcome; a kind that runs
+                 code not skipped; a failure or an error of more than one line
 
 Without atheris (it ships Linux wheels only) the same targets run under a small built-in
 mutation loop: random bit flips, byte insertions, deletions, duplications, splices of two corpus
@@ -636,7 +652,8 @@ def _value(current: Any, tape: Tape, model: Model) -> Any:
     if isinstance(current, int):
         return tape.pick(_ints(current, model))
     if isinstance(current, float):
-        return tape.pick((0.0, -0.0, -1.0, 1e308, 5e-324, math.nan, math.inf, current * 2, int(current)))
+        whole = int(current) if math.isfinite(current) else 0
+        return tape.pick((0.0, -0.0, -1.0, 1e308, 5e-324, math.nan, math.inf, current * 2, whole))
     if isinstance(current, str):
         return tape.pick(_strings(current, model))
     if current is None:
@@ -682,7 +699,12 @@ def _edit_container(node: Any, tape: Tape, model: Model) -> None:
 
 
 def _copy(value: Any) -> Any:
-    return value if isinstance(value, msgspec.Raw) else msgspec.json.decode(msgspec.json.encode(value))
+    """A copy of the JSON lists and objects in `value` (raw JSON text, however deep, is shared)."""
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    return value
 
 
 def _some(model: Model, tape: Tape, having: str = "") -> dict[str, Any] | None:
@@ -809,7 +831,9 @@ def edit_free_form(model: Model, tape: Tape) -> None:
 
 
 def edit_artifacts(model: Model, tape: Tape) -> None:
-    """Duplicate or remove an artifact, or move it (or a copy) to another environment."""
+    """Copy an artifact into another environment (a new one, mostly) and edit the copy (two
+    answers to one file: a conflict, or GEMM timings to merge), remove one, duplicate one, or
+    move one to another environment or to none."""
     artifacts = model.artifacts
     if not artifacts:
         return
@@ -818,10 +842,16 @@ def edit_artifacts(model: Model, tape: Tape) -> None:
     if op == 1:
         del artifacts[i]
         return
-    artifact = _copy(artifacts[i]) if op in (0, 3) else artifacts[i]
-    if op >= 2 and isinstance(artifact, dict):
-        envs = [_digest(_canonical(e)) for e in model.environments]
-        artifact["env"] = tape.pick([*envs, _digest(b"no environment")])
+    artifact = _copy(artifacts[i]) if op != 2 else artifacts[i]
+    if op != 3 and isinstance(artifact, dict):
+        if op == 0 and not tape.rarely(3):
+            model.environments.append(env := {"torch_version": f"0.0.{len(model.environments)}"})
+            artifact["env"] = _digest(_canonical(env))
+        else:
+            envs = [_digest(_canonical(e)) for e in model.environments]
+            artifact["env"] = tape.pick([*envs, _digest(b"no environment")])
+        if op == 0 and not tape.rarely(4):
+            _edit_container(tape.pick(_containers(artifact)), tape, model)
     if op != 2:
         artifacts.append(artifact)
 
@@ -997,8 +1027,11 @@ class Site:
     and ``caches/triton`` (named to populate), ``tmp/torchinductor_<user>`` and
     ``home/.triton/cache`` (torch's and Triton's own folders while TMPDIR and HOME point here),
     and files outside all of them. Some results are where the seed ``all-kinds.atpack`` writes
-    (its kernel, its best_config, a Megacache entry's file), with other content. Kept in memory (``/dev/shm``) where
-    there is one."""
+    (its kernel, its best_config, a Megacache entry's file), with other content, or as it
+    writes them (its kernel folder, as Triton leaves it, without the IR the pack adds; the same
+    copied from elsewhere, its group file naming paths there), or GEMM timings of another op;
+    the shard of its kernel_perf is a symlink out of the folder, its GEMM timing file a FIFO.
+    Kept in memory (``/dev/shm``) where there is one."""
 
     def __init__(self, parent: str | None = None) -> None:
         if parent is None and os.access("/dev/shm", os.W_OK):
@@ -1011,7 +1044,12 @@ class Site:
         self.triton_default = f"{self.home}/.triton/cache"
         best_config = b'{"XBLOCK": 1, "num_warps": 1, "num_stages": 1}'
         inductor_default = self.inductor_default[len(self.root) + 1 :]
+        loaded = f"home/.triton/cache/{BASE32}"  # the seed's kernel, as Triton leaves it: no file to add
+        group = {"child_paths": {n: f"{self.root}/{loaded}/{n}" for n in ("kernel_0.json", "kernel_0.cubin")}}
         self.files = {
+            f"{loaded}/kernel_0.json": ALL_KINDS_BLOBS["meta"],
+            f"{loaded}/kernel_0.cubin": ALL_KINDS_BLOBS["cubin"],
+            f"{loaded}/__grp__kernel_0.json": json.dumps(group).encode(),
             "caches/inductor/zz/mine.best_config": best_config,
             f"caches/inductor/ef/{HEX}.best_config": best_config,
             f"caches/triton/{SITE_KEY}/mine.json": b"{}",
@@ -1024,13 +1062,38 @@ class Site:
             "tmp/other.txt": b"another program's",
         }
 
-    def reset(self) -> None:
+        moved = f"{inductor_default}/triton/0/{BASE32}"  # the seed's kernel, copied from elsewhere
+        old_group = {"child_paths": {n: f"/where/it/was/made/{n}" for n in ("kernel_0.json", "kernel_0.cubin")}}
+        timings = {"system": {"hash": HEX}, "cache": {"mm": {"[]": {"high": {"mm_0": 0.25}}}}}
+        self.files.update(
+            {
+                f"{moved}/kernel_0.json": ALL_KINDS_BLOBS["meta"],
+                f"{moved}/kernel_0.cubin": ALL_KINDS_BLOBS["cubin"],
+                f"{moved}/kernel_0.ptx": ALL_KINDS_BLOBS["ptx"],
+                f"{moved}/__grp__kernel_0.json": json.dumps(old_group).encode(),
+                f"{inductor_default}/cache/{HEX}": json.dumps(timings, indent=4).encode(),  # the seed's, another op
+            }
+        )
+        self.links = {"caches/inductor/cd": "../../outside"}  # the seed's kernel_perf shard, elsewhere
+        self.fifos = [f"caches/inductor/cache/{HEX}"]  # where the seed's GEMM timings go: never opened
+        self._listing: Listing | None = None
+
+    def reset(self) -> Listing:
+        """Put the site back as it was made; returns its `listing`."""
         shutil.rmtree(self.root)
         for rel, content in self.files.items():
             path = f"{self.root}/{rel}"
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as f:
                 f.write(content)
+        for rel, target in self.links.items():
+            os.symlink(target, f"{self.root}/{rel}")
+        for rel in self.fifos:
+            os.makedirs(os.path.dirname(f"{self.root}/{rel}"), exist_ok=True)
+            os.mkfifo(f"{self.root}/{rel}")
+        if self._listing is None:
+            self._listing = listing(self.root)
+        return self._listing
 
     def explicit(self) -> contextlib.AbstractContextManager[dict[str, Any]]:
         """Populate's options that name both folders."""
@@ -1084,12 +1147,15 @@ def _set(variable: str, value: str | None) -> None:
         os.environ[variable] = value
 
 
-def check_changes(before: Listing, after: Listing, inductor: str, tritons: list[str]) -> None:
-    """Nothing that was there changed or went; everything new is inside a cache folder, and a
-    new file has a name of the kind that folder holds."""
+def check_changes(before: Listing, after: Listing, inductor: str, tritons: list[str], root: str) -> None:
+    """Nothing that was there changed or went (but for GEMM timings merged in and a kernel's
+    group file pointed at its own folder, `_updated`); everything new is inside a cache folder
+    (`inductor`, `tritons`: relative to `root`), and a new file has a name of the kind that
+    folder holds."""
     for rel, entry in before.items():
-        if after.get(rel) != entry:
-            raise Violation(f"{rel} was changed or removed: {entry[0]} before, {after.get(rel, ('nothing',))[0]} after")
+        now = after.get(rel, ("nothing", None))
+        if now != entry and not _updated(rel, entry, now, f"{root}/{os.path.dirname(rel)}", inductor, tritons):
+            raise Violation(f"{rel} was changed or removed: {entry[0]} before, {now[0]} after")
     for rel in sorted(after.keys() - before.keys()):
         what = after[rel][0]
         folder = next((f for f in [*tritons, inductor] if rel.startswith(f + "/")), None)
@@ -1102,6 +1168,38 @@ def check_changes(before: Listing, after: Listing, inductor: str, tritons: list[
             raise Violation(
                 f"{rel} ({what}) is not a name {'Inductor' if rule is INDUCTOR_FILE else 'Triton'} reads as data"
             )
+
+
+def _updated(
+    rel: str, old: tuple[str, Any], new: tuple[str, Any], folder: str, inductor: str, tritons: list[str]
+) -> bool:
+    """Whether a file populate may update was updated as it may be: a GEMM timing file of the
+    Inductor folder keeps its system and every timing (others are added), a kernel's group file
+    in a Triton folder lists the same files, now at their paths in `folder`."""
+    if old[0] != "file" or new[0] != "file":
+        return False
+    try:
+        was, now = json.loads(old[1]), json.loads(new[1])
+        if re.fullmatch(rf"{re.escape(inductor)}/cache/[0-9a-f]{{64}}", rel):
+            timings = _timings(now)
+            return bool(was["system"] == now["system"] and all(timings.get(k) == v for k, v in _timings(was).items()))
+        if any(re.fullmatch(rf"{re.escape(t)}/[A-Za-z0-9_-]+/__grp__{_NAME}\.json", rel) for t in tritons):
+            return bool(now == {"child_paths": {child: f"{folder}/{child}" for child in was["child_paths"]}})
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return False
+
+
+def _timings(data: Any) -> dict[tuple[str, ...], Any]:
+    """A GEMM timing file's timings by (op, inputs, precision, choice)."""
+    cache = data["cache"]
+    return {
+        (op, inputs, precision, choice): ms
+        for op, by_inputs in cache.items()
+        for inputs, by_precision in by_inputs.items()
+        for precision, choices in by_precision.items()
+        for choice, ms in choices.items()
+    }
 
 
 def check_report(pack: Any, report: Any) -> None:
@@ -1136,11 +1234,9 @@ _local: Any = None
 
 
 def check_populate(data: bytes) -> str:
-    """Populate the pack `data` (never trusting its pickles, whatever environment it names) into
-    a fresh `Site`: with both folders named, again (nothing may change), then into torch's and
-    Triton's own folders. After each: `check_changes` and `check_report`. An exception other
-    than a one-line `AtpackError` escapes. Returns how it went: "open: FormatError", or
-    "populated: " and the outcomes of the first populate ("failed CacheFileError, written")."""
+    """Populate the pack `data` into a fresh `Site` (`RUNS`), checking each time what populate
+    did (`populate_checked`). An exception other than a one-line `AtpackError` escapes. Returns
+    how it went: "open: FormatError", or how the populate with both folders named went."""
     global _site, _local
     atpack = _atpack
     try:
@@ -1151,29 +1247,47 @@ def check_populate(data: bytes) -> str:
         _site, _local = Site(), atpack.env.LocalEnvironment()
         for field in atpack.env.FIELDS:  # now, while HOME is the user's: its cache of torch_key lives there
             _local.get(field)
-    site = _site
-    site.reset()
-    outcome = ""
+    before = _site.reset()
+    results = {}
     with pack:
-        for run, folders in (("named", site.explicit), ("again", site.explicit), ("defaults", site.defaults)):
-            before = listing(site.root)
-            with folders() as options:
-                try:
-                    report = atpack.populate(
-                        pack, ignore_environment=True, trust_pickles=False, environment=_local, **options
-                    )
-                except atpack.AtpackError as e:
-                    outcome, report = f"populate: {_one_line(e)}", None
-            after = listing(site.root)
-            if (report is None or run == "again") and after != before:
-                changed = min(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
-                raise Violation(f"populate ({run}) changed {changed}, or raised after it wrote it")
-            if report is not None:
-                check_changes(before, after, *site.folders(report))
-                check_report(pack, report)
-                actions = {f"failed {o.error}" if o.error else o.action for o in report.outcomes}
-                outcome = outcome or f"populated: {', '.join(sorted(actions)) or 'nothing'}"
-    return outcome
+        for run in RUNS:
+            results[run], before = populate_checked(pack, _site, run, before)
+    return results["named"]
+
+
+RUNS = ("dry run", "named", "again", "defaults")
+"""A dry run and a populate with both folders named, again (neither may change anything), then
+a populate into torch's and Triton's own folders."""
+
+
+def populate_checked(pack: Any, site: Site, run: str, before: Listing) -> tuple[str, Listing]:
+    """Populate `pack` into `site` (whose `listing` is `before`) as `run` says, never trusting
+    its pickles, whatever environment it names, and check what it did (`check_changes`,
+    `check_report`). Returns the site's listing after it, and "populate:" and the error it
+    raised, or "populated:" and the outcomes ("failed CacheFileError, written")."""
+    atpack = _atpack
+    with site.defaults() if run == "defaults" else site.explicit() as options:
+        try:
+            report = atpack.populate(
+                pack,
+                ignore_environment=True,
+                trust_pickles=False,
+                environment=_local,
+                dry_run=run == "dry run",
+                **options,
+            )
+        except atpack.AtpackError as e:
+            report, raised = None, _one_line(e)
+    after = listing(site.root)
+    if (report is None or run in ("dry run", "again")) and after != before:
+        changed = min(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+        raise Violation(f"populate ({run}) changed {changed}, or raised after it wrote it")
+    if report is None:
+        return f"populate: {raised}", after
+    check_changes(before, after, *site.folders(report), site.root)
+    check_report(pack, report)
+    actions = {f"failed {o.error}" if o.error else o.action for o in report.outcomes}
+    return f"populated: {', '.join(sorted(actions)) or 'nothing'}", after
 
 
 def check_structural(data: bytes) -> str:
@@ -1282,6 +1396,16 @@ def pack_seeds() -> dict[str, bytes]:
     return seeds
 
 
+ALL_KINDS_BLOBS = {
+    "meta": b'{"name": "kernel_0", "num_warps": 4}',
+    "cubin": b"\x7fELF cubin of kernel_0",
+    "ptx": b"// ptx of kernel_0",
+    "config": b'{"XBLOCK": 8, "num_warps": 2, "num_stages": 1}',
+    "graph": b"\x80\x04\x95 a pickled graph, never loaded untrusted",
+    "so": b"\x7fELF cuda_utils",
+}
+
+
 def all_kinds_seed() -> bytes:
     """A pack that populates cleanly, with every kind and the ways kinds meet: a Megacache
     autotune entry for the path of a best_config (superseded) and one for another path, an
@@ -1290,14 +1414,7 @@ def all_kinds_seed() -> bytes:
 
     from atpack import artifacts as a
 
-    blobs = {
-        "meta": b'{"name": "kernel_0", "num_warps": 4}',
-        "cubin": b"\x7fELF cubin of kernel_0",
-        "ptx": b"// ptx of kernel_0",
-        "config": b'{"XBLOCK": 8, "num_warps": 2, "num_stages": 1}',
-        "graph": b"\x80\x04\x95 a pickled graph, never loaded untrusted",
-        "so": b"\x7fELF cuda_utils",
-    }
+    blobs = ALL_KINDS_BLOBS
     d = {k: _digest(v) for k, v in blobs.items()}
     out = io.BytesIO()
     writer = _atpack.PackWriter(out, group_size=64, level=3)
@@ -1438,6 +1555,23 @@ def run_builtin(target: str, seconds: float, seed: int = 0) -> dict[str, Any]:
     return {"execs": execs, "crashes": crashes, "slowest_s": round(slowest, 4)}
 
 
+def tally(check: Callable[[bytes], str], inputs: Sequence[bytes]) -> dict[str, Any]:
+    """Where `pack-structural` inputs end (run here once more, after fuzzing): refused when the
+    pack is opened (by error), or populated, and how many reach each outcome of populate."""
+    load(instrument=False)
+    ends: collections.Counter[str] = collections.Counter()
+    outcomes: collections.Counter[str] = collections.Counter()
+    for data in inputs:
+        try:
+            result = check(data)
+        except Exception as e:
+            result = f"crash: {type(e).__name__}"
+        ends[result.partition(":")[0] if result.startswith("populated") else result] += 1
+        if result.startswith("populated: "):
+            outcomes.update(result.removeprefix("populated: ").split(", "))
+    return {"inputs": len(inputs), "ends": dict(ends.most_common()), "outcomes": dict(sorted(outcomes.items()))}
+
+
 def _crash_record(target: str, data: bytes, e: BaseException) -> dict[str, str]:
     folder = RESULTS / "fuzz_crashes"
     folder.mkdir(parents=True, exist_ok=True)
@@ -1488,7 +1622,11 @@ def run_atheris(target: str, seconds: int, workdir: Path) -> dict[str, Any]:
         trace = log[log.find("=== Uncaught Python exception") :][:4000] if "Uncaught Python" in log else log[-4000:]
         kept = kept or [{"input": "", "trace": trace}]
         kept[0]["trace"] = trace
+    reached = (
+        tally(check_structural, [f.read_bytes() for f in corpus.iterdir()]) if target == "pack-structural" else None
+    )
     return {
+        "reached": reached,
         "execs": int(stats.get("number_of_executed_units", 0)),
         "execs_per_s": int(stats.get("average_exec_per_sec", 0)),
         "coverage_edges": int(cov[-1][0]) if cov else None,
@@ -1535,7 +1673,7 @@ def _markdown(meta: dict[str, Any], results: dict[str, Any]) -> str:
         else ("built-in mutation loop (no coverage feedback)")
     )
     lines = [
-        "# Fuzzing the pack reader and the Megacache parser",
+        "# Fuzzing the pack reader, the Megacache parser and populate",
         "",
         f"`python tools/fuzz_pack.py --report --seconds {meta['seconds_per_target']}` — {meta['date']}, "
         f"commit `{meta['commit']}`",
@@ -1543,8 +1681,16 @@ def _markdown(meta: dict[str, Any], results: dict[str, Any]) -> str:
         f"Engine: {engine}. Python {meta['python']}, {meta['machine']}. One process per target, "
         f"{meta['seconds_per_target']} s each, seeded from `tools/fuzz_corpus/`; an input running over 10 s "
         "counts as a hang. A crash is any exception other than an `atpack.AtpackError` subclass (any at all "
-        "from an opened pack's manifest), a blob read back that does not match its digest, or a pack that "
-        "verifies with a referenced blob missing.",
+        "from an opened pack's manifest), an error of more than one line, a blob read back that does not match "
+        "its digest, or a pack that verifies with a referenced blob missing; for `pack-structural`, also "
+        "anything populate (never trusting pickles, environment ignored) does to the site beyond adding data "
+        "files inside the cache folders: a file or folder created, changed or removed outside the Inductor "
+        "and Triton folders, an existing file changed or removed, a new file whose name its folder's reader "
+        "would not take as data (Triton folders: autotune results, kernel metadata, IR, binaries and group "
+        "files, never `.so`, `.py`, `.pkl`; Inductor folders: `<xx>/<sha256>.best_config`, "
+        "`<xx>/c<51>.kernel_perf`, GEMM timings and their locks, the replay switch, nothing under `fxgraph/` "
+        "or `aotautograd/`), a second populate that changes anything, an artifact without exactly one "
+        "outcome, or a kind that runs code that was not skipped.",
         "",
         "| target | what it runs | executions | exec/s | coverage (edges / features) | corpus (seeds → end) "
         "| crashes |",
@@ -1554,6 +1700,8 @@ def _markdown(meta: dict[str, Any], results: dict[str, Any]) -> str:
         "pack": "open + verify + read every blob (raw bytes)",
         "pack-sealed": "same, index JSON and frames re-sealed (valid footer, frame sha256s)",
         "megacache": "`blob_entries` as is and with a recomputed CRC, round trip, `collect`",
+        "pack-structural": "index and blobs edited as structure, rebuilt valid; read whole, then populated "
+        "3 times into a site (named folders, again, default folders)",
     }
     for target, r in results.items():
         cov = f"{r.get('coverage_edges')} / {r.get('coverage_features')}" if r.get("coverage_edges") else "—"
@@ -1562,6 +1710,14 @@ def _markdown(meta: dict[str, Any], results: dict[str, Any]) -> str:
         lines.append(
             f"| `{target}` | {what[target]} | {r['execs']:,} | {rate} | {cov} | {corpus} | {len(r['crashes'])} |"
         )
+    if reached := results.get("pack-structural", {}).get("reached"):
+        ends = ", ".join(f"{n:,} {end}" for end, n in reached["ends"].items())
+        outcomes = ", ".join(f"{action} {n:,}" for action, n in reached["outcomes"].items())
+        lines += [
+            "",
+            f"`pack-structural`'s corpus at the end, run once more: {reached['inputs']:,} inputs; where they end: "
+            f"{ends}. Inputs whose first populate reached each outcome: {outcomes}.",
+        ]
     total = sum(r["execs"] for r in results.values())
     crashes = sum(len(r["crashes"]) for r in results.values())
     lines += ["", f"Total: {total:,} executions, {crashes} crashes (unhandled exceptions)."]
@@ -1599,6 +1755,9 @@ def main(argv: list[str]) -> None:
         import atheris
 
         load(instrument=True)
+        if target == "pack-structural":  # torch imported for the Megacache replay now, not in an input's 10 s
+            for data in seeds_for(target):
+                check_structural(data)
         atheris.Setup([argv[0], *argv[2:]], _test_one_input(target))
         atheris.Fuzz()
         return
