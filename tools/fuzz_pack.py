@@ -35,13 +35,14 @@ else is a crash, and so is a blob that does not match its digest):
                  frame and size recomputed, or sizes left lying); the result is built valid at the
                  byte level (`build`: frames, tables, canonical sorted artifacts, sealed index),
                  read whole as `pack` does, then populated (`check_populate`) into a `Site` whose
-                 cache folders hold results: with both folders named, again, and into torch's and
-                 Triton's own folders (HOME and TMPDIR in the site), never trusting pickles. A
-                 crash is also: anything created, changed or removed outside the cache folders;
-                 an existing file changed or removed; a new file whose name is not one its
-                 folder's reader takes as data (`INDUCTOR_FILE`, `TRITON_FILE`); a second populate
-                 that changes anything; an artifact without exactly one outcome; a kind that runs
-                 code not skipped; a failure or an error of more than one line
+                 cache folders hold results: a dry run, with both folders named, again, and into
+                 torch's and Triton's own folders (HOME and TMPDIR in the site), never trusting
+                 pickles. A crash is also: anything created, changed or removed outside the cache
+                 folders; an existing file changed or removed (but GEMM timings merged in, a
+                 kernel's group file pointed at its own folder); a new file whose name is not one
+                 its folder's reader takes as data (`INDUCTOR_FILE`, `TRITON_FILE`); a dry run or
+                 a second populate that changes anything; an artifact without exactly one outcome;
+                 a kind that runs code not skipped; a failure or an error of more than one line
 
 Without atheris (it ships Linux wheels only) the same targets run under a small built-in
 mutation loop: random bit flips, byte insertions, deletions, duplications, splices of two corpus
@@ -494,7 +495,7 @@ def _megacache_keys(model: Model) -> list[str]:
         *model.strings("path"),
         f"../{HEX}.best_config",
         f"ab/../../outside/{HEX}.best_config",
-        f"/tmp/{HEX}.best_config",
+        f"/{HEX}.best_config",
         f"ab/{HEX}.best_config\x00",
         f"ab//{HEX}.best_config",
         f"./ab/{HEX}.best_config",
@@ -521,7 +522,7 @@ def _identities(field: str, current: Any, model: Model) -> list[Any]:
             f"ab/{HEX.upper()}.best_config",
             f"ab/{HEX}.py",
             f"../{HEX}.best_config",
-            f"/tmp/{HEX}.best_config",
+            f"/{HEX}.best_config",
             f"ab/{HEX}\x00.best_config",
             "zz/mine.best_config",
             "ab/" + "a" * 600 + ".best_config",
@@ -606,7 +607,7 @@ def _strings(current: str, model: Model) -> list[str]:
         "..",
         "/",
         "../x",
-        "/tmp/x",
+        "/x",
         "a\x00b",
         "\n",
         "x" * 300,
@@ -826,7 +827,7 @@ def edit_free_form(model: Model, tape: Tape) -> None:
     if not isinstance(pairs, list):
         pairs = node[field] = []
     names = [p[0] for p in pairs if isinstance(p, list) and p]
-    value = tape.pick((1, None, "os.system", {"__reduce__": "os.system"}, "/tmp/evil.ptx", _deep(32), _deep(33)))
+    value = tape.pick((1, None, "os.system", {"__reduce__": "os.system"}, "/evil.ptx", _deep(32), _deep(33)))
     pairs.insert(tape.below(len(pairs) + 1), [tape.pick((*SHADOWS, *names)), value])
 
 
@@ -1660,6 +1661,7 @@ def report(seconds: int, targets: Sequence[str], engine: str) -> None:
         "seconds_per_target": seconds,
         "python": platform.python_version(),
         "machine": f"{os.cpu_count()} CPUs, {platform.machine()}",
+        "load_average": round(os.getloadavg()[0], 1),
     }
     (RESULTS / "fuzz.json").write_text(json.dumps({"meta": meta, "targets": results}, indent=2) + "\n")
     (RESULTS / "fuzz.md").write_text(_markdown(meta, results))
@@ -1678,18 +1680,20 @@ def _markdown(meta: dict[str, Any], results: dict[str, Any]) -> str:
         f"`python tools/fuzz_pack.py --report --seconds {meta['seconds_per_target']}` — {meta['date']}, "
         f"commit `{meta['commit']}`",
         "",
-        f"Engine: {engine}. Python {meta['python']}, {meta['machine']}. One process per target, "
+        f"Engine: {engine}. Python {meta['python']}, {meta['machine']} (load average {meta['load_average']} when "
+        "it started: other work shares the machine, and exec/s with it). One process per target, "
         f"{meta['seconds_per_target']} s each, seeded from `tools/fuzz_corpus/`; an input running over 10 s "
         "counts as a hang. A crash is any exception other than an `atpack.AtpackError` subclass (any at all "
         "from an opened pack's manifest), an error of more than one line, a blob read back that does not match "
         "its digest, or a pack that verifies with a referenced blob missing; for `pack-structural`, also "
         "anything populate (never trusting pickles, environment ignored) does to the site beyond adding data "
         "files inside the cache folders: a file or folder created, changed or removed outside the Inductor "
-        "and Triton folders, an existing file changed or removed, a new file whose name its folder's reader "
+        "and Triton folders, an existing file changed or removed (but GEMM timings merged in and a kernel's "
+        "group file pointed at its own folder), a new file whose name its folder's reader "
         "would not take as data (Triton folders: autotune results, kernel metadata, IR, binaries and group "
         "files, never `.so`, `.py`, `.pkl`; Inductor folders: `<xx>/<sha256>.best_config`, "
         "`<xx>/c<51>.kernel_perf`, GEMM timings and their locks, the replay switch, nothing under `fxgraph/` "
-        "or `aotautograd/`), a second populate that changes anything, an artifact without exactly one "
+        "or `aotautograd/`), a dry run or a second populate that changes anything, an artifact without exactly one "
         "outcome, or a kind that runs code that was not skipped.",
         "",
         "| target | what it runs | executions | exec/s | coverage (edges / features) | corpus (seeds → end) "
@@ -1701,7 +1705,7 @@ def _markdown(meta: dict[str, Any], results: dict[str, Any]) -> str:
         "pack-sealed": "same, index JSON and frames re-sealed (valid footer, frame sha256s)",
         "megacache": "`blob_entries` as is and with a recomputed CRC, round trip, `collect`",
         "pack-structural": "index and blobs edited as structure, rebuilt valid; read whole, then populated "
-        "3 times into a site (named folders, again, default folders)",
+        "into a site 4 times (dry run, named folders, again, default folders)",
     }
     for target, r in results.items():
         cov = f"{r.get('coverage_edges')} / {r.get('coverage_features')}" if r.get("coverage_edges") else "—"
