@@ -1023,6 +1023,18 @@ def listing(root: str) -> Listing:
     return out
 
 
+def _sweep_sites(parent: str) -> None:
+    """Remove the sites of fuzzing processes that are gone."""
+    for name in os.listdir(parent):
+        if match := re.fullmatch(r"atpack-fuzz-site-(\d+)-\w+", name):
+            try:
+                os.kill(int(match[1]), 0)
+            except ProcessLookupError:
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+            except OSError:
+                pass  # alive, someone else's
+
+
 class Site:
     """Cache folders that hold results already, and what lies around them: ``caches/inductor``
     and ``caches/triton`` (named to populate), ``tmp/torchinductor_<user>`` and
@@ -1037,8 +1049,9 @@ class Site:
     def __init__(self, parent: str | None = None) -> None:
         if parent is None and os.access("/dev/shm", os.W_OK):
             parent = "/dev/shm"
-        self.root = tempfile.mkdtemp(prefix="atpack-fuzz-site-", dir=parent)
-        atexit.register(shutil.rmtree, self.root, True)
+        _sweep_sites(parent or tempfile.gettempdir())
+        self.root = tempfile.mkdtemp(prefix=f"atpack-fuzz-site-{os.getpid()}-", dir=parent)
+        atexit.register(shutil.rmtree, self.root, True)  # libFuzzer ends its process without atexit: see _sweep_sites
         self.home, self.tmp = f"{self.root}/home", f"{self.root}/tmp"
         user = re.sub(r'[\\/:*?"<>|]', "_", getpass.getuser())
         self.inductor_default = f"{self.tmp}/torchinductor_{user}"
