@@ -10,6 +10,11 @@ The property is the same everywhere: only `atpack.AtpackError` subclasses escape
 hangs (hypothesis's deadline), and whatever reads without an error is right (every blob
 matches its digest; a Megacache blob that parses writes back to the same entries).
 
+Packs edited as structure (the harness's `pack-structural` target: JSON objects and blobs
+edited, every digest and frame recomputed) are also populated into cache folders that hold
+results already: populate only adds files, only inside the cache folders, only under names
+their readers take as data, and reports every artifact.
+
 ``ATPACK_FUZZ_EXAMPLES=5000 pytest tests/test_fuzz.py`` runs longer (default: 300 examples a test).
 `tools/fuzz_pack.py` is the coverage-guided counterpart.
 """
@@ -21,8 +26,11 @@ import contextlib
 import datetime
 import hashlib
 import importlib.util
+import json
 import os
+import random
 import struct
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -56,6 +64,7 @@ def _fuzz_harness() -> Any:
     spec = importlib.util.spec_from_file_location("fuzz_pack", REPO / "tools" / "fuzz_pack.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     module.load(instrument=False)
     return module
@@ -382,6 +391,142 @@ def test_edited_megacache_blobs_with_a_valid_crc_raise_only_format_errors(
 def test_hand_made_bad_megacache_blobs_are_format_errors(body: bytes) -> None:
     with pytest.raises(atpack.FormatError, match="megacache blob"):
         blob_entries(_with_crc(body))
+
+
+# --------------------------------------------------------------------------- structural edits, populated
+#
+# `tools/fuzz_pack.py`'s `pack-structural` target: a seed pack's index edited as JSON objects and
+# its blobs replaced (every digest, frame and the footer recomputed), opened, read whole and
+# populated into a site whose cache folders already hold results, through the harness's own
+# mutator and oracle (`check_structural`): nothing outside the cache folders changes, nothing
+# there is changed or removed, every new file has a name its folder's reader takes as data, and
+# every artifact has an outcome.
+
+STRUCTURAL_EXAMPLES = int(os.environ.get("ATPACK_FUZZ_EXAMPLES", "300"))
+
+
+@pytest.fixture(scope="module")
+def populate_oracle() -> None:
+    """The harness's oracle, warmed up on every seed pack (torch imported for the Megacache
+    replay, the local environment computed), so that no example pays for it."""
+    for tape in fuzz_pack.seeds_for("pack-structural"):
+        fuzz_pack.check_structural(tape)
+
+
+@hypothesis.settings(
+    max_examples=STRUCTURAL_EXAMPLES,
+    deadline=datetime.timedelta(seconds=5),
+    derandomize=True,
+    database=None,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow, hypothesis.HealthCheck.data_too_large],
+)
+@hypothesis.given(tape=st.binary(max_size=96))
+def test_structurally_edited_packs_populate_only_new_data_files_inside_the_cache_folders(
+    populate_oracle: None, tape: bytes
+) -> None:
+    hypothesis.event(fuzz_pack.check_structural(tape).split(":")[0])
+
+
+def test_structural_edits_reach_every_stage_of_populate(populate_oracle: None) -> None:
+    # the edits make packs that open and get refused artifact by artifact, not only packs that
+    # the reader refuses: each populate-side check is reached
+    rng = random.Random(0)
+    tapes = [*fuzz_pack.seeds_for("pack-structural"), *(rng.randbytes(rng.randint(0, 96)) for _ in range(600))]
+    results = [fuzz_pack.check_structural(tape) for tape in tapes]
+    opened = [r for r in results if r.startswith("populated: ")]
+    assert 0.3 < len(opened) / len(results) < 0.9
+    seen = {action for r in opened for action in r.removeprefix("populated: ").split(", ")}
+    assert {"written", "present", "kept", "skipped"} <= seen
+    assert {"failed UnsafeContentError", "failed CacheFileError", "failed FormatError"} <= seen
+
+
+KEY = "K" * 52
+MOVED = f"triton/0/{fuzz_pack.BASE32}"
+"""The site's copy of a kernel, in the default Inductor folder, with a group file naming paths elsewhere."""
+
+
+def _gemm(*timings: tuple[str, float]) -> bytes:
+    cache = {"mm": {"[]": {"high": dict(timings)}}}
+    return json.dumps({"system": {"hash": fuzz_pack.HEX}, "cache": cache}, indent=4).encode()
+
+
+def _group(folder: str, *more: str) -> bytes:
+    """The group file of the kernel at `MOVED`, naming its files in `folder` (and `more` of them)."""
+    names = ["json", "cubin", *more]
+    return json.dumps({"child_paths": {f"kernel_0.{n}": f"{folder}/kernel_0.{n}" for n in names}}).encode()
+
+
+# what populate must never do, done by hand: (path in the site, new content, or a function of the
+# file's folder that makes it, or None to remove it); "<inductor>" is the default Inductor folder
+PLANTED: dict[str, tuple[str, Any]] = {
+    "a native module in a Triton folder": (f"caches/triton/{KEY}/kernel_0.so", b"\x7fELF"),
+    "a Python file in a Triton folder": (f"caches/triton/{KEY}/kernel_0.py", b"import os"),
+    "a pickle in Triton's own folder": (f"home/.triton/cache/{KEY}/kernel_0.pkl", b"\x80\x04."),
+    "a kernel module in an Inductor shard": (f"caches/inductor/ab/c{'a' * 51}.py", b"import os"),
+    "a file under fxgraph/": (f"caches/inductor/fxgraph/ab/{fuzz_pack.HEX}.best_config", b"\x80\x04."),
+    "a best_config outside a shard": (f"caches/inductor/{fuzz_pack.HEX}.best_config", b"{}"),
+    "a file outside the cache folders": ("outside/new.txt", b"x"),
+    "a file beside the cache folders": ("caches/x.best_config", b"x"),
+    "a file in the user's home": ("home/.bashrc", b"x"),
+    "an existing result changed": ("caches/inductor/zz/mine.best_config", b"{}"),
+    "an existing result removed": (f"caches/triton/{fuzz_pack.SITE_KEY}/mine.json", None),
+    "a file outside removed": ("outside/victim.txt", None),
+    "GEMM timings with one dropped": (f"<inductor>/cache/{fuzz_pack.HEX}", _gemm()),
+    "GEMM timings with one changed": (f"<inductor>/cache/{fuzz_pack.HEX}", _gemm(("mm_0", 0.5))),
+    "a group file naming paths elsewhere": (f"<inductor>/{MOVED}/__grp__kernel_0.json", lambda _: _group("/elsewhere")),
+    "a group file listing another file": (f"<inductor>/{MOVED}/__grp__kernel_0.json", lambda h: _group(h, "ptx")),
+}
+UPDATES: dict[str, tuple[str, Any]] = {
+    # what populate may do
+    "a kernel binary in a Triton folder": (f"caches/triton/{KEY}/kernel_0.cubin", b"cubin"),
+    "a best_config in a shard": (f"caches/inductor/ab/{fuzz_pack.HEX}.best_config", b"{}"),
+    "GEMM timings with one added": (f"<inductor>/cache/{fuzz_pack.HEX}", _gemm(("mm_0", 0.25), ("mm_1", 0.5))),
+    "a group file naming its own folder": (f"<inductor>/{MOVED}/__grp__kernel_0.json", lambda here: _group(here)),
+}
+
+
+def _oracle_site(tmp_path: Path) -> tuple[Any, dict[str, tuple[str, list[str]]]]:
+    """A fresh site, and its named and default folders (relative to it) as `check_changes` takes them."""
+    site = fuzz_pack.Site(str(tmp_path))
+    site.reset()
+    default = os.path.relpath(site.inductor_default, site.root)
+    return site, {
+        "caches": ("caches/inductor", ["caches/triton"]),
+        "<inductor>": (default, [f"{default}/triton/0", os.path.relpath(site.triton_default, site.root)]),
+    }
+
+
+def _change(site: Any, change: tuple[str, Any]) -> None:
+    rel, content = change
+    path = Path(site.root, rel.replace("<inductor>", os.path.relpath(site.inductor_default, site.root)))
+    if content is None:
+        path.unlink()
+        return
+    if callable(content):
+        content = content(str(path.parent))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+
+
+@pytest.mark.parametrize("case", list(PLANTED))
+def test_the_populate_oracle_flags_what_populate_must_never_do(tmp_path: Path, case: str) -> None:
+    site, folders = _oracle_site(tmp_path)
+    before = fuzz_pack.listing(site.root)
+    _change(site, PLANTED[case])
+    for inductor, tritons in folders.values():
+        with pytest.raises(fuzz_pack.Violation):
+            fuzz_pack.check_changes(before, fuzz_pack.listing(site.root), inductor, tritons, site.root)
+
+
+@pytest.mark.parametrize("case", list(UPDATES))
+def test_the_populate_oracle_lets_populate_add_data_merge_timings_and_repair_group_files(
+    tmp_path: Path, case: str
+) -> None:
+    site, folders = _oracle_site(tmp_path)
+    before = fuzz_pack.listing(site.root)
+    _change(site, UPDATES[case])
+    inductor, tritons = folders[UPDATES[case][0].partition("/")[0]]
+    fuzz_pack.check_changes(before, fuzz_pack.listing(site.root), inductor, tritons, site.root)
 
 
 # --------------------------------------------------------------------------- regressions found by fuzzing

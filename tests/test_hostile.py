@@ -433,6 +433,12 @@ MEGACACHE_KEYS = {
     "a NUL byte": f"ab/{HEX}.best_config\0",
     "a Python module, not a .best_config": "ab/c" + alnum("module", 51) + ".py",
     "an over-long name": "ab/" + "a" * 300 + ".best_config",
+    # found by tools/fuzz_pack.py pack-structural: a .best_config name anywhere else in the folder
+    "a file in the FX graph cache, whose files torch unpickles": f"fxgraph/ab/f{alnum('fx', 51)}/{HEX}.best_config",
+    "a file in AOTAutograd's cache": f"aotautograd/ab/a{alnum('aot', 51)}/{HEX}.best_config",
+    "a file in a Triton folder inside": f"triton/0/{'A' * 52}/{HEX}.best_config",
+    "a .best_config at the folder's top": f"{HEX}.best_config",
+    "a .best_config two folders deep": f"ab/cd/{HEX}.best_config",
 }
 
 
@@ -440,6 +446,27 @@ MEGACACHE_KEYS = {
 def test_a_megacache_autotune_key_pointing_outside_a_best_config_file_is_refused(site: Site, case: str) -> None:
     key = MEGACACHE_KEYS[case].replace("/tmp/atpack-hostile-test", str(site.outside))
     site.refuses_artifacts(megacache_autotune(key), "UnsafeContentError", "refusing")
+
+
+def test_a_megacache_autotune_entry_keeps_the_best_config_file_the_folder_holds(site: Site) -> None:
+    # torch's hook replaces whatever is at its key: found by tools/fuzz_pack.py pack-structural
+    key = best_config("", 0).path
+    (site.inductor / key).parent.mkdir()
+    (site.inductor / key).write_text('{"XBLOCK": 1, "num_warps": 1, "num_stages": 1}')
+    before = site.snapshot()
+    report = site.populate(megacache_autotune(key))
+    assert [(o.action, o.detail.split(";")[0]) for o in report.outcomes] == [
+        ("kept", f"kept the existing {key}, which differs")
+    ]
+    assert site.snapshot() == before
+
+
+def test_a_megacache_autotune_entry_already_in_place_is_present_and_not_written_again(site: Site) -> None:
+    data = megacache_autotune(best_config("", 0).path)
+    assert [o.action for o in site.populate(data).outcomes] == ["written"]
+    before = site.snapshot()
+    assert [o.action for o in site.populate(data).outcomes] == ["present"]
+    assert site.snapshot() == before
 
 
 # =========================================================================== symlinks in the target
