@@ -130,6 +130,21 @@ def _owned(path: str, fd: int, euid: int) -> int:
     return fd
 
 
+def _refuse_non_folder(parent: int, name: str, path: str, error: OSError) -> None:
+    """Raise for what made opening `name` as a folder fail: a symlink, or a file; return where it
+    is a folder (again) or gone, as someone changed it meanwhile."""
+    try:
+        mode = os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise StorageError(f"{path}: {e.strerror or e}") from e
+    if stat.S_ISLNK(mode):
+        raise UnsafeContentError(f"refusing to write through {path}: it is a symlink") from error
+    if not stat.S_ISDIR(mode):
+        raise StorageError(f"{path}: {error.strerror or error}") from error
+
+
 def is_symlink(folder: int, name: str) -> bool:
     """Whether `name` in the open folder `folder` is a symlink (never followed)."""
     try:
@@ -189,7 +204,7 @@ class CacheDir:
         leaves it and a symlinked folder on the way."""
         _check_relative(relative)
         folder = relative.rpartition("/")[0]
-        self._release(self._acquire(folder, create=False), folder)
+        self._release(self._planned(folder), folder)
         return self._prefix + relative
 
     def check(self) -> None:
@@ -199,7 +214,7 @@ class CacheDir:
     def state(self, path: str, *, data: bytes | None = None, digest: str | None = None, size: int = -1) -> str:
         """``"absent"``, ``"same"`` (identical content) or ``"different"``."""
         folder, name = self._split(path)
-        fd = self._acquire(folder, create=False)
+        fd = self._planned(folder)
         if fd is None:
             return "absent"
         try:
@@ -328,13 +343,10 @@ class CacheDir:
                 entry[1] += 1
                 self._open.move_to_end(folder)
                 return entry[0]
-            if not create and folder in self._absent:
-                return None
         fd = self._open_folder(folder, create)
+        if fd is None:
+            return None
         with self._lock:
-            if fd is None:
-                self._absent.add(folder)
-                return None
             self._absent.discard(folder)
             entry = self._open.get(folder)
             if entry is None:
@@ -344,6 +356,17 @@ class CacheDir:
             entry[1] += 1
             self._evict()
             return entry[0]
+
+    def _planned(self, folder: str) -> int | None:
+        """`_acquire` of an existing folder, for planning: a folder found missing is taken to
+        stay missing until this CacheDir makes it (a fresh cache has thousands of files to plan,
+        in hundreds of folders). What is read or written never relies on that."""
+        if folder in self._absent:
+            return None
+        fd = self._acquire(folder, create=False)
+        if fd is None:
+            self._absent.add(folder)
+        return fd
 
     def _release(self, fd: int | None, folder: str = "") -> None:
         if fd is None:
@@ -380,23 +403,24 @@ class CacheDir:
             self._release(parent, parent_folder)
 
     def _open_child(self, parent: int, name: str, path: str, create: bool) -> int | None:
-        for _ in range(3):  # again when another writer made it, or removed it, meanwhile
+        for _ in range(3):  # again when someone else made, removed or replaced it meanwhile
             try:
                 return os.open(name, _FOLDER, dir_fd=parent)
             except FileNotFoundError:
                 if not create:
                     return None
             except OSError as e:
-                if e.errno in _NOT_A_FOLDER and is_symlink(parent, name):
-                    raise UnsafeContentError(f"refusing to write through {path}: it is a symlink") from e
-                raise StorageError(f"{path}: {e.strerror or e}") from e
+                if e.errno not in _NOT_A_FOLDER:
+                    raise StorageError(f"{path}: {e.strerror or e}") from e
+                _refuse_non_folder(parent, name, path, e)
+                continue  # a folder again, or gone: it changed since the open, look again
             try:
                 os.mkdir(name, dir_fd=parent)
             except FileExistsError:
                 pass
             except OSError as e:
                 raise StorageError(f"{path}: cannot create folder: {e.strerror or e}") from e
-        raise StorageError(f"{path}: removed each time it was made")
+        raise StorageError(f"{path}: changed each time it was opened")
 
 
 def _check_relative(relative: str) -> None:
