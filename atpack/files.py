@@ -25,6 +25,7 @@ import hashlib
 import itertools
 import logging
 import os
+import re
 import resource
 import secrets
 import stat
@@ -153,11 +154,39 @@ def is_symlink(folder: int, name: str) -> bool:
         return False
 
 
-def _open_folder_limit() -> int:
-    """How many folder descriptors a CacheDir keeps open: a pack's folders where the process
-    may open that many, else an eighth of its limit."""
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    return 2048 if soft == resource.RLIM_INFINITY else max(16, min(2048, soft // 8))
+class _OpenFolders:
+    """The folder descriptors every CacheDir of the process keeps open, keyed by (CacheDir,
+    folder), least recently used first, within one budget: a quarter of the process's descriptor
+    limit (at most 4096), however many cache folders a populate writes into. Each entry holds its
+    descriptor and how many operations use it now: those are never closed."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.entries: collections.OrderedDict[tuple[int, str], list[int]] = collections.OrderedDict()
+        self.limit = 4096
+
+    def set_limit(self) -> None:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.limit = 4096 if soft == resource.RLIM_INFINITY else max(16, min(4096, soft // 4))
+
+    def evict(self) -> None:
+        """Close the least recently used folders no operation is using, down to the limit (a
+        cache folder itself stays open until its CacheDir is closed). Called with `lock` held."""
+        excess = len(self.entries) - self.limit
+        if excess <= 0:
+            return
+        idle = []
+        for key, (_, users) in self.entries.items():
+            if users == 0 and key[1]:
+                idle.append(key)
+                if len(idle) == excess:
+                    break
+        for key in idle:
+            os.close(self.entries.pop(key)[0])
+
+
+_FOLDERS = _OpenFolders()
+_cache_dir_ids = itertools.count()
 
 
 class CacheDir:
@@ -166,19 +195,19 @@ class CacheDir:
     A relative path must not climb out (``..``, absolute paths, NUL bytes), and no folder below
     the cache folder may be a symlink: every folder is opened without following one, when
     populate plans (`path`, `state`) and again when it writes, whatever changed in between.
-    Open folders are kept (the most recently used ones, up to a share of the process's
-    descriptor limit) until `close`; a CacheDir is also a context manager that closes them.
-    Threads may share a CacheDir.
+    Open folders are kept (the most recently used ones, within one budget for the whole process:
+    `_OpenFolders`) until `close`; a CacheDir is also a context manager that closes them.
+    Threads may share a CacheDir (and close it once they are done).
     """
 
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
         self._prefix = self.root.rstrip("/") + "/"
-        self._lock = threading.Lock()
-        self._open: collections.OrderedDict[str, list[int]] = collections.OrderedDict()  # folder -> [fd, users]
-        self._limit = _open_folder_limit()
+        self._id = next(_cache_dir_ids)  # its open folders' key in _FOLDERS
+        _FOLDERS.set_limit()
         self._absent: set[str] = set()  # folders known not to exist (until made)
-        self._swept: set[str] = set()
+        self._swept: set[str] = set()  # folders cleared of killed writers' temporaries, or made here
+        self._paths: dict[str, tuple[str, str]] = {}  # path() -> (folder, name): checked once
 
     def __enter__(self) -> CacheDir:
         return self
@@ -192,9 +221,9 @@ class CacheDir:
 
     def close(self) -> None:
         """Close every open folder (a later call opens them again)."""
-        with self._lock:
-            fds = [fd for fd, _ in self._open.values()]
-            self._open.clear()
+        with _FOLDERS.lock:
+            mine = [key for key in _FOLDERS.entries if key[0] == self._id]
+            fds = [_FOLDERS.entries.pop(key)[0] for key in mine]
         for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -203,9 +232,11 @@ class CacheDir:
         """The absolute path of `relative` inside this folder, after refusing a path that
         leaves it and a symlinked folder on the way."""
         _check_relative(relative)
-        folder = relative.rpartition("/")[0]
+        folder, _, name = relative.rpartition("/")
         self._release(self._planned(folder), folder)
-        return self._prefix + relative
+        path = self._prefix + relative
+        self._paths[path] = (folder, name)
+        return path
 
     def check(self) -> None:
         """Refuse this cache folder now if it is not the user's (`open_root`); makes nothing."""
@@ -320,6 +351,9 @@ class CacheDir:
 
     def _split(self, path: str) -> tuple[str, str]:
         """(folder relative to the cache folder, file name) of an absolute `path` in it."""
+        known = self._paths.get(path)
+        if known is not None:
+            return known
         folder, _, name = self._relative(path).rpartition("/")
         return folder, name
 
@@ -327,7 +361,9 @@ class CacheDir:
         """`folder`, made if missing, its killed writers' temporaries removed (once)."""
         fd = self._acquire(folder, create=True)
         assert fd is not None
-        with self._lock:
+        if folder in self._swept:
+            return fd
+        with _FOLDERS.lock:
             first = folder not in self._swept
             self._swept.add(folder)
         if first:
@@ -337,24 +373,25 @@ class CacheDir:
     def _acquire(self, folder: str, *, create: bool) -> int | None:
         """The descriptor of `folder` (relative; ``""`` is the cache folder), in use until
         `_release`; None where it does not exist (and `create` is not set)."""
-        with self._lock:
-            entry = self._open.get(folder)
+        key = (self._id, folder)
+        with _FOLDERS.lock:
+            entry = _FOLDERS.entries.get(key)
             if entry is not None:
                 entry[1] += 1
-                self._open.move_to_end(folder)
+                _FOLDERS.entries.move_to_end(key)
                 return entry[0]
         fd = self._open_folder(folder, create)
         if fd is None:
             return None
-        with self._lock:
+        with _FOLDERS.lock:
             self._absent.discard(folder)
-            entry = self._open.get(folder)
+            entry = _FOLDERS.entries.get(key)
             if entry is None:
-                entry = self._open[folder] = [fd, 0]
+                entry = _FOLDERS.entries[key] = [fd, 0]
             else:  # another thread opened it meanwhile
                 os.close(fd)
             entry[1] += 1
-            self._evict()
+            _FOLDERS.evict()
             return entry[0]
 
     def _planned(self, folder: str) -> int | None:
@@ -371,24 +408,10 @@ class CacheDir:
     def _release(self, fd: int | None, folder: str = "") -> None:
         if fd is None:
             return
-        with self._lock:
-            entry = self._open.get(folder)
+        with _FOLDERS.lock:
+            entry = _FOLDERS.entries.get((self._id, folder))
             if entry is not None and entry[0] == fd:
                 entry[1] -= 1
-
-    def _evict(self) -> None:
-        """Close the least recently used folders no thread is using, down to the limit."""
-        excess = len(self._open) - self._limit
-        if excess <= 0:
-            return
-        idle = []
-        for folder, (_, users) in self._open.items():
-            if users == 0 and folder:  # the cache folder itself stays open
-                idle.append(folder)
-                if len(idle) == excess:
-                    break
-        for folder in idle:
-            os.close(self._open.pop(folder)[0])
 
     def _open_folder(self, folder: str, create: bool) -> int | None:
         if not folder:
@@ -398,11 +421,12 @@ class CacheDir:
         if parent is None:
             return None
         try:
-            return self._open_child(parent, name, self._prefix + folder, create)
+            return self._open_child(parent, name, folder, create)
         finally:
             self._release(parent, parent_folder)
 
-    def _open_child(self, parent: int, name: str, path: str, create: bool) -> int | None:
+    def _open_child(self, parent: int, name: str, folder: str, create: bool) -> int | None:
+        path = self._prefix + folder
         for _ in range(3):  # again when someone else made, removed or replaced it meanwhile
             try:
                 return os.open(name, _FOLDER, dir_fd=parent)
@@ -416,6 +440,7 @@ class CacheDir:
                 continue  # a folder again, or gone: it changed since the open, look again
             try:
                 os.mkdir(name, dir_fd=parent)
+                self._swept.add(folder)  # made now: no killed writer left anything in it
             except FileExistsError:
                 pass
             except OSError as e:
@@ -423,7 +448,13 @@ class CacheDir:
         raise StorageError(f"{path}: changed each time it was opened")
 
 
+_PLAIN = re.compile(r"(?!\.\.?(?:/|$))[^/\x00\\]{1,255}(?:/(?!\.\.?(?:/|$))[^/\x00\\]{1,255})*")
+"""A plain relative path: what `_check_relative` accepts, matched at once (every file written is checked)."""
+
+
 def _check_relative(relative: str) -> None:
+    if _PLAIN.fullmatch(relative):
+        return
     if not relative or "\x00" in relative or relative.startswith("/") or "\\" in relative:
         raise UnsafeContentError(f"refusing cache path {relative!r}: not a plain relative path")
     parts = relative.split("/")

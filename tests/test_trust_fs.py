@@ -328,25 +328,29 @@ def test_a_read_sees_a_file_another_writer_made_after_planning_found_its_folder_
 
 
 def test_populate_into_more_folders_than_it_may_keep_open_closes_the_ones_it_does_not_use(
-    site: Site,
+    site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # a process allowed few descriptors: populate keeps only some folders open, and none after
+    # a process allowed few descriptors, a populate into nine Triton folders (eight devices' and
+    # Triton's own) of 200 kernel folders each: atpack keeps only some folders open, none after
     fds = Path("/proc/self/fd")
     if not fds.is_dir():
         pytest.skip("counting open descriptors needs /proc")
+    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    monkeypatch.setenv("TRITON_HOME", str(site.root / "home"))
     kernels = [
-        kernel_artifact(TRITON_ENV.digest, n, [(f"k{n}.json", b"{}"), (f"k{n}.cubin", b"elf")]) for n in range(400)
+        kernel_artifact(TRITON_ENV.digest, n, [(f"k{n}.json", b"{}"), (f"k{n}.cubin", b"elf")]) for n in range(200)
     ]
-    data = writer_pack(*kernels, blobs=(b"{}", b"elf"))
+    path = site.packs / "p.atpack"
+    path.write_bytes(writer_pack(*kernels, blobs=(b"{}", b"elf")))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     before = len(os.listdir(fds))
     resource.setrlimit(resource.RLIMIT_NOFILE, (before + 120, hard))
     try:
-        report = site.populate(data)
+        report = atpack.populate(path, inductor_dir=str(site.inductor), devices=range(8), ignore_environment=True)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    assert report.ok and report.count("written") == 400, report.format()
-    assert len(list(site.triton.iterdir())) == 400
+    assert report.ok and report.count("written") == 200, report.format()
+    assert len(report.triton_dirs) == 9 and all(len(os.listdir(d)) == 200 for d in report.triton_dirs)
     assert len(os.listdir(fds)) == before
 
 
