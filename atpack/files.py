@@ -238,10 +238,6 @@ class CacheDir:
         self._paths[path] = (folder, name)
         return path
 
-    def check(self) -> None:
-        """Refuse this cache folder now if it is not the user's (`open_root`); makes nothing."""
-        self._release(self._acquire("", create=False), "")
-
     def state(self, path: str, *, data: bytes | None = None, digest: str | None = None, size: int = -1) -> str:
         """``"absent"``, ``"same"`` (identical content) or ``"different"``."""
         folder, name = self._split(path)
