@@ -116,7 +116,18 @@ def failures(report: PopulateReport) -> list[tuple[str, str]]:
 HOST_MODULE = TritonHostModule(
     env=TRITON_ENV.digest, cache_key="M" * 52, files=(KernelFile("cuda_utils.so", digest_bytes(b"elf"), 3),)
 )
-KERNEL = kernel_artifact(TRITON_ENV.digest, 0, [("kernel_0.json", b"{}"), ("kernel_0.cubin", b"elf")])
+
+
+def kernel(n: int) -> tuple[atpack.TritonKernel, tuple[bytes, ...]]:
+    """A compiled kernel (metadata naming it, and a binary) and its blobs."""
+    meta = b'{"name": "kernel_%d"}' % n
+    return kernel_artifact(TRITON_ENV.digest, n, [(f"kernel_{n}.json", meta), (f"kernel_{n}.cubin", b"elf")]), (
+        meta,
+        b"elf",
+    )
+
+
+KERNEL, KERNEL_BLOBS = kernel(0)
 GEMM = gemm_timings(INDUCTOR_ENV.digest, 0)
 
 # what each kind writes, and the folder that gets swapped (relative to its cache folder)
@@ -125,7 +136,7 @@ TARGETS: dict[str, tuple[bytes, str, str, dict[str, Any]]] = {
     "a .kernel_perf shard": (writer_pack(kernel_perf(INDUCTOR_ENV.digest, 0)), "inductor", "", {}),
     "the GEMM timing folder": (writer_pack(GEMM), "inductor", "cache", {}),
     "a Triton autotune folder": (writer_pack(autotune_artifact(TRITON_ENV.digest, 0)), "triton", "", {}),
-    "a Triton kernel folder": (writer_pack(KERNEL, blobs=(b"{}", b"elf")), "triton", KERNEL.cache_key, {}),
+    "a Triton kernel folder": (writer_pack(KERNEL, blobs=KERNEL_BLOBS), "triton", KERNEL.cache_key, {}),
     "a Triton host module folder": (
         writer_pack(HOST_MODULE, blobs=(b"elf",)),
         "triton",
@@ -262,11 +273,9 @@ def test_populate_raced_by_a_thread_swapping_folders_for_symlinks_never_writes_o
     # a real race: while populate runs again and again (on threads too), another thread keeps
     # replacing the cache's folders by symlinks to the outside and putting them back
     configs = [best_config(INDUCTOR_ENV.digest, n) for n in range(40)]
-    kernels = [
-        kernel_artifact(TRITON_ENV.digest, n, [(f"kernel_{n}.json", b"{}"), (f"kernel_{n}.cubin", b"elf")])
-        for n in range(40)
-    ]
-    data = writer_pack(*configs, *kernels, GEMM, blobs=(b"{}", b"elf"))
+    made = [kernel(n) for n in range(40)]
+    kernels = [k for k, _ in made]
+    data = writer_pack(*configs, *kernels, GEMM, blobs=tuple(sorted({b for _, blobs in made for b in blobs})))
     folders = sorted({site.inductor / c.path.split("/")[0] for c in configs} | {site.inductor / "cache"})
     folders += [site.triton / k.cache_key for k in kernels]
     monkeypatch.setattr(atpack.files.Writes, "PROBE", 8)
@@ -337,11 +346,9 @@ def test_populate_into_more_folders_than_it_may_keep_open_closes_the_ones_it_doe
         pytest.skip("counting open descriptors needs /proc")
     monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
     monkeypatch.setenv("TRITON_HOME", str(site.root / "home"))
-    kernels = [
-        kernel_artifact(TRITON_ENV.digest, n, [(f"k{n}.json", b"{}"), (f"k{n}.cubin", b"elf")]) for n in range(200)
-    ]
+    made = [kernel(n) for n in range(200)]
     path = site.packs / "p.atpack"
-    path.write_bytes(writer_pack(*kernels, blobs=(b"{}", b"elf")))
+    path.write_bytes(writer_pack(*(k for k, _ in made), blobs=tuple(sorted({b for _, blobs in made for b in blobs}))))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     before = len(os.listdir(fds))
     resource.setrlimit(resource.RLIMIT_NOFILE, (before + 120, hard))
@@ -567,7 +574,7 @@ def test_fifos_in_cache_folders_are_skipped_without_waiting_for_a_writer(site: S
     shard.mkdir()
     best = shard / f"{hex64('fifo')}.best_config"
     key = alnum("fifo", 52)
-    folder = kernel_folder(site.triton, key, "k", {"k.json": b"{}", "k.cubin": None})
+    folder = kernel_folder(site.triton, key, "k", {"k.json": b'{"name": "k"}', "k.cubin": None})
     group, autotune, cubin = (
         folder / "__grp__k.json",
         site.triton / alnum("tune", 52) / "f.autotune.json",
@@ -591,7 +598,7 @@ def test_fifos_in_cache_folders_are_skipped_without_waiting_for_a_writer(site: S
 
 def test_a_kernel_whose_listed_file_is_a_fifo_is_skipped_without_waiting(site: Site) -> None:
     key = alnum("fifo-child", 52)
-    folder = kernel_folder(site.triton, key, "k", {"k.json": b"{}", "k.cubin": None})
+    folder = kernel_folder(site.triton, key, "k", {"k.json": b'{"name": "k"}', "k.cubin": None})
     os.mkfifo(folder / "k.cubin")
     report = collected_within(site, 30, [folder / "k.cubin"])
     assert [(s.path, s.reason) for s in report.skipped] == [
@@ -603,7 +610,7 @@ def test_a_cache_file_larger_than_the_collection_limit_is_skipped_unread(site: S
     from atpack.walk import MAX_FILE
 
     key = alnum("huge", 52)
-    folder = kernel_folder(site.triton, key, "k", {"k.json": b"{}", "k.cubin": b""})
+    folder = kernel_folder(site.triton, key, "k", {"k.json": b'{"name": "k"}', "k.cubin": b""})
     os.truncate(folder / "k.cubin", MAX_FILE + 1)  # sparse: nothing is allocated, nothing read
     report, _ = site.pack_caches()
     assert [(s.path, s.reason) for s in report.skipped] == [
