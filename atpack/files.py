@@ -164,14 +164,23 @@ class _OpenFolders:
         self.lock = threading.Lock()
         self.entries: collections.OrderedDict[tuple[int, str], list[int]] = collections.OrderedDict()
         self.limit = 4096
+        self.abandoned: list[int] = []  # CacheDirs collected unclosed: their folders are closed later
 
     def set_limit(self) -> None:
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         self.limit = 4096 if soft == resource.RLIM_INFINITY else max(16, min(4096, soft // 4))
 
+    def close(self, cache_dir: int) -> None:
+        """Close every folder of one CacheDir. Called with `lock` held."""
+        for key in [key for key in self.entries if key[0] == cache_dir]:
+            os.close(self.entries.pop(key)[0])
+
     def evict(self) -> None:
-        """Close the least recently used folders no operation is using, down to the limit (a
-        cache folder itself stays open until its CacheDir is closed). Called with `lock` held."""
+        """Close the folders of abandoned CacheDirs, then the least recently used folders no
+        operation is using, down to the limit (a cache folder itself stays open until its
+        CacheDir is closed). Called with `lock` held."""
+        while self.abandoned:
+            self.close(self.abandoned.pop())
         excess = len(self.entries) - self.limit
         if excess <= 0:
             return
@@ -215,18 +224,16 @@ class CacheDir:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self) -> None:  # a safety net: callers close what they open
-        with contextlib.suppress(Exception):
-            self.close()
+    def __del__(self) -> None:
+        # a safety net for callers that do not close: never takes the lock (the collector may
+        # run while this thread holds it), the next CacheDir to open a folder closes them
+        if hasattr(self, "_id"):
+            _FOLDERS.abandoned.append(self._id)
 
     def close(self) -> None:
         """Close every open folder (a later call opens them again)."""
         with _FOLDERS.lock:
-            mine = [key for key in _FOLDERS.entries if key[0] == self._id]
-            fds = [_FOLDERS.entries.pop(key)[0] for key in mine]
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            _FOLDERS.close(self._id)
 
     def path(self, relative: str) -> str:
         """The absolute path of `relative` inside this folder, after refusing a path that

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import io
 import json
 import os
@@ -358,6 +359,23 @@ def test_populate_into_more_folders_than_it_may_keep_open_closes_the_ones_it_doe
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert report.ok and report.count("written") == 200, report.format()
     assert len(report.triton_dirs) == 9 and all(len(os.listdir(d)) == 200 for d in report.triton_dirs)
+    assert len(os.listdir(fds)) == before
+
+
+def test_the_folders_of_a_cache_dir_dropped_unclosed_are_closed_by_the_next_one(site: Site) -> None:
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        pytest.skip("counting open descriptors needs /proc")
+    before = len(os.listdir(fds))
+    root = CacheDir(str(site.triton))
+    for n in range(10):
+        root.write(root.path(f"folder{n}/file"), b"x")
+    assert len(os.listdir(fds)) == before + 11  # the cache folder and its ten folders
+    del root
+    gc.collect()
+    other = CacheDir(str(site.inductor))
+    other.write(other.path("ab/file"), b"x")
+    other.close()
     assert len(os.listdir(fds)) == before
 
 
