@@ -352,6 +352,20 @@ def _populate(
     limits: Limits,
 ) -> None:
     dirs = _Dirs(CacheDir(report.inductor_dir), [CacheDir(folder) for folder in report.triton_dirs])
+    try:
+        _populate_into(dirs, pack, report, local, progress, limits)
+    finally:
+        dirs.close()
+
+
+def _populate_into(
+    dirs: _Dirs,
+    pack: Pack,
+    report: PopulateReport,
+    local: LocalEnvironment,
+    progress: Callable[[int, int], None] | None,
+    limits: Limits,
+) -> None:
     planned: list[_Planned] = []
     merges: list[tuple[InductorGemmTimings, str]] = []
     replays: list[_Replay] = []
@@ -518,6 +532,11 @@ class _Dirs:
     def of(self, artifact: Artifact) -> list[CacheDir]:
         """The folders an artifact is written into: Inductor's, or every Triton folder."""
         return [self.inductor] if artifact.kind.startswith("inductor.") else self.triton
+
+    def close(self) -> None:
+        """Close the folders populate kept open (`CacheDir.close`)."""
+        for root in (self.inductor, *self.triton):
+            root.close()
 
 
 def _files(artifact: Artifact, root: CacheDir) -> list[FileWrite]:

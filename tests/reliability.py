@@ -301,10 +301,19 @@ class _Tripwire:
 
             return call
 
+        real_open = os.open
+
+        def open_(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+            # only an open that can change a file is a kill point: opening to read changes nothing
+            if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC) and self._hit():
+                self.die()
+            return real_open(path, flags, *args, **kwargs)
+
         real_sink_write = store._GuardedSink.write
         self._patch(os, "write", write)
+        self._patch(os, "open", open_)
         self._patch(store._GuardedSink, "write", sink_write)
-        for name in ("open", "mkdir", "replace", "rename", "fsync"):
+        for name in ("mkdir", "replace", "rename", "fsync"):
             self._patch(os, name, before(getattr(os, name)))
         return self
 

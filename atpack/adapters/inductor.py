@@ -24,6 +24,7 @@ from ..artifacts import (
 )
 from ..errors import CacheFileError
 from ..files import CacheDir, FileWrite
+from ..walk import Folder, open_cache
 from . import Collected, Skipped, as_float, dumps, finite, load_json, to_artifact
 
 __all__ = ["collect", "files", "merge_gemm_timings", "render_best_config", "render_gemm_timings", "render_kernel_perf"]
@@ -48,40 +49,62 @@ _BEST_CONFIG_FIELDS = (
 
 def collect(root: str, env: str, *, include: Callable[[str], bool] | None = None) -> Iterator[Collected]:
     """Every ``.best_config``, ``.kernel_perf`` and GEMM timing file under `root` (those whose
-    relative path `include` accepts, if given)."""
-    if not os.path.isdir(root):
+    relative path `include` accepts, if given). Read through `atpack.walk`: a symlink, a FIFO
+    or an oversized file is skipped, never followed or waited on."""
+    cache = open_cache(root)
+    if cache is None:
         log.info("no Inductor cache folder at %s", root)
         return
-    for shard in sorted(os.listdir(root)):
-        folder = os.path.join(root, shard)
-        if not _SHARD.match(shard) or not os.path.isdir(folder):
-            continue
-        for name in sorted(os.listdir(folder)):
-            parse: Callable[[str, bytes, str], _Result]
-            if name.endswith(".best_config"):
-                parse = parse_best_config
-            elif name.endswith(".kernel_perf"):
-                parse = parse_kernel_perf
-            else:
-                continue
-            if include is None or include(f"{shard}/{name}"):
-                yield _parsed(parse, f"{shard}/{name}", os.path.join(folder, name), env)
-    gemm_folder = os.path.join(root, "cache")
-    if os.path.isdir(gemm_folder):
-        for name in sorted(os.listdir(gemm_folder)):
-            if _GEMM_FILE.match(name) and (include is None or include(f"cache/{name}")):
-                yield _parsed(parse_gemm_timings, name, os.path.join(gemm_folder, name), env)
+    with cache:
+        names = cache.names()
+        for shard in names:
+            if _SHARD.match(shard):
+                yield from _collect_folder(cache, shard, _result_parser, env, include)
+        if "cache" in names:
+            yield from _collect_folder(cache, "cache", _gemm_parser, env, include)
 
 
-def _parsed(parse: Callable[[str, bytes, str], _Result], relative: str, path: str, env: str) -> Collected:
+_Parse = Callable[[str, bytes, str], _Result]
+
+
+def _collect_folder(
+    cache: Folder, name: str, parser: Callable[[str], _Parse | None], env: str, include: Callable[[str], bool] | None
+) -> Iterator[Collected]:
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
-        artifact = parse(relative, raw, env)
+        folder = cache.folder(name)
+    except CacheFileError as e:
+        yield Skipped(os.path.join(cache.path, name), str(e))
+        return
+    if folder is None:
+        return
+    with folder:
+        for file in folder.names():
+            parse = parser(file)
+            if parse is not None and (include is None or include(f"{name}/{file}")):
+                yield _parsed(parse, folder, file, env)
+
+
+def _result_parser(name: str) -> _Parse | None:
+    if name.endswith(".best_config"):
+        return parse_best_config
+    if name.endswith(".kernel_perf"):
+        return parse_kernel_perf
+    return None
+
+
+def _gemm_parser(name: str) -> _Parse | None:
+    if not _GEMM_FILE.match(name):
+        return None
+    return lambda relative, raw, env: parse_gemm_timings(name, raw, env)
+
+
+def _parsed(parse: _Parse, folder: Folder, name: str, env: str) -> Collected:
+    path = os.path.join(folder.path, name)
+    try:
+        raw = folder.read(name)
+        artifact = parse(f"{folder.relative}/{name}", raw, env)
     except CacheFileError as e:
         return Skipped(path, str(e))
-    except OSError as e:
-        return Skipped(path, e.strerror or str(e))
     if render(artifact) != raw:
         log.warning("%s: unusual formatting; it will be written back with torch's formatting", path)
     return artifact

@@ -18,6 +18,7 @@ import msgspec
 from ..artifacts import TritonAutotune, TritonConfig, TritonHostModule, TritonKernel
 from ..errors import AtpackError, CacheFileError, LimitError, UnsafeContentError
 from ..files import CacheDir, FileWrite
+from ..walk import Folder, open_cache
 from . import AddBlob, Collected, Skipped, as_float, dumps, finite, load_json, to_artifact
 
 __all__ = [
@@ -63,39 +64,53 @@ def collect(
 ) -> Iterator[Collected]:
     """Every autotune result and compiled kernel folder under `root` (in the folders whose names
     `include` accepts, if given). With `binaries_only`, kernels keep only their metadata and
-    binary (no IR, no source): smaller, still a hit."""
-    if not os.path.isdir(root):
+    binary (no IR, no source): smaller, still a hit. Read through `atpack.walk`: a symlink, a
+    FIFO or an oversized file is skipped (with the kernel it belongs to), never followed or
+    waited on."""
+    cache = open_cache(root)
+    if cache is None:
         log.info("no Triton cache folder at %s", root)
         return
-    for key in sorted(os.listdir(root)):
-        folder = os.path.join(root, key)
-        if not _KEY.match(key) or not os.path.isdir(folder) or (include is not None and not include(key)):
-            continue
-        names = sorted(os.listdir(folder))
-        if names and all(name.endswith(".so") for name in names):
-            yield _read_host_module(key, folder, names, env, add_blob)
-            continue
-        for name in names:
-            path = os.path.join(folder, name)
+    with cache:
+        for key in cache.names():
+            if not _KEY.match(key) or (include is not None and not include(key)):
+                continue
             try:
-                if name.endswith(_AUTOTUNE):
-                    yield _read_autotune(key, name, path, env)
-                elif name.startswith(_GROUP_PREFIX) and name.endswith(_JSON):
-                    yield _read_kernel(
-                        key, name[len(_GROUP_PREFIX) : -len(_JSON)], folder, env, add_blob, binaries_only
-                    )
+                folder = cache.folder(key)
             except CacheFileError as e:
-                yield Skipped(path, str(e))
-            except OSError as e:
-                yield Skipped(path, e.strerror or str(e))
+                yield Skipped(os.path.join(cache.path, key), str(e))
+                continue
+            if folder is not None:
+                with folder:
+                    yield from _collect_folder(key, folder, env, add_blob, binaries_only)
 
 
-def _read_autotune(key: str, name: str, path: str, env: str) -> TritonAutotune:
-    with open(path, "rb") as f:
-        raw = f.read()
+def _collect_folder(key: str, folder: Folder, env: str, add_blob: AddBlob, binaries_only: bool) -> Iterator[Collected]:
+    try:
+        names = folder.names()
+    except CacheFileError as e:
+        yield Skipped(folder.path, str(e))
+        return
+    if names and all(name.endswith(".so") for name in names):
+        yield _read_host_module(key, folder, names, env, add_blob)
+        return
+    present = set(names)
+    for name in names:
+        try:
+            if name.endswith(_AUTOTUNE):
+                yield _read_autotune(key, name, folder, env)
+            elif name.startswith(_GROUP_PREFIX) and name.endswith(_JSON):
+                kernel = name[len(_GROUP_PREFIX) : -len(_JSON)]
+                yield _read_kernel(key, kernel, folder, present, env, add_blob, binaries_only)
+        except CacheFileError as e:
+            yield Skipped(os.path.join(folder.path, name), str(e))
+
+
+def _read_autotune(key: str, name: str, folder: Folder, env: str) -> TritonAutotune:
+    raw = folder.read(name)
     artifact = parse_autotune(key, name[: -len(_AUTOTUNE)], raw, env)
     if render_autotune(artifact) != raw:
-        log.warning("%s: unusual formatting; it will be written back with triton's formatting", path)
+        log.warning("%s/%s: unusual formatting; it will be written back with triton's formatting", folder.path, name)
     return artifact
 
 
@@ -125,10 +140,11 @@ def _config_fields(config: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _read_kernel(key: str, name: str, folder: str, env: str, add_blob: AddBlob, binaries_only: bool) -> TritonKernel:
+def _read_kernel(
+    key: str, name: str, folder: Folder, names: set[str], env: str, add_blob: AddBlob, binaries_only: bool
+) -> TritonKernel:
     where = f"{key}/{_GROUP_PREFIX}{name}{_JSON}"
-    with open(os.path.join(folder, f"{_GROUP_PREFIX}{name}{_JSON}"), "rb") as f:
-        group_data = load_json(f.read(), where)
+    group_data = load_json(folder.read(f"{_GROUP_PREFIX}{name}{_JSON}"), where)
     try:
         children = list(group_data["child_paths"])
     except (KeyError, TypeError) as e:
@@ -140,11 +156,9 @@ def _read_kernel(key: str, name: str, folder: str, env: str, add_blob: AddBlob, 
         children = [c for c in children if c == metadata or c.endswith(BINARY_SUFFIXES)]
     stored = []
     for child in children:
-        path = os.path.join(folder, os.path.basename(str(child)))
-        if os.path.basename(str(child)) != child or not os.path.isfile(path):
+        if os.path.basename(str(child)) != child or child not in names:
             continue  # Triton ignores children that are missing, so do we
-        with open(path, "rb") as f:
-            data = f.read()
+        data = folder.read(child)  # a symlink, a FIFO, a folder there: the kernel is skipped
         stored.append([child, add_blob(data, os.path.splitext(child)[1]), len(data)])  # hint: TritonKernel.blob_hint
     if not any(name == metadata for name, _, _ in stored):
         raise CacheFileError(f"{where}: the kernel's metadata {metadata} is missing")
@@ -158,19 +172,18 @@ def _read_kernel(key: str, name: str, folder: str, env: str, add_blob: AddBlob, 
     return to_artifact(TritonKernel, fields, where)  # type: ignore[no-any-return]
 
 
-def _read_host_module(key: str, folder: str, names: list[str], env: str, add_blob: AddBlob) -> Collected:
+def _read_host_module(key: str, folder: Folder, names: list[str], env: str, add_blob: AddBlob) -> Collected:
     files = []
     for name in names:
         try:
-            with open(os.path.join(folder, name), "rb") as f:
-                data = f.read()
-        except OSError as e:
-            return Skipped(os.path.join(folder, name), e.strerror or str(e))
+            data = folder.read(name)
+        except CacheFileError as e:
+            return Skipped(os.path.join(folder.path, name), str(e))
         files.append([name, add_blob(data, ".so"), len(data)])
     try:
         return to_artifact(TritonHostModule, {"env": env, "cache_key": key, "files": files}, f"{key}/")  # type: ignore[no-any-return]
     except CacheFileError as e:
-        return Skipped(folder, str(e))
+        return Skipped(folder.path, str(e))
 
 
 # --------------------------------------------------------------------------- render
