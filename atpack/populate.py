@@ -417,7 +417,7 @@ def _populate_into(
     _refuse_conflicts(planned)
     _check_kernels(pack, planned)
     if not report.dry_run:
-        _write(pack, planned, progress)
+        _write(pack, planned, dirs.inductor, progress)
     report.outcomes += _outcomes(planned, report.dry_run)
     report.outcomes += [_merge(a, note, dirs.inductor, report.dry_run) for a, note in merges]
     report.outcomes += _replay(pack, replays, report, dirs, limits.batch_bytes)
@@ -549,10 +549,13 @@ def _files(artifact: Artifact, root: CacheDir) -> list[FileWrite]:
     raise AtpackError(f"no adapter populates {artifact.kind}")
 
 
-def _write(pack: Pack, planned: list[_Planned], progress: Callable[[int, int], None] | None) -> None:
+def _write(
+    pack: Pack, planned: list[_Planned], link_root: CacheDir, progress: Callable[[int, int], None] | None
+) -> None:
     """Inline files first, then blobs in storage order (each frame fetched once), then the
     files that make the others visible (Triton's group files), each stage complete before the
-    next."""
+    next. A blob written to several places inside `link_root` (a kernel in each per-device
+    Triton folder under the Inductor folder) is written once and hard-linked to the others."""
     by_blob: dict[str, list[tuple[_Planned, int]]] = collections.defaultdict(list)
     last: list[tuple[_Planned, int]] = []
     with Writes() as writes:
@@ -569,18 +572,49 @@ def _write(pack: Pack, planned: list[_Planned], progress: Callable[[int, int], N
                 else:
                     writes.add(p.root, w.path, w.data or b"", p.done(i), p.failed)
         writes.flush()
+        links: list[tuple[_Planned, int, _Planned, int]] = []
         for n, (digest, data) in enumerate(pack.read_blobs(by_blob), 1):
+            first: tuple[_Planned, int] | None = None
             for p, i in by_blob[digest]:
+                if first is not None and _inside(p.writes[i].path, link_root.root):
+                    links.append((p, i, *first))  # the same bytes in another per-device folder: a link
+                    continue
+                if first is None and _inside(p.writes[i].path, link_root.root):
+                    first = (p, i)
                 writes.add(p.root, p.writes[i].path, data, p.done(i), p.failed)
             if progress is not None:
                 progress(n, len(by_blob))
         writes.flush()
+        for p, i, source, j in links:
+            _link(link_root, source, j, p, i)
         for p, i in last:
             if p.error is None:  # a kernel whose files are not all there is not made visible
                 writes.add(p.root, p.writes[i].path, p.writes[i].data or b"", p.done(i), p.failed)
         writes.flush()
         if writes.threaded:
             log.debug("creating files is slow here: wrote them on %d threads", Writes.THREADS)
+
+
+def _inside(path: str, root: str) -> bool:
+    return path.startswith(root + "/")
+
+
+def _link(root: CacheDir, source: _Planned, j: int, target: _Planned, i: int) -> None:
+    """Make file `i` of `target` the file `j` of `source` wrote (a hard link, or a copy where the
+    filesystem has none): the same bytes, by the same check."""
+    if source.states[j] != "written":
+        target.failed(source.error or StorageError(f"{source.writes[j].path}: was not written"))
+        return
+    relative = len(root.root) + 1
+    try:
+        done = root.link(source.writes[j].path[relative:], target.writes[i].path[relative:])
+    except AtpackError as e:
+        target.failed(e)
+        return
+    if done == "different":
+        target.failed(StorageError(f"{target.writes[i].path}: another writer put other content there meanwhile"))
+    else:
+        target.done(i)()
 
 
 def _outcomes(planned: list[_Planned], dry_run: bool) -> list[Outcome]:

@@ -211,6 +211,17 @@ def test_populate_gives_every_device_its_folder(h100_sample_root: Path, tmp_path
             group = json.loads((folder / key / f"__grp__{name}.json").read_bytes())
             assert all(path.startswith(f"{folder}/{key}/") for path in group["child_paths"].values())
             assert all(Path(path).is_file() for path in group["child_paths"].values())
+    # the per-device folders hold one copy of the bytes: each kernel file is linked, not copied
+    for key in (k.split(":")[0] for k in kernels):
+        for child in (folders[0] / key).iterdir():
+            same = [(folder / key / child.name).stat().st_ino == child.stat().st_ino for folder in folders[1:3]]
+            assert same == ([False, False] if child.name.startswith("__grp__") else [True, True])
+    hits = machine.process(
+        [sys.executable, str(PROGRAMS / "triton_kernels.py"), *kernels],
+        cwd=PROGRAMS,
+        TRITON_CACHE_DIR=str(folders[2]),  # as Inductor sets it for a rank on device 2
+    )
+    assert json.loads(hits.stdout) == [True] * len(kernels), hits.stderr
 
 
 # --------------------------------------------------------------------------- the replay

@@ -47,18 +47,6 @@ def visit(path: str, tune: bool) -> dict[str, Any]:
     return info
 
 
-def compiled(key: str, name: str) -> bool:
-    """Whether Triton's own lookup of a compiled kernel (its cache manager's group, as
-    `triton.compile` makes it: `get_cache_manager(hash)` names the folder by the base32 of the
-    hash) hits."""
-    import base64
-
-    from triton.runtime.cache import get_cache_manager
-
-    digest = base64.b32decode(key + "=" * (-len(key) % 8)).hex()
-    return get_cache_manager(digest).get_group(f"{name}.json") is not None
-
-
 kernels, _, triton_kernels = " ".join(sys.argv[2:]).partition(" --triton ")
 capture_to = os.environ.get("ATPACK_CAPTURE_TO")
 if capture_to:
@@ -70,6 +58,8 @@ with recording:
 if capture_to:
     atpack.save_cache_artifacts(capture_to, capture=recording)
 if triton_kernels:
+    from triton_kernels import compiled
+
     report.append(
         {
             "triton_hits": [compiled(*pair.split(":")) for pair in triton_kernels.split()],
