@@ -605,7 +605,7 @@ def _tag(args: argparse.Namespace) -> int:
 
     registry = Store(args.store, storage_options=args.storage_options)
     if args.name is None:
-        for name, digest in registry.tags().items():
+        for name, digest in registry.resolve_many(registry.tags()).items():
             print(f"{name}\t{digest}")
         return 0
     if args.ref is None:
