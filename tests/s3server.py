@@ -13,6 +13,8 @@ HTTP proxies; everything listens on 127.0.0.1 only.
         ...
         print(bucket.bytes_sent)
 
+`SilentServer` accepts TCP connections on 127.0.0.1 and never answers: an endpoint that hangs.
+
 `FaultInjectingProxy` is an HTTP proxy in front of the same server that answers a fixed share of
 requests with a fault (connection resets, HTTP 500 and 503, slow or stalled responses, cut or
 short bodies), for the flaky-storage tests:
@@ -41,7 +43,15 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-__all__ = ["FAULTS", "ByteCountingProxy", "FaultInjectingProxy", "S3Bucket", "S3Server", "dummy_aws_environment"]
+__all__ = [
+    "FAULTS",
+    "ByteCountingProxy",
+    "FaultInjectingProxy",
+    "S3Bucket",
+    "S3Server",
+    "SilentServer",
+    "dummy_aws_environment",
+]
 
 REGION = "us-east-1"
 KEY = "testing-key-id"
@@ -183,6 +193,48 @@ class ByteCountingProxy:
                 dst.shutdown(socket.SHUT_WR)
             with contextlib.suppress(threading.BrokenBarrierError):
                 done.wait()
+
+
+class SilentServer:
+    """Accepts every TCP connection on 127.0.0.1 and never sends a byte (nor closes one) until
+    closed: a server that hangs. `connections` counts what it accepted."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address: tuple[str, int] = self._listener.getsockname()[:2]
+        self.url = "http://{}:{}".format(*self.address)
+        self._held: list[socket.socket] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._accept_loop, name="silent-server", daemon=True)
+        self._thread.start()
+
+    @property
+    def connections(self) -> int:
+        return len(self._held)
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self._held.append(conn)
+
+    def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        for conn in self._held:
+            with contextlib.suppress(OSError):
+                conn.close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> SilentServer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 # --------------------------------------------------------------------------- faults
