@@ -279,7 +279,8 @@ class FaultInjectingProxy:
     (drawn from a generator seeded with `seed`), of a kind drawn evenly from `kinds` (see
     `FAULTS`); the first `pass_first` requests pass untouched, and with `methods` only requests
     of those HTTP methods get faults (each `configure` call sets it, all methods by default).
-    `configure` changes these at any time; `requests` lists what was done."""
+    `configure` changes these at any time; `requests` lists what was done, `stats()` counts it
+    (bytes of request and response bodies included)."""
 
     def __init__(
         self,
@@ -295,6 +296,7 @@ class FaultInjectingProxy:
         self._upstream = upstream
         self._lock = threading.Lock()
         self.requests: list[Request] = []
+        self._body_bytes = [0, 0]  # received from clients, sent to them
         self.configure(rate=rate, kinds=kinds, seed=seed, delay=delay, stall=stall, pass_first=pass_first)
         proxy = self
 
@@ -351,13 +353,27 @@ class FaultInjectingProxy:
         """Forget the requests seen so far."""
         with self._lock:
             self.requests = []
+            self._body_bytes = [0, 0]
 
     def stats(self) -> dict[str, Any]:
-        """Requests seen and faults injected (in all and by kind) since the last reset."""
+        """Requests seen, faults injected (in all and by kind), and bytes of request and response
+        bodies since the last reset."""
         with self._lock:
             requests = list(self.requests)
+            received, sent = self._body_bytes
         faults = collections.Counter(r.fault for r in requests if r.fault)
-        return {"requests": len(requests), "faults": sum(faults.values()), "by_kind": dict(sorted(faults.items()))}
+        return {
+            "requests": len(requests),
+            "faults": sum(faults.values()),
+            "by_kind": dict(sorted(faults.items())),
+            "bytes_received": received,
+            "bytes_sent": sent,
+        }
+
+    def _count(self, received: int, sent: int) -> None:
+        with self._lock:
+            self._body_bytes[0] += received
+            self._body_bytes[1] += sent
 
     def close(self) -> None:
         self._server.shutdown()
@@ -457,6 +473,7 @@ class _FaultHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
+        self.owner._count(len(body), 0 if self.command == "HEAD" else len(payload))
         if fault == "cut":
             self.wfile.flush()
             self._reset()
@@ -636,9 +653,9 @@ class S3Bucket:
         return self.server.client()
 
     def keys(self) -> list[str]:
-        """Every object key in the bucket (one listing, no cache)."""
-        listing = self.client().list_objects_v2(Bucket=self.name)
-        return [o["Key"] for o in listing.get("Contents", [])]
+        """Every object key in the bucket (a listing, page by page; no cache)."""
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.name)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
     def multipart_uploads(self) -> list[str]:
         """Keys of the multipart uploads begun in the bucket and neither completed nor aborted."""
@@ -650,8 +667,10 @@ class S3Bucket:
         client = self.client()
         for upload in client.list_multipart_uploads(Bucket=self.name).get("Uploads", []):
             client.abort_multipart_upload(Bucket=self.name, Key=upload["Key"], UploadId=upload["UploadId"])
-        for key in self.keys():
-            client.delete_object(Bucket=self.name, Key=key)
+        keys = self.keys()
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes up to 1,000 keys
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            client.delete_objects(Bucket=self.name, Delete={"Objects": batch, "Quiet": True})
         client.delete_bucket(Bucket=self.name)
 
     @property
