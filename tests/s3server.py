@@ -657,6 +657,16 @@ class S3Bucket:
         pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.name)
         return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
+    def put_directly(self, objects: dict[str, bytes]) -> None:
+        """Store `objects` (key: bytes) in the bucket through moto's backend, not HTTP: thousands
+        a second, to fill a large store (nothing is counted)."""
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.s3.models import s3_backends
+
+        backend = s3_backends[DEFAULT_ACCOUNT_ID]["global"]
+        for key, data in objects.items():
+            backend.put_object(self.name, key, data)
+
     def multipart_uploads(self) -> list[str]:
         """Keys of the multipart uploads begun in the bucket and neither completed nor aborted."""
         listing = self.client().list_multipart_uploads(Bucket=self.name)
