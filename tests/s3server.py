@@ -471,9 +471,9 @@ class _FaultHandler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_header("Content-Length", str(promised))
         self.end_headers()
+        self.owner._count(len(body), 0 if self.command == "HEAD" else len(payload))  # before the client has it
         if self.command != "HEAD":
             self.wfile.write(payload)
-        self.owner._count(len(body), 0 if self.command == "HEAD" else len(payload))
         if fault == "cut":
             self.wfile.flush()
             self._reset()
