@@ -613,7 +613,7 @@ def _pull(args: argparse.Namespace) -> int:
 
     local = Store(args.local) if args.local else None
     report = Store(args.store, storage_options=args.storage_options).pull(
-        args.ref, args.output, local=local, progress=_progress("fetching blobs")
+        args.ref, args.output, local=local, storage_options=args.storage_options, progress=_progress("fetching blobs")
     )
     print(report.format())
     return 0
