@@ -42,6 +42,8 @@ examples:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if getattr(args, "timeout", None) is not None:
+        os.environ["ATPACK_TIMEOUT"] = str(args.timeout)  # what the storage layer reads (atpack.store)
     debug = args.debug or os.environ.get("ATPACK_DEBUG", "") not in ("", "0")
     logging.basicConfig(
         level=logging.DEBUG if debug else (logging.INFO if args.verbose else logging.WARNING),
@@ -78,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
         type=_json_object,
         default=None,
         help="fsspec storage_options, passed through unchanged (e.g. '{\"anon\": true}')",
+    )
+    storage.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=None,
+        help="give up on a call to a remote store after this long, retries included (default 60; also ATPACK_TIMEOUT)",
     )
     parser = argparse.ArgumentParser(
         prog="atpack",
@@ -319,6 +328,16 @@ def _progress(label: str) -> Callable[[int, int], None] | None:
         )
 
     return show
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a number of seconds above 0: {text!r}")
+    return value
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -594,7 +613,7 @@ def _pull(args: argparse.Namespace) -> int:
 
     local = Store(args.local) if args.local else None
     report = Store(args.store, storage_options=args.storage_options).pull(
-        args.ref, args.output, local=local, progress=_progress("fetching blobs")
+        args.ref, args.output, local=local, storage_options=args.storage_options, progress=_progress("fetching blobs")
     )
     print(report.format())
     return 0
@@ -605,7 +624,7 @@ def _tag(args: argparse.Namespace) -> int:
 
     registry = Store(args.store, storage_options=args.storage_options)
     if args.name is None:
-        for name, digest in registry.tags().items():
+        for name, digest in registry.resolve_many(registry.tags()).items():
             print(f"{name}\t{digest}")
         return 0
     if args.ref is None:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import store
 from .artifacts import (
     Artifact,
     InductorBestConfig,
@@ -34,7 +35,6 @@ from .errors import AtpackError, FormatError, LimitError, StorageError
 from .files import CacheDir, FileWrite, Writes
 from .folders import default_inductor_dir, triton_dirs_to_populate
 from .pack import DEFAULT_LIMITS, Limits, Pack, open_pack
-from .store import resolve
 
 __all__ = ["Outcome", "PopulateReport", "find_packs", "populate"]
 
@@ -319,15 +319,11 @@ def find_packs(url: str | os.PathLike[str], *, storage_options: dict[str, Any] |
     """The packs at `url`: the pack itself, or, for a folder (a model checkpoint, on any fsspec
     URL, ``hf://`` included), the packs beside the weights: ``<folder>/atpack/*.atpack`` and
     ``<folder>/*.atpack``, sorted."""
-    fs, path = resolve(url, storage_options)
-    base, root = os.fspath(url).rstrip("/"), path.rstrip("/")
-    try:
-        if not fs.isdir(path):
-            return [os.fspath(url)]
-        inside = {f"atpack/{p.rstrip('/').rsplit('/', 1)[-1]}" for p in fs.glob(f"{root}/atpack/*.atpack")}
-        beside = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.glob(f"{root}/*.atpack")}
-    except Exception as e:
-        raise StorageError(f"{os.fspath(url)}: {type(e).__name__}: {e}") from e
+    base = os.fspath(url).rstrip("/")
+    if not store.is_folder(url, storage_options):  # each call within the storage deadline
+        return [os.fspath(url)]
+    inside = {f"atpack/{name}" for name in store.glob(f"{base}/atpack/*.atpack", storage_options)}
+    beside = set(store.glob(f"{base}/*.atpack", storage_options))
     if not inside | beside:
         raise StorageError(f"{base}: a folder with no pack (looked for atpack/*.atpack and *.atpack)")
     return [f"{base}/{name}" for name in sorted(inside | beside)]

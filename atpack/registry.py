@@ -12,6 +12,11 @@ Many machines push packs (blobs already in the store are not sent again); a depl
 one tag. A pull assembles the pack from a local store, fetching only the blobs that store lacks.
 Every object is written atomically, a tag last, so a reader that sees a tag sees all it needs.
 
+What a push or a pull costs depends on the pack, not on the store: blobs are looked up one by
+one (concurrently, on object stores), never by listing the store, and tags are listed without
+being read. Every call to the store ends within the deadline of its `store.Retry` (``retry``,
+else ``ATPACK_TIMEOUT``, else 60 s), transient errors retried within it.
+
 A store is not trusted to be well-formed: what a record declares is checked against the
 store's `Limits` before anything is fetched, every object is read no further than the size it
 must have, blobs are fetched in batches bounded by bytes, and a pulled pack is published only if
@@ -27,6 +32,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Annotated, Any
 
+import fsspec.asyn
 import msgspec
 import zstandard
 from fsspec.implementations.local import LocalFileSystem
@@ -108,7 +114,8 @@ def default_local_store() -> str:
 
 class Store:
     """A pack store at `url` (any fsspec URL; `storage_options` passed through). What is read
-    from it is held to `limits`."""
+    from it is held to `limits`; every call to it ends within the deadline of `retry` (default:
+    `store.default_retry()`), transient errors retried within it."""
 
     def __init__(
         self,
@@ -116,10 +123,12 @@ class Store:
         *,
         storage_options: dict[str, Any] | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        retry: store.Retry | None = None,
     ) -> None:
         self.url = os.fspath(url).rstrip("/")
         self._options = storage_options
         self._limits = limits
+        self._retry = retry
         self._fs, self._root = store.resolve(self.url, storage_options)
 
     # -- names
@@ -135,42 +144,65 @@ class Store:
         hex_ = digest.split(":", 1)[1]
         return "blobs", hex_[:2], hex_
 
+    def _call(self, parts: tuple[str, ...], what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``fs.method(path of parts, ...)`` within the deadline (see `store.call`)."""
+        return store.call(
+            self._fs, self._url(*parts), what, method, self._path(*parts), *args, retry=self._retry, **kwargs
+        )
+
     # -- reading
 
     def resolve(self, ref: str) -> str:
         """The pack digest a tag names (a digest is returned as it is)."""
         if _DIGEST.fullmatch(ref):
             return ref
-        _check_tag(ref)
-        try:
-            raw = self._fs.cat_file(self._path("tags", ref), start=0, end=_TAG_SIZE)
-        except FileNotFoundError:
-            raise StorageError(f"{self.url}: no tag {ref!r}") from None
-        except Exception as e:
-            raise StorageError(f"{self.url}: reading tag {ref!r}: {type(e).__name__}: {e}") from e
-        text = bytes(raw).decode("ascii", "replace").strip()
-        if not _DIGEST.fullmatch(text):
-            raise IntegrityError(f"{self.url}: tag {ref!r} does not hold a pack digest")
-        return text
+        return self.resolve_many([ref])[ref]
+
+    def resolve_many(self, refs: Iterable[str]) -> dict[str, str]:
+        """The pack digest each tag names (digests are returned as they are); the tags are read
+        together (concurrently, on object stores)."""
+        refs = list(dict.fromkeys(refs))
+        names = [ref for ref in refs if not _DIGEST.fullmatch(ref)]
+        for name in names:
+            _check_tag(name)
+        paths = [self._path("tags", name) for name in names]
+        raws = store.fetch(
+            self._fs,
+            self.url,
+            f"reading tag {names[0]!r}" if len(names) == 1 else f"reading {len(names)} tags",
+            paths,
+            [0] * len(names),
+            [_TAG_SIZE] * len(names),
+            retry=self._retry,
+        )
+        found = {ref: ref for ref in refs if _DIGEST.fullmatch(ref)}
+        for name, raw in zip(names, raws):
+            if isinstance(raw, FileNotFoundError):
+                raise StorageError(f"{self.url}: no tag {name!r}")
+            if isinstance(raw, Exception):
+                raise StorageError(f"{self.url}: reading tag {name!r}: {type(raw).__name__}: {raw}") from raw
+            text = raw.decode("ascii", "replace").strip()
+            if not _DIGEST.fullmatch(text):
+                raise IntegrityError(f"{self.url}: tag {name!r} does not hold a pack digest")
+            found[name] = text
+        return {ref: found[ref] for ref in refs}
 
     def record(self, digest: str) -> PackRecord:
         """The record of a pack, checked against its digest and the store's limits (its size,
         its counts, each blob's size and their total) before any of its blobs is fetched."""
         what = f"{self.url}: pack record {digest}"
         limit = self._limits.max_index_size
-        path = self._path("packs", f"{digest.split(':', 1)[1]}.json.zst")
+        parts = ("packs", f"{digest.split(':', 1)[1]}.json.zst")
         try:
-            size = self._fs.size(path)  # read no more than it holds: a reader allocates what it is asked for
+            size = self._call(parts, "reading its size", "size")  # no more than it holds: a reader allocates that
             bound = _compress_bound(limit)
             if size is not None and size > bound:
                 raise LimitError(f"{what}: {size:,} bytes, more than any zstd frame of at most {limit:,} bytes")
-            frame = self._fs.cat_file(path, start=0, end=(bound if size is None else size) + 1)
-        except FileNotFoundError:
-            raise StorageError(f"{self.url}: no pack {digest}") from None
-        except AtpackError:
+            frame = self._call(parts, "reading", "cat_file", start=0, end=(bound if size is None else size) + 1)
+        except StorageError as e:
+            if isinstance(e.__cause__, FileNotFoundError):
+                raise StorageError(f"{self.url}: no pack {digest}") from None
             raise
-        except Exception as e:
-            raise StorageError(f"{self.url}: reading pack {digest}: {type(e).__name__}: {e}") from e
         raw = _unzstd(frame, limit, what)
         try:
             record = msgspec.json.decode(raw, type=PackRecord)
@@ -181,28 +213,27 @@ class Store:
             raise IntegrityError(f"{what} does not match its digest")
         return record
 
-    def tags(self) -> dict[str, str]:
-        """Every tag and the digest it names."""
+    def tags(self) -> list[str]:
+        """The names of the store's tags, sorted (one listing; none is read: see `resolve_many`)."""
         try:
-            names = [os.path.basename(p) for p in self._fs.ls(self._path("tags"), detail=False)]
-        except FileNotFoundError:
-            return {}
-        except Exception as e:
-            raise StorageError(f"{self.url}: listing tags: {type(e).__name__}: {e}") from e
-        return {name: self.resolve(name) for name in sorted(names) if _TAG.fullmatch(name)}
+            found = self._call(("tags",), "listing tags", "ls", detail=False)
+        except StorageError as e:
+            if isinstance(e.__cause__, FileNotFoundError):
+                return []
+            raise
+        return sorted(name for name in (p.rstrip("/").rsplit("/", 1)[-1] for p in found) if _TAG.fullmatch(name))
 
     def has_blob(self, digest: str) -> bool:
-        return bool(self._fs.exists(self._path(*self._blob_parts(digest))))
+        return not self.missing([digest])
 
     def missing(self, digests: Iterable[str]) -> list[str]:
-        """The blobs of `digests` the store lacks (one listing, not one request per blob)."""
-        try:
-            present = {p.rstrip("/").rsplit("/", 1)[-1] for p in self._fs.find(self._path("blobs"))}
-        except FileNotFoundError:
-            present = set()
-        except Exception as e:
-            raise StorageError(f"{self.url}: listing blobs: {type(e).__name__}: {e}") from e
-        return [d for d in digests if d.split(":", 1)[1] not in present]
+        """The blobs of `digests` the store lacks: each looked up (concurrently, on object stores),
+        so that the cost depends on how many are asked for, not on how many the store holds."""
+        digests = list(digests)
+        paths = [self._path(*self._blob_parts(d)) for d in digests]
+        what = f"looking up {len(paths)} blob{'s' * (len(paths) != 1)}"
+        here = store.present(self._fs, self.url, what, paths, retry=self._retry)
+        return [d for d, found in zip(digests, here) if not found]
 
     def read_blobs(self, blobs: Iterable[tuple[str, int]]) -> Iterator[tuple[str, bytes, bytes]]:
         """Each blob `(digest, size)` as `(digest, frame, data)`: its zstd frame as stored and its
@@ -213,19 +244,18 @@ class Store:
         for batch in _batches(list(blobs), self._limits.batch_bytes):
             paths = [self._path(*self._blob_parts(d)) for d, _ in batch]
             ends = [_compress_bound(size) + 1 for _, size in batch]
-            try:
-                frames = self._fs.cat_ranges(paths, [0] * len(paths), ends, on_error="return")
-            except Exception as e:
-                raise StorageError(f"{self.url}: reading {len(paths)} blobs: {type(e).__name__}: {e}") from e
+            frames = store.fetch(
+                self._fs, self.url, f"reading {len(paths)} blobs", paths, [0] * len(paths), ends, retry=self._retry
+            )
             for (digest, size), frame in zip(batch, frames):
+                if isinstance(frame, FileNotFoundError):
+                    raise StorageError(f"{self.url}: missing blob {digest}")
+                if isinstance(frame, Exception):
+                    raise StorageError(f"{self.url}: blob {digest}: {type(frame).__name__}: {frame}") from frame
                 yield digest, frame, self._checked(digest, size, frame)
 
-    def _checked(self, digest: str, size: int, frame: bytes | Exception) -> bytes:
+    def _checked(self, digest: str, size: int, frame: bytes) -> bytes:
         what = f"{self.url}: blob {digest}"
-        if isinstance(frame, FileNotFoundError):
-            raise StorageError(f"{self.url}: missing blob {digest}")
-        if isinstance(frame, Exception):
-            raise StorageError(f"{what}: {type(frame).__name__}: {frame}")
         if len(frame) > _compress_bound(size):
             raise LimitError(
                 f"{what}: stored in more bytes than any zstd frame of the {size:,} bytes its record declares"
@@ -238,13 +268,22 @@ class Store:
     # -- writing
 
     def write_blob(self, digest: str, data: bytes, *, level: int = DEFAULT_LEVEL) -> int:
-        frame = zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=True).compress(data)
+        frame = _frame(data, level)
         self._put(self._blob_parts(digest), frame)
         return len(frame)
 
-    def _write_frame(self, digest: str, frame: bytes) -> None:
-        """Store a blob's frame as another store held it (checked by `read_blobs`)."""
-        self._put(self._blob_parts(digest), frame)
+    def _write_frames(self, frames: dict[str, bytes]) -> None:
+        """Store blobs' frames (as another store held them, or as `_frame` makes them: checked
+        by `read_blobs`), together (concurrently, on object stores)."""
+        if not isinstance(self._fs, fsspec.asyn.AsyncFileSystem) or len(frames) < 2:
+            for digest, frame in frames.items():
+                self._put(self._blob_parts(digest), frame)
+            return
+        objects = {self._path(*self._blob_parts(d)): frame for d, frame in frames.items()}
+        # a retry writes the same bytes again: blobs are named by their content
+        store.call(
+            self._fs, self.url, f"cannot write: writing {len(objects)} blobs", "pipe", objects, retry=self._retry
+        )
 
     def _put(self, parts: tuple[str, ...], data: bytes) -> None:
         """Write one object atomically: on local disk through a rename; elsewhere with one
@@ -253,10 +292,7 @@ class Store:
             with store.publish(self._url(*parts), self._options) as out:
                 out.write(data)
             return
-        try:
-            self._fs.pipe_file(self._path(*parts), data)
-        except Exception as e:
-            raise StorageError(f"{self._url(*parts)}: cannot write: {type(e).__name__}: {e}") from e
+        self._call(parts, "cannot write", "pipe_file", data)
 
     def tag(self, name: str, ref: str) -> str:
         """Point tag `name` at a pack (a digest or another tag), atomically."""
@@ -285,20 +321,22 @@ class Store:
             record = _record_of(source)
             digest = _record_digest(record)
             missing = self.missing(d for d, _ in record.blobs)
-            sent = 0
-            for done, (d, data) in enumerate(source.read_blobs(missing), 1):
-                sent += self.write_blob(d, data, level=level)
-                if progress is not None:
-                    progress(done, len(missing))
-            compressed = zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=True)
-            self._put(
-                ("packs", f"{digest.split(':', 1)[1]}.json.zst"), compressed.compress(msgspec.json.encode(record))
-            )
+            sent = done = held = 0
+            batch: dict[str, bytes] = {}  # frames sent together, at most batch_bytes of them
+            for d, data in source.read_blobs(missing):
+                batch[d] = _frame(data, level)
+                held += len(batch[d])
+                if held >= self._limits.batch_bytes or done + len(batch) == len(missing):
+                    self._write_frames(batch)
+                    sent, done, held, batch = sent + held, done + len(batch), 0, {}
+                    if progress is not None:
+                        progress(done, len(missing))
+            self._put(("packs", f"{digest.split(':', 1)[1]}.json.zst"), _frame(msgspec.json.encode(record), level))
         finally:
             if opened:
                 source.close()
-        for name in tags:
-            self.tag(name, digest)
+        for name in tags:  # the record was just written: no need to read it back
+            self._put(("tags", name), f"{digest}\n".encode())
         return PushReport(digest, len(record.blobs), len(missing), sent, tags)
 
     def pull(
@@ -321,7 +359,7 @@ class Store:
         wanted = local.missing(sizes)
         fetched = fetched_bytes = 0
         for blob, frame, _ in self.read_blobs((d, sizes[d]) for d in wanted):
-            local._write_frame(blob, frame)
+            local._write_frames({blob: frame})
             fetched += 1
             fetched_bytes += len(frame)
             if progress is not None:
@@ -329,6 +367,11 @@ class Store:
         target = os.fspath(out) if out is not None else local._url("pulled", f"{digest.split(':', 1)[1]}.atpack")
         _assemble(record, digest, local, target, storage_options)
         return PullReport(digest, target, len(record.blobs), fetched, fetched_bytes)
+
+
+def _frame(data: bytes, level: int) -> bytes:
+    """`data` as a store keeps it: one zstd frame declaring its size, with a checksum."""
+    return zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=True).compress(data)
 
 
 def _batches(blobs: list[tuple[str, int]], budget: int) -> Iterator[list[tuple[str, int]]]:

@@ -3,22 +3,26 @@
 URLs and `storage_options` go to fsspec unchanged, so chained URLs
 (``simplecache::s3://bucket/x.atpack``) and every installed protocol work.
 
-Reads from a remote store are retried (`Retry`): on top of what the filesystem retries itself
-(s3fs and botocore retry connection errors, 5xx responses and cut bodies), a read that still
-fails, or that returns fewer bytes than asked, is tried again with exponential backoff, and
-every read ends within a deadline, with its data or a `StorageError`.
+Every call to a remote store ends within a deadline (`Retry.deadline`, 60 s unless
+``ATPACK_TIMEOUT`` or a `Retry` given says otherwise), with its result or a one-line
+`StorageError` naming the URL, what was being done and the deadline. On top of what the
+filesystem retries itself (s3fs and botocore retry connection errors, 5xx responses and cut
+bodies), a call that still fails with a transient error, or a read that returns fewer bytes than
+asked, is tried again with exponential backoff within that deadline.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import logging
 import math
 import os
 import random
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any, Protocol, TypeVar
@@ -31,7 +35,22 @@ from fsspec.implementations.memory import MemoryFileSystem
 from .errors import StorageError
 from .files import sweep
 
-__all__ = ["RETRY", "RangeSource", "Retry", "Sink", "open_source", "publish", "resolve"]
+__all__ = [
+    "RETRY",
+    "TIMEOUT_VARIABLE",
+    "RangeSource",
+    "Retry",
+    "Sink",
+    "call",
+    "default_retry",
+    "fetch",
+    "glob",
+    "is_folder",
+    "open_source",
+    "present",
+    "publish",
+    "resolve",
+]
 
 _T = TypeVar("_T")
 
@@ -85,15 +104,16 @@ class _LocalSource:
 
 @dataclasses.dataclass(frozen=True)
 class Retry:
-    """How reads from a remote store are retried.
+    """How calls to a remote store are retried, and how long they may take.
 
-    A read is tried up to `attempts` times: again after any error but a missing file or a
-    refused permission, and again when it returns fewer bytes than asked (short of the end of
-    the file). The first retry waits `backoff` seconds, each next one twice as long (up to
-    `max_backoff`), each wait drawn between half and all of that. No read takes more than
-    `deadline` seconds, its waits and attempts together: on an async filesystem (s3fs, gcsfs,
-    http) a request still running at the deadline is cancelled; on others the deadline is
-    checked between attempts. An infinite deadline (``math.inf``) sets no time limit.
+    A call is tried up to `attempts` times: again after a transient error (anything but a
+    missing file, a refused permission or a bad argument), and, for a read, again when it
+    returns fewer bytes than asked (short of the end of the file). The first retry waits
+    `backoff` seconds, each next one twice as long (up to `max_backoff`), each wait drawn
+    between half and all of that. No call takes more than `deadline` seconds, its waits and
+    attempts together: a request still running at the deadline is cancelled (async
+    filesystems: s3fs, gcsfs, http) or left to end on a thread of its own (others), and the
+    call is a `StorageError` at once. An infinite deadline (``math.inf``) sets no time limit.
     """
 
     attempts: int = 5
@@ -102,35 +122,227 @@ class Retry:
     deadline: float = 60.0
 
     def __post_init__(self) -> None:
-        if self.attempts < 1 or self.backoff < 0 or self.max_backoff < 0 or self.deadline <= 0:
+        if self.attempts < 1 or self.backoff < 0 or self.max_backoff < 0 or not self.deadline > 0:
             raise ValueError(f"invalid {self}")
 
 
 RETRY = Retry()
-"""What `open_source` uses unless told otherwise (and so `atpack.open`)."""
+"""The policy used where none is given, its deadline replaced by ``ATPACK_TIMEOUT``'s when set
+(see `default_retry`)."""
 
-_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+TIMEOUT_VARIABLE = "ATPACK_TIMEOUT"
+"""The environment variable that sets the deadline of every call to a store, in seconds."""
+
+
+def default_retry() -> Retry:
+    """`RETRY`, with the deadline ``ATPACK_TIMEOUT`` sets (seconds; ``inf`` for none), if set."""
+    text = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not text:
+        return RETRY
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0:
+        raise StorageError(f"{TIMEOUT_VARIABLE}={text!r}: not a number of seconds above 0")
+    return dataclasses.replace(RETRY, deadline=seconds)
+
+
+_PERMANENT = (
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+    ValueError,
+    TypeError,
+    NotImplementedError,
+)
 """Errors that a retry does not mend."""
 
 
 class _ShortRead(Exception):
-    """A read returned fewer bytes than asked."""
+    """A read returned fewer bytes than asked, or some ranges of a batch failed."""
+
+
+def _problem(e: BaseException) -> str:
+    if isinstance(e, TimeoutError):  # fsspec's FSTimeoutError and asyncio's say nothing
+        return "timed out" + (f" ({e})" if str(e) else "")
+    return str(e) if isinstance(e, _ShortRead) else f"{type(e).__name__}: {e}"
+
+
+def _retrying(
+    name: str,
+    what: str,
+    policy: Retry,
+    attempt: Callable[[float | None], _T],
+    on_retry: Callable[[], None] | None = None,
+) -> _T:
+    """`attempt(timeout)`, retried as `policy` says, each attempt given the time left to the
+    deadline; its last error as a `StorageError` naming `name` and `what`."""
+    start = time.monotonic()
+    deadline = start + policy.deadline
+    backoff = policy.backoff
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            return attempt(None if math.isinf(deadline) else max(0.001, deadline - time.monotonic()))
+        except _PERMANENT as e:
+            raise StorageError(f"{name}: {what}: {type(e).__name__}: {e}") from e
+        except Exception as e:
+            wait = random.uniform(backoff / 2, backoff)
+            now = time.monotonic()
+            if tries >= policy.attempts or now + wait >= deadline:
+                tried = f"{tries} attempt{'s' * (tries > 1)} in {now - start:.1f} s"
+                if tries < policy.attempts or isinstance(e, TimeoutError):
+                    tried = f" (gave up after {tried}: the {policy.deadline:g} s deadline reached)"
+                else:
+                    tried = f" (gave up after {tried})" if tries > 1 else ""
+                raise StorageError(f"{name}: {what}: {_problem(e)}{tried}") from e
+            log.debug("%s: %s: %s; retrying in %.2f s", name, what, _problem(e), wait)
+        if on_retry is not None:
+            on_retry()
+        time.sleep(wait)
+        backoff = min(backoff * 2, policy.max_backoff)
+
+
+def _call(fs: Any, method: str, timeout: float | None, *args: Any, **kwargs: Any) -> Any:
+    """``fs.method(*args, **kwargs)``, given up after `timeout` seconds (a `TimeoutError`)."""
+    if timeout is None or isinstance(fs, (LocalFileSystem, MemoryFileSystem)):
+        return getattr(fs, method)(*args, **kwargs)
+    if isinstance(fs, fsspec.asyn.AsyncFileSystem) and not fs.asynchronous:
+        # fsspec's sync() cancels the coroutine at the timeout: nothing is left running
+        return fsspec.asyn.sync(fs.loop, getattr(fs, "_" + method), *args, timeout=timeout, **kwargs)
+    return _in_thread(functools.partial(getattr(fs, method), *args, **kwargs), timeout)
+
+
+def _in_thread(fn: Callable[[], _T], timeout: float | None) -> _T:
+    """`fn()` on a thread of its own, waited for at most `timeout` seconds. A call still running
+    then is left to end there (the filesystem's own timeouts end it; a daemon thread never holds
+    the process up)."""
+    if timeout is None:
+        return fn()
+    outcome: list[tuple[bool, Any]] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append((True, fn()))
+        except BaseException as e:
+            outcome.append((False, e))
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="atpack-storage-call", daemon=True).start()
+    if not done.wait(timeout):
+        raise TimeoutError
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
+def call(fs: Any, url: str, what: str, method: str, *args: Any, retry: Retry | None = None, **kwargs: Any) -> Any:
+    """``fs.method(*args, **kwargs)`` within the deadline, retried on transient errors, as `retry`
+    (default: `default_retry()`) says; a failure is a `StorageError` naming `url` and `what`
+    (caused by the filesystem's error: a `FileNotFoundError` for a missing file)."""
+    policy = default_retry() if retry is None else retry
+    return _retrying(url, what, policy, lambda timeout: _call(fs, method, timeout, *args, **kwargs))
+
+
+def fetch(
+    fs: Any,
+    url: str,
+    what: str,
+    paths: Sequence[str],
+    starts: Sequence[int],
+    ends: Sequence[int],
+    *,
+    expected: Sequence[int] | None = None,
+    retry: Retry | None = None,
+    on_retry: Callable[[], None] | None = None,
+) -> list[bytes | Exception]:
+    """The byte ranges ``paths[i][starts[i]:ends[i]]``, fetched together (concurrently where the
+    filesystem can) within the deadline. A range that fails with a transient error, or that
+    comes back shorter than ``expected[i]``, is fetched again (only the ranges that failed);
+    one that fails for good (a missing file) is its error, in its place."""
+    policy = default_retry() if retry is None else retry
+    out: list[bytes | Exception | None] = [None] * len(paths)
+
+    def attempt(timeout: float | None) -> list[bytes | Exception]:
+        todo = [i for i, b in enumerate(out) if b is None]  # what the last attempts did not get
+        got = _call(
+            fs,
+            "cat_ranges",
+            timeout,
+            [paths[i] for i in todo],
+            [starts[i] for i in todo],
+            [ends[i] for i in todo],
+            on_error="return",
+        )
+        failed: list[str] = []
+        for i, data in zip(todo, got):
+            if isinstance(data, _PERMANENT):
+                out[i] = data
+            elif isinstance(data, BaseException):
+                failed.append(f"{paths[i]} at {starts[i]}: {_problem(data)}")
+            elif expected is not None and len(data) < expected[i]:
+                failed.append(f"{paths[i]} at {starts[i]}: got {len(data)} of {expected[i]} bytes")
+            else:
+                out[i] = bytes(data)
+        if failed:
+            raise _ShortRead(f"{len(failed)} of {len(todo)} ranges failed, first {failed[0]}")
+        return [b for b in out if b is not None]
+
+    if not paths:
+        return []
+    return _retrying(url, what, policy, attempt, on_retry)
+
+
+def present(fs: Any, url: str, what: str, paths: Sequence[str], *, retry: Retry | None = None) -> list[bool]:
+    """Whether each file of `paths` exists, at a cost that depends on how many paths there are,
+    not on what else is there: on an async filesystem (s3fs, gcsfs, http), one request per path
+    (its first byte), all concurrently; elsewhere, one lookup each."""
+    if isinstance(fs, fsspec.asyn.AsyncFileSystem) and not fs.asynchronous:
+        got = fetch(fs, url, what, paths, [0] * len(paths), [1] * len(paths), retry=retry)
+        for path, result in zip(paths, got):
+            if isinstance(result, Exception) and not isinstance(result, FileNotFoundError):
+                raise StorageError(f"{url}: looking up {path}: {type(result).__name__}: {result}") from result
+        return [not isinstance(result, Exception) for result in got]
+    return [bool(call(fs, url, f"{what}: {path}", "exists", path, retry=retry)) for path in paths]
+
+
+def is_folder(
+    url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None, *, retry: Retry | None = None
+) -> bool:
+    """Whether `url` is a folder (a missing one is not), within the deadline."""
+    fs, path = resolve(url, storage_options)
+    return bool(call(fs, os.fspath(url), "checking whether it is a folder", "isdir", path, retry=retry))
+
+
+def glob(
+    pattern: str | os.PathLike[str], storage_options: dict[str, Any] | None = None, *, retry: Retry | None = None
+) -> list[str]:
+    """The names (last parts) of the files matching `pattern`, a URL with wildcards in its last
+    part, within the deadline."""
+    fs, path = resolve(pattern, storage_options)
+    found = call(fs, os.fspath(pattern), "listing", "glob", path, retry=retry)
+    return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in found)
 
 
 class _FsspecSource:
     """A file on any fsspec filesystem; every read is one ranged request, retried as `retry` says."""
 
-    def __init__(self, fs: Any, path: str, url: str, retry: Retry = RETRY) -> None:
+    def __init__(self, fs: Any, path: str, url: str, retry: Retry) -> None:
         self.name = url
         self._fs = fs
         self._path = path
         self._retry = retry
         self.retries = 0
         """How many times a read was tried again."""
-        # async filesystems take a timeout through fsspec's sync(): a hung request ends at the deadline
-        self._loop = fs.loop if isinstance(fs, fsspec.asyn.AsyncFileSystem) and not fs.asynchronous else None
         try:
-            self.size = int(self._retrying("size", lambda timeout: self._call("size", timeout, path)))
+            self.size = int(self._retrying("reading its size", lambda timeout: _call(fs, "size", timeout, path)))
         except StorageError as e:
             if isinstance(e.__cause__, FileNotFoundError):
                 raise StorageError(f"{url}: no such pack") from e.__cause__
@@ -140,7 +352,7 @@ class _FsspecSource:
         expected = max(0, min(length, self.size - offset))
 
         def attempt(timeout: float | None) -> bytes:
-            data = bytes(self._call("cat_file", timeout, self._path, start=offset, end=offset + length))
+            data = bytes(_call(self._fs, "cat_file", timeout, self._path, start=offset, end=offset + length))
             if len(data) < expected:
                 raise _ShortRead(f"got {len(data)} of {expected} bytes")
             return data
@@ -150,91 +362,54 @@ class _FsspecSource:
     def read_many(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         if len(ranges) <= 1:
             return [self.read(o, n) for o, n in ranges]
-        out: list[bytes | None] = [None] * len(ranges)
-
-        def attempt(timeout: float | None) -> list[bytes]:
-            todo = [i for i, b in enumerate(out) if b is None]  # what the last attempts did not get
-            got = self._call(
-                "cat_ranges",
-                timeout,
-                [self._path] * len(todo),
-                [ranges[i][0] for i in todo],
-                [ranges[i][0] + ranges[i][1] for i in todo],
-                on_error="return",
-            )
-            failed: list[str] = []
-            for i, data in zip(todo, got):
-                offset, length = ranges[i]
-                if isinstance(data, BaseException):
-                    if isinstance(data, _PERMANENT):
-                        raise data
-                    failed.append(f"at {offset}: {type(data).__name__}: {data}")
-                elif len(data) < max(0, min(length, self.size - offset)):
-                    failed.append(f"at {offset}: got {len(data)} of {length} bytes")
-                else:
-                    out[i] = bytes(data)
-            if failed:
-                raise _ShortRead(f"{len(failed)} of {len(todo)} ranges failed, first {failed[0]}")
-            return [b for b in out if b is not None]
-
-        return self._retrying(f"reading {len(ranges)} ranges", attempt)
+        got = fetch(
+            self._fs,
+            self.name,
+            f"reading {len(ranges)} ranges",
+            [self._path] * len(ranges),
+            [o for o, _ in ranges],
+            [o + n for o, n in ranges],
+            expected=[max(0, min(n, self.size - o)) for o, n in ranges],
+            retry=self._retry,
+            on_retry=self._count_retry,
+        )
+        for (offset, _), data in zip(ranges, got):
+            if isinstance(data, Exception):
+                raise StorageError(f"{self.name}: reading at {offset}: {type(data).__name__}: {data}") from data
+        return got  # type: ignore[return-value]
 
     def close(self) -> None:
         pass
 
-    def _call(self, method: str, timeout: float | None, *args: Any, **kwargs: Any) -> Any:
-        """``fs.method(*args, **kwargs)``, cut off after `timeout` seconds where fsspec can."""
-        if self._loop is not None and timeout is not None:
-            return fsspec.asyn.sync(self._loop, getattr(self._fs, "_" + method), *args, timeout=timeout, **kwargs)
-        return getattr(self._fs, method)(*args, **kwargs)
+    def _count_retry(self) -> None:
+        self.retries += 1
 
     def _retrying(self, what: str, attempt: Callable[[float | None], _T]) -> _T:
-        """`attempt(timeout)`, retried as `self._retry` says; its last error as a `StorageError`."""
-        policy = self._retry
-        start = time.monotonic()
-        deadline = start + policy.deadline
-        backoff = policy.backoff
-        tries = 0
-        while True:
-            tries += 1
-            try:
-                return attempt(None if math.isinf(deadline) else max(0.001, deadline - time.monotonic()))
-            except _PERMANENT as e:
-                raise StorageError(f"{self.name}: {what}: {type(e).__name__}: {e}") from e
-            except Exception as e:
-                problem = f"{type(e).__name__}: {e}" if not isinstance(e, _ShortRead) else str(e)
-                wait = random.uniform(backoff / 2, backoff)
-                now = time.monotonic()
-                if tries >= policy.attempts or now + wait >= deadline:
-                    limit = f"{tries} attempts" if tries >= policy.attempts else f"the {policy.deadline:g} s deadline"
-                    raise StorageError(
-                        f"{self.name}: {what}: {problem} (gave up after {tries} attempts in {now - start:.1f} s: "
-                        f"{limit} reached)"
-                    ) from e
-            self.retries += 1
-            log.debug("%s: %s: %s; retrying in %.2f s", self.name, what, problem, wait)
-            time.sleep(wait)
-            backoff = min(backoff * 2, policy.max_backoff)
+        return _retrying(self.name, what, self._retry, attempt, self._count_retry)
 
 
 def open_source(
     url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None, *, retry: Retry | None = None
 ) -> RangeSource:
-    """Open `url` for ranged reads; reads from remote stores are retried as `retry` (default
-    `RETRY`) says."""
+    """Open `url` for ranged reads; reads from remote stores are retried, and bounded in time,
+    as `retry` (default: `default_retry()`) says."""
     fs, path = resolve(url, storage_options)
     if isinstance(fs, LocalFileSystem):
         return _LocalSource(path)
-    return _FsspecSource(fs, path, os.fspath(url), RETRY if retry is None else retry)
+    return _FsspecSource(fs, path, os.fspath(url), default_retry() if retry is None else retry)
 
 
 @contextlib.contextmanager
-def publish(url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> Iterator[Sink]:
+def publish(
+    url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None, *, retry: Retry | None = None
+) -> Iterator[Sink]:
     """Write a file that readers see whole or not at all.
 
     Local files are written beside the target and renamed over it; other filesystems write
     without autocommit and commit at the end (an object store's upload completes atomically).
-    If the block raises, nothing is published.
+    If the block raises, nothing is published. On remote filesystems each step (opening the
+    upload, each chunk of at least `_CHUNK` bytes, closing, committing) ends within the
+    deadline of `retry` (default: `default_retry()`); the filesystem retries its own requests.
     """
     fs, path = resolve(url, storage_options)
     name = os.fspath(url)
@@ -249,31 +424,39 @@ def publish(url: str | os.PathLike[str], storage_options: dict[str, Any] | None 
         fs.pipe_file(path, buffer.getvalue())
         log.debug("published %s", url)
         return
-    try:
-        f = fs.open(path, "wb", autocommit=False)
-    except Exception as e:
-        raise StorageError(f"{url}: cannot write: {type(e).__name__}: {e}") from e
-    sink = _GuardedSink(f, name)
+    policy = default_retry() if retry is None else retry
+    once = dataclasses.replace(policy, attempts=1)  # a step of an upload cannot be done again
+
+    def step(what: str, fn: Callable[[], _T]) -> _T:
+        return _retrying(name, what, once, lambda timeout: _in_thread(fn, timeout))
+
+    upload = step("cannot write: starting the upload", lambda: fs.open(path, "wb", autocommit=False))
+    sink = _GuardedSink(upload, name, step)
     try:
         try:
             yield sink
-        except BaseException:
-            _discard(f)
+            sink.flush()
+        except BaseException as e:
+            _discard(upload, step, wait=not _timed_out(e))
             raise
         try:
-            f.close()
-            if not getattr(f, "autocommit", False):  # simplecache's file uploads on close, whatever it was asked
-                f.commit()
-        except Exception as e:
-            _discard(f)
-            if not _landed(fs, path, sink):
-                raise StorageError(f"{url}: cannot write: {type(e).__name__}: {e}") from e
+            step("cannot write: completing the upload", upload.close)
+            if not getattr(upload, "autocommit", False):  # simplecache's file uploads on close, whatever it was asked
+                step("cannot write: committing the upload", upload.commit)
+        except StorageError as e:
+            _discard(upload, step, wait=not _timed_out(e))
+            if _timed_out(e) or not _landed(fs, path, sink, policy):
+                raise
             log.warning("%s: the upload completed although its last response was lost (%s)", url, e)
     finally:
         # fs.open(autocommit=False) queues the file in fs.transaction.files, which no transaction drains
         with contextlib.suppress(Exception):
-            fs.transaction.files.remove(f)
+            fs.transaction.files.remove(upload)
     log.debug("published %s", url)
+
+
+def _timed_out(e: BaseException) -> bool:
+    return isinstance(e, StorageError) and isinstance(e.__cause__, TimeoutError)
 
 
 class Sink(Protocol):
@@ -282,28 +465,51 @@ class Sink(Protocol):
     def write(self, data: bytes | memoryview, /) -> int: ...
 
 
+_Step = Callable[[str, Callable[[], Any]], Any]
+"""Runs one step of an upload within the deadline: ``step(what, fn)``."""
+
+
 class _GuardedSink:
     """A stream whose failures (a full disk, a dropped connection) are `StorageError`s, which
-    remembers how many bytes went through it and the last of them."""
+    remembers how many bytes went through it and the last of them. Given a `step`, writes go to
+    the file in chunks of at least `CHUNK` bytes, each a step (within the deadline): a remote
+    file uploads a part now and then as it is written."""
 
     TAIL = 64 << 10
+    CHUNK = 4 << 20
 
-    def __init__(self, f: IO[bytes], url: str) -> None:
+    def __init__(self, f: IO[bytes], url: str, step: _Step | None = None) -> None:
         self._f = f
         self._url = url
+        self._step = step
+        self._pending = bytearray()
         self.size = 0
         self._tail = bytearray()
 
     def write(self, data: bytes | memoryview, /) -> int:
-        try:
-            written = self._f.write(data)
-        except Exception as e:
-            raise StorageError(f"{self._url}: cannot write: {type(e).__name__}: {e}") from e
+        if self._step is None:
+            self._write(data)
+        else:
+            self._pending += data
+            if len(self._pending) >= self.CHUNK:
+                self.flush()
         self.size += len(data)
         self._tail += data[-self.TAIL :]
         if len(self._tail) > 2 * self.TAIL:  # trimmed now and then: amortized, whatever the write sizes
             del self._tail[: -self.TAIL]
-        return written
+        return len(data)
+
+    def flush(self) -> None:
+        """Hand what is held to the file (a step)."""
+        if self._step is not None and self._pending:
+            chunk, self._pending = bytes(self._pending), bytearray()
+            self._step(f"cannot write: writing {len(chunk):,} bytes", lambda: self._write(chunk))
+
+    def _write(self, data: bytes | memoryview) -> None:
+        try:
+            self._f.write(data)
+        except Exception as e:
+            raise StorageError(f"{self._url}: cannot write: {type(e).__name__}: {e}") from e
 
     @property
     def tail(self) -> bytes:
@@ -311,25 +517,38 @@ class _GuardedSink:
         return bytes(self._tail[-self.TAIL :])
 
 
-def _landed(fs: Any, path: str, sink: _GuardedSink) -> bool:
+def _landed(fs: Any, path: str, sink: _GuardedSink, policy: Retry) -> bool:
     """Whether an upload whose completion seemed to fail completed all the same (the store
     handled the request, its response was lost): the object at `path` is as long as what was
     written and ends with the same bytes (a pack's last bytes hold the digest of its index)."""
     try:
         fs.invalidate_cache(path)
-        if fs.size(path) != sink.size:
+        if call(fs, path, "checking the upload", "size", path, retry=policy) != sink.size:
             return False
-        return bool(fs.cat_file(path, start=sink.size - len(sink.tail), end=sink.size) == sink.tail)
+        start = sink.size - len(sink.tail)
+        tail = call(fs, path, "checking the upload", "cat_file", path, start=start, end=sink.size, retry=policy)
+        return bool(tail == sink.tail)
     except Exception:
         return False
 
 
-def _discard(f: Any) -> None:
-    with contextlib.suppress(Exception):
-        f.discard()
+def _discard(f: Any, step: _Step, *, wait: bool) -> None:
+    """Abandon an upload (abort it on the store). After a timeout (the store does not answer)
+    the abort is sent but not waited for."""
+
     # never close a discarded file: fsspec's close() (__del__ runs it too) would flush it, starting a new upload
     with contextlib.suppress(Exception):
         f.closed = True
+
+    def abandon() -> None:
+        with contextlib.suppress(Exception):
+            f.discard()
+
+    if wait:
+        with contextlib.suppress(StorageError):
+            step("abandoning the upload", abandon)
+    else:
+        threading.Thread(target=abandon, name="atpack-storage-discard", daemon=True).start()
 
 
 @contextlib.contextmanager

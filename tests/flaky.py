@@ -1,6 +1,8 @@
 """Scenarios on flaky storage, shared by `test_flaky_storage.py` and `tools/flaky_storage.py`:
 a pack on the S3 test server, read or written through a `FaultInjectingProxy`, with what
-happened counted (requests, faults injected, atpack's own retries, time, outcome).
+happened counted (requests, faults injected, atpack's own retries, time, outcome). And the
+content of a large store, made cheaply (`store_objects`), for `test_store.py` and
+`tools/bench_store.py`.
 
 Plain functions, no fixtures (like `packtools`)."""
 
@@ -15,12 +17,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 from s3server import FaultInjectingProxy
 
 import atpack
 from atpack import store
 from atpack.artifacts import KernelFile
 from atpack.digest import digest_bytes
+from atpack.registry import PackRecord, _frame, _record_digest
 
 MiB = 1 << 20
 ENV = atpack.Environment(triton_version="3.4.0", device_name="NVIDIA H100 80GB HBM3")
@@ -187,3 +191,26 @@ def upload_through(
         state = "CORRUPT"
     outcome.outcome = f"{result}, target: {state}"
     return outcome
+
+
+def store_objects(packs: int, *, blobs_per_pack: int = 5, tag_every: int = 10, seed: int = 0) -> dict[str, bytes]:
+    """What a store holding `packs` small packs holds, by path under its root: each pack has
+    `blobs_per_pack` blobs of its own (64 bytes each) and a record as a push writes it (named
+    by its digest), and every `tag_every`-th pack a tag. As many objects under ``blobs/`` as
+    a real store of that many packs, made in a second or so for 10,000 packs."""
+    rng = random.Random(seed)
+    objects: dict[str, bytes] = {}
+    for i in range(packs):
+        blobs = []
+        for _ in range(blobs_per_pack):
+            data = rng.randbytes(64)
+            digest = digest_bytes(data)
+            objects[f"blobs/{digest[7:9]}/{digest[7:]}"] = _frame(data, 3)
+            blobs.append((digest, len(data)))
+        key = "org.example.filler"
+        record = PackRecord(annotations={key: str(i)}, digested_annotations=(key,), blobs=tuple(sorted(blobs)))
+        digest = _record_digest(record)
+        objects[f"packs/{digest[7:]}.json.zst"] = _frame(msgspec.json.encode(record), 3)
+        if i % tag_every == 0:
+            objects[f"tags/filler-{i}"] = f"{digest}\n".encode()
+    return objects

@@ -13,6 +13,8 @@ HTTP proxies; everything listens on 127.0.0.1 only.
         ...
         print(bucket.bytes_sent)
 
+`SilentServer` accepts TCP connections on 127.0.0.1 and never answers: an endpoint that hangs.
+
 `FaultInjectingProxy` is an HTTP proxy in front of the same server that answers a fixed share of
 requests with a fault (connection resets, HTTP 500 and 503, slow or stalled responses, cut or
 short bodies), for the flaky-storage tests:
@@ -41,7 +43,15 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-__all__ = ["FAULTS", "ByteCountingProxy", "FaultInjectingProxy", "S3Bucket", "S3Server", "dummy_aws_environment"]
+__all__ = [
+    "FAULTS",
+    "ByteCountingProxy",
+    "FaultInjectingProxy",
+    "S3Bucket",
+    "S3Server",
+    "SilentServer",
+    "dummy_aws_environment",
+]
 
 REGION = "us-east-1"
 KEY = "testing-key-id"
@@ -185,6 +195,48 @@ class ByteCountingProxy:
                 done.wait()
 
 
+class SilentServer:
+    """Accepts every TCP connection on 127.0.0.1 and never sends a byte (nor closes one) until
+    closed: a server that hangs. `connections` counts what it accepted."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address: tuple[str, int] = self._listener.getsockname()[:2]
+        self.url = "http://{}:{}".format(*self.address)
+        self._held: list[socket.socket] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._accept_loop, name="silent-server", daemon=True)
+        self._thread.start()
+
+    @property
+    def connections(self) -> int:
+        return len(self._held)
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self._held.append(conn)
+
+    def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        for conn in self._held:
+            with contextlib.suppress(OSError):
+                conn.close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> SilentServer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
 # --------------------------------------------------------------------------- faults
 
 FAULTS = ("reset", "lost", "500", "503", "slow", "stall", "cut", "short")
@@ -227,7 +279,8 @@ class FaultInjectingProxy:
     (drawn from a generator seeded with `seed`), of a kind drawn evenly from `kinds` (see
     `FAULTS`); the first `pass_first` requests pass untouched, and with `methods` only requests
     of those HTTP methods get faults (each `configure` call sets it, all methods by default).
-    `configure` changes these at any time; `requests` lists what was done."""
+    `configure` changes these at any time; `requests` lists what was done, `stats()` counts it
+    (bytes of request and response bodies included)."""
 
     def __init__(
         self,
@@ -243,6 +296,7 @@ class FaultInjectingProxy:
         self._upstream = upstream
         self._lock = threading.Lock()
         self.requests: list[Request] = []
+        self._body_bytes = [0, 0]  # received from clients, sent to them
         self.configure(rate=rate, kinds=kinds, seed=seed, delay=delay, stall=stall, pass_first=pass_first)
         proxy = self
 
@@ -299,13 +353,27 @@ class FaultInjectingProxy:
         """Forget the requests seen so far."""
         with self._lock:
             self.requests = []
+            self._body_bytes = [0, 0]
 
     def stats(self) -> dict[str, Any]:
-        """Requests seen and faults injected (in all and by kind) since the last reset."""
+        """Requests seen, faults injected (in all and by kind), and bytes of request and response
+        bodies since the last reset."""
         with self._lock:
             requests = list(self.requests)
+            received, sent = self._body_bytes
         faults = collections.Counter(r.fault for r in requests if r.fault)
-        return {"requests": len(requests), "faults": sum(faults.values()), "by_kind": dict(sorted(faults.items()))}
+        return {
+            "requests": len(requests),
+            "faults": sum(faults.values()),
+            "by_kind": dict(sorted(faults.items())),
+            "bytes_received": received,
+            "bytes_sent": sent,
+        }
+
+    def _count(self, received: int, sent: int) -> None:
+        with self._lock:
+            self._body_bytes[0] += received
+            self._body_bytes[1] += sent
 
     def close(self) -> None:
         self._server.shutdown()
@@ -403,6 +471,7 @@ class _FaultHandler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_header("Content-Length", str(promised))
         self.end_headers()
+        self.owner._count(len(body), 0 if self.command == "HEAD" else len(payload))  # before the client has it
         if self.command != "HEAD":
             self.wfile.write(payload)
         if fault == "cut":
@@ -584,9 +653,19 @@ class S3Bucket:
         return self.server.client()
 
     def keys(self) -> list[str]:
-        """Every object key in the bucket (one listing, no cache)."""
-        listing = self.client().list_objects_v2(Bucket=self.name)
-        return [o["Key"] for o in listing.get("Contents", [])]
+        """Every object key in the bucket (a listing, page by page; no cache)."""
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.name)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+    def put_directly(self, objects: dict[str, bytes]) -> None:
+        """Store `objects` (key: bytes) in the bucket through moto's backend, not HTTP: thousands
+        a second, to fill a large store (nothing is counted)."""
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.s3.models import s3_backends
+
+        backend = s3_backends[DEFAULT_ACCOUNT_ID]["global"]
+        for key, data in objects.items():
+            backend.put_object(self.name, key, data)
 
     def multipart_uploads(self) -> list[str]:
         """Keys of the multipart uploads begun in the bucket and neither completed nor aborted."""
@@ -598,8 +677,10 @@ class S3Bucket:
         client = self.client()
         for upload in client.list_multipart_uploads(Bucket=self.name).get("Uploads", []):
             client.abort_multipart_upload(Bucket=self.name, Key=upload["Key"], UploadId=upload["UploadId"])
-        for key in self.keys():
-            client.delete_object(Bucket=self.name, Key=key)
+        keys = self.keys()
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes up to 1,000 keys
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            client.delete_objects(Bucket=self.name, Delete={"Objects": batch, "Quiet": True})
         client.delete_bucket(Bucket=self.name)
 
     @property

@@ -10,14 +10,28 @@ within the deadline. Uploads under faults publish a correct pack or nothing: nev
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from flaky import MiB, pack_bytes, read_through, retry_policy, sample_blobs, upload_through, write_pack
-from s3server import FAULTS, FaultInjectingProxy
+from flaky import (
+    MiB,
+    counting_retries,
+    pack_bytes,
+    read_through,
+    retry_policy,
+    sample_blobs,
+    upload_through,
+    write_pack,
+)
+from s3server import FAULTS, FaultInjectingProxy, SilentServer, dummy_aws_environment
 
 import atpack
 from atpack import store
@@ -242,10 +256,11 @@ def test_opening_through_a_store_that_always_fails_is_a_storage_error_within_the
 
 def test_a_missing_pack_is_not_retried(s3: Any, proxy: FaultInjectingProxy) -> None:
     proxy.configure(rate=0.0)
-    start = time.monotonic()
-    with pytest.raises(atpack.StorageError, match="no such pack"):
+    proxy.reset()
+    with counting_retries() as retries, pytest.raises(atpack.StorageError, match="no such pack"):
         atpack.open(s3.url("missing.atpack"), storage_options=proxy.storage_options(s3))
-    assert time.monotonic() - start < 1.0
+    # s3fs asks for the object, then whether it is a folder; nobody asks again
+    assert retries.count == 0 and [r.method for r in proxy.requests] == ["HEAD", "GET"]
 
 
 # --------------------------------------------------------------------------- uploads
@@ -317,3 +332,85 @@ def test_an_upload_whose_last_response_is_lost_is_published(s3: Any, proxy: Faul
     outcome = upload_through(proxy, url, options, UPLOAD_BLOBS, check=s3.filesystem(), old=None)
     assert outcome.faults >= 1 and [r.method for r in proxy.requests if r.fault] == ["POST"] * outcome.faults
     assert outcome.outcome == "published, target: new pack", outcome
+
+
+# --------------------------------------------------------------------------- a server that never answers
+
+DEADLINE = 3  # ATPACK_TIMEOUT for the commands below (s3fs alone waits 15 s a read, and retries)
+
+
+def _hanging_commands(base: str, pack: Path, tmp: Path) -> list[tuple[str, ...]]:
+    """Every command that reaches a store, pointed at `base` (a server that never answers)."""
+    url, remote = f"{base}/x.atpack", f"{base}/store"
+    folders = ("--inductor-dir", str(tmp / "inductor"), "--triton-dir", str(tmp / "triton"))
+    return [
+        ("inspect", url),
+        ("inspect", f"{base}/my-model"),
+        ("populate", url, *folders),
+        ("verify", url),
+        ("push", str(pack), remote, "-t", "v1"),
+        ("pull", remote, "v1", "--local", str(tmp / "local"), "-o", str(tmp / "out.atpack")),
+        ("tag", remote),
+        ("tag", remote, "v2", "v1"),
+    ]
+
+
+def _timed_cli(args: tuple[str, ...], env: dict[str, str], cwd: Path) -> tuple[int, str, float]:
+    """`atpack ARGS` in a process of its own: its exit code, its stderr, and how long it ran."""
+    start = time.monotonic()
+    run = subprocess.run([sys.executable, "-m", "atpack", *args], env=env, cwd=cwd, capture_output=True, text=True)
+    return run.returncode, run.stderr, time.monotonic() - start
+
+
+@pytest.mark.parametrize("scheme", ["s3", "http"])
+def test_every_command_against_a_server_that_never_answers_fails_in_one_line_within_the_deadline(
+    scheme: str, tmp_path: Path
+) -> None:
+    pack = tmp_path / "local.atpack"
+    write_pack(str(pack), {}, sample_blobs(3, 1500))
+    with SilentServer() as silent, dummy_aws_environment():
+        env = {**os.environ, "ATPACK_TIMEOUT": str(DEADLINE), "AWS_ENDPOINT_URL": silent.url}
+        base = "s3://bucket" if scheme == "s3" else silent.url
+        commands = _hanging_commands(base, pack, tmp_path)
+        if scheme == "s3":
+            commands.append(("merge", str(pack), str(pack), "-o", f"{base}/merged.atpack"))  # an upload
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:  # three at a time: a small machine
+            results = list(pool.map(lambda args: _timed_cli(args, env, tmp_path), commands))
+        assert silent.connections >= len(commands)  # each reached the server, and got no answer
+    for args, (returncode, stderr, seconds) in zip(commands, results):
+        what = f"atpack {' '.join(args)}: exit {returncode} after {seconds:.1f} s\n{stderr}"
+        assert returncode == 1 and seconds < 20, what  # 3 s, and Python's start on a busy machine
+        assert stderr.startswith("atpack: error: ") and stderr.count("\n") == 1, what
+        assert "timed out" in stderr and f"the {DEADLINE} s deadline" in stderr, what
+        assert any(arg in stderr for arg in args if arg.startswith(base)), what  # names the URL it waited for
+
+
+def test_the_timeout_option_sets_the_deadline_over_the_environment(tmp_path: Path) -> None:
+    with SilentServer() as silent:
+        env = {**os.environ, "ATPACK_TIMEOUT": "300"}
+        returncode, stderr, seconds = _timed_cli(("inspect", f"{silent.url}/x.atpack", "--timeout", "2"), env, tmp_path)
+    assert returncode == 1 and seconds < 15, stderr
+    assert stderr.count("\n") == 1 and "timed out" in stderr and "the 2 s deadline" in stderr, stderr
+
+
+def test_the_deadline_bounds_a_library_call_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from atpack.registry import Store
+
+    with SilentServer() as silent:
+        monkeypatch.setenv("ATPACK_TIMEOUT", "1.5")
+        start = time.monotonic()
+        with pytest.raises(atpack.StorageError, match=r"x\.atpack: .*timed out.*the 1\.5 s deadline"):
+            atpack.open(f"{silent.url}/x.atpack")
+        with pytest.raises(atpack.StorageError, match=r"listing tags: timed out.*the 1 s deadline"):
+            Store(f"{silent.url}/store", retry=store.Retry(deadline=1.0)).tags()  # a parameter wins
+        assert time.monotonic() - start < 1.5 + 1.0 + 2.0
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "nan"])
+def test_a_timeout_that_is_not_a_number_of_seconds_is_a_one_line_error(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ATPACK_TIMEOUT", value)
+    with pytest.raises(atpack.AtpackError, match=f"ATPACK_TIMEOUT={value!r}: not a number of seconds") as error:
+        atpack.open("http://127.0.0.1:9/x.atpack")
+    assert "\n" not in str(error.value)

@@ -13,6 +13,8 @@ What this module pins down:
   no temporary file or multipart upload is left behind.
 * URLs and storage_options go to fsspec unchanged; a pack that cannot be reached or
   written is an `atpack.StorageError` naming the URL.
+* A store's cost scales with the pack, not the store: a push or a pull makes the same requests
+  into a store of 10 packs as into one of 1,000 (`tools/bench_store.py` measures up to 10,000).
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ from typing import Any
 import fsspec
 import pytest
 import s3fs
+from flaky import sample_blobs, store_objects, write_pack
 
 import atpack
 from atpack.artifacts import InductorBestConfig, KernelFile, TritonKernel, artifact_digest
+from atpack.registry import Store
 
 MB = 1_000_000
 MiB = 1 << 20
@@ -563,3 +567,62 @@ def test_simplecache_s3_pack_is_uploaded_once(s3, tmp_path: pathlib.Path) -> Non
 
     assert writer.info is not None
     assert s3.bytes_received < 1.5 * writer.info.size
+
+
+# --------------------------------------------------------------------------- a store that scales
+
+
+def _fill_store(bucket: Any, packs: int) -> None:
+    """`packs` small packs in the store at ``store/`` of `bucket`, put straight into the server."""
+    bucket.put_directly({f"store/{path}": data for path, data in store_objects(packs, seed=packs).items()})
+
+
+def _requests(proxy: Any, bucket: Any) -> list[tuple[str, str]]:
+    """The requests the proxy saw (method, path), with the bucket's name taken out."""
+    return [(r.method, r.path.replace(f"/{bucket.name}", "", 1)) for r in proxy.requests]
+
+
+def test_s3_a_push_and_a_pull_cost_the_same_into_a_store_of_10_and_of_1000_packs(
+    s3_server: Any, tmp_path: pathlib.Path
+) -> None:
+    """A store is never listed under blobs/: a blob is looked up by its name, so what a push or
+    a pull asks of the store depends on the pack, not on what else the store holds."""
+    pack = tmp_path / "new.atpack"
+    write_pack(str(pack), {}, sample_blobs(20, 3000, seed=9))
+    seen = {}
+    with s3_server.fault_proxy() as proxy:
+        for packs in (10, 1000):
+            bucket = s3_server.new_bucket()
+            try:
+                _fill_store(bucket, packs)
+                remote = Store(bucket.url("store"), storage_options=proxy.storage_options(bucket))
+                proxy.reset()
+                pushed = remote.push(pack, tags=["new"])
+                push = _requests(proxy, bucket)
+                proxy.reset()
+                pulled = remote.pull(
+                    "new", tmp_path / f"pulled-{packs}.atpack", local=Store(tmp_path / f"node-{packs}")
+                )
+                seen[packs] = (push, _requests(proxy, bucket))
+                assert pushed.blobs_sent == pulled.blobs_fetched == 20
+            finally:
+                bucket.delete()
+    assert sorted(seen[10][0]) == sorted(seen[1000][0]) and sorted(seen[10][1]) == sorted(seen[1000][1])
+    push, pull = seen[1000]
+    assert not [path for _, path in push + pull if "list-type" in path]  # nothing listed, blobs/ least of all
+    assert len(push) == 20 + 20 + 2 and len(pull) == 1 + 2 + 20  # look-ups, blobs, record, tag; tag, record, blobs
+    assert atpack.open(tmp_path / "pulled-1000.atpack").digest == atpack.open(pack).digest
+
+
+def test_tags_are_listed_without_being_read_and_read_together(s3: Any) -> None:
+    _fill_store(s3, 50)  # a tag every 10 packs
+    with s3.server.fault_proxy() as proxy:
+        remote = Store(s3.url("store"), storage_options=proxy.storage_options(s3))
+        names = remote.tags()
+        assert names == sorted(f"filler-{i}" for i in range(0, 50, 10))
+        assert [(m, "list-type" in path) for m, path in _requests(proxy, s3)] == [("GET", True)]  # one listing
+        proxy.reset()
+        digests = remote.resolve_many(names)
+        assert sorted(_requests(proxy, s3)) == [("GET", f"/store/tags/{name}") for name in names]  # each read once
+        assert all(d.startswith("sha256:") for d in digests.values())
+        assert remote.resolve(names[0]) == digests[names[0]]
