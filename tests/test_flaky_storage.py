@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flaky import MiB, pack_bytes, read_through, retry_policy, sample_blobs, upload_through, write_pack
+from flaky import MiB, pack_bytes, read_through, sample_blobs, upload_through, write_pack
 from s3server import FAULTS, FaultInjectingProxy
 
 import atpack
@@ -235,8 +235,8 @@ def test_opening_through_a_store_that_always_fails_is_a_storage_error_within_the
 ) -> None:
     proxy.configure(rate=1.0, kinds=["reset", "503"], seed=0)
     start = time.monotonic()
-    with retry_policy(store.Retry(attempts=100, deadline=2.0)), pytest.raises(atpack.StorageError, match=pack_url):
-        atpack.open(pack_url, storage_options=proxy.storage_options(s3))
+    with pytest.raises(atpack.StorageError, match=pack_url):
+        atpack.open(pack_url, storage_options=proxy.storage_options(s3), retry=atpack.Retry(attempts=100, deadline=2.0))
     assert time.monotonic() - start < 3.5
 
 
