@@ -640,11 +640,14 @@ class Pack:
         return index, raw
 
     def _not_a_pack(self) -> str:
-        """Why a file without a footer is not a pack: cut short, or something else."""
-        what = f"{self.size:,} bytes, no atpack footer at the end"
+        """Why a file that does not end with the footer is not a pack: one cut short (or with
+        bytes after its end), or something else."""
+        what = f"{self.size:,} bytes, no footer magic at the end"
         header = self._source.read(0, min(self.size, len(MAGIC)))
         if self.size and MAGIC.startswith(header):
-            return f"truncated: it starts as an atpack file but ends without the footer ({what})"
+            return (
+                f"truncated, or followed by other bytes: it starts as an atpack file but does not end as one ({what})"
+            )
         return f"not an atpack file ({what})"
 
     def _count_tables(self, tables: _IndexTables) -> None:

@@ -388,11 +388,12 @@ def test_a_truncated_pack_is_called_truncated(tmp_path: Path) -> None:
         cut.write_bytes(data[:size])
         refused(
             atpack("inspect", str(cut)),
-            f"truncated: it starts as an atpack file but ends without the footer ({size:,} bytes",
+            "truncated, or followed by other bytes: it starts as an atpack file but does not end as one "
+            f"({size:,} bytes",
         )
     other = tmp_path / "notes.txt"
     other.write_bytes(b"x" * 500)
-    refused(atpack("verify", str(other)), "not an atpack file (500 bytes, no atpack footer at the end)")
+    refused(atpack("verify", str(other)), "not an atpack file (500 bytes, no footer magic at the end)")
 
 
 def test_populating_a_damaged_pack_writes_what_verifies_and_reports_every_artifact(
