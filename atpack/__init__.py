@@ -20,7 +20,11 @@ from .errors import (
     CacheFileError,
     FormatError,
     IntegrityError,
+    IsAFolderError,
     LimitError,
+    MergeConflictError,
+    NotFoundError,
+    SignatureError,
     StorageError,
     UnsafeContentError,
 )
@@ -44,8 +48,10 @@ if TYPE_CHECKING:
     from .pack import Limits, Pack, PackInfo, PackWriter, create
     from .pack import open_pack as open
     from .populate import PopulateReport, populate
+    from .store import Retry
 
 __version__ = "0.1.0"
+"""The version of atpack: the one place it is written (the package metadata reads it from here)."""
 
 _LAZY = {
     "load": ".api",
@@ -74,6 +80,7 @@ _LAZY = {
     "open": ".pack",
     "PopulateReport": ".populate",
     "populate": ".populate",
+    "Retry": ".store",
 }
 
 
@@ -125,12 +132,17 @@ __all__ = [
     "InductorGemmTimings",
     "InductorKernelPerf",
     "IntegrityError",
+    "IsAFolderError",
     "LimitError",
     "Limits",
     "Manifest",
+    "MergeConflictError",
+    "NotFoundError",
     "Pack",
     "PackInfo",
     "PackWriter",
+    "Retry",
+    "SignatureError",
     "StorageError",
     "TritonAutotune",
     "TritonKernel",

@@ -18,8 +18,10 @@ from typing import Any
 
 from .capture import Capture
 from .collect import pack_caches
+from .errors import AtpackError
 from .pack import DEFAULT_LEVEL, PackInfo, open_pack
 from .populate import PopulateReport, populate
+from .store import Retry
 
 __all__ = ["load", "load_cache_artifacts", "save_cache_artifacts", "to_megacache"]
 
@@ -36,10 +38,12 @@ def save_cache_artifacts(
     annotations: dict[str, str] | None = None,
     storage_options: dict[str, Any] | None = None,
     level: int = DEFAULT_LEVEL,
+    allow_empty: bool = False,
 ) -> PackInfo:
     """Save this process's compile caches as a pack at `url`, like
     `torch.compiler.save_cache_artifacts()`: torch's Megacache entries recorded so far, plus
-    everything in the cache folders. With `capture`, only what that capture recorded."""
+    everything in the cache folders. With `capture`, only what that capture recorded.
+    Where the caches hold nothing, no pack is written (`AtpackError`) unless `allow_empty`."""
     if capture is not None:
         return capture.save(
             url, binaries_only=binaries_only, annotations=annotations, storage_options=storage_options, level=level
@@ -61,6 +65,7 @@ def save_cache_artifacts(
         annotations=annotations,
         storage_options=storage_options,
         level=level,
+        allow_empty=allow_empty,
     )
     assert report.info is not None
     return report.info
@@ -75,12 +80,14 @@ def load_cache_artifacts(
     ignore_environment: bool = False,
     storage_options: dict[str, Any] | None = None,
     trusted_keys: Sequence[str | os.PathLike[str]] = (),
+    retry: Retry | None = None,
 ) -> PopulateReport:
     """Populate this machine's caches from the pack at `url` (or the packs of a model folder,
     see `atpack.populate.find_packs`), like `torch.compiler.load_cache_artifacts()`: what applies here is
     written (what runs code when loaded only with `trust_pickles`), the rest is skipped, and
     the report says why. With `trusted_keys` (public key files), only a pack signed by one of
-    them is loaded (`atpack.signing.SignatureError` otherwise, before anything is written).
+    them is loaded (`atpack.SignatureError` otherwise, before anything is written). `retry`
+    (an `atpack.Retry`) says how reads from a remote store are retried.
 
     In this process, coordinate-descent results that torch would re-tune are replayed too
     (`atpack.coordesc`)."""
@@ -94,6 +101,7 @@ def load_cache_artifacts(
         ignore_environment=ignore_environment,
         storage_options=storage_options,
         trusted_keys=trusted_keys,
+        retry=retry,
     )
     coordesc.install()
     return report
@@ -105,23 +113,30 @@ def load(
     trust_pickles: bool = False,
     storage_options: dict[str, Any] | None = None,
     trusted_keys: Sequence[str | os.PathLike[str]] = (),
+    retry: Retry | None = None,
 ) -> PopulateReport:
     """The container startup call: populate this machine's caches from `url` before compiling,
     and log what happened. Never raises for artifacts that do not apply; raises `AtpackError`
-    if the pack cannot be read."""
+    if the pack cannot be read. `report.applied` says how many results the caches now hold
+    (0 when nothing in the pack applies here)."""
     report = load_cache_artifacts(
-        url, trust_pickles=trust_pickles, storage_options=storage_options, trusted_keys=trusted_keys
+        url, trust_pickles=trust_pickles, storage_options=storage_options, trusted_keys=trusted_keys, retry=retry
     )
     log.info("atpack.load(%s): %s", os.fspath(url), report.format().splitlines()[-1])
     return report
 
 
 def to_megacache(url: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> bytes:
-    """The pack's Megacache entries as a blob `torch.compiler.load_cache_artifacts()` reads."""
+    """The pack's Megacache entries as a blob `torch.compiler.load_cache_artifacts()` reads;
+    `AtpackError` for a pack that holds none (where torch's own call returns None)."""
     from .adapters import megacache
     from .artifacts import MegacacheEntry
 
     with open_pack(url, storage_options=storage_options) as pack:
         entries = sorted((a for a in pack.artifacts if isinstance(a, MegacacheEntry)), key=lambda a: a.seq)
+        if not entries:
+            raise AtpackError(
+                f"{pack.name}: no Megacache entry in this pack ({len(pack.artifacts)} artifacts of other kinds)"
+            )
         contents = dict(pack.read_blobs(a.content for a in entries))
         return megacache.write_blob((a.type_name, a.entry_key, contents[a.content]) for a in entries)

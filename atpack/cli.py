@@ -1,23 +1,27 @@
 """The `atpack` command: a thin shell over the library.
 
-Exit codes: 0 success; 1 an atpack error (bad pack, storage, cache folder), printed as one
-line; 2 bad usage. Tracebacks only with ``--debug`` or ``ATPACK_DEBUG=1``.
+Exit codes: 0 success; 1 an error (bad pack, storage, cache folder), printed as one line;
+2 bad usage; 3 ``populate --require-applied`` applied nothing; ``diff --exit-code`` exits 1
+when the packs differ. Tracebacks only with ``--debug`` or ``ATPACK_DEBUG=1``.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import msgspec
+from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from .errors import AtpackError
+from . import __version__
+from .errors import AtpackError, IsAFolderError, NotFoundError
 
 __all__ = ["main"]
 
@@ -36,7 +40,13 @@ examples:
   atpack push all.atpack s3://bucket/store -t llama-h100  publish under a name
   atpack pull s3://bucket/store llama-h100 -o /tmp/p.atpack
   atpack report pack.atpack -o report.html                a picture of a pack
+
+exit codes: 0 success; 1 an error (one line on stderr; --debug for the traceback); 2 bad usage;
+  3 populate --require-applied applied nothing; diff --exit-code: 1 when the packs differ
 """
+
+NOTHING_APPLIED = 3
+"""The exit code of `populate --require-applied` when no artifact applied here."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,28 +61,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.run(args) or 0)
-    except AtpackError as e:
+    except BrokenPipeError:
+        return 0
+    except (AtpackError, OSError) as e:  # OSError: what the library did not foresee of a file or a network
         if debug:
             raise
-        print(f"atpack: error: {e}", file=sys.stderr)
+        print(f"atpack: error: {_one_line(e)}", file=sys.stderr)
         return 1
     except _UsageError as e:
         print(f"atpack: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return 0
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 class _UsageError(Exception):
     """The command line asks for something that cannot be (exit code 2)."""
 
 
+def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """--debug and -v, taken before the command (`default` False) and after it (`default`
+    SUPPRESS: given there, they set the value; not given, they leave the one given before)."""
+    parser.add_argument("--debug", action="store_true", default=default, help="show tracebacks (also ATPACK_DEBUG=1)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="more detail")
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show tracebacks (also ATPACK_DEBUG=1)")
-    common.add_argument("-v", "--verbose", action="store_true", help="more detail")
+    _global_options(common, argparse.SUPPRESS)
     storage = argparse.ArgumentParser(add_help=False)
     storage.add_argument(
         "--storage-options",
@@ -93,8 +113,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Autotune results as packs: collect, inspect, verify, populate.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[common],
     )
+    _global_options(parser, False)
+    parser.add_argument("--version", action="version", version=f"atpack {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -118,9 +139,19 @@ def _parser() -> argparse.ArgumentParser:
         "--environment", metavar="FILE", help="JSON environment the caches were made in (default: this machine's)"
     )
     p.add_argument(
-        "--annotate", metavar="KEY=VALUE", action="append", default=[], help="add an annotation (reverse-DNS key)"
+        "--annotate",
+        metavar="KEY=VALUE",
+        type=_annotation,
+        action="append",
+        default=[],
+        help="add an annotation (reverse-DNS key, like org.example.model)",
     )
-    p.add_argument("--level", type=int, default=9, help="zstd level, 1..22 (default 9)")
+    p.add_argument("--level", type=_zstd_level, default=9, help="zstd level, 1..22 (default 9)")
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="write a pack even when no artifact is found (by default that is an error)",
+    )
     p.set_defaults(run=_pack)
 
     p = sub.add_parser(
@@ -172,6 +203,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PUBLIC.pem",
         help="populate only a pack signed by one of these public keys (repeatable)",
     )
+    p.add_argument(
+        "--require-applied",
+        action="store_true",
+        help=f"exit {NOTHING_APPLIED} when no artifact applies here (none written, merged or already present): "
+        "for startup checks that need the caches warm",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_populate)
 
@@ -210,7 +247,8 @@ def _parser() -> argparse.ArgumentParser:
         "verify",
         parents=[common, storage],
         help="check every digest of a pack",
-        description="Read every byte of a pack and check every checksum and digest.",
+        description="Read every byte of a pack and check every checksum and digest; for a model folder, of "
+        "every pack beside the weights.",
     )
     p.add_argument("url", metavar="URL")
     p.add_argument(
@@ -250,15 +288,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("before", metavar="A")
     p.add_argument("after", metavar="B")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--exit-code", action="store_true", help="exit 1 when the packs differ, 0 when not (as git diff)")
     p.set_defaults(run=_diff)
 
     p = sub.add_parser(
         "merge",
         parents=[common, storage],
         help="merge packs (say, from several ranks) into one",
-        description="Merge packs into one. The result does not depend on the order of the inputs.",
+        description="Merge packs into one. The result does not depend on the order of the inputs. A model folder "
+        "stands for the packs beside its weights. Signatures are not carried over: sign the merged pack.",
     )
-    p.add_argument("inputs", nargs="+", metavar="URL")
+    p.add_argument("inputs", nargs="+", metavar="URL", help="packs, or model folders")
     p.add_argument("-o", "--output", required=True, metavar="URL")
     p.add_argument(
         "--policy",
@@ -306,28 +346,76 @@ def _parser() -> argparse.ArgumentParser:
         "report",
         parents=[common, storage],
         help="write an HTML page about a pack",
-        description="A self-contained HTML page: environments, kernels, chosen configs, candidate timings.",
+        description="A self-contained HTML page: environments, signatures, kernels, chosen configs, candidate "
+        "timings. It reads without JavaScript.",
     )
     p.add_argument("url", metavar="URL")
     p.add_argument("-o", "--output", required=True, metavar="FILE.html")
+    p.add_argument(
+        "--key",
+        action="append",
+        default=[],
+        metavar="PUBLIC.pem",
+        help="check the pack's signatures against these public keys (repeatable); else they are listed unverified",
+    )
     p.set_defaults(run=_report)
     return parser
 
 
-def _progress(label: str) -> Callable[[int, int], None] | None:
-    """A progress bar on stderr, only when stderr is a terminal (never in logs or pipes)."""
-    if not sys.stderr.isatty():
-        return None
+class _TerminalBar(Callback):  # type: ignore[misc]  # fsspec is untyped
+    """A progress bar on stderr."""
 
-    def show(done: int, total: int) -> None:
-        width = 30
-        filled = width * done // max(total, 1)
-        end = "\n" if done >= total else ""
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.label = label
+
+    def call(self, *args: Any, **kwargs: Any) -> None:
+        width, total = 30, self.size or 0
+        filled = width * min(self.value, total) // max(total, 1)
+        end = "\n" if self.value >= total else ""
         print(
-            f"\r{label} [{'#' * filled}{' ' * (width - filled)}] {done}/{total}", end=end, file=sys.stderr, flush=True
+            f"\r{self.label} [{'#' * filled}{' ' * (width - filled)}] {self.value}/{total}",
+            end=end,
+            file=sys.stderr,
+            flush=True,
         )
 
-    return show
+
+def _bar(label: str) -> Callback:
+    """A progress bar on stderr, only when stderr is a terminal (never in logs or pipes)."""
+    return _TerminalBar(label) if sys.stderr.isatty() else DEFAULT_CALLBACK
+
+
+def _progress(callback: Callback) -> Callable[[int, int], None]:
+    """`progress(done, total)`, for the calls that take one (a store's push and pull), fed to `callback`."""
+
+    def update(done: int, total: int) -> None:
+        if callback.size != total:
+            callback.set_size(total)
+        callback.absolute_update(done)
+
+    return update
+
+
+def _zstd_level(text: str) -> int:
+    try:
+        level = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= level <= 22:
+        raise argparse.ArgumentTypeError(f"{level}: zstd levels are 1..22")
+    return level
+
+
+def _annotation(text: str) -> tuple[str, str]:
+    from .pack import _ANNOTATION_KEY
+
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE")
+    if not _ANNOTATION_KEY.match(key):
+        raise argparse.ArgumentTypeError(f"{key!r}: a key is reverse-DNS, like org.example.model")
+    return key, value
 
 
 def _seconds(text: str) -> float:
@@ -364,12 +452,8 @@ def _pack(args: argparse.Namespace) -> int:
                 environment = environment_from_json(f.read())
         except (OSError, msgspec.DecodeError) as e:
             raise AtpackError(f"{args.environment}: not an environment file ({e})") from e
-    annotations = {}
-    for item in args.annotate:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise AtpackError(f"--annotate {item!r}: expected KEY=VALUE")
-        annotations[key] = value
+    _check_output(args.output, args.storage_options)
+    annotations = dict(args.annotate)
     sources = [s for s, off in (("inductor", args.no_inductor), ("triton", args.no_triton)) if not off]
     blob = None
     if args.megacache:
@@ -391,6 +475,7 @@ def _pack(args: argparse.Namespace) -> int:
             annotations=annotations,
             storage_options=args.storage_options,
             level=args.level,
+            allow_empty=args.allow_empty,
         )
     except ValueError as e:
         raise AtpackError(str(e)) from e
@@ -443,13 +528,23 @@ def _populate(args: argparse.Namespace) -> int:
         trust_pickles=args.trust_pickles,
         storage_options=args.storage_options,
         trusted_keys=args.trusted_key,
-        progress=None if args.json else _progress("reading blobs"),
+        callback=DEFAULT_CALLBACK if args.json else _bar("reading blobs"),
     )
     if args.json:
         print(json.dumps(msgspec.to_builtins(report), indent=2))
     else:
         print(report.format(verbose=args.verbose))
-    return 0 if report.ok else 1
+    if not report.ok:
+        return 1
+    if args.require_applied and not report.applied:
+        what = "would apply" if report.dry_run else "applied"
+        print(
+            f"atpack: nothing {what} here: none of the {len(report.outcomes)} artifacts of {report.pack} is "
+            "written, merged or already present (--require-applied)",
+            file=sys.stderr,
+        )
+        return NOTHING_APPLIED
+    return 0
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -530,24 +625,30 @@ def _inspect_text(pack: Any, *, verbose: bool) -> str:
 
 def _verify(args: argparse.Namespace) -> int:
     from .pack import open_pack
+    from .populate import find_packs
 
-    with open_pack(args.url, storage_options=args.storage_options) as pack:
-        pack.verify(progress=_progress("checking frames"))
-        signed = ""
-        if args.key:
-            from .signing import verify_signature
+    for url in find_packs(args.url, storage_options=args.storage_options):
+        with open_pack(url, storage_options=args.storage_options) as pack:
+            pack.verify(callback=_bar("checking frames"))
+            signed = ""
+            if args.key:
+                from .signing import verify_signature
 
-            signed = f", signed by key {verify_signature(pack, args.key)}"
-        print(
-            f"ok: {pack.name}: {len(pack.artifacts)} artifacts, {pack.blob_count} blobs, every digest matches{signed}"
-        )
+                signed = f", signed by key {verify_signature(pack, args.key)}"
+            print(
+                f"ok: {pack.name}: {len(pack.artifacts)} artifacts, {pack.blob_count} blobs, every digest matches"
+                f"{signed}"
+            )
     return 0
 
 
 def _sign(args: argparse.Namespace) -> int:
     from .signing import sign
 
-    kid = sign(args.url, args.key, out=args.output, storage_options=args.storage_options)
+    if args.output:
+        _check_output(args.output, args.storage_options)
+    with _one_pack("sign", [args.url], args.storage_options):
+        kid = sign(args.url, args.key, out=args.output, storage_options=args.storage_options)
     print(f"signed {args.output or args.url} with key {kid}")
     return 0
 
@@ -565,13 +666,13 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _megacache(args: argparse.Namespace) -> int:
     from .api import to_megacache
+    from .store import publish
 
-    blob = to_megacache(args.url, storage_options=args.storage_options)
-    try:
-        with open(args.output, "wb") as f:
-            f.write(blob)
-    except OSError as e:
-        raise AtpackError(f"{args.output}: {e.strerror or e}") from e
+    _check_output(args.output, None)
+    with _one_pack("megacache", [args.url], args.storage_options):
+        blob = to_megacache(args.url, storage_options=args.storage_options)
+    with publish(args.output) as f:
+        f.write(blob)
     print(f"wrote {args.output} ({len(blob):,} bytes)")
     return 0
 
@@ -579,21 +680,25 @@ def _megacache(args: argparse.Namespace) -> int:
 def _diff(args: argparse.Namespace) -> int:
     from .merge import diff
 
-    changes = diff(args.before, args.after, storage_options=args.storage_options)
+    with _one_pack("diff", [args.before, args.after], args.storage_options):
+        changes = diff(args.before, args.after, storage_options=args.storage_options)
     if args.json:
         print(json.dumps([msgspec.to_builtins(c) for c in changes], indent=2))
-        return 0
-    for c in changes:
-        print(f"{c.change:8s} {c.kind:24s} {c.key[:70]:70s} {c.detail}".rstrip())
-    counts = {k: sum(1 for c in changes if c.change == k) for k in ("added", "removed", "changed")}
-    print(", ".join(f"{n} {k}" for k, n in counts.items()))
-    return 0
+    else:
+        for c in changes:
+            print(f"{c.change:8s} {c.kind:24s} {c.key[:70]:70s} {c.detail}".rstrip())
+        counts = {k: sum(1 for c in changes if c.change == k) for k in ("added", "removed", "changed")}
+        print(", ".join(f"{n} {k}" for k, n in counts.items()))
+    return 1 if args.exit_code and changes else 0
 
 
 def _merge(args: argparse.Namespace) -> int:
     from .merge import merge
+    from .populate import find_packs
 
-    report = merge(args.inputs, args.output, policy=args.policy, storage_options=args.storage_options)
+    _check_output(args.output, args.storage_options)
+    inputs = [pack for url in args.inputs for pack in find_packs(url, storage_options=args.storage_options)]
+    report = merge(inputs, args.output, policy=args.policy, storage_options=args.storage_options)
     print(report.format())
     return 0
 
@@ -601,9 +706,10 @@ def _merge(args: argparse.Namespace) -> int:
 def _push(args: argparse.Namespace) -> int:
     from .registry import Store
 
-    report = Store(args.store, storage_options=args.storage_options).push(
-        args.pack, tags=args.tag, progress=_progress("pushing blobs")
-    )
+    with _one_pack("push", [args.pack], args.storage_options):
+        report = Store(args.store, storage_options=args.storage_options).push(
+            args.pack, tags=args.tag, progress=_progress(_bar("pushing blobs"))
+        )
     print(report.format())
     return 0
 
@@ -611,10 +717,17 @@ def _push(args: argparse.Namespace) -> int:
 def _pull(args: argparse.Namespace) -> int:
     from .registry import Store
 
+    if args.output:
+        _check_output(args.output, args.storage_options)
     local = Store(args.local) if args.local else None
-    report = Store(args.store, storage_options=args.storage_options).pull(
-        args.ref, args.output, local=local, storage_options=args.storage_options, progress=_progress("fetching blobs")
-    )
+    with _store_must_exist(args.store, args.storage_options):
+        report = Store(args.store, storage_options=args.storage_options).pull(
+            args.ref,
+            args.output,
+            local=local,
+            storage_options=args.storage_options,
+            progress=_progress(_bar("fetching blobs")),
+        )
     print(report.format())
     return 0
 
@@ -623,20 +736,30 @@ def _tag(args: argparse.Namespace) -> int:
     from .registry import Store
 
     registry = Store(args.store, storage_options=args.storage_options)
-    if args.name is None:
-        for name, digest in registry.resolve_many(registry.tags()).items():
-            print(f"{name}\t{digest}")
-        return 0
-    if args.ref is None:
-        raise AtpackError("tag: give both NAME and REF, or neither to list the tags")
-    print(f"{args.name} -> {registry.tag(args.name, args.ref)}")
+    if args.name is not None and args.ref is None:
+        raise _UsageError("tag: give both NAME and REF, or neither to list the tags")
+    with _store_must_exist(args.store, args.storage_options):
+        if args.name is not None:
+            print(f"{args.name} -> {registry.tag(args.name, args.ref)}")
+            return 0
+        names = registry.tags()
+        if not names and _no_store(args.store, args.storage_options):
+            raise NotFoundError(f"no store at {args.store}")
+        tags = registry.resolve_many(names)
+    for name, digest in tags.items():
+        print(f"{name}\t{digest}")
+    if not tags:
+        print(f"atpack: {args.store} holds no tag", file=sys.stderr)
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    print(f"wrote {write_report(args.url, args.output, storage_options=args.storage_options)}")
+    _check_output(args.output, args.storage_options)
+    with _one_pack("report", [args.url], args.storage_options):
+        out = write_report(args.url, args.output, storage_options=args.storage_options, keys=args.key)
+    print(f"wrote {out}")
     return 0
 
 
@@ -652,3 +775,66 @@ def _env(args: argparse.Namespace) -> int:
             if field != "extra":
                 print(f"{field:20s} {value if value is not None else '-'}")
     return 0
+
+
+# --------------------------------------------------------------------------- shared checks
+
+
+def _check_output(url: str, storage_options: dict[str, Any] | None) -> None:
+    """Refuse, before any work, an output that names an existing local folder."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    from .store import resolve
+
+    fs, path = resolve(url, storage_options)
+    if isinstance(fs, LocalFileSystem) and os.path.isdir(path):
+        raise IsAFolderError(f"{url}: a folder; -o names the file to write")
+
+
+@contextlib.contextmanager
+def _one_pack(command: str, urls: list[str], storage_options: dict[str, Any] | None) -> Iterator[None]:
+    """Runs a command that takes pack files: where one of `urls` is a model folder, the error
+    says so in one line and names its packs (looked up only once the command failed)."""
+    try:
+        yield
+    except (IsAFolderError, NotFoundError) as e:
+        for url in urls:
+            packs = _packs_in_folder(url, storage_options)
+            if packs:
+                names = ", ".join(p[len(url.rstrip("/")) + 1 :] for p in packs[:4]) + (" ..." if len(packs) > 4 else "")
+                raise IsAFolderError(
+                    f"{url}: a model folder with {len(packs)} pack(s) ({names}): {command} takes one pack file"
+                ) from e
+        raise
+
+
+def _packs_in_folder(url: str, storage_options: dict[str, Any] | None) -> list[str]:
+    """The packs of the model folder at `url`; none where `url` is no such folder."""
+    from .populate import find_packs
+
+    try:
+        packs = find_packs(url, storage_options=storage_options)
+    except AtpackError:
+        return []
+    return [] if packs == [url] else packs
+
+
+@contextlib.contextmanager
+def _store_must_exist(url: str, storage_options: dict[str, Any] | None) -> Iterator[None]:
+    """Runs a command on the store at `url`: where it failed because there is no store there,
+    the error says so (looked up only once the command failed)."""
+    try:
+        yield
+    except AtpackError as e:
+        if _no_store(url, storage_options):
+            raise NotFoundError(f"no store at {url}") from e
+        raise
+
+
+def _no_store(url: str, storage_options: dict[str, Any] | None) -> bool:
+    from . import store
+
+    try:
+        return not store.is_folder(url, storage_options)
+    except Exception:  # cannot tell (no network, no credentials): the command's own error stands
+        return False

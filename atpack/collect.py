@@ -12,6 +12,7 @@ from typing import Any
 
 from .adapters import Collected, Skipped
 from .artifacts import Environment, artifact_digest
+from .errors import AtpackError, NotFoundError
 from .merge import CREATED, created_now
 from .pack import DEFAULT_LEVEL, PackInfo, create
 
@@ -30,6 +31,16 @@ class CollectReport:
     folders: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     """(cache system, folder) of every folder looked at, in order."""
     info: PackInfo | None = None
+
+    def nothing_found(self) -> str:
+        """Where nothing was found, in a few words."""
+        read = [folder for _, folder in self.folders if os.path.isdir(folder)]
+        if not self.folders:
+            return "no cache folder read"
+        if not read:
+            return f"no cache folder exists (looked for {', '.join(folder for _, folder in self.folders)})"
+        skipped = f", {len(self.skipped)} files skipped" if self.skipped else ""
+        return f"no artifact in {', '.join(read)}{skipped}"
 
     def format(self) -> str:
         lines = [f"packed {sum(self.kinds.values())} artifacts into {self.url}"]
@@ -54,6 +65,7 @@ def pack_caches(
     annotations: dict[str, str] | None = None,
     storage_options: dict[str, Any] | None = None,
     level: int = DEFAULT_LEVEL,
+    allow_empty: bool = False,
 ) -> CollectReport:
     """Collect every supported artifact from Inductor's and Triton's cache folders (by
     default, the folders torch and triton use here: Inductor's, each per-device Triton folder
@@ -61,6 +73,8 @@ def pack_caches(
     bytes `torch.compiler.save_cache_artifacts()` returned), into a pack at `url`.
 
     `environment` describes the machine the caches were made on; by default, this one.
+    A folder named by `inductor_dir` or `triton_dir` must exist (`NotFoundError`). Where nothing
+    is found, no pack is written (`AtpackError`, naming the folders read) unless `allow_empty`.
     """
     from .adapters import inductor, triton
     from .adapters import megacache as megacache_adapter
@@ -71,6 +85,9 @@ def pack_caches(
     unknown = sources - {"inductor", "triton"}
     if unknown:
         raise ValueError(f"unknown cache sources: {', '.join(sorted(unknown))}")
+    for system, named in (("inductor", inductor_dir), ("triton", triton_dir)):
+        if named and system in sources and not os.path.isdir(named):
+            raise NotFoundError(f"{named}: no such folder (named as the {system.capitalize()} cache folder)")
     env = environment or LocalEnvironment().snapshot()
     report = CollectReport(os.fspath(url))
     inductor_root = inductor_dir or default_inductor_dir()
@@ -97,6 +114,9 @@ def pack_caches(
             else:
                 writer.add(item)
                 report.kinds[item.kind] += 1
+        if not report.kinds and not allow_empty:  # raised inside the block: nothing is published
+            blob = ", nor in the Megacache blob" if megacache is not None else ""
+            raise AtpackError(f"nothing to pack: {report.nothing_found()}{blob} (--allow-empty writes an empty pack)")
         writer.annotate(CREATED, created_now())
         for key, value in (annotations or {}).items():
             writer.annotate(key, value)

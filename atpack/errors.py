@@ -1,15 +1,34 @@
-"""The errors atpack raises. Every failure a user can cause is one of these."""
+"""The errors atpack raises. Every failure a user can cause is one of these, and its message is
+one line.
+
+Where a builtin exception says the same thing, the error is that builtin too, so callers who
+already catch it need no atpack import: a missing pack, tag or store is a `FileNotFoundError`
+(`NotFoundError`), a folder given where a pack file belongs an `IsADirectoryError`
+(`IsAFolderError`).
+"""
 
 from __future__ import annotations
+
+import errno
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .merge import Conflict
 
 __all__ = [
     "AtpackError",
     "CacheFileError",
     "FormatError",
     "IntegrityError",
+    "IsAFolderError",
     "LimitError",
+    "MergeConflictError",
+    "NotFoundError",
+    "SignatureError",
     "StorageError",
     "UnsafeContentError",
+    "storage_error",
 ]
 
 
@@ -25,6 +44,10 @@ class IntegrityError(FormatError):
     """A digest or checksum does not match the bytes it covers."""
 
 
+class SignatureError(IntegrityError):
+    """A pack is not signed by a key the caller trusts, or its signature does not verify."""
+
+
 class LimitError(FormatError):
     """A declared size, count or offset exceeds a hard limit or the file itself."""
 
@@ -33,9 +56,47 @@ class StorageError(AtpackError):
     """A pack or cache location cannot be read or written."""
 
 
+class NotFoundError(StorageError, FileNotFoundError):
+    """A pack, tag, store or folder that was named does not exist (also a `FileNotFoundError`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno.ENOENT  # str() stays the message: OSError formats errno only with a strerror
+
+
+class IsAFolderError(StorageError, IsADirectoryError):
+    """A folder was given where a pack file belongs (also an `IsADirectoryError`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno.EISDIR
+
+
 class CacheFileError(AtpackError):
     """A file in a torch or triton cache folder is not what its name says it is."""
 
 
 class UnsafeContentError(AtpackError):
     """Content would run code or escape its folder, and nobody allowed that."""
+
+
+class MergeConflictError(AtpackError):
+    """Packs disagree and the merge policy is ``fail``: `conflicts` lists each question
+    answered differently (`atpack.merge.Conflict`)."""
+
+    def __init__(self, conflicts: Sequence[Conflict]) -> None:
+        self.conflicts = list(conflicts)
+        listing = "; ".join(f"{c.kind} {c.key} ({len(c.candidates)} answers)" for c in conflicts[:10])
+        more = f" and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
+        super().__init__(f"{len(conflicts)} conflicts: {listing}{more} (choose --policy fastest or newest)")
+
+
+def storage_error(what: str, error: OSError) -> StorageError:
+    """`error`, raised while reading or writing `what`, as the `StorageError` that says the same
+    (`NotFoundError` for a missing file, `IsAFolderError` for a folder)."""
+    message = f"{what}: {error.strerror or error}"
+    if isinstance(error, FileNotFoundError):
+        return NotFoundError(message)
+    if isinstance(error, IsADirectoryError):
+        return IsAFolderError(f"{what}: a folder, not a file")
+    return StorageError(message)

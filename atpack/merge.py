@@ -33,8 +33,9 @@ from .artifacts import (
     UnknownArtifact,
     artifact_digest,
 )
-from .errors import AtpackError
+from .errors import AtpackError, MergeConflictError
 from .pack import DEFAULT_LEVEL, Pack, PackInfo, create, open_pack
+from .signing import SIGNATURE_PREFIX
 
 __all__ = [
     "CREATED",
@@ -86,24 +87,19 @@ class MergeReport:
     artifacts: int = 0
     conflicts: list[Conflict] = dataclasses.field(default_factory=list)
     info: PackInfo | None = None
+    dropped_signatures: int = 0
+    """How many inputs were signed: a signature is never carried into the merged pack, whose
+    content is not what was signed."""
 
     def format(self) -> str:
         lines = [f"merged {len(self.inputs)} packs into {self.url}: {self.artifacts} artifacts"]
         if self.info:
             lines[0] += f" ({self.info.size:,} bytes, {self.info.digest})"
+        if self.dropped_signatures:
+            lines.append(f"dropped the signatures of {self.dropped_signatures} inputs: re-sign the merged pack")
         lines.append(f"{len(self.conflicts)} conflicts" + (":" if self.conflicts else ""))
         lines += [f"  {c.kind} {c.key}: {len(c.candidates)} answers, {c.reason}" for c in self.conflicts]
         return "\n".join(lines)
-
-
-class MergeConflictError(AtpackError):
-    """Packs disagree and the policy is ``fail``."""
-
-    def __init__(self, conflicts: list[Conflict]) -> None:
-        self.conflicts = conflicts
-        listing = "; ".join(f"{c.kind} {c.key} ({len(c.candidates)} answers)" for c in conflicts[:10])
-        more = f" and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
-        super().__init__(f"{len(conflicts)} conflicts: {listing}{more} (choose --policy fastest or newest)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,6 +163,7 @@ def merge(
                 writer.annotate(key, value)
         report.info = writer.info
         report.artifacts = len(chosen) + len(made)
+        report.dropped_signatures = sum(1 for p in packs if any(map(_is_signature, p.manifest.annotations)))
         return report
 
 
@@ -248,10 +245,15 @@ def _environment(packs: list[Pack], digest: str) -> Any:
     raise AtpackError(f"environment {digest} is in none of the packs")
 
 
+def _is_signature(key: str) -> bool:
+    return key.startswith(SIGNATURE_PREFIX)
+
+
 def _annotations(packs: list[Pack]) -> dict[str, str]:
-    """Annotations every input agrees on, and the latest creation time."""
+    """Annotations every input agrees on (signatures aside), and the latest creation time."""
     out: dict[str, str] = {}
     keys = set.intersection(*(set(p.manifest.annotations) for p in packs)) if packs else set()
+    keys = {key for key in keys if not _is_signature(key)}
     for key in sorted(keys - {CREATED}):
         values = {p.manifest.annotations[key] for p in packs}
         if len(values) == 1:

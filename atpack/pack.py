@@ -27,6 +27,7 @@ from typing import IO, Annotated, Any
 
 import msgspec
 import zstandard
+from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 from . import store
 from .artifacts import (
@@ -39,7 +40,7 @@ from .artifacts import (
     manifest_digest,
 )
 from .digest import Digest, canonical, digest_bytes
-from .errors import FormatError, IntegrityError, LimitError
+from .errors import AtpackError, FormatError, IntegrityError, LimitError
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -509,18 +510,41 @@ class Pack:
         entry = self._entry(digest)
         return self._slice(entry, self._frame(entry.frame))
 
-    def read_blobs(self, digests: Iterable[str], *, batch_bytes: int = 64 << 20) -> Iterator[tuple[str, bytes]]:
+    def read_blobs(
+        self,
+        digests: Iterable[str],
+        *,
+        batch_bytes: int = 64 << 20,
+        failed: Callable[[list[str], AtpackError], None] | None = None,
+    ) -> Iterator[tuple[str, bytes]]:
         """Blobs in storage order, each frame fetched once. Frames are fetched in batches of up
         to `batch_bytes` compressed bytes (concurrently, on remote stores) and decompressed one
-        at a time, so memory holds one batch and one decompressed frame."""
+        at a time, so memory holds one batch and one decompressed frame.
+
+        A frame or blob that does not verify raises, unless `failed` is given: then
+        `failed(digests, error)` is told which blobs could not be read and why, and the others
+        are read on (a damaged frame costs its own blobs only)."""
         by_frame: dict[int, list[BlobEntry]] = collections.defaultdict(list)
         for e in sorted({self._entry(d) for d in digests}, key=lambda e: (e.frame, e.offset)):
             by_frame[e.frame].append(e)
         for batch in self._batches(list(by_frame), batch_bytes):
             for index, payload in zip(batch, self._fetch(batch)):
-                data = self._decode_frame(index, payload)
+                try:
+                    data = self._decode_frame(index, payload)
+                except AtpackError as error:
+                    if failed is None:
+                        raise
+                    failed([e.digest for e in by_frame[index]], error)
+                    continue
                 for e in by_frame[index]:
-                    yield e.digest, self._slice(e, data)
+                    try:
+                        blob = self._slice(e, data)
+                    except AtpackError as error:
+                        if failed is None:
+                            raise
+                        failed([e.digest], error)
+                        continue
+                    yield e.digest, blob
 
     def _batches(self, frames: list[int], budget: int) -> Iterator[list[int]]:
         batch: list[int] = []
@@ -535,9 +559,10 @@ class Pack:
         if batch:
             yield batch
 
-    def verify(self, *, progress: Callable[[int, int], None] | None = None) -> None:
+    def verify(self, *, callback: Callback = DEFAULT_CALLBACK) -> None:
         """Check every byte: header, each frame's digest and checksum, each blob's digest.
-        Raises on the first bad entry, naming it. `progress(done, total)` follows the frames."""
+        Raises on the first bad entry, naming it. `callback` (an `fsspec.callbacks.Callback`,
+        such as `TqdmCallback`) follows the frames."""
         header = self._source.read(0, HEADER_SIZE)
         _check_header(header, self.format_version)
         previous = ""
@@ -550,12 +575,12 @@ class Pack:
         by_frame: dict[int, list[BlobEntry]] = collections.defaultdict(list)
         for e in self._blobs.values():
             by_frame[e.frame].append(e)
+        callback.set_size(len(self._frames))
         for index in range(len(self._frames)):
             data = self._load_frame(index)
             for e in by_frame[index]:
                 self._slice(e, data)
-            if progress is not None:
-                progress(index + 1, len(self._frames))
+            callback.relative_update(1)
 
     def close(self) -> None:
         self._frame_cache.clear()
@@ -575,12 +600,12 @@ class Pack:
     def _read_index(self) -> tuple[_IndexOnDisk, bytes]:
         size = self.size
         if size < HEADER_SIZE + FOOTER_SIZE:
-            raise FormatError(f"{self.name}: {size} bytes is too small to be a pack")
+            raise FormatError(f"{self.name}: {self._not_a_pack()}")
         tail_len = min(size, TAIL_READ)
         tail = self._read_exact(size - tail_len, tail_len)
         offset, length, index_size, index_sha, major, minor, flags, magic = _FOOTER.unpack(tail[-FOOTER_SIZE:])
         if magic != MAGIC:
-            raise FormatError(f"{self.name}: not an atpack file (no footer magic)")
+            raise FormatError(f"{self.name}: {self._not_a_pack()}")
         if major != FORMAT_VERSION[0]:
             raise FormatError(
                 f"{self.name}: pack format {major}.{minor}; this atpack reads format {FORMAT_VERSION[0]}.x"
@@ -613,6 +638,17 @@ class Pack:
             raise FormatError(f"{self.name}: index: {e}") from e
         self._check_tables(index, offset)
         return index, raw
+
+    def _not_a_pack(self) -> str:
+        """Why a file that does not end with the footer is not a pack: one cut short (or with
+        bytes after its end), or something else."""
+        what = f"{self.size:,} bytes, no footer magic at the end"
+        header = self._source.read(0, min(self.size, len(MAGIC)))
+        if self.size and MAGIC.startswith(header):
+            return (
+                f"truncated, or followed by other bytes: it starts as an atpack file but does not end as one ({what})"
+            )
+        return f"not an atpack file ({what})"
 
     def _count_tables(self, tables: _IndexTables) -> None:
         lim = self._limits
@@ -737,13 +773,12 @@ class Pack:
         ranges = [(self._frames[i].offset, self._frames[i].length) for i in indices]
         payloads = self._source.read_many(ranges)
         self.bytes_read += sum(len(p) for p in payloads)
-        for i, (offset, length), payload in zip(indices, ranges, payloads):
-            if len(payload) != length:
-                raise LimitError(f"{self.name}: frame {i}: got {len(payload)} of {length} bytes at {offset}")
         return payloads
 
     def _decode_frame(self, index: int, payload: bytes) -> bytes:
         f = self._frames[index]
+        if len(payload) != f.length:
+            raise LimitError(f"{self.name}: frame {index}: got {len(payload)} of {f.length} bytes at {f.offset}")
         if hashlib.sha256(payload).hexdigest() != f.sha256:
             raise IntegrityError(
                 f"{self.name}: frame {index} (offset {f.offset}, {f.length} bytes) does not match its sha256"
@@ -857,9 +892,16 @@ def open_pack(
     *,
     storage_options: dict[str, Any] | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    retry: store.Retry | None = None,
 ) -> Pack:
-    """Open a pack on any fsspec URL for reading (the index is read and checked now)."""
-    source = store.open_source(url, storage_options)
+    """Open a pack on any fsspec URL for reading (the index is read and checked now). Reads
+    from a remote store are retried as `retry` (an `atpack.Retry`) says; by default, as
+    `Retry()` says.
+
+    Raises `NotFoundError` (also a `FileNotFoundError`) where there is no such file,
+    `IsAFolderError` (also an `IsADirectoryError`) for a folder, `FormatError` for a file
+    that is not a pack."""
+    source = store.open_source(url, storage_options, retry=retry)
     try:
         return Pack(source, limits=limits)
     except BaseException:

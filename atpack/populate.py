@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from fsspec.callbacks import DEFAULT_CALLBACK, Callback
+
 from . import store
 from .artifacts import (
     Artifact,
@@ -35,6 +37,7 @@ from .errors import AtpackError, FormatError, LimitError, StorageError
 from .files import CacheDir, FileWrite, Writes
 from .folders import default_inductor_dir, triton_dirs_to_populate
 from .pack import DEFAULT_LIMITS, Limits, Pack, open_pack
+from .store import Retry
 
 __all__ = ["Outcome", "PopulateReport", "find_packs", "populate"]
 
@@ -42,6 +45,8 @@ log = logging.getLogger(__name__)
 
 WRITTEN, PRESENT, KEPT, MERGED, SKIPPED, FAILED = "written", "present", "kept", "merged", "skipped", "failed"
 ACTIONS = (WRITTEN, MERGED, PRESENT, KEPT, SKIPPED, FAILED)
+APPLIED = (WRITTEN, MERGED, PRESENT)
+"""The actions after which the caches hold the artifact's result (in a dry run: would hold)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +85,15 @@ class PopulateReport:
 
     @property
     def ok(self) -> bool:
+        """No artifact failed. True also when nothing applied here (every artifact skipped, or
+        none): a startup check that needs the caches warm asks `applied` too."""
         return self.count(FAILED) == 0
+
+    @property
+    def applied(self) -> int:
+        """How many artifacts the caches hold after populate: written, merged, or already
+        present (in a dry run, how many would be)."""
+        return sum(self.count(action) for action in APPLIED)
 
     def format(self, *, verbose: bool = False) -> str:
         """A readable report: counts per kind and action, then the reasons for skips."""
@@ -105,7 +118,7 @@ class PopulateReport:
         for (kind, action, detail), n in sorted(why.items()):
             lines.append(f"  {action} {n} {kind}: {detail}")
         if verbose:
-            lines += [f"    {o.action:8s} {o.kind} {o.key} {o.detail}".rstrip() for o in self.outcomes]
+            lines += [f"    {self._label(o.action):11s} {o.kind} {o.key} {o.detail}".rstrip() for o in self.outcomes]
         total = ", ".join(f"{self.count(a)} {self._label(a)}" for a in ACTIONS if self.count(a))
         lines.append(
             f"{len(self.outcomes)} artifacts: {total or 'none'} in {self.seconds:.2f} s, {self.bytes_read:,} bytes read"
@@ -147,9 +160,10 @@ def populate(
     storage_options: dict[str, Any] | None = None,
     environment: LocalEnvironment | None = None,
     trusted_keys: Sequence[str | os.PathLike[str]] = (),
-    progress: Callable[[int, int], None] | None = None,
+    callback: Callback = DEFAULT_CALLBACK,
     devices: Sequence[int] | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    retry: Retry | None = None,
 ) -> PopulateReport:
     """Write every artifact of `pack` that is valid on this machine into the cache folders
     (by default, the ones torch and triton use here) and report what happened to each.
@@ -168,7 +182,11 @@ def populate(
     (`atpack.signing`); otherwise `SignatureError` is raised before anything is written. So is
     a `LimitError` when the pack (all the packs of a model folder together) declares more bytes
     or files to write than `limits` allow, or a folder holds more packs.
-    `progress(done, total)` is called as the blobs to write are read.
+
+    A frame of the pack that does not verify fails the artifacts whose files it holds (none of
+    their files made visible) and the others are written: the report lists both.
+    `callback` (an `fsspec.callbacks.Callback`, such as `TqdmCallback`) follows the blobs read
+    to be written; `retry` (an `atpack.Retry`) says how reads from a remote store are retried.
     """
     budget = _Budget(limits)
     inductor = inductor_dir or default_inductor_dir()
@@ -185,7 +203,8 @@ def populate(
         "storage_options": storage_options,
         "environment": environment,
         "trusted_keys": trusted_keys,
-        "progress": progress,
+        "callback": callback,
+        "retry": retry,
     }
     if isinstance(pack, Pack):
         return _populate_one(pack, budget, **options)
@@ -195,7 +214,7 @@ def populate(
     if len(urls) > limits.max_packs:
         raise LimitError(f"{os.fspath(pack)}: {len(urls)} packs, over the limit of {limits.max_packs}")
     for url in urls:  # all or none: each pack checked, one open at a time, before any is written
-        with open_pack(url, storage_options=storage_options, limits=limits) as each:
+        with open_pack(url, storage_options=storage_options, limits=limits, retry=retry) as each:
             if trusted_keys:
                 _check_signature(each, trusted_keys)
             budget.charge(each, os.fspath(pack), len(triton_dirs))
@@ -215,11 +234,16 @@ def _populate_one(
     storage_options: dict[str, Any] | None,
     environment: LocalEnvironment | None,
     trusted_keys: Sequence[str | os.PathLike[str]],
-    progress: Callable[[int, int], None] | None,
+    callback: Callback,
+    retry: Retry | None,
 ) -> PopulateReport:
     start = time.perf_counter()
     opened = not isinstance(pack, Pack)
-    source = pack if isinstance(pack, Pack) else open_pack(pack, storage_options=storage_options, limits=budget.limits)
+    source = (
+        pack
+        if isinstance(pack, Pack)
+        else open_pack(pack, storage_options=storage_options, limits=budget.limits, retry=retry)
+    )
     try:
         signed_by = _check_signature(source, trusted_keys) if trusted_keys else ""
         report = PopulateReport(
@@ -233,7 +257,7 @@ def _populate_one(
         )
         read_before = source.bytes_read
         budget.charge(source, source.name, len(triton_dirs))
-        _populate(source, report, environment or LocalEnvironment(), progress, budget.limits)
+        _populate(source, report, environment or LocalEnvironment(), callback, budget.limits)
         report.bytes_read = source.bytes_read - read_before
         if not dry_run and any(o.kind in _REPLAYED and o.action in (WRITTEN, PRESENT) for o in report.outcomes):
             report.replay = _switch_replay_on(report.inductor_dir, source.name)
@@ -344,12 +368,12 @@ def _populate(
     pack: Pack,
     report: PopulateReport,
     local: LocalEnvironment,
-    progress: Callable[[int, int], None] | None,
+    callback: Callback,
     limits: Limits,
 ) -> None:
     dirs = _Dirs(CacheDir(report.inductor_dir), [CacheDir(folder) for folder in report.triton_dirs])
     try:
-        _populate_into(dirs, pack, report, local, progress, limits)
+        _populate_into(dirs, pack, report, local, callback, limits)
     finally:
         dirs.close()
 
@@ -359,7 +383,7 @@ def _populate_into(
     pack: Pack,
     report: PopulateReport,
     local: LocalEnvironment,
-    progress: Callable[[int, int], None] | None,
+    callback: Callback,
     limits: Limits,
 ) -> None:
     planned: list[_Planned] = []
@@ -413,7 +437,7 @@ def _populate_into(
     _refuse_conflicts(planned)
     _check_kernels(pack, planned)
     if not report.dry_run:
-        _write(pack, planned, dirs.inductor, progress)
+        _write(pack, planned, dirs.inductor, callback)
     report.outcomes += _outcomes(planned, report.dry_run)
     report.outcomes += [_merge(a, note, dirs.inductor, report.dry_run) for a, note in merges]
     report.outcomes += _replay(pack, replays, report, dirs, limits.batch_bytes)
@@ -512,7 +536,13 @@ def _check_kernels(pack: Pack, planned: list[_Planned]) -> None:
         kernel = p.artifact
         if isinstance(kernel, TritonKernel) and p.error is None and not p.kept and any(s != "same" for s in p.states):
             by_blob[triton.metadata_blob(kernel)].append((p, kernel))
-    for digest, data in pack.read_blobs(by_blob):
+
+    def unreadable(digests: list[str], error: AtpackError) -> None:
+        for digest in digests:
+            for p, _ in by_blob[digest]:
+                p.failed(error)
+
+    for digest, data in pack.read_blobs(by_blob, failed=unreadable):
         for p, kernel in by_blob[digest]:
             try:
                 triton.check_metadata(kernel, data)
@@ -545,13 +575,12 @@ def _files(artifact: Artifact, root: CacheDir) -> list[FileWrite]:
     raise AtpackError(f"no adapter populates {artifact.kind}")
 
 
-def _write(
-    pack: Pack, planned: list[_Planned], link_root: CacheDir, progress: Callable[[int, int], None] | None
-) -> None:
+def _write(pack: Pack, planned: list[_Planned], link_root: CacheDir, callback: Callback) -> None:
     """Inline files first, then blobs in storage order (each frame fetched once), then the
     files that make the others visible (Triton's group files), each stage complete before the
-    next. A blob written to several places inside `link_root` (a kernel in each per-device
-    Triton folder under the Inductor folder) is written once and hard-linked to the others."""
+    next. A blob that cannot be read fails the artifacts it belongs to, not the others. A blob
+    written to several places inside `link_root` (a kernel in each per-device Triton folder
+    under the Inductor folder) is written once and hard-linked to the others."""
     by_blob: dict[str, list[tuple[_Planned, int]]] = collections.defaultdict(list)
     last: list[tuple[_Planned, int]] = []
     with Writes() as writes:
@@ -568,8 +597,16 @@ def _write(
                 else:
                     writes.add(p.root, w.path, w.data or b"", p.done(i), p.failed)
         writes.flush()
+
+        def unreadable(digests: list[str], error: AtpackError) -> None:
+            for digest in digests:
+                for p, _ in by_blob[digest]:
+                    p.failed(error)
+                callback.relative_update(1)
+
         links: list[tuple[_Planned, int, _Planned, int]] = []
-        for n, (digest, data) in enumerate(pack.read_blobs(by_blob), 1):
+        callback.set_size(len(by_blob))
+        for digest, data in pack.read_blobs(by_blob, failed=unreadable):
             first: tuple[_Planned, int] | None = None
             for p, i in by_blob[digest]:
                 if first is not None and _inside(p.writes[i].path, link_root.root):
@@ -578,8 +615,7 @@ def _write(
                 if first is None and _inside(p.writes[i].path, link_root.root):
                     first = (p, i)
                 writes.add(p.root, p.writes[i].path, data, p.done(i), p.failed)
-            if progress is not None:
-                progress(n, len(by_blob))
+            callback.relative_update(1)
         writes.flush()
         for p, i, source, j in links:
             _link(link_root, source, j, p, i)
@@ -662,7 +698,13 @@ def _replay(pack: Pack, replays: list[_Replay], report: PopulateReport, dirs: _D
     by_blob: dict[str, list[_Replay]] = collections.defaultdict(list)
     for r in last.values():
         by_blob[r.entry.content].append(r)
-    for digest, data in pack.read_blobs(by_blob, batch_bytes=batch_bytes):
+
+    def unreadable(digests: list[str], error: AtpackError) -> None:
+        for digest in digests:
+            for r in by_blob[digest]:
+                outcomes[r.entry.seq] = _failed(r.entry, error)
+
+    for digest, data in pack.read_blobs(by_blob, batch_bytes=batch_bytes, failed=unreadable):
         for r in by_blob[digest]:
             outcomes[r.entry.seq] = _replay_one(r, data, dirs, report)
     return [outcomes[seq] for seq in sorted(outcomes)]

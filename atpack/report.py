@@ -1,16 +1,23 @@
-"""A picture of a pack: one self-contained HTML page (no network, no external files).
+"""A picture of a pack: one self-contained HTML page (no network, no external files, no script).
 
-It shows the environments a pack covers, the kernels it carries, the config chosen for each
-tuned kernel with the spread of its candidates' timings, and what tuning cost when the pack was
-made, which a warm start from the pack does not pay again.
+It shows who signed the pack, the environments it covers, the kernels it carries, the config
+chosen for each tuned kernel with its candidates' timings, and what tuning cost when the pack
+was made, which a warm start from the pack does not pay again. Everything is rendered here, as
+HTML tables and SVG charts (each point's value in its tooltip), so the page reads the same in a
+browser with JavaScript off, in a mail client and in a code review; the data behind it is
+embedded as JSON (``<script type="application/json" id="data">``) for tools.
 """
 
 from __future__ import annotations
 
+import collections
 import html
 import importlib.resources
 import json
+import math
 import os
+import statistics
+from collections.abc import Sequence
 from typing import Any
 
 from .artifacts import (
@@ -20,36 +27,50 @@ from .artifacts import (
     InductorKernelPerf,
     MegacacheEntry,
     TritonAutotune,
+    TritonConfig,
     TritonHostModule,
     TritonKernel,
 )
 from .pack import Pack, open_pack
+from .signing import SIGNATURE_PREFIX
 from .store import publish
 
 __all__ = ["render", "write_report"]
 
 
 def write_report(
-    url: str | os.PathLike[str], out: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
+    url: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    storage_options: dict[str, Any] | None = None,
+    keys: Sequence[str | os.PathLike[str]] = (),
 ) -> str:
-    """Write the HTML report of the pack at `url` to `out` (published atomically)."""
+    """Write the HTML report of the pack at `url` to `out` (published atomically). With `keys`
+    (public key files), the pack's signatures are checked against them; otherwise they are
+    listed as not verified."""
     with open_pack(url, storage_options=storage_options) as pack:
-        page = render(pack)
+        page = render(pack, keys=keys, name=os.fspath(url))
     with publish(out, storage_options) as f:
         f.write(page.encode())
     return os.fspath(out)
 
 
-def render(pack: Pack) -> str:
-    """The report of `pack` as an HTML page."""
-    payload = json.dumps(_data(pack)).replace("</", "<\\/")
-    title = html.escape(f"atpack report: {os.path.basename(pack.name)}")
+def render(pack: Pack, *, keys: Sequence[str | os.PathLike[str]] = (), name: str | None = None) -> str:
+    """The report of `pack` as an HTML page, which calls the pack `name` (by default, its
+    resolved path or URL)."""
+    data = _data(pack, keys)
+    data["name"] = name or pack.name
+    payload = json.dumps(data).replace("</", "<\\/")
+    title = html.escape(f"atpack report: {os.path.basename(data['name'])}")
     page = importlib.resources.files("atpack").joinpath("report.html").read_text(encoding="utf-8")
-    return page.replace("{{TITLE}}", title).replace("{{DATA}}", payload)
+    return page.replace("{{TITLE}}", title).replace("{{BODY}}", _body(data)).replace("{{DATA}}", payload)
 
 
-def _data(pack: Pack) -> dict[str, Any]:
-    kinds: dict[str, int] = {}
+# --------------------------------------------------------------------------- the data
+
+
+def _data(pack: Pack, keys: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
+    kinds: collections.Counter[str] = collections.Counter()
     gemms: list[dict[str, Any]] = []
     autotunes: list[dict[str, Any]] = []
     configs: list[dict[str, Any]] = []
@@ -57,23 +78,27 @@ def _data(pack: Pack) -> dict[str, Any]:
     tuning_ms = 0.0
     candidates = 0
     for a in pack.artifacts:
-        kinds[a.kind] = kinds.get(a.kind, 0) + 1
+        kinds[a.kind] += 1
         if isinstance(a, InductorGemmTimings):
             for e in a.entries:
                 candidates += len(e.timings)
-                fastest = min(e.timings, key=lambda t: float("inf") if t.ms is None else t.ms)
-                times = [t.ms for t in e.timings if t.ms is not None]
-                gemms.append({"op": e.op, "inputs": e.inputs, "best": fastest.choice, "times": times})
+                times = [(t.choice, t.ms) for t in e.timings if t.ms is not None]
+                best = min(times, key=lambda ct: ct[1])[0] if times else "-"
+                gemms.append({"op": e.op, "inputs": e.inputs, "precision": e.precision, "best": best, "times": times})
         elif isinstance(a, TritonAutotune):
             candidates += len(a.configs_timings)
             chosen = a.best()
-            label = " ".join(f"{k}={v}" for k, v in chosen.kwargs) + f" warps={chosen.num_warps}" if chosen else "-"
-            medians = [ct.timings[0] for ct in a.configs_timings if ct.timings and ct.timings[0] is not None]
-            autotunes.append({"fn": a.fn_name, "key": list(a.tuning_key), "times": medians, "best": label})
+            times = [
+                (_config(ct.config), ct.timings[0])
+                for ct in a.configs_timings
+                if ct.timings and ct.timings[0] is not None
+            ]
+            best = _config(chosen) if chosen else "-"
+            autotunes.append({"fn": a.fn_name, "key": list(a.tuning_key), "times": times, "best": best})
         elif isinstance(a, InductorBestConfig):
             if isinstance(a.time_taken_ms, (int, float)):
                 tuning_ms += a.time_taken_ms
-            configs.append({"path": a.path, "config": a.summary().split(" ", 1)[-1]})
+            configs.append({"path": a.path, "config": a.summary().split(" ", 1)[-1], "ms": a.time_taken_ms})
         elif isinstance(a, TritonKernel):
             size = sum(f.size for f in a.files)
             kernels.append({"name": a.name, "key": a.cache_key, "files": len(a.files), "bytes": size})
@@ -83,9 +108,11 @@ def _data(pack: Pack) -> dict[str, Any]:
         "name": pack.name,
         "size": pack.size,
         "digest": pack.digest,
-        "annotations": pack.manifest.annotations,
+        "artifacts": len(pack.artifacts),
+        "annotations": {k: v for k, v in pack.manifest.annotations.items() if not k.startswith(SIGNATURE_PREFIX)},
+        "signatures": _signatures(pack, keys),
         "environments": [_environment(d, e) for d, e in pack.manifest.environments.items()],
-        "kinds": kinds,
+        "kinds": dict(sorted(kinds.items())),
         "gemms": gemms,
         "autotunes": autotunes,
         "configs": configs,
@@ -97,6 +124,284 @@ def _data(pack: Pack) -> dict[str, Any]:
     }
 
 
+def _signatures(pack: Pack, keys: Sequence[str | os.PathLike[str]]) -> list[dict[str, str]]:
+    """Each key that signed the pack: verified (by one of `keys`), failed, or not verified."""
+    if not any(k.startswith(SIGNATURE_PREFIX) for k in pack.manifest.annotations):
+        return []
+    from .signing import SignatureError, public_key_id, signer_ids, verify_signature
+
+    given = {public_key_id(path): os.path.basename(os.fspath(path)) for path in keys}
+    out = []
+    for kid in signer_ids(pack):
+        if kid not in given:
+            why = "no key given (atpack report --key PUBLIC.pem checks it)" if not keys else "not one of the keys given"
+            out.append({"key": kid, "status": "unverified", "detail": f"not verified: {why}"})
+            continue
+        try:
+            verify_signature(pack, [path for path in keys if public_key_id(path) == kid])
+        except SignatureError as e:
+            out.append({"key": kid, "status": "invalid", "detail": f"does NOT verify: {str(e).split(': ', 1)[-1]}"})
+        else:
+            out.append({"key": kid, "status": "verified", "detail": f"verified with {given[kid]}"})
+    return out
+
+
+def _config(c: TritonConfig) -> str:
+    return " ".join([*(f"{k}={v}" for k, v in c.kwargs), f"warps={c.num_warps}", f"stages={c.num_stages}"])
+
+
 def _environment(digest: str, env: Environment) -> dict[str, Any]:
     fields = {f: getattr(env, f) for f in env.__struct_fields__}
     return {"digest": digest[7:19], **{k: v for k, v in fields.items() if v not in (None, {}, "")}}
+
+
+# --------------------------------------------------------------------------- the page
+
+
+def _body(d: dict[str, Any]) -> str:
+    parts = [_header(d), _environments(d), _holdings(d)]
+    if d["gemms"]:
+        parts.append(_gemms(d["gemms"]))
+    if d["autotunes"]:
+        parts.append(_autotunes(d["autotunes"]))
+    if d["configs"]:
+        parts.append(_configs(d["configs"]))
+    if d["kernels"]:
+        parts.append(_kernels(d["kernels"]))
+    return "\n".join(parts)
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _header(d: dict[str, Any]) -> str:
+    name = d["name"]
+    created = d["annotations"].get("io.atpack.created", "")
+    facts = [
+        f"{d['size']:,} bytes",
+        f"{d['artifacts']:,} artifacts",
+        f"{len(d['environments'])} environment{'s' if len(d['environments']) != 1 else ''}",
+    ] + ([f"created {_e(created)}"] if created else [])
+    others = {k: v for k, v in d["annotations"].items() if k != "io.atpack.created"}
+    rows = "".join(f"<tr><th>{_e(k)}</th><td><code>{_e(v)}</code></td></tr>" for k, v in sorted(others.items()))
+    parts = [f"<header><h1>{_e(os.path.basename(name))}</h1>"]
+    if name != os.path.basename(name):
+        parts.append(f'<p class="where"><code>{_e(name)}</code></p>')
+    parts += [
+        f"<p>{' · '.join(facts)}</p>",
+        f'<p>content digest <code class="wrap">{_e(d["digest"])}</code></p>',
+        _signature_lines(d["signatures"]),
+        f'<table class="facts">{rows}</table>' if rows else "",
+        _savings(d),
+        "</header>",
+    ]
+    return "".join(parts)
+
+
+def _signature_lines(signatures: list[dict[str, str]]) -> str:
+    if not signatures:
+        return (
+            '<p class="sig none">Not signed (<code>atpack sign</code> signs it; populate '
+            "<code>--trusted-key</code> then loads only packs you signed).</p>"
+        )
+    mark = {"verified": "✔", "invalid": "✘", "unverified": "?"}
+    return "".join(
+        f'<p class="sig {s["status"]}"><span class="mark">{mark[s["status"]]}</span> signed by key '
+        f"<code>{_e(s['key'])}</code>: {_e(s['detail'])}</p>"
+        for s in signatures
+    )
+
+
+def _savings(d: dict[str, Any]) -> str:
+    s = d["savings"]
+    trusted = (
+        f" {d['trusted_only']} artifacts run code when loaded: they are populated only when trusted."
+        if d["trusted_only"]
+        else ""
+    )
+    return (
+        f'<p class="savings">Carried as results, so a warm start does not measure them again: '
+        f"<b>{s['candidates_benchmarked']:,}</b> benchmarked candidates and "
+        f"<b>{s['tuning_ms_recorded'] / 1000:.1f} s</b> of recorded Inductor tuning time.{trusted}</p>"
+    )
+
+
+def _environments(d: dict[str, Any]) -> str:
+    first = {name: i for i, name in enumerate(_FIRST_FIELDS)}
+    fields = sorted({k for e in d["environments"] for k in e if k != "digest"}, key=lambda f: (first.get(f, 99), f))
+    head = "".join(f"<th>environment <code>{_e(e['digest'])}</code></th>" for e in d["environments"])
+    rows = "".join(
+        f"<tr><th>{_e(f)}</th>" + "".join(f"<td>{_long(_text(e.get(f, '')))}</td>" for e in d["environments"]) + "</tr>"
+        for f in fields
+    )
+    return f'<section><h2>Environments</h2><table class="env"><tr><th></th>{head}</tr>{rows}</table></section>'
+
+
+_FIRST_FIELDS = ("device_name", "compute_capability", "torch_version", "triton_version", "cuda_version", "python_abi")
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _long(text: str, shown: int = 64) -> str:
+    """`text` as code; past `shown` characters, folded (the whole of it a click away)."""
+    if len(text) <= shown:
+        return f'<code class="wrap">{_e(text)}</code>'
+    return (
+        f"<details><summary><code>{_e(text[:shown])}…</code> ({len(text):,} characters)</summary>"
+        f'<code class="wrap">{_e(text)}</code></details>'
+    )
+
+
+def _holdings(d: dict[str, Any]) -> str:
+    rows = "".join(f'<tr><td><code>{_e(k)}</code></td><td class="n">{n:,}</td></tr>' for k, n in d["kinds"].items())
+    return f"<section><h2>What it holds</h2><table><tr><th>kind</th><th>artifacts</th></tr>{rows}</table></section>"
+
+
+def _gemms(gemms: list[dict[str, Any]]) -> str:
+    rows = []
+    for g in gemms:
+        inputs = "".join(f"<span>{_e(part)}</span>" for part in _split_inputs(g["inputs"]))
+        rows.append(
+            f"<tr><td><code>{_e(g['op'])}</code><br><span class=muted>{_e(g['precision'])}</span></td>"
+            f'<td><code class="inputs">{inputs}</code></td>'
+            f'<td class="choice"><code class="wrap">{_e(g["best"])}</code></td>'
+            f"<td>{_chart(g['times'], g['best'])}</td></tr>"
+        )
+    return (
+        "<section><h2>GEMM autotuning</h2>"
+        '<p class="muted">Each candidate Inductor benchmarked for one matrix multiply, on a log time axis; '
+        "the chosen one in red. Hover a point for its name and time.</p>"
+        "<table><tr><th>op</th><th>inputs (device, dtype, size, stride, offset)</th><th>chosen</th>"
+        f"<th>candidates (ms)</th></tr>{''.join(rows)}</table></section>"
+    )
+
+
+def _split_inputs(inputs: str) -> list[str]:
+    """Inductor's text for a GEMM's inputs, one input (a tuple) a line."""
+    text = inputs.strip()
+    if text.startswith("[(") and text.endswith(")]"):
+        return [f"({part})" for part in text[2:-2].split("), (")]
+    return [text]
+
+
+def _autotunes(autotunes: list[dict[str, Any]]) -> str:
+    rows = "".join(
+        f"<tr><td><code>{_e(a['fn'])}</code></td><td><code>{_e(', '.join(map(str, a['key'])))}</code></td>"
+        f"<td class=choice><code>{_e(a['best'])}</code></td><td>{_chart(a['times'], a['best'])}</td></tr>"
+        for a in autotunes
+    )
+    return (
+        "<section><h2>Triton autotune results</h2>"
+        '<p class="muted">Each config <code>@triton.autotune</code> benchmarked (median times); '
+        "the chosen one in red.</p>"
+        f"<table><tr><th>function</th><th>tuning key</th><th>chosen</th><th>candidates (ms)</th></tr>{rows}</table>"
+        "</section>"
+    )
+
+
+def _configs(configs: list[dict[str, Any]]) -> str:
+    rows = "".join(
+        f'<tr><td><code class="wrap">{_e(c["path"])}</code></td><td><code>{_e(c["config"])}</code></td>'
+        f'<td class="n">{_ms(c["ms"])}</td></tr>'
+        for c in configs
+    )
+    return (
+        "<section><h2>Inductor kernel configs</h2>"
+        f"<table><tr><th>file</th><th>chosen config</th><th>tuning took (ms)</th></tr>{rows}</table></section>"
+    )
+
+
+def _ms(value: object) -> str:
+    return f"{value:,.0f}" if isinstance(value, (int, float)) else "-"
+
+
+def _kernels(kernels: list[dict[str, Any]]) -> str:
+    by_name: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for k in kernels:
+        by_name[k["name"]].append(k)
+    summary = "".join(
+        f'<tr><td><code>{_e(name)}</code></td><td class="n">{len(ks):,}</td>'
+        f'<td class="n">{sum(k["files"] for k in ks):,}</td><td class="n">{sum(k["bytes"] for k in ks):,}</td></tr>'
+        for name, ks in sorted(by_name.items(), key=lambda item: (-len(item[1]), item[0]))
+    )
+    every = "".join(
+        f'<tr><td><code>{_e(k["name"])}</code></td><td><code class="wrap">{_e(k["key"])}</code></td>'
+        f'<td class="n">{k["files"]}</td><td class="n">{k["bytes"]:,}</td></tr>'
+        for k in kernels
+    )
+    total = sum(k["bytes"] for k in kernels)
+    return (
+        f"<section><h2>Compiled kernels</h2><p>{len(kernels):,} kernels, {total:,} bytes of files.</p>"
+        "<table><tr><th>kernel</th><th>folders</th><th>files</th><th>bytes</th></tr>"
+        f"{summary}</table>"
+        f"<details><summary>every kernel folder ({len(kernels):,})</summary>"
+        f"<table><tr><th>kernel</th><th>folder</th><th>files</th><th>bytes</th></tr>{every}</table></details>"
+        "</section>"
+    )
+
+
+# --------------------------------------------------------------------------- charts
+
+_W, _H, _PAD = 340, 46, 12
+
+
+def _chart(times: list[tuple[str, float]], chosen: str) -> str:
+    """Candidates' times as points on a log axis with labelled ticks (the chosen point red),
+    each point's name and time in its tooltip; the numbers beside it."""
+    values = [t for _, t in times if t > 0]
+    if not values:
+        return '<span class="muted">no time recorded</span>'
+    lo, hi = min(values), max(values)
+    left, right = (lo / 1.15, hi * 1.15) if hi > lo else (lo / 2, lo * 2)
+
+    def x(t: float) -> float:
+        return _PAD + (_W - 2 * _PAD) * math.log(t / left) / math.log(right / left)
+
+    ticks = "".join(
+        f'<line class="tick" x1="{x(t):.1f}" x2="{x(t):.1f}" y1="26" y2="30"/>'
+        f'<text x="{x(t):.1f}" y="42">{_number(t)}</text>'
+        for t in _ticks(left, right)
+    )
+    best = min(values)
+    points = []
+    for name, t in sorted(times, key=lambda nt: (nt[0] == chosen, -nt[1])):  # the chosen one drawn last, on top
+        if t <= 0:
+            continue
+        cls = "best" if name == chosen else "dot"
+        tip = f"{name}: {_number(t)} ms ({t / best:.2f}x the fastest)"
+        r = 4.5 if name == chosen else 3.2
+        points.append(f'<circle class="{cls}" cx="{x(t):.1f}" cy="15" r="{r}"><title>{_e(tip)}</title></circle>')
+    picked = [t for name, t in times if name == chosen and t > 0]
+    numbers = (
+        (f"chosen <b>{_number(picked[0])} ms</b> · " if picked else "")
+        + f"{len(values)} candidates, {hi / lo:.1f}x spread<br>"
+        + f"fastest {_number(lo)} · median {_number(statistics.median(values))} · slowest {_number(hi)} ms"
+    )
+    summary = f"{len(values)} candidates from {_number(lo)} to {_number(hi)} ms"
+    return (
+        f'<svg class="chart" width="{_W}" height="{_H}" viewBox="0 0 {_W} {_H}" role="img">'
+        f"<title>{_e(summary)}</title>"
+        f'<line class="axis" x1="{_PAD}" x2="{_W - _PAD}" y1="26" y2="26"/>{ticks}{"".join(points)}</svg>'
+        f'<div class="numbers">{numbers}</div>'
+    )
+
+
+def _ticks(lo: float, hi: float) -> list[float]:
+    """Round values (1, 2, 5 times a power of ten) between `lo` and `hi`, two to six of them."""
+    for steps in ((1,), (1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
+        ticks = [
+            m * 10.0**k
+            for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+            for m in steps
+            if lo <= m * 10.0**k <= hi
+        ]
+        if len(ticks) >= 2:
+            return ticks if len(ticks) <= 6 else ticks[:: math.ceil(len(ticks) / 6)]
+    return [lo, hi]
+
+
+def _number(t: float) -> str:
+    return f"{t:.3g}"

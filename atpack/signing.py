@@ -18,17 +18,22 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from .errors import AtpackError, IntegrityError
+from .errors import AtpackError, IntegrityError, SignatureError
 from .pack import DEFAULT_LEVEL, Pack, create, open_pack
 
-__all__ = ["SIGNATURE_PREFIX", "SignatureError", "generate_key", "key_id", "sign", "verify_signature"]
+__all__ = [
+    "SIGNATURE_PREFIX",
+    "SignatureError",
+    "generate_key",
+    "key_id",
+    "public_key_id",
+    "sign",
+    "signer_ids",
+    "verify_signature",
+]
 
 SIGNATURE_PREFIX = "io.atpack.signature."
 _CONTEXT = b"atpack-signature-v1\n"
-
-
-class SignatureError(IntegrityError):
-    """A pack is not signed by a key the caller trusts, or its signature does not verify."""
 
 
 def _crypto() -> Any:
@@ -60,6 +65,16 @@ def key_id(public_key: Any) -> str:
     serialization, _ = _crypto()
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def public_key_id(path: str | os.PathLike[str]) -> str:
+    """The id of the public key in the PEM file at `path`."""
+    return key_id(_load_public(path))
+
+
+def signer_ids(pack: Pack) -> list[str]:
+    """The ids of the keys whose signatures the pack stores (verified or not), sorted."""
+    return sorted(k[len(SIGNATURE_PREFIX) :] for k in pack.manifest.annotations if k.startswith(SIGNATURE_PREFIX))
 
 
 def _load_private(path: str | os.PathLike[str]) -> Any:

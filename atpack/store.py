@@ -32,7 +32,7 @@ import fsspec.asyn
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
-from .errors import StorageError
+from .errors import IsAFolderError, NotFoundError, StorageError, storage_error
 from .files import sweep
 
 __all__ = [
@@ -84,10 +84,12 @@ class _LocalSource:
 
     def __init__(self, path: str) -> None:
         self.name = path
+        if os.path.isdir(path):  # a folder opens for reading here and fails only at its first read
+            raise IsAFolderError(f"{path}: a folder, not a pack file")
         try:
             self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         except OSError as e:
-            raise StorageError(f"{path}: {e.strerror or e}") from e
+            raise storage_error(path, e) from e
         self.size = os.fstat(self._fd).st_size
 
     def read(self, offset: int, length: int) -> bytes:
@@ -345,7 +347,7 @@ class _FsspecSource:
             self.size = int(self._retrying("reading its size", lambda timeout: _call(fs, "size", timeout, path)))
         except StorageError as e:
             if isinstance(e.__cause__, FileNotFoundError):
-                raise StorageError(f"{url}: no such pack") from e.__cause__
+                raise NotFoundError(f"{url}: no such pack") from e.__cause__
             raise
 
     def read(self, offset: int, length: int) -> bytes:

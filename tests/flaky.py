@@ -66,17 +66,6 @@ def pack_bytes(blobs: dict[str, bytes], name: str = "kernel") -> bytes:
     return out.getvalue()
 
 
-@contextlib.contextmanager
-def retry_policy(policy: store.Retry | None) -> Iterator[None]:
-    """`atpack.open` reads with `policy` (None: the default) inside the block."""
-    saved = store.RETRY
-    store.RETRY = policy or saved
-    try:
-        yield
-    finally:
-        store.RETRY = saved
-
-
 class _RetryCounter(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -139,9 +128,9 @@ def read_through(
     outcome = Outcome(proxy.rate, proxy.kinds)
     proxy.reset()
     start = time.monotonic()
-    with counting_retries() as retries, retry_policy(policy):
+    with counting_retries() as retries:
         try:
-            with atpack.open(url, storage_options=storage_options) as pack:
+            with atpack.open(url, storage_options=storage_options, retry=policy) as pack:
                 for digest, data in blobs.items():
                     assert pack.read_blob(digest) == data
                     outcome.reads += 1

@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
+import errno
+import importlib.metadata
 import json
 import os
+import pty
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from h100_sample import ENVIRONMENT, Sample
+from reliability import listing
+
+import atpack as atpack_lib
 
 REPO = Path(__file__).resolve().parent.parent
 MINIMAL = REPO / "spec" / "vectors" / "minimal.atpack"
 
 
-def atpack(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def atpack(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "atpack", *args],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
-        cwd=REPO,
+        cwd=cwd,
         timeout=300,
     )
+
+
+def refused(result: subprocess.CompletedProcess[str], needle: str, code: int = 1) -> None:
+    """The command failed with `code` and said why in one line of stderr, no traceback."""
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("atpack: error: "), result.stderr
+    assert needle in result.stderr, result.stderr
 
 
 def test_inspect_prints_environments_and_kinds() -> None:
@@ -111,3 +126,333 @@ def test_env_prints_this_machines_fingerprint() -> None:
 def test_help_works(argv: list[str]) -> None:
     result = atpack(*argv)
     assert result.returncode == 0 and "usage: atpack" in result.stdout
+
+
+# =========================================================================== no tracebacks
+
+VECTORS = REPO / "spec" / "vectors"
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    """The README's `my-model`: a checkpoint folder with two packs beside the weights."""
+    folder = tmp_path / "my-model"
+    (folder / "atpack").mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"weights")
+    shutil.copy(VECTORS / "minimal.atpack", folder / "atpack" / "a.atpack")
+    shutil.copy(VECTORS / "h100-subset.atpack", folder / "atpack" / "b.atpack")
+    return folder
+
+
+def test_verify_checks_every_pack_of_a_model_folder(model: Path) -> None:
+    result = atpack("verify", str(model))
+    assert result.returncode == 0, result.stderr
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["ok", "ok"]
+    assert "a.atpack: 1 artifacts" in result.stdout and "b.atpack: 9 artifacts" in result.stdout
+
+
+def test_merge_takes_a_model_folder_as_its_packs(model: Path, tmp_path: Path) -> None:
+    result = atpack("merge", str(model), "-o", str(tmp_path / "all.atpack"), "--policy", "newest")
+    assert result.returncode == 0, result.stderr
+    assert "merged 2 packs" in result.stdout
+    merged = {a.kind for a in atpack_lib.open(tmp_path / "all.atpack").artifacts}
+    assert len(atpack_lib.open(tmp_path / "all.atpack").artifacts) == 10 and "triton.kernel/1" in merged
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["report", "{model}", "-o", "{out}/r.html"],
+        ["diff", "{model}", "{pack}"],
+        ["diff", "{pack}", "{model}"],
+        ["megacache", "{model}", "-o", "{out}/blob.bin"],
+        ["sign", "{model}", "--key", "{out}/k.key"],
+        ["push", "{model}", "{out}/store"],
+    ],
+    ids=lambda c: "-".join(w for w in c if not w.startswith("{")),
+)
+def test_commands_that_take_one_pack_refuse_a_model_folder_in_one_line(
+    command: list[str], model: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    if command[0] == "sign":
+        atpack("keygen", "k", cwd=out)
+    before = listing(tmp_path)
+    args = [w.format(model=model, out=out, pack=VECTORS / "minimal.atpack") for w in command]
+    refused(atpack(*args), f"{model}: a model folder with 2 pack(s) (atpack/a.atpack, atpack/b.atpack)")
+    assert listing(tmp_path) == before  # nothing written, nothing changed
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["pack", "--inductor-dir", "{inductor}", "--no-triton", "-o", "{folder}"],
+        ["merge", "{pack}", "-o", "{folder}"],
+        ["megacache", "{megacache}", "-o", "{folder}"],
+        ["report", "{pack}", "-o", "{folder}"],
+        ["sign", "{pack}", "--key", "{key}", "-o", "{folder}"],
+        ["pull", "{store}", "t", "-o", "{folder}", "--local", "{local}"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_an_output_naming_a_folder_is_refused_before_any_work(command: list[str], tmp_path: Path) -> None:
+    pack = tmp_path / "p.atpack"
+    shutil.copy(VECTORS / "h100-subset.atpack", pack)
+    assert atpack("keygen", "k", cwd=tmp_path).returncode == 0
+    assert atpack("push", str(pack), str(tmp_path / "store"), "-t", "t").returncode == 0
+    folder = tmp_path / "existing"
+    (folder / "inside").mkdir(parents=True)
+    (folder / "inside" / "keep.txt").write_text("kept")
+    inductor = tmp_path / "inductor"
+    (inductor / "ab").mkdir(parents=True)
+    (inductor / "ab" / ("c" * 52 + ".best_config")).write_text('{"XBLOCK": 64, "num_warps": 4, "num_stages": 1}')
+    before = listing(tmp_path)
+    names = {
+        "folder": folder,
+        "pack": pack,
+        "inductor": inductor,
+        "megacache": VECTORS / "megacache-and-host.atpack",
+        "key": tmp_path / "k.key",
+        "store": tmp_path / "store",
+        "local": tmp_path / "local",
+    }
+    refused(atpack(*[w.format(**names) for w in command]), f"{folder}: a folder; -o names the file to write")
+    assert listing(tmp_path) == before
+
+
+def test_opening_a_folder_or_nothing_is_a_typed_one_line_error(model: Path) -> None:
+    with pytest.raises(atpack_lib.IsAFolderError) as folder:
+        atpack_lib.open(model)
+    assert isinstance(folder.value, IsADirectoryError) and isinstance(folder.value, atpack_lib.StorageError)
+    assert str(folder.value) == f"{model}: a folder, not a pack file" and folder.value.errno == errno.EISDIR
+    with pytest.raises(FileNotFoundError) as missing:  # what code that never heard of atpack catches
+        atpack_lib.open(model / "missing.atpack")
+    assert isinstance(missing.value, atpack_lib.NotFoundError) and "\n" not in str(missing.value)
+    (model / "empty").mkdir()
+    refused(atpack("inspect", str(model / "empty")), "a folder with no pack")
+
+
+def test_store_commands_without_credentials_fail_in_one_line(s3: Any, tmp_path: Path) -> None:
+    endpoint = s3.storage_options["client_kwargs"]["endpoint_url"]
+    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
+    store = s3.url("store")
+    pack = str(VECTORS / "h100-subset.atpack")
+    refused(atpack("push", pack, store, "-t", "x", env=env), "NoCredentialsError: Unable to locate credentials")
+    refused(atpack("tag", store, env=env), "Unable to locate credentials")
+    refused(atpack("tag", store, "x", "sha256:" + "0" * 64, env=env), "Unable to locate credentials")
+    refused(atpack("pull", store, "x", "--local", str(tmp_path / "local"), env=env), "Unable to locate credentials")
+    assert s3.keys() == [] and not (tmp_path / "local").exists()
+
+
+# =========================================================================== no silent empties
+
+
+def test_pack_refuses_a_named_cache_folder_that_does_not_exist(h100_sample: Sample, tmp_path: Path) -> None:
+    out = tmp_path / "p.atpack"
+    result = atpack(
+        "pack", "--inductor-dir", str(h100_sample.inductor), "--triton-dir", str(tmp_path / "typo"), "-o", str(out)
+    )
+    refused(result, f"{tmp_path / 'typo'}: no such folder (named as the Triton cache folder)")
+    assert not out.exists()
+
+
+def test_pack_writes_no_empty_pack_unless_asked_and_names_the_folders_it_read(tmp_path: Path) -> None:
+    nowhere = {
+        "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "no-inductor"),
+        "TRITON_CACHE_DIR": str(tmp_path / "no-triton"),
+    }
+    out = tmp_path / "p.atpack"
+    result = atpack("pack", "-o", str(out), env=nowhere)
+    refused(result, f"nothing to pack: no cache folder exists (looked for {tmp_path / 'no-inductor'}, ")
+    assert "--allow-empty" in result.stderr and not out.exists()
+
+    (tmp_path / "no-inductor").mkdir()  # a folder, with nothing in it
+    refused(atpack("pack", "-o", str(out), env=nowhere), f"nothing to pack: no artifact in {tmp_path / 'no-inductor'}")
+    assert not out.exists()
+
+    allowed = atpack("pack", "-o", str(out), "--allow-empty", env=nowhere)
+    assert allowed.returncode == 0, allowed.stderr
+    assert f"packed 0 artifacts into {out}" in allowed.stdout
+    assert f"read {tmp_path / 'no-inductor'} (inductor)" in allowed.stdout
+    assert f"no folder at {tmp_path / 'no-triton'} (triton)" in allowed.stdout
+    assert atpack_lib.open(out).artifacts == ()
+
+
+def test_tag_and_pull_say_when_there_is_no_store(tmp_path: Path) -> None:
+    store, local = tmp_path / "no-store", tmp_path / "local"
+    refused(atpack("tag", str(store)), f"no store at {store}")
+    refused(atpack("tag", str(store), "v1", "sha256:" + "0" * 64), f"no store at {store}")
+    refused(atpack("pull", str(store), "v1", "--local", str(local)), f"no store at {store}")
+    assert not store.exists() and not local.exists()
+    store.mkdir()  # a store with no tag yet: an empty list, and a word on stderr
+    empty = atpack("tag", str(store))
+    assert empty.returncode == 0 and empty.stdout == "" and "holds no tag" in empty.stderr
+    refused(atpack("pull", str(store), "v1", "--local", str(local)), "no tag 'v1'")
+
+
+# =========================================================================== flags and exit codes
+
+
+def test_debug_and_verbose_work_before_and_after_the_command(tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.atpack")
+    for args in (["--debug", "inspect", missing], ["inspect", missing, "--debug"]):
+        assert "Traceback" in atpack(*args).stderr, args
+    for args in (["-v", "inspect", str(MINIMAL)], ["inspect", "-v", str(MINIMAL)], ["inspect", str(MINIMAL)]):
+        assert ("KIND" in atpack(*args).stdout) == ("-v" in args), args
+    usage = atpack("--help").stdout
+    assert all(flag in usage for flag in ("--debug", "-v, --verbose", "--version", "exit codes:"))
+
+
+def test_version_is_the_package_version() -> None:
+    result = atpack("--version")
+    assert result.returncode == 0 and result.stdout == f"atpack {atpack_lib.__version__}\n"
+    assert importlib.metadata.version("atpack") == atpack_lib.__version__
+
+
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        (["--level", "99"], "argument --level: 99: zstd levels are 1..22"),
+        (["--level", "fast"], "argument --level: not a number: 'fast'"),
+        (["--annotate", "foo"], "argument --annotate: 'foo': expected KEY=VALUE"),
+        (["--annotate", "Model=x"], "argument --annotate: 'Model': a key is reverse-DNS"),
+    ],
+)
+def test_bad_pack_options_are_usage_errors(option: list[str], says: str, h100_sample: Sample, tmp_path: Path) -> None:
+    out = tmp_path / "p.atpack"
+    result = atpack("pack", "--inductor-dir", str(h100_sample.inductor), *option, "-o", str(out))
+    assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def sample_pack(h100_sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Sample(h100_sample_root).pack(tmp_path_factory.mktemp("pack") / "sample.atpack")
+
+
+def test_a_verbose_dry_run_says_to_be_written_for_each_artifact(sample_pack: Path, tmp_path: Path) -> None:
+    dirs = ["--inductor-dir", str(tmp_path / "i"), "--triton-dir", str(tmp_path / "t")]
+    result = atpack("populate", str(sample_pack), *dirs, "--ignore-environment", "--dry-run", "-v")
+    assert result.returncode == 0, result.stderr
+    lines = [line.split() for line in result.stdout.splitlines() if line.startswith("    ")]
+    assert len(lines) == 96
+    assert sum(1 for w in lines if w[:3] == ["to", "be", "written"]) == 94
+    assert not [w for w in lines if w[0] == "written"]
+    assert not (tmp_path / "i").exists() and not (tmp_path / "t").exists()
+
+
+def test_require_applied_exits_3_when_nothing_applies_here(sample_pack: Path, tmp_path: Path) -> None:
+    dirs = ["--inductor-dir", str(tmp_path / "i"), "--triton-dir", str(tmp_path / "t")]
+    plain = atpack("populate", str(sample_pack), *dirs)
+    assert plain.returncode == 0 and "96 skipped" in plain.stdout  # this CPU machine is not the H100
+    strict = atpack("populate", str(sample_pack), *dirs, "--require-applied")
+    assert strict.returncode == 3 and "96 skipped" in strict.stdout
+    assert strict.stderr.count("\n") == 1 and "nothing applied here: none of the 96 artifacts" in strict.stderr
+    report = atpack_lib.populate(str(sample_pack), inductor_dir=str(tmp_path / "i"), triton_dir=str(tmp_path / "t"))
+    assert report.ok and report.applied == 0  # ok means "nothing failed"; applied says what the caches hold
+    applied = atpack("populate", str(sample_pack), *dirs, "--ignore-environment", "--require-applied")
+    assert applied.returncode == 0, applied.stderr
+    again = atpack("populate", str(sample_pack), *dirs, "--ignore-environment", "--require-applied")
+    assert again.returncode == 0 and "94 present" in again.stdout  # already there counts as applied
+
+
+def test_merge_says_when_it_drops_signatures(tmp_path: Path) -> None:
+    signed, other = tmp_path / "signed.atpack", tmp_path / "other.atpack"
+    shutil.copy(VECTORS / "h100-subset.atpack", signed)
+    shutil.copy(VECTORS / "minimal.atpack", other)
+    assert atpack("keygen", "k", cwd=tmp_path).returncode == 0
+    assert atpack("sign", str(signed), "--key", str(tmp_path / "k.key")).returncode == 0
+    merged = tmp_path / "merged.atpack"
+    result = atpack("merge", str(signed), str(other), "-o", str(merged))
+    assert result.returncode == 0, result.stderr
+    assert "dropped the signatures of 1 inputs: re-sign the merged pack" in result.stdout
+    assert not [k for k in atpack_lib.open(merged).manifest.annotations if k.startswith("io.atpack.signature.")]
+    refused(atpack("verify", str(merged), "--key", str(tmp_path / "k.pub")), f"{merged}: not signed")
+    quiet = atpack("merge", str(other), str(VECTORS / "h100-subset.atpack"), "-o", str(tmp_path / "m2.atpack"))
+    assert quiet.returncode == 0 and "signature" not in quiet.stdout
+
+
+def test_megacache_of_a_pack_without_entries_is_an_error(tmp_path: Path) -> None:
+    out = tmp_path / "blob.bin"
+    refused(atpack("megacache", str(MINIMAL), "-o", str(out)), "no Megacache entry in this pack (1 artifacts")
+    assert not out.exists()
+    assert atpack("megacache", str(VECTORS / "megacache-and-host.atpack"), "-o", str(out)).returncode == 0
+    assert out.stat().st_size > 12
+
+
+def test_a_truncated_pack_is_called_truncated(tmp_path: Path) -> None:
+    data = (VECTORS / "h100-subset.atpack").read_bytes()
+    for size in (len(data) - 1, len(data) // 2, 40):
+        cut = tmp_path / f"cut{size}.atpack"
+        cut.write_bytes(data[:size])
+        refused(
+            atpack("inspect", str(cut)),
+            "truncated, or followed by other bytes: it starts as an atpack file but does not end as one "
+            f"({size:,} bytes",
+        )
+    other = tmp_path / "notes.txt"
+    other.write_bytes(b"x" * 500)
+    refused(atpack("verify", str(other)), "not an atpack file (500 bytes, no footer magic at the end)")
+
+
+def test_populating_a_damaged_pack_writes_what_verifies_and_reports_every_artifact(
+    sample_pack: Path, tmp_path: Path
+) -> None:
+    with atpack_lib.open(sample_pack) as pack:
+        frame = pack._frames[len(pack._frames) // 2]
+    data = bytearray(sample_pack.read_bytes())
+    data[frame.offset + frame.length // 2] ^= 0xFF
+    bad = tmp_path / "bad.atpack"
+    bad.write_bytes(bytes(data))
+    dirs = ["--inductor-dir", str(tmp_path / "i"), "--triton-dir", str(tmp_path / "t")]
+    result = atpack("populate", str(bad), *dirs, "--ignore-environment")
+    assert result.returncode == 1 and result.stderr == ""
+    summary = result.stdout.splitlines()[-1]
+    assert summary.startswith("96 artifacts: 93 written, 2 skipped, 1 failed"), result.stdout
+    assert "does not match its sha256" in result.stdout and "failed 1 triton.kernel/1" in result.stdout
+    # the kernel whose file the damaged frame held is not made visible; the 86 others are, whole
+    assert len(list((tmp_path / "t").rglob("__grp__*.json"))) == 86
+    again = atpack_lib.populate(
+        str(sample_pack), inductor_dir=str(tmp_path / "i"), triton_dir=str(tmp_path / "t"), ignore_environment=True
+    )
+    assert again.ok and again.count("written") == 1 and again.count("present") == 93
+
+
+def test_diff_exit_code_says_whether_packs_differ() -> None:
+    same = atpack("diff", "--exit-code", str(MINIMAL), str(MINIMAL))
+    assert same.returncode == 0 and "0 added, 0 removed, 0 changed" in same.stdout
+    differ = atpack("diff", str(MINIMAL), str(VECTORS / "h100-subset.atpack"), "--exit-code")
+    assert differ.returncode == 1 and differ.stderr == "" and "added" in differ.stdout
+    assert atpack("diff", str(MINIMAL), str(VECTORS / "h100-subset.atpack")).returncode == 0
+    assert atpack("diff", "--json", "--exit-code", str(MINIMAL), str(VECTORS / "h100-subset.atpack")).returncode == 1
+
+
+def test_the_progress_bar_on_a_terminal_follows_the_blobs(sample_pack: Path, tmp_path: Path) -> None:
+    primary, secondary = pty.openpty()
+    dirs = ["--inductor-dir", str(tmp_path / "i"), "--triton-dir", str(tmp_path / "t")]
+    with subprocess.Popen(
+        [sys.executable, "-m", "atpack", "populate", str(sample_pack), *dirs, "--ignore-environment"],
+        stdout=subprocess.DEVNULL,
+        stderr=secondary,
+        cwd=REPO,
+    ) as process:
+        os.close(secondary)
+        shown = b""
+        while chunk := _read(primary):
+            shown += chunk
+        assert process.wait(timeout=300) == 0
+    os.close(primary)
+    # on one line, redrawn: from 0 of the blobs to write (the two host modules are not: untrusted) to all of them
+    steps = [line.decode() for line in shown.split(b"\r") if line.strip()]
+    blobs = atpack_lib.open(sample_pack).blob_count - 2
+    assert steps[0] == f"reading blobs [{' ' * 30}] 0/{blobs}"
+    assert steps[-1] == f"reading blobs [{'#' * 30}] {blobs}/{blobs}" and shown.endswith(b"\r\n")
+    assert len(steps) == blobs + 1
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the other end closed
+        return b""

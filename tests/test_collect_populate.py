@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import msgspec
+from fsspec.callbacks import Callback
 from h100_sample import CAPTURE_ROOT, Sample
 
 import atpack
@@ -248,14 +249,26 @@ def test_racing_populates_leave_whole_files_and_lose_no_timings(h100_sample: Sam
     assert len(merged["cache"]["addmm"]["k"]["highest"]) == 200
 
 
-def test_populate_and_verify_report_progress_to_the_last_item(h100_sample: Sample, tmp_path: Path) -> None:
+class Recorder(Callback):  # type: ignore[misc]
+    """An fsspec progress callback (what `TqdmCallback` is) that remembers each (value, size)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[int, int]] = []
+
+    def call(self, *args: object, **kwargs: object) -> None:
+        self.seen.append((self.value, self.size))
+
+
+def test_populate_and_verify_report_progress_through_fsspec_callbacks(h100_sample: Sample, tmp_path: Path) -> None:
     pack = h100_sample.pack(tmp_path / "sample.atpack")
-    read: list[tuple[int, int]] = []
-    _populate(pack, tmp_path / "out", ignore_environment=True, trust_pickles=True, progress=lambda *a: read.append(a))
+    read = Recorder()
+    _populate(pack, tmp_path / "out", ignore_environment=True, trust_pickles=True, callback=read)
     with atpack.open(pack) as opened:
-        blobs = opened.blob_count
-        checked: list[tuple[int, int]] = []
-        opened.verify(progress=lambda *a: checked.append(a))
-    # every blob the populate wrote is read once (the sample's are all distinct); every frame checked once
-    assert read == [(n, blobs) for n in range(1, blobs + 1)]
-    assert checked and checked == [(n, len(checked)) for n in range(1, len(checked) + 1)]
+        blobs, frames = opened.blob_count, len(opened._frames)
+        checked = Recorder()
+        opened.verify(callback=checked)
+    # the size first, then every blob the populate wrote read once (the sample's are all distinct);
+    # every frame checked once
+    assert read.seen == [(n, blobs) for n in range(blobs + 1)]
+    assert checked.seen == [(n, frames) for n in range(frames + 1)]

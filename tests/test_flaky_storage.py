@@ -21,16 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flaky import (
-    MiB,
-    counting_retries,
-    pack_bytes,
-    read_through,
-    retry_policy,
-    sample_blobs,
-    upload_through,
-    write_pack,
-)
+from flaky import MiB, counting_retries, pack_bytes, read_through, sample_blobs, upload_through, write_pack
 from s3server import FAULTS, FaultInjectingProxy, SilentServer, dummy_aws_environment
 
 import atpack
@@ -249,9 +240,23 @@ def test_opening_through_a_store_that_always_fails_is_a_storage_error_within_the
 ) -> None:
     proxy.configure(rate=1.0, kinds=["reset", "503"], seed=0)
     start = time.monotonic()
-    with retry_policy(store.Retry(attempts=100, deadline=2.0)), pytest.raises(atpack.StorageError, match=pack_url):
-        atpack.open(pack_url, storage_options=proxy.storage_options(s3))
+    with pytest.raises(atpack.StorageError, match=pack_url):
+        atpack.open(pack_url, storage_options=proxy.storage_options(s3), retry=atpack.Retry(attempts=100, deadline=2.0))
     assert time.monotonic() - start < 3.5
+
+
+def test_populate_and_load_read_with_the_retry_policy_they_are_given(
+    pack_url: str, s3: Any, proxy: FaultInjectingProxy, tmp_path: Path
+) -> None:
+    proxy.configure(rate=1.0, kinds=["503"], seed=0, methods=["HEAD"])  # the pack's size: read with the policy
+    options = proxy.storage_options(s3, **TIMEOUTS, retries={"max_attempts": 1})  # atpack's retries alone
+    folders = {"inductor_dir": str(tmp_path / "i"), "triton_dir": str(tmp_path / "t")}
+    for call in (atpack.populate, atpack.load_cache_artifacts):
+        start = time.monotonic()
+        with pytest.raises(atpack.StorageError, match=r"gave up after 2 attempts"):
+            call(pack_url, storage_options=options, retry=atpack.Retry(attempts=2, backoff=0.01), **folders)
+        assert time.monotonic() - start < 10
+    assert not (tmp_path / "i").exists() and not (tmp_path / "t").exists()
 
 
 def test_a_missing_pack_is_not_retried(s3: Any, proxy: FaultInjectingProxy) -> None:

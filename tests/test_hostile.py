@@ -230,7 +230,7 @@ def test_a_frame_lying_about_its_size_is_refused_on_read_having_allocated_at_mos
     claim = 64 << 20
     data, length = lying_frame_pack(claim)
     assert length < claim // 30_000  # 2 KiB on the wire
-    peak = peak_allocation_while(lambda: site.refuses_pack(data, atpack.IntegrityError, "frame 0"))
+    peak = peak_allocation_while(lambda: site.refuses_artifacts(data, "IntegrityError", "frame 0"))
     assert peak < claim + (4 << 20)  # the declared size, which Limits.max_frame_size caps (below)
 
 

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 def _tool(name: str) -> str:
     path = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not installed: pip install -e '.[test]'")
+        pytest.fail(f"{name} is not installed: pip install -e '.[all]' --group test (pip 25.1+)")
     return path
 
 

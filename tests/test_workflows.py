@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -229,29 +230,78 @@ def _chromium() -> str:
     pytest.fail("a headless browser is needed: apt-get install chromium (.ci/run does)")
 
 
-def test_the_report_renders_in_a_headless_browser(h100_sample: Any, tmp_path: Path) -> None:
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def test_the_report_reads_without_javascript_with_numbers_tooltips_and_whole_inputs(
+    h100_sample: Any, tmp_path: Path
+) -> None:
     pack = h100_sample.pack(tmp_path / "sample.atpack")
     page = tmp_path / "report.html"
     assert atpack_cli("report", str(pack), "-o", str(page)).returncode == 0
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--no-first-run",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ]
+    html = page.read_text()
+    # no script runs: the only <script> element is the data block, which a browser does not execute,
+    # so the page the browser shows is the page as written (headless Chromium cannot dump a page
+    # with scripts off: its --dump-dom runs a script)
+    assert re.findall(r"<script[^>]*>", html) == ['<script id="data" type="application/json">']
+    assert not re.search(r"\bon[a-z]+=", html)  # nor any event handler
+    flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run(
         [_chromium(), *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
-    )
-    assert 'data-rendered="ok"' in dom.stdout, dom.stderr[-2000:]
-    assert "scale_add" in dom.stdout and "GEMM autotuning" in dom.stdout
+    ).stdout
+    assert "GEMM autotuning" in dom and "Triton autotune results" in dom and "scale_add" in dom
+    assert "Not signed" in dom
+    with atpack.open(pack) as opened:
+        gemm = next(a for a in opened.artifacts if isinstance(a, InductorGemmTimings))
+    for entry in gemm.entries:
+        assert len(entry.inputs) > 80
+        for tensor in entry.inputs[2:-2].split("), ("):  # each input of the GEMM, whole
+            assert f"<span>({tensor})</span>" in dom
+        chosen, ms = min(((t.choice, t.ms) for t in entry.timings if t.ms is not None), key=lambda t: t[1])
+        assert f"<title>{chosen}: {ms:.3g} ms (1.00x the fastest)</title>" in dom  # the tooltip of the chosen point
+        assert f"chosen <b>{ms:.3g} ms</b> · {len(entry.timings)} candidates" in dom  # its numbers, beside the chart
+    ticks = re.findall(r'<text x="[0-9.]+" y="42">([0-9.e-]+)</text>', dom)
+    assert len(ticks) >= 10 and all(float(t) > 0 for t in ticks)  # labelled axes under every chart
     shot = tmp_path / "report.png"
     subprocess.run(
-        [_chromium(), *flags, "--window-size=1200,1600", f"--screenshot={shot}", page.as_uri()],
+        [_chromium(), *flags, "--window-size=1280,2000", f"--screenshot={shot}", page.as_uri()],
         capture_output=True,
         timeout=120,
     )
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+
+
+def test_the_report_shows_who_signed_the_pack_and_whether_it_verifies(tmp_path: Path) -> None:
+    pack = tmp_path / "p.atpack"
+    shutil.copy(REPO / "spec" / "vectors" / "h100-subset.atpack", pack)
+    for name in ("release", "other"):
+        assert atpack_cli("keygen", name, cwd=tmp_path).returncode == 0
+    signed = atpack_cli("sign", str(pack), "--key", str(tmp_path / "release.key"))
+    kid = signed.stdout.split()[-1]
+
+    def report(*keys: str) -> str:
+        page = tmp_path / "r.html"
+        result = atpack_cli("report", str(pack), "-o", str(page), *[a for k in keys for a in ("--key", k)])
+        assert result.returncode == 0, result.stderr
+        return page.read_text()
+
+    assert f"signed by key <code>{kid}</code>: not verified: no key given" in report()
+    assert f"<code>{kid}</code>: verified with release.pub" in report(str(tmp_path / "release.pub"))
+    assert f"<code>{kid}</code>: not verified: not one of the keys given" in report(str(tmp_path / "other.pub"))
+    # the signature copied onto other content: the report says it does not verify
+    with atpack.open(pack) as source:
+        signature = {k: v for k, v in source.manifest.annotations.items() if k.startswith("io.atpack.signature.")}
+        with atpack.create(tmp_path / "forged.atpack") as writer:
+            writer.copy_from(source, source.artifacts[1:])
+            for k, v in signature.items():
+                writer.annotate(k, v)
+    pack = tmp_path / "forged.atpack"
+    assert f"<code>{kid}</code>: does NOT verify" in report(str(tmp_path / "release.pub"))
