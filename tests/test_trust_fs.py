@@ -572,7 +572,7 @@ def collected_within(site: Site, seconds: float, fifos: list[Path]) -> CollectRe
 
     def run() -> None:
         try:
-            result.append(site.pack_caches()[0])
+            result.append(site.pack_caches(allow_empty=True)[0])  # what is skipped may be all there is
         except BaseException as e:  # reported below
             result.append(e)
 
@@ -632,7 +632,7 @@ def test_a_cache_file_larger_than_the_collection_limit_is_skipped_unread(site: S
     key = alnum("huge", 52)
     folder = kernel_folder(site.triton, key, "k", {"k.json": b'{"name": "k"}', "k.cubin": b""})
     os.truncate(folder / "k.cubin", MAX_FILE + 1)  # sparse: nothing is allocated, nothing read
-    report, _ = site.pack_caches()
+    report, _ = site.pack_caches(allow_empty=True)
     assert [(s.path, s.reason) for s in report.skipped] == [
         (
             str(folder / "__grp__k.json"),
