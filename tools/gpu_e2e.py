@@ -323,6 +323,11 @@ def triton_folder() -> str:
     return triton_cache_dir(0)
 
 
+def _kernel_names(folder: str) -> str:
+    names = [n[7:-5] for n in os.listdir(Path(triton_folder()) / folder) if n.startswith("__grp__")]
+    return f"{folder}: {', '.join(sorted(names)) or '(no group file)'}"
+
+
 def triton_folders() -> set[str]:
     root = triton_folder()
     return set(os.listdir(root)) if os.path.isdir(root) else set()
@@ -376,6 +381,8 @@ def worker(phase: str, work: Path, smoke: bool) -> dict[str, Any]:
             "saves": counts.saves[saved : saved + 150],
             "timed_s": _slowest(timed, _timed()),
             "where": counts.where[mark : mark + 60],
+            # which kernels a warm phase still compiles (folder: kernel names), to find what a pack lacks
+            "new_kernels": [] if phase == "cold" else [_kernel_names(f) for f in sorted(new - host)][:40],
         }
     result["atpack_modules"] = sorted(m for m in sys.modules if m.split(".")[0] == "atpack")
     if phase == "cold":
@@ -547,6 +554,7 @@ def _pack_facts(pack: Path, capture_output: str) -> dict[str, Any]:
             "pack_bytes": opened.size,
             "pack_blob_bytes": sum(opened.blob_size(d) for d in opened.blob_digests),
             "kinds": _kinds(opened),
+            "kernels": sorted(f"{a.cache_key}: {a.name}" for a in opened.artifacts if a.kind == "triton.kernel/1"),
             "capture": [x for x in capture_output.splitlines() if not x.startswith("RESULT ")][-4:],
         }
 
