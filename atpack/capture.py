@@ -18,6 +18,7 @@ import dataclasses
 import gc
 import logging
 import os
+import re
 import shlex
 import sys
 import types
@@ -119,8 +120,10 @@ class Capture:
         kernels = new_folders - autotune
         self.triton_folders = autotune
         winners = self._winners.stop() | self._best_config_kernels()
-        inductors = {f for f in kernels if _kernel_name(os.path.join(*f)).startswith("triton_")}
-        launched = {f for f in inductors if f[1] in winners}
+        names = {f: _kernel_name(os.path.join(*f)) for f in kernels}
+        inductors = {f for f in kernels if names[f].startswith("triton_")}
+        searched = set() if self._winners.hooked else self._coordesc_kernels()
+        launched = {f for f in inductors if f[1] in winners or names[f] in searched}
         if self.all_kernels:
             self.kernel_folders = kernels
         elif launched or not inductors:
@@ -204,6 +207,21 @@ class Capture:
             found_by_coordesc=True,
             triton_cache_hash=None,
         )
+
+    def _coordesc_kernels(self) -> set[str]:
+        """The names of the kernels whose coordinate-descent result torch saved during the
+        capture. Torch saves it without its kernel's folder and, before 2.12, records no winner
+        (`put_winner`): every folder compiled for such a kernel is kept, its winner among them.
+        A record is matched to its kernel module by torch's own key functions."""
+        cache: Any = getattr(sys.modules.get("torch._inductor.runtime.autotune_cache"), "AutotuneCache", None)
+        records = {os.path.normpath(os.path.join(self.inductor_dir, r)) for r in self.coordesc}
+        names: set[str] = set()
+        for shard in {os.path.dirname(r) for r in records}:
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(shard):
+                    if entry.name.endswith(".py") and _record_of(cache, entry.path) in records:
+                        names |= _jit_names(entry.path)
+        return names
 
     def _best_config_kernels(self) -> set[str]:
         """Kernel folders named by captured `.best_config` files (`triton_cache_hash`)."""
@@ -337,6 +355,24 @@ def _triton_folders(roots: list[str]) -> dict[_Folder, _Stamp]:
                         stamps = [e.stat(follow_symlinks=False).st_mtime_ns for e in os.scandir(folder.path)]
                         out[root, folder.name] = (len(stamps), max(stamps, default=0))
     return out
+
+
+def _record_of(cache: Any, module: str) -> str | None:
+    """The `.best_config` path torch gives the kernel module `module` (None: cannot tell)."""
+    try:
+        return os.path.normpath(str(cache._make_local_cache_key(os.path.dirname(module), cache._prepare_key(module))))
+    except Exception:  # another torch's internals: the kernel's folders are chosen as before
+        return None
+
+
+def _jit_names(module: str) -> set[str]:
+    with contextlib.suppress(OSError), open(module, encoding="utf-8", errors="replace") as f:
+        return set(_JIT_NAME.findall(f.read(_MODULE_READ)))
+    return set()
+
+
+_JIT_NAME = re.compile(r"^def (triton_\w+)\(", re.MULTILINE)
+_MODULE_READ = 1 << 22  # an Inductor kernel module is a few KB
 
 
 def _changed(before: dict[Any, _Stamp], after: dict[Any, _Stamp]) -> set[Any]:
@@ -488,6 +524,7 @@ class _Winners:
 
     def __init__(self) -> None:
         self._recorded: set[str] = set()
+        self.hooked = False  # torch records its winners (2.12+)
 
     def start(self, undo: contextlib.ExitStack) -> None:
         undo.callback(after_import("torch._inductor.triton_bundler", lambda m: self._watch(m, undo)))
@@ -503,6 +540,7 @@ class _Winners:
             original(kernel_hash)
 
         bundler.put_winner = put_winner
+        self.hooked = True
         undo.callback(setattr, bundler, "put_winner", descriptor)
 
     def stop(self) -> set[str]:

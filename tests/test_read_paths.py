@@ -132,3 +132,24 @@ def test_a_kernel_compiled_under_another_folder_reads_its_record_from_this_one(
         TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "b"),
     )
     assert replayed == {"state": "hit", "config": "here"}
+
+
+@pytest.mark.parametrize("torch_names_winners", [True, False], ids=["put_winner", "no-put_winner"])
+def test_a_capture_keeps_the_folder_coordinate_descent_chose(
+    kernel_sources: list[str], tmp_path: Path, torch_names_winners: bool
+) -> None:
+    """Torch saves coordinate descent's result without its kernel's folder. Where torch names
+    the winner (2.12+) the capture keeps that folder; before 2.12 it keeps every folder
+    compiled for the kernel, so that a warm start compiles nothing; a kernel the compiled code
+    never launches is left out either way."""
+    flag = [] if torch_names_winners else ["--no-put-winner"]
+    result = _run(
+        "capture_searched.py",
+        kernel_sources[0],
+        str(tmp_path / "p.atpack"),
+        *flag,
+        TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "i"),
+    )
+    candidates = result["candidates"]
+    assert result["packed"] == ([candidates[1]] if torch_names_winners else sorted(candidates))
+    assert result["unlaunched"] not in result["packed"]
