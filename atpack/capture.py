@@ -122,7 +122,7 @@ class Capture:
         winners = self._winners.stop() | self._best_config_kernels()
         names = {f: _kernel_name(os.path.join(*f)) for f in kernels}
         inductors = {f for f in kernels if names[f].startswith("triton_")}
-        searched = set() if self._winners.hooked else self._coordesc_kernels()
+        searched = self._coordesc_kernels()
         launched = {f for f in inductors if f[1] in winners or names[f] in searched}
         if self.all_kernels:
             self.kernel_folders = kernels
@@ -210,9 +210,11 @@ class Capture:
 
     def _coordesc_kernels(self) -> set[str]:
         """The names of the kernels whose coordinate-descent result torch saved during the
-        capture. Torch saves it without its kernel's folder and, before 2.12, records no winner
-        (`put_winner`): every folder compiled for such a kernel is kept, its winner among them.
-        A record is matched to its kernel module by torch's own key functions."""
+        capture. Torch saves it without its kernel's folder, and a torch that names winners
+        (`put_winner`) may name the one autotuning chose before the search: every folder compiled
+        for such a kernel is kept, the search's winner among them (a warm start on the H100,
+        torch 2.11, compiled the one left out). A record is matched to its kernel module by
+        torch's own key functions."""
         cache: Any = getattr(sys.modules.get("torch._inductor.runtime.autotune_cache"), "AutotuneCache", None)
         records = {os.path.normpath(os.path.join(self.inductor_dir, r)) for r in self.coordesc}
         names: set[str] = set()
@@ -526,7 +528,6 @@ class _Winners:
 
     def __init__(self) -> None:
         self._recorded: set[str] = set()
-        self.hooked = False  # torch records its winners (2.12+)
 
     def start(self, undo: contextlib.ExitStack) -> None:
         undo.callback(after_import("torch._inductor.triton_bundler", lambda m: self._watch(m, undo)))
@@ -542,7 +543,6 @@ class _Winners:
             original(kernel_hash)
 
         bundler.put_winner = put_winner
-        self.hooked = True
         undo.callback(setattr, bundler, "put_winner", descriptor)
 
     def stop(self) -> set[str]:
