@@ -447,7 +447,13 @@ def _plan(pack: Pack, artifact: Artifact, root: CacheDir, note: str) -> _Planned
     """The files `artifact` writes into `root`, and what each of them holds there now."""
     writes = _files(artifact, root)
     _check_sizes(pack, writes)
-    states = [root.state(w.path, data=w.data, digest=w.blob, size=w.size) for w in writes]
+    # the files that make the others visible (written last) are looked at first: another
+    # process writes them after the others, so where they are, the others are there too
+    order = sorted(range(len(writes)), key=lambda i: not writes[i].last)
+    states = [""] * len(writes)
+    for i in order:
+        w = writes[i]
+        states[i] = root.state(w.path, data=w.data, digest=w.blob, size=w.size)
     return _Planned(artifact, root, writes, states, note, _kept(artifact, root, writes, states))
 
 
