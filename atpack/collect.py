@@ -10,8 +10,9 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from . import evidence
 from .adapters import Collected, Skipped
-from .artifacts import Environment, artifact_digest
+from .artifacts import Artifact, Environment, artifact_digest
 from .errors import AtpackError, NotFoundError
 from .merge import CREATED, created_now
 from .pack import DEFAULT_LEVEL, PackInfo, create
@@ -98,7 +99,15 @@ def pack_caches(
         report.folders += [("triton", folder) for folder in triton_dirs]
     with create(url, storage_options=storage_options, level=level) as writer:
         env_digest = writer.add_environment(env)
-        add_blob = lambda data, hint: writer.add_blob(data, hint=hint)  # noqa: E731
+        metadata: dict[str, bytes] = {}  # kernel metadata files, read for what they say (atpack.evidence)
+
+        def add_blob(data: bytes, hint: str) -> str:
+            digest = writer.add_blob(data, hint=hint)
+            if hint == ".json" and len(data) <= evidence.METADATA_READ:
+                metadata[digest] = data
+            return digest
+
+        stated: list[tuple[Artifact, dict[str, str]]] = []
         streams: list[Iterable[Collected]] = [
             inductor.collect(folder, env_digest)
             if system == "inductor"
@@ -114,7 +123,11 @@ def pack_caches(
             else:
                 writer.add(item)
                 report.kinds[item.kind] += 1
-        if not report.kinds and not allow_empty:  # raised inside the block: nothing is published
+                if said := evidence.said_by(item, metadata):
+                    stated.append((item, said))
+        # raised inside the block: nothing is published
+        evidence.check(stated, env, "the given" if environment is not None else "this machine's")
+        if not report.kinds and not allow_empty:
             blob = ", nor in the Megacache blob" if megacache is not None else ""
             raise AtpackError(f"nothing to pack: {report.nothing_found()}{blob} (--allow-empty writes an empty pack)")
         writer.annotate(CREATED, created_now())

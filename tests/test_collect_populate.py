@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import msgspec
+import packtools
 from fsspec.callbacks import Callback
 from h100_sample import CAPTURE_ROOT, Sample
 
@@ -104,10 +105,22 @@ def _local_env() -> atpack.Environment:
     return LocalEnvironment().snapshot()
 
 
-def test_artifacts_from_another_environment_are_skipped_naming_the_field(h100_sample: Sample, tmp_path: Path) -> None:
+def test_artifacts_from_another_environment_are_skipped_naming_the_field(tmp_path: Path) -> None:
     here = _local_env()
     elsewhere = msgspec.structs.replace(here, triton_version="3.2.0")
-    pack = h100_sample.pack(tmp_path / "p.atpack", environment=elsewhere)
+    pack = tmp_path / "p.atpack"
+    with atpack.create(pack) as writer:  # written as such (collection would see the kernel's own version)
+        env = writer.add_environment(elsewhere)
+        files = [("kernel_0.json", b'{"name": "kernel_0"}'), ("kernel_0.cubin", b"elf")]
+        for name, data in files:
+            writer.add_blob(data, hint=os.path.splitext(name)[1])
+        for artifact in (
+            packtools.triton_kernel(env, 0, files),
+            packtools.triton_autotune(env, 0),
+            packtools.gemm_timings(env, 0),
+            packtools.best_config(env, 0),
+        ):
+            writer.add(artifact)
     report = _populate(pack, tmp_path / "out")
     by_kind = {o.kind: o for o in report.outcomes}
     for kind in ("triton.kernel/1", "triton.autotune/1", "inductor.gemm_timings/1"):

@@ -20,10 +20,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 import atpack
 from atpack.autoload import MARKER
+from atpack.env import LocalEnvironment
+
+def _h100_here() -> atpack.Environment:
+    """This machine, as an H100 with triton 3.6 (what the sample's kernels say they were made on)."""
+    return msgspec.structs.replace(LocalEnvironment().snapshot(), compute_capability="9.0", triton_version="3.6.0")
 
 PROGRAMS = Path(__file__).parent / "programs"
 pytestmark = pytest.mark.slow
@@ -164,14 +170,17 @@ def test_pack_collects_inductors_per_device_triton_folder_and_populate_puts_it_w
     assert {k["triton_cache_dir"] for k in tuned} == {str(made.inductor / "triton" / "0")}
     kernels = _compiled_kernels(h100_sample_root, made.inductor / "triton" / "0")
 
-    packed = made.atpack("pack", "-o", str(made.home / "p.atpack")).stdout
+    environment = made.home / "h100.json"  # the kernels are the H100's: the pack says so
+    environment.write_bytes(msgspec.json.encode(_h100_here()))
+    packed = made.atpack("pack", "-o", str(made.home / "p.atpack"), "--environment", str(environment)).stdout
     assert f"read {made.inductor} (inductor)" in packed
     assert f"read {made.inductor}/triton/0 (triton)" in packed
     assert f"no folder at {made.triton} (triton)" in packed
     kinds = [a.kind for a in atpack.open(made.home / "p.atpack").artifacts]
     assert kinds.count("triton.kernel/1") == len(kernels) and kinds.count("inductor.best_config/1") == 2
 
-    populated = loaded.atpack("populate", str(made.home / "p.atpack")).stdout
+    # this CPU machine stands in for an H100 (Triton's stand-in driver)
+    populated = loaded.atpack("populate", str(made.home / "p.atpack"), "--ignore-environment").stdout
     assert f"{loaded.inductor}/triton/0 (triton)" in populated and f"{loaded.triton} (triton)" in populated
     read = loaded.run("inductor_kernel.py", "read", *kernel_sources, "--triton", *kernels)
     assert [k["autotune_cache_state"] for k in read[:2]] == ["hit", "hit"]
@@ -201,8 +210,10 @@ def test_populate_gives_every_device_its_folder(h100_sample_root: Path, tmp_path
         monkeypatch.delenv(name, raising=False)
     made = tmp_path / "made"
     kernels = _compiled_kernels(h100_sample_root, made, n=3)
-    atpack.pack_caches(tmp_path / "p.atpack", triton_dir=str(made), sources=["triton"])
-    report = atpack.populate(tmp_path / "p.atpack", inductor_dir=str(machine.inductor), devices=[0, 1, 2])
+    atpack.pack_caches(tmp_path / "p.atpack", triton_dir=str(made), sources=["triton"], environment=_h100_here())
+    report = atpack.populate(
+        tmp_path / "p.atpack", inductor_dir=str(machine.inductor), devices=[0, 1, 2], ignore_environment=True
+    )
     folders = [machine.inductor / "triton" / str(d) for d in range(3)] + [machine.triton]
     assert report.triton_dirs == [str(f) for f in folders]
     assert report.count("written") == 3, report.format()
