@@ -27,9 +27,11 @@ import atpack
 from atpack.autoload import MARKER
 from atpack.env import LocalEnvironment
 
+
 def _h100_here() -> atpack.Environment:
     """This machine, as an H100 with triton 3.6 (what the sample's kernels say they were made on)."""
     return msgspec.structs.replace(LocalEnvironment().snapshot(), compute_capability="9.0", triton_version="3.6.0")
+
 
 PROGRAMS = Path(__file__).parent / "programs"
 pytestmark = pytest.mark.slow
