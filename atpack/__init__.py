@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     AtpackError,
     CacheFileError,
+    EnvironmentMismatchError,
     FormatError,
     IntegrityError,
     IsAFolderError,
@@ -127,6 +128,7 @@ __all__ = [
     "AtpackError",
     "CacheFileError",
     "Environment",
+    "EnvironmentMismatchError",
     "FormatError",
     "InductorBestConfig",
     "InductorGemmTimings",

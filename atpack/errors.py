@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AtpackError",
     "CacheFileError",
+    "EnvironmentMismatchError",
     "FormatError",
     "IntegrityError",
     "IsAFolderError",
@@ -34,6 +35,10 @@ __all__ = [
 
 class AtpackError(Exception):
     """Base class of every error atpack raises on purpose."""
+
+
+class EnvironmentMismatchError(AtpackError):
+    """The artifacts say they were made under another environment than the one a pack would record."""
 
 
 class FormatError(AtpackError):

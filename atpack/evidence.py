@@ -15,16 +15,12 @@ import json
 from collections.abc import Iterable, Mapping
 
 from .artifacts import Artifact, Environment, InductorGemmTimings, TritonKernel
-from .errors import AtpackError
+from .errors import EnvironmentMismatchError
 
-__all__ = ["EnvironmentMismatchError", "check", "said_by"]
+__all__ = ["check", "said_by"]
 
 METADATA_READ = 1 << 16
 """Kernel metadata files kept for reading while collecting (a few KB each)."""
-
-
-class EnvironmentMismatchError(AtpackError):
-    """The artifacts say they were made under another environment than the one to be recorded."""
 
 
 def said_by(artifact: Artifact, small_files: Mapping[str, bytes]) -> dict[str, str]:

@@ -14,7 +14,8 @@ import pytest
 from h100_sample import Sample
 
 import atpack
-from atpack.evidence import EnvironmentMismatchError, said_by
+from atpack import EnvironmentMismatchError
+from atpack.evidence import said_by
 
 REPO = Path(__file__).resolve().parent.parent
 
