@@ -42,11 +42,17 @@ FIELDS: tuple[str, ...] = tuple(f for f in Environment.__struct_fields__ if f !=
 
 def mismatches(recorded: Environment, local: Callable[[str], str | None], fields: Iterable[str]) -> list[str]:
     """The reasons an artifact recorded under `recorded` is not valid here, one per field:
-    ``"device_name: recorded 'NVIDIA H100', found none"``. Unrecorded fields are not checked."""
+    ``"device_name: recorded 'NVIDIA H100', found none"``. Unrecorded fields are not checked,
+    but an environment that records none of `fields` vouches for nothing. A version is only
+    informative where its package's key (a hash of the build) is recorded: the key decides."""
+    fields = list(fields)
+    if fields and all(getattr(recorded, field) is None for field in fields):
+        return [f"its environment records none of the fields it depends on ({', '.join(fields)})"]
     reasons = []
     for field in fields:
         want = getattr(recorded, field)
-        if want is None:
+        key = _INFORMATIVE.get(field)
+        if want is None or (key in fields and getattr(recorded, key) is not None):
             continue
         have = local(field)
         if have != want:
@@ -54,6 +60,10 @@ def mismatches(recorded: Environment, local: Callable[[str], str | None], fields
     for name in sorted(recorded.extra):
         reasons.append(f"extra.{name}: recorded {_show(recorded.extra[name])}, a validator this atpack cannot check")
     return reasons
+
+
+_INFORMATIVE = {"torch_version": "torch_key", "triton_version": "triton_key"}
+"""Version fields and the key that identifies the same build more exactly."""
 
 
 def _show(value: str | None) -> str:
@@ -90,8 +100,8 @@ class LocalEnvironment:
     # -- fields
 
     def _compute(self, field: str) -> str | None:
-        if field == "torch_version":
-            return _dist_version("torch")
+        if field == "torch_version":  # torch.__version__, build label included ("2.11.0+cu130")
+            return _torch_version_attr("__version__") or _dist_version("torch")
         if field == "triton_version":
             return _dist_version("triton")
         if field in ("device_name", "compute_capability"):
@@ -167,7 +177,7 @@ def _package_dir(name: str) -> str | None:
 
 
 def _torch_version_attr(attr: str) -> str | None:
-    """`torch.version.cuda` / `.hip`, read from torch/version.py without importing torch."""
+    """`torch.version.cuda` / `.hip` / `.__version__`, read from torch/version.py without importing torch."""
     if "torch.version" in sys.modules:
         value = getattr(sys.modules["torch.version"], attr, None)
         return str(value) if value is not None else None

@@ -105,12 +105,11 @@ def _local_env() -> atpack.Environment:
     return LocalEnvironment().snapshot()
 
 
-def test_artifacts_from_another_environment_are_skipped_naming_the_field(tmp_path: Path) -> None:
-    here = _local_env()
-    elsewhere = msgspec.structs.replace(here, triton_version="3.2.0")
-    pack = tmp_path / "p.atpack"
-    with atpack.create(pack) as writer:  # written as such (collection would see the kernel's own version)
-        env = writer.add_environment(elsewhere)
+def _pack_of_every_kind(pack: Path, environment: atpack.Environment) -> Path:
+    """A pack whose artifacts record `environment`, written as such (collection would check it
+    against what a kernel's own metadata says)."""
+    with atpack.create(pack) as writer:
+        env = writer.add_environment(environment)
         files = [("kernel_0.json", b'{"name": "kernel_0"}'), ("kernel_0.cubin", b"elf")]
         for name, data in files:
             writer.add_blob(data, hint=os.path.splitext(name)[1])
@@ -121,7 +120,13 @@ def test_artifacts_from_another_environment_are_skipped_naming_the_field(tmp_pat
             packtools.best_config(env, 0),
         ):
             writer.add(artifact)
-    report = _populate(pack, tmp_path / "out")
+    return pack
+
+
+def test_artifacts_from_another_environment_are_skipped_naming_the_field(tmp_path: Path) -> None:
+    here = _local_env()
+    elsewhere = msgspec.structs.replace(here, triton_version="3.2.0", triton_key=None)  # no key: the version decides
+    report = _populate(_pack_of_every_kind(tmp_path / "p.atpack", elsewhere), tmp_path / "out")
     by_kind = {o.kind: o for o in report.outcomes}
     for kind in ("triton.kernel/1", "triton.autotune/1", "inductor.gemm_timings/1"):
         assert by_kind[kind].action == "skipped"
@@ -129,6 +134,29 @@ def test_artifacts_from_another_environment_are_skipped_naming_the_field(tmp_pat
     # .best_config files do not depend on the triton version: they apply here.
     assert by_kind["inductor.best_config/1"].action == "written"
     assert not (tmp_path / "out" / "triton").exists()
+
+
+def test_the_same_build_labelled_otherwise_matches_itself_where_its_key_is_recorded(tmp_path: Path) -> None:
+    """The version from the package metadata ("2.13.0") and torch.__version__ ("2.13.0+cpu")
+    name one build: where the build's key is recorded, the key decides and the versions only inform."""
+    here = _local_env()
+    assert here.torch_version and "+" in here.torch_version  # torch.__version__, as torch reports it
+    unlabelled = msgspec.structs.replace(
+        here, torch_version=here.torch_version.split("+")[0], triton_version=f"{here.triton_version}+other-index"
+    )
+    report = _populate(_pack_of_every_kind(tmp_path / "p.atpack", unlabelled), tmp_path / "out")
+    assert report.count("written") == len(report.outcomes) == 4, report.format()
+    other_build = msgspec.structs.replace(unlabelled, torch_key="f" * 64)
+    report = _populate(_pack_of_every_kind(tmp_path / "q.atpack", other_build), tmp_path / "out2")
+    best = next(o for o in report.outcomes if o.kind == "inductor.best_config/1")
+    assert best.action == "skipped" and best.detail.startswith("torch_key: recorded 'ffff")
+
+
+def test_an_environment_recording_none_of_the_fields_a_kind_depends_on_vouches_for_nothing(tmp_path: Path) -> None:
+    report = _populate(_pack_of_every_kind(tmp_path / "p.atpack", atpack.Environment()), tmp_path / "out")
+    assert report.count("skipped") == len(report.outcomes) == 4
+    assert all("records none of the fields it depends on" in o.detail for o in report.outcomes)
+    assert not (tmp_path / "out" / "triton").exists() and not (tmp_path / "out" / "inductor").exists()
 
 
 def test_the_h100_sample_is_skipped_here_with_every_differing_field(h100_sample: Sample, tmp_path: Path) -> None:
