@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 
 from .artifacts import Environment
+from .atomic import replacing
 from .folders import atpack_cache_dir
 
 __all__ = [
@@ -298,16 +299,11 @@ def _cuda_device(index: int) -> tuple[str, str] | None:
 
 def _write_quietly(path: str, data: bytes) -> None:
     """Best effort: a read-only home must not break populate."""
-    tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "wb") as f:
+        with replacing(path, durable=False) as f:
             f.write(data)
-        os.replace(tmp, path)
     except OSError as e:
         log.debug("cannot cache %s: %s", path, e)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
 
 
 def environment_from_json(data: bytes | str) -> Environment:

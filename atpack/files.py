@@ -33,9 +33,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from .atomic import STALE_SECONDS, sweep
 from .errors import AtpackError, CacheFileError, StorageError, UnsafeContentError
 
-__all__ = ["CacheDir", "FileWrite", "Writes", "open_root", "sweep"]
+__all__ = ["STALE_SECONDS", "CacheDir", "FileWrite", "Writes", "open_root", "sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +371,7 @@ class CacheDir:
             first = folder not in self._swept
             self._swept.add(folder)
         if first:
-            sweep(self._prefix + folder if folder else self.root, dir_fd=fd)
+            sweep(self._prefix + folder if folder else self.root, _TMP_PREFIX, dir_fd=fd)
         return fd
 
     def _acquire(self, folder: str, *, create: bool) -> int | None:
@@ -665,36 +666,6 @@ def _write_batch(batch: list[_Write]) -> None:
 
 _temporary_names = itertools.count()
 _temporary_prefix = ""
-
-
-STALE_SECONDS = 3600.0
-"""A temporary file of ours untouched this long belongs to a writer that was killed: no write
-pauses that long, so a later writer into the same folder removes it."""
-
-
-def sweep(folder: str, prefix: str = _TMP_PREFIX, *, dir_fd: int | None = None) -> None:
-    """Remove the stale temporary files (`<prefix>….tmp`) that killed writers left in `folder`
-    (or, with `dir_fd`, in that open folder, which `folder` names)."""
-    cutoff = time.time() - STALE_SECONDS
-    try:
-        with os.scandir(folder if dir_fd is None else dir_fd) as entries:
-            stale = [
-                e.name
-                for e in entries
-                if e.name.startswith(prefix)
-                and e.name.endswith(".tmp")
-                and e.is_file(follow_symlinks=False)
-                and e.stat(follow_symlinks=False).st_mtime < cutoff
-            ]
-    except OSError:
-        return  # sweeping is housekeeping: never a reason to fail a write
-    for name in stale:
-        with contextlib.suppress(OSError):
-            if dir_fd is None:
-                os.unlink(os.path.join(folder, name))
-            else:
-                os.unlink(name, dir_fd=dir_fd)
-            log.info("removed %s/%s, left by a killed writer", folder, name)
 
 
 def _temporary_name() -> str:

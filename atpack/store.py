@@ -21,7 +21,6 @@ import logging
 import math
 import os
 import random
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,8 +31,8 @@ import fsspec.asyn
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
+from . import atomic
 from .errors import IsAFolderError, NotFoundError, StorageError, storage_error
-from .files import sweep
 
 __all__ = [
     "RETRY",
@@ -555,31 +554,9 @@ def _discard(f: Any, step: _Step, *, wait: bool) -> None:
 
 @contextlib.contextmanager
 def _publish_local(path: str) -> Iterator[IO[bytes]]:
-    folder = os.path.dirname(os.path.abspath(path))
     try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as e:
-        raise StorageError(f"{path}: cannot create folder: {e.strerror or e}") from e
-    sweep(folder, prefix=f".{os.path.basename(path)}.")  # what a killed write of this pack left
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    try:
-        with open(tmp, "wb") as f:
+        with atomic.replacing(path) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(folder)
+    except OSError as e:
+        raise StorageError(f"{path}: cannot write: {e.strerror or e}") from e
     log.debug("published %s", path)
-
-
-def _fsync_dir(folder: str) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -27,3 +27,19 @@ def test_inspecting_a_pack_does_not_import_torch_or_triton() -> None:
         "print(sorted(m for m in ('torch', 'triton') if m in sys.modules))"
     )
     assert _run(code).strip().splitlines()[-1] == "[]"
+
+
+def test_packs_are_read_and_written_where_fcntl_does_not_exist(tmp_path: Path) -> None:
+    """Windows has no `fcntl`: reading, verifying and writing packs, locally or in a store,
+    does not need the cache-folder writer (which locks with it)."""
+    code = (
+        "import sys; sys.modules['fcntl'] = None\n"  # any `import fcntl` now fails
+        "import atpack\n"
+        "pack = atpack.open('spec/vectors/minimal.atpack'); pack.verify()\n"
+        f"with atpack.create({str(tmp_path / 'copy.atpack')!r}) as w:\n"
+        "    w.copy_from(pack, pack.artifacts)\n"
+        "from atpack.registry import Store\n"
+        f"print(Store({str(tmp_path / 'store')!r}).push({str(tmp_path / 'copy.atpack')!r}))\n"
+        "print(sorted(m for m in ('atpack.files', 'fcntl') if sys.modules.get(m)))"
+    )
+    assert _run(code).strip().splitlines()[-1] == "[]"
