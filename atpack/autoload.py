@@ -80,11 +80,11 @@ def enable(inductor_dir: str, packs: Sequence[str] = ()) -> str:
     is left as it is); returns the marker's path."""
     from .files import CacheDir
 
-    root = CacheDir(inductor_dir)
-    path = root.path(MARKER)
-    if root.state(path) == "absent":
-        note = {"written_by": "atpack populate", "packs": list(packs)}
-        root.write(path, json.dumps(note, indent=1).encode() + b"\n")
+    with CacheDir(inductor_dir) as root:
+        path = root.path(MARKER)
+        if root.state(path) == "absent":
+            note = {"written_by": "atpack populate", "packs": list(packs)}
+            root.write(path, json.dumps(note, indent=1).encode() + b"\n")
     return path
 
 

@@ -371,8 +371,9 @@ def _populate(
     callback: Callback,
     limits: Limits,
 ) -> None:
-    dirs = _Dirs(CacheDir(report.inductor_dir), [CacheDir(folder) for folder in report.triton_dirs])
+    dirs = _Dirs(CacheDir(report.inductor_dir), [])
     try:
+        dirs.triton.extend(CacheDir(folder) for folder in report.triton_dirs)  # each closed below, however far it got
         _populate_into(dirs, pack, report, local, callback, limits)
     finally:
         dirs.close()

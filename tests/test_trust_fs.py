@@ -362,6 +362,20 @@ def test_populate_into_more_folders_than_it_may_keep_open_closes_the_ones_it_doe
     assert len(os.listdir(fds)) == before
 
 
+def test_a_populate_that_turns_the_replay_on_leaves_no_descriptor_open(tmp_path: Path) -> None:
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        pytest.skip("counting open descriptors needs /proc")
+    pack = tmp_path / "p.atpack"
+    with atpack.create(pack) as writer:
+        writer.add(best_config(writer.add_environment(INDUCTOR_ENV), 0))
+    before = set(os.listdir(fds))
+    folders = {"inductor_dir": str(tmp_path / "i"), "triton_dir": str(tmp_path / "t")}
+    report = atpack.populate(pack, ignore_environment=True, **folders)
+    assert report.count("written") == 1 and (tmp_path / "i" / "atpack-replay.json").is_file()
+    assert set(os.listdir(fds)) <= before
+
+
 def test_the_folders_of_a_cache_dir_dropped_unclosed_are_closed_by_the_next_one(site: Site) -> None:
     fds = Path("/proc/self/fd")
     if not fds.is_dir():
