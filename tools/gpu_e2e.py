@@ -442,8 +442,9 @@ def main() -> None:
         results = {"machine": machine(), "command": command, "phases": {}}
 
     def save() -> None:
+        text = portable(json.dumps(results, indent=1), work, out)
         for folder in (out, work):
-            (folder / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+            (folder / "results.json").write_text(text + "\n")
 
     started = time.perf_counter()
     for phase in args.phases.split(","):
@@ -557,6 +558,17 @@ def _pack_facts(pack: Path, capture_output: str) -> dict[str, Any]:
             "kernels": sorted(f"{a.cache_key}: {a.name}" for a in opened.artifacts if a.kind == "triton.kernel/1"),
             "capture": [x for x in capture_output.splitlines() if not x.startswith("RESULT ")][-4:],
         }
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def portable(text: str, work: Path, out: Path) -> str:
+    """`text` naming no folder of the machine it ran on: the work and output folders become
+    WORK and OUT, this repository's files relative paths, the interpreter `python`."""
+    for path, name in ((work, "WORK"), (out, "OUT"), (REPO, "."), (Path(sys.executable), "python")):
+        text = text.replace(json.dumps(str(path))[1:-1], name)
+    return text
 
 
 def summary(r: dict[str, Any]) -> str:
