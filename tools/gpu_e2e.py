@@ -566,7 +566,7 @@ REPO = Path(__file__).resolve().parent.parent
 def portable(text: str, work: Path, out: Path) -> str:
     """`text` naming no folder of the machine it ran on: the work and output folders become
     WORK and OUT, this repository's files relative paths, the interpreter `python`."""
-    for path, name in ((work, "WORK"), (out, "OUT"), (REPO, "."), (Path(sys.executable), "python")):
+    for path, name in ((work, "WORK"), (out, "OUT"), (Path(sys.executable), "python"), (REPO, ".")):
         text = text.replace(json.dumps(str(path))[1:-1], name)
     return text
 
