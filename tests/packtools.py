@@ -128,6 +128,20 @@ def triton_kernel(env: str, n: int, files: Sequence[tuple[str, bytes]]) -> atpac
     )
 
 
+def pack_of(*artifacts: atpack.Artifact, blobs: tuple[bytes, ...] = ()) -> bytes:
+    """A pack of `artifacts` and `blobs`, with INDUCTOR_ENV and TRITON_ENV as its environments."""
+    out = io.BytesIO()
+    writer = PackWriter(out)
+    for env in (INDUCTOR_ENV, TRITON_ENV):
+        writer.add_environment(env)
+    for blob in blobs:
+        writer.add_blob(blob)
+    for artifact in artifacts:
+        writer.add(artifact)
+    writer.finish()
+    return out.getvalue()
+
+
 @dataclasses.dataclass
 class Content:
     """What goes into a pack, as the writer's add_* calls would receive it."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
-import io
 import json
 import os
 import resource
@@ -33,7 +32,17 @@ from typing import Any
 
 import msgspec
 import pytest
-from packtools import INDUCTOR_ENV, TRITON_ENV, alnum, best_config, gemm_timings, hex64, kernel_perf, open_bytes
+from packtools import (
+    INDUCTOR_ENV,
+    TRITON_ENV,
+    alnum,
+    best_config,
+    gemm_timings,
+    hex64,
+    kernel_perf,
+    open_bytes,
+    pack_of,
+)
 from packtools import triton_autotune as autotune_artifact
 from packtools import triton_kernel as kernel_artifact
 from reliability import listing
@@ -44,7 +53,6 @@ from atpack.collect import CollectReport, pack_caches
 from atpack.digest import digest_bytes
 from atpack.errors import AtpackError, UnsafeContentError
 from atpack.files import CacheDir
-from atpack.pack import PackWriter
 from atpack.populate import PopulateReport
 
 SECRET = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA-the-victims-key\n"
@@ -89,19 +97,6 @@ def site(tmp_path: Path) -> Site:
     return Site(tmp_path)
 
 
-def writer_pack(*artifacts: atpack.Artifact, blobs: tuple[bytes, ...] = ()) -> bytes:
-    out = io.BytesIO()
-    writer = PackWriter(out)
-    for env in (INDUCTOR_ENV, TRITON_ENV):
-        writer.add_environment(env)
-    for blob in blobs:
-        writer.add_blob(blob)
-    for artifact in artifacts:
-        writer.add(artifact)
-    writer.finish()
-    return out.getvalue()
-
-
 def one_line(error: BaseException) -> str:
     assert isinstance(error, AtpackError) and "\n" not in str(error), repr(error)
     return str(error)
@@ -133,13 +128,13 @@ GEMM = gemm_timings(INDUCTOR_ENV.digest, 0)
 
 # what each kind writes, and the folder that gets swapped (relative to its cache folder)
 TARGETS: dict[str, tuple[bytes, str, str, dict[str, Any]]] = {
-    "a .best_config shard": (writer_pack(best_config(INDUCTOR_ENV.digest, 0)), "inductor", "", {}),
-    "a .kernel_perf shard": (writer_pack(kernel_perf(INDUCTOR_ENV.digest, 0)), "inductor", "", {}),
-    "the GEMM timing folder": (writer_pack(GEMM), "inductor", "cache", {}),
-    "a Triton autotune folder": (writer_pack(autotune_artifact(TRITON_ENV.digest, 0)), "triton", "", {}),
-    "a Triton kernel folder": (writer_pack(KERNEL, blobs=KERNEL_BLOBS), "triton", KERNEL.cache_key, {}),
+    "a .best_config shard": (pack_of(best_config(INDUCTOR_ENV.digest, 0)), "inductor", "", {}),
+    "a .kernel_perf shard": (pack_of(kernel_perf(INDUCTOR_ENV.digest, 0)), "inductor", "", {}),
+    "the GEMM timing folder": (pack_of(GEMM), "inductor", "cache", {}),
+    "a Triton autotune folder": (pack_of(autotune_artifact(TRITON_ENV.digest, 0)), "triton", "", {}),
+    "a Triton kernel folder": (pack_of(KERNEL, blobs=KERNEL_BLOBS), "triton", KERNEL.cache_key, {}),
     "a Triton host module folder": (
-        writer_pack(HOST_MODULE, blobs=(b"elf",)),
+        pack_of(HOST_MODULE, blobs=(b"elf",)),
         "triton",
         HOST_MODULE.cache_key,
         {"trust_pickles": True},
@@ -276,7 +271,7 @@ def test_populate_raced_by_a_thread_swapping_folders_for_symlinks_never_writes_o
     configs = [best_config(INDUCTOR_ENV.digest, n) for n in range(40)]
     made = [kernel(n) for n in range(40)]
     kernels = [k for k, _ in made]
-    data = writer_pack(*configs, *kernels, GEMM, blobs=tuple(sorted({b for _, blobs in made for b in blobs})))
+    data = pack_of(*configs, *kernels, GEMM, blobs=tuple(sorted({b for _, blobs in made for b in blobs})))
     folders = sorted({site.inductor / c.path.split("/")[0] for c in configs} | {site.inductor / "cache"})
     folders += [site.triton / k.cache_key for k in kernels]
     monkeypatch.setattr(atpack.files.Writes, "PROBE", 8)
@@ -349,7 +344,7 @@ def test_populate_into_more_folders_than_it_may_keep_open_closes_the_ones_it_doe
     monkeypatch.setenv("TRITON_HOME", str(site.root / "home"))
     made = [kernel(n) for n in range(200)]
     path = site.packs / "p.atpack"
-    path.write_bytes(writer_pack(*(k for k, _ in made), blobs=tuple(sorted({b for _, blobs in made for b in blobs}))))
+    path.write_bytes(pack_of(*(k for k, _ in made), blobs=tuple(sorted({b for _, blobs in made for b in blobs}))))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     before = len(os.listdir(fds))
     resource.setrlimit(resource.RLIMIT_NOFILE, (before + 120, hard))
@@ -413,7 +408,7 @@ def test_a_cache_folder_owned_by_another_user_is_refused_before_anything_is_writ
         '{"XBLOCK": 1, "num_warps": 1, "num_stages": 1}'
     )
     before = site.snapshot()
-    report = site.populate(writer_pack(best_config(INDUCTOR_ENV.digest, 0), kernel_perf(INDUCTOR_ENV.digest, 0), GEMM))
+    report = site.populate(pack_of(best_config(INDUCTOR_ENV.digest, 0), kernel_perf(INDUCTOR_ENV.digest, 0), GEMM))
     assert len(failures(report)) == 3 and {error for error, _ in failures(report)} == {"UnsafeContentError"}
     detail = failures(report)[0][1]
     assert f"{site.inductor}: owned by uid {OTHER_UID}" in detail and "TORCHINDUCTOR_CACHE_DIR" in detail
@@ -435,7 +430,7 @@ def test_a_cache_folder_symlink_planted_by_another_user_is_refused(site: Site, t
     os.lchown(link, OTHER_UID, OTHER_UID)
     theirs = listing(yours)
     pack = site.packs / "p.atpack"
-    pack.write_bytes(writer_pack(best_config(INDUCTOR_ENV.digest, 0)))
+    pack.write_bytes(pack_of(best_config(INDUCTOR_ENV.digest, 0)))
     report = atpack.populate(pack, inductor_dir=str(link), triton_dir=str(site.triton), ignore_environment=True)
     assert failures(report) == [
         (
@@ -459,7 +454,7 @@ def test_a_cache_folder_that_is_your_own_symlink_is_written_and_collected_throug
     link.symlink_to(real, target_is_directory=True)
     artifact = best_config(INDUCTOR_ENV.digest, 0)
     path = site.packs / "p.atpack"
-    path.write_bytes(writer_pack(artifact))
+    path.write_bytes(pack_of(artifact))
     report = atpack.populate(path, inductor_dir=str(link), triton_dir=str(site.triton), ignore_environment=True)
     assert report.ok and (real / artifact.path).is_file()
     collected, _ = site.pack_caches(inductor_dir=str(link))
@@ -469,7 +464,7 @@ def test_a_cache_folder_that_is_your_own_symlink_is_written_and_collected_throug
 def test_a_cache_folder_atpack_creates_belongs_to_you(site: Site) -> None:
     root = site.root / "caches" / "new" / "inductor"
     path = site.packs / "p.atpack"
-    path.write_bytes(writer_pack(best_config(INDUCTOR_ENV.digest, 0)))
+    path.write_bytes(pack_of(best_config(INDUCTOR_ENV.digest, 0)))
     report = atpack.populate(path, inductor_dir=str(root), triton_dir=str(site.triton), ignore_environment=True)
     assert report.ok and root.stat().st_uid == os.geteuid()
 

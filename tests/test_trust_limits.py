@@ -23,14 +23,14 @@ from typing import Any
 import msgspec
 import pytest
 import zstandard
-from packtools import INDUCTOR_ENV, TRITON_ENV, peak_allocation_while, triton_kernel
+from packtools import INDUCTOR_ENV, TRITON_ENV, pack_of, peak_allocation_while, triton_kernel
 from reliability import listing
 
 import atpack
 from atpack.artifacts import MegacacheAotAutograd
 from atpack.digest import digest_bytes
 from atpack.merge import merge
-from atpack.pack import DEFAULT_LIMITS, PackWriter
+from atpack.pack import DEFAULT_LIMITS
 from atpack.registry import PackRecord, Store, _record_digest
 
 MiB = 1 << 20
@@ -42,17 +42,8 @@ def one_line(error: pytest.ExceptionInfo[atpack.AtpackError]) -> str:
 
 
 def write_pack(path: Path, *artifacts: atpack.Artifact, blobs: tuple[bytes, ...] = ()) -> Path:
-    out = io.BytesIO()
-    writer = PackWriter(out)
-    for env in (INDUCTOR_ENV, TRITON_ENV):
-        writer.add_environment(env)
-    for blob in blobs:
-        writer.add_blob(blob)
-    for artifact in artifacts:
-        writer.add(artifact)
-    writer.finish()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(out.getvalue())
+    path.write_bytes(pack_of(*artifacts, blobs=blobs))
     return path
 
 
