@@ -31,6 +31,7 @@ from .adapters import Collected, Skipped, inductor, triton
 from .adapters.megacache import Entry
 from .artifacts import Environment, InductorBestConfig, MegacacheEntry
 from .autoload import after_import
+from .coordesc import record_path
 from .env import LocalEnvironment
 from .folders import default_inductor_dir, triton_dirs_to_collect
 from .merge import CREATED, created_now
@@ -214,14 +215,15 @@ class Capture:
         (`put_winner`) may name the one autotuning chose before the search: every folder compiled
         for such a kernel is kept, the search's winner among them (a warm start on the H100,
         torch 2.11, compiled the one left out). A record is matched to its kernel module by
-        torch's own key functions."""
-        cache: Any = getattr(sys.modules.get("torch._inductor.runtime.autotune_cache"), "AutotuneCache", None)
+        torch's own key derivation (`coordesc.record_path`)."""
+        if "torch._inductor.runtime.autotune_cache" not in sys.modules:
+            return set()  # torch saved nothing in this process
         records = {os.path.normpath(os.path.join(self.inductor_dir, r)) for r in self.coordesc}
         names: set[str] = set()
         for shard in {os.path.dirname(r) for r in records}:
             with contextlib.suppress(OSError):
                 for entry in os.scandir(shard):
-                    if entry.name.endswith(".py") and _record_of(cache, entry.path) in records:
+                    if entry.name.endswith(".py") and _normpath(record_path(entry.path)) in records:
                         names |= _jit_names(entry.path)
         return names
 
@@ -359,14 +361,8 @@ def _triton_folders(roots: list[str]) -> dict[_Folder, _Stamp]:
     return out
 
 
-def _record_of(cache: Any, module: str) -> str | None:
-    """The `.best_config` path torch gives the kernel module `module` (None: cannot tell)."""
-    try:
-        folder, key = os.path.dirname(module), cache._prepare_key(module)
-        make = getattr(cache, "_make_local_cache_key", None)  # 2.13; before: <folder>/<key>.best_config
-        return os.path.normpath(str(make(folder, key)) if make else os.path.join(folder, f"{key}.best_config"))
-    except Exception:  # another torch's internals: the kernel's folders are chosen as before
-        return None
+def _normpath(path: str | None) -> str | None:
+    return os.path.normpath(path) if path else None
 
 
 def _jit_names(module: str) -> set[str]:

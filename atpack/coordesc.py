@@ -35,7 +35,7 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["KNOWN_TORCH", "best_config_path", "install"]
+__all__ = ["KNOWN_TORCH", "best_config_path", "install", "record_path"]
 
 log = logging.getLogger(__name__)
 
@@ -155,15 +155,18 @@ def _release(version: str) -> tuple[int, int] | None:
 
 
 def best_config_path(autotuner: Any) -> str | None:
-    """Where Inductor keeps this kernel's `.best_config` (torch's own key derivation, which
-    changed between versions, through `AutotuneCache.create`)."""
-    from torch._inductor.runtime.autotune_cache import AutotuneCache
-
+    """Where Inductor keeps this kernel's `.best_config`, looked for in this process's folder."""
     filename = getattr(autotuner, "filename", None)
-    if not filename:
-        return None
+    return record_path(_here(filename), getattr(autotuner, "inductor_meta", {})) if filename else None
+
+
+def record_path(module: str, inductor_meta: Any = None) -> str | None:
+    """The `.best_config` path torch gives the kernel module `module` (None: cannot tell), by
+    torch's own key derivation, which changed between versions, through `AutotuneCache.create`."""
     try:
-        cache = AutotuneCache.create(getattr(autotuner, "inductor_meta", {}), _here(filename), "")
+        from torch._inductor.runtime.autotune_cache import AutotuneCache
+
+        cache = AutotuneCache.create(inductor_meta or {}, module, "")
     except Exception:
         return None
     local = getattr(cache, "local_cache", None)
