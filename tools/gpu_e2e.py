@@ -30,7 +30,9 @@ Counted at the source, per model and phase: GPU benchmark calls made through Ind
 benchmarker (split into pointwise/reduction autotuning, coordinate descent, and the rest: GEMM
 autotuning and fusion benchmarks), `@triton.autotune` benchmark calls, Triton kernels compiled
 (new folders in the Triton cache); and torch's own autotune-cache misses and `.best_config`
-saves. Outputs are compared with the cold run's.
+saves. Outputs are compared with the cold run's. Each process hashes Triton's install
+(`triton_key()`, timed as `triton_key_s`) before the first model, so that this once-a-process
+cost lands in no model's first step.
 
 After the first round, the timed warm phases (megacache, atpack-full, hot) run again, in a
 rotated order, for `--rounds` rounds in all or until `--budget-s` would be overrun; each run is
@@ -284,6 +286,23 @@ def _best_config(autotuner: Any) -> str:
         return f"no best_config ({e.strerror})"
 
 
+def _triton_key_s() -> float:
+    """Triton hashes its own install (`triton_key()`, libtriton included) once per process, at the
+    first kernel it compiles or looks up on disk: paid here, before the models, so that it lands in
+    no model's first step (else in the first model that reaches Triton's JIT, which differs by phase:
+    a warm phase loading every kernel from the FX graph cache reaches it later than one compiling)."""
+    try:
+        from triton.runtime.cache import triton_key  # triton 3.5+
+    except ImportError:
+        try:
+            from triton.compiler.compiler import triton_key  # type: ignore[no-redef,attr-defined]
+        except ImportError:
+            return 0.0
+    start = time.perf_counter()
+    triton_key()
+    return time.perf_counter() - start
+
+
 def _timed() -> dict[str, float]:
     """Seconds spent so far in each of torch's `dynamo_timed` regions (compile steps)."""
     from torch._dynamo.utils import compilation_time_metrics
@@ -359,6 +378,7 @@ def worker(phase: str, work: Path, smoke: bool) -> dict[str, Any]:
             "actions": {a: report.count(a) for a in ("written", "merged", "present", "skipped", "failed")},
             "report": report.format(),
         }
+    result["triton_key_s"] = _triton_key_s()
     outputs: dict[str, list[Any]] = {}
     for name in MODELS:
         before, folders = counts.snapshot(), triton_folders()
