@@ -36,3 +36,18 @@ def scaled_rows(a: Any, b: Any) -> Any:
     n_rows, n_cols = a.shape
     _scaled_rows[(n_rows,)](a, b, out, n_rows, n_cols)
     return out
+
+
+@triton.jit
+def _touch(x_ptr):  # type: ignore[no-untyped-def]
+    tl.store(x_ptr, tl.load(x_ptr) + 1)
+
+
+def touch_runtime() -> None:
+    """One launch of a one-line kernel: Triton's runtime set up in this process (its backend,
+    driver and launcher), as any process's first Triton kernel does."""
+    import torch
+
+    x = torch.zeros(1, device="cuda")
+    _touch[(1,)](x)
+    torch.cuda.synchronize()
