@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -157,6 +158,7 @@ class Kind(Generic[A]):
         """Add what a report shows of `artifact` to `shown`."""
 
 
+_TAG = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)+/[1-9][0-9]*")
 _TYPES: dict[str, type[Artifact]] = {t.kind: t for t in ARTIFACT_TYPES}
 _KINDS: dict[type[Artifact], Kind[Any]] = {}
 _UNKNOWN: Kind[Any] = Kind()
@@ -166,9 +168,12 @@ _loaded = False
 def register(kind: Kind[A]) -> Kind[A]:
     """Add a kind: its struct to the union packs are read with, its behaviour to the registry.
     A kind registered again replaces the earlier registration."""
-    tag = kind.artifact.__struct_config__.tag
-    if not isinstance(tag, str) or not issubclass(kind.artifact, Artifact):
-        raise TypeError(f"{kind.artifact.__name__} is not an artifact kind (a subclass of Artifact with a tag)")
+    tag = kind.artifact.__struct_config__.tag if issubclass(kind.artifact, Artifact) else None
+    if not isinstance(tag, str) or not _TAG.fullmatch(tag):
+        raise TypeError(
+            f"{kind.artifact.__name__} is not an artifact kind: a subclass of Artifact whose tag names "
+            "the kind and its version (tag='triton.autotune/2')"
+        )
     kind.artifact.kind = tag
     _TYPES[tag] = kind.artifact
     _KINDS[kind.artifact] = kind
