@@ -98,9 +98,9 @@ class Kind(Generic[A]):
     """How populate writes it: its `files`, never over a different existing one; merged into
     the file already there (`merge_file`); or, a Megacache entry, replayed where torch's own
     ``populate_cache()`` would write it (`atpack.adapters.megacache`)."""
-    replay: bool = False
-    """Whether it is a tuning result that atpack's replay (`atpack.autoload`) acts on: a folder
-    populated with one gets the replay turned on."""
+    turns_replay_on: bool = False
+    """Whether it is a tuning result that atpack's replay (`atpack.autoload`) acts on: populating
+    one turns the replay on for the folder."""
 
     def __init__(self, collect: Collector | None = None) -> None:
         self.collect = collect

@@ -246,8 +246,8 @@ def _populate_one(
         budget.charge(source, source.name, len(triton_dirs))
         _populate(source, report, environment or LocalEnvironment(), callback, budget.limits)
         report.bytes_read = source.bytes_read - read_before
-        replayed = {a.kind for a in source.artifacts if isinstance(a, Artifact) and kinds.of(a).replay}
-        if not dry_run and any(o.kind in replayed and o.action in (WRITTEN, PRESENT) for o in report.outcomes):
+        tuned = {a.kind for a in source.artifacts if isinstance(a, Artifact) and kinds.of(a).turns_replay_on}
+        if not dry_run and any(o.kind in tuned and o.action in (WRITTEN, PRESENT) for o in report.outcomes):
             report.replay = _switch_replay_on(report.inductor_dir, source.name)
     finally:
         if opened:

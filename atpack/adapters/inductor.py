@@ -303,7 +303,7 @@ def _collect(source: Source) -> Iterator[Collected]:
 
 class _BestConfig(Kind[InductorBestConfig]):
     artifact = InductorBestConfig
-    replay = True
+    turns_replay_on = True
 
     def files(self, artifact: InductorBestConfig, root: CacheDir) -> list[FileWrite]:
         return files(artifact, root)

@@ -283,10 +283,10 @@ class _Entry(Kind[E]):
 
     populate = "replayed"
 
-    def __init__(self, artifact: type[E], *, replay: bool = False) -> None:
+    def __init__(self, artifact: type[E], *, turns_replay_on: bool = False) -> None:
         super().__init__()
         self.artifact = artifact
-        self.replay = replay
+        self.turns_replay_on = turns_replay_on
 
 
 class _Graph(_Entry[MegacacheInductor]):
@@ -300,7 +300,7 @@ class _Other(_Entry[MegacacheOther]):
 
 
 KINDS: tuple[Kind[Any], ...] = (
-    _Entry(MegacacheAutotune, replay=True),  # a .best_config file: what the replay acts on
+    _Entry(MegacacheAutotune, turns_replay_on=True),  # a .best_config file: what the replay acts on
     _Graph(MegacacheInductor),
     _Entry(MegacacheAotAutograd),
     _Entry(MegacachePgo),
