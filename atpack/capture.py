@@ -235,7 +235,7 @@ class Capture:
                 with contextlib.suppress(Exception):
                     with open(os.path.join(self.inductor_dir, relative), "rb") as f:
                         best = inductor.parse_best_config(relative, f.read(), "sha256:" + "0" * 64)
-                    if isinstance(best, InductorBestConfig) and isinstance(best.triton_cache_hash, str):
+                    if isinstance(best.triton_cache_hash, str):
                         folders.add(best.triton_cache_hash)
         return folders
 
