@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -49,7 +50,8 @@ class Source:
     add_blob: Callable[[bytes, str], str]
     """Stores a blob (bytes, grouping hint) and returns its digest."""
     include: Callable[[str], bool] | None = None
-    """Which entries of the folder to read, by path relative to it (None: all)."""
+    """Which entries of the folder to read, by path relative to it (None: all): a file's, or a
+    folder's whose files are read together (Triton's kernel folders)."""
     binaries_only: bool = False
     """Compiled kernels keep only what they need to launch."""
 
@@ -163,6 +165,7 @@ _TYPES: dict[str, type[Artifact]] = {t.kind: t for t in ARTIFACT_TYPES}
 _KINDS: dict[type[Artifact], Kind[Any]] = {}
 _UNKNOWN: Kind[Any] = Kind()
 _loaded = False
+_loading = threading.Lock()
 
 
 def register(kind: Kind[A]) -> Kind[A]:
@@ -181,14 +184,17 @@ def register(kind: Kind[A]) -> Kind[A]:
 
 
 def _load() -> None:
-    """Register the built-in adapters' kinds, once."""
+    """Register the built-in adapters' kinds, once (threads asking meanwhile wait for all)."""
     global _loaded
-    if not _loaded:
-        _loaded = True
-        for name in _BUILTIN:
-            for kind in importlib.import_module(f"atpack.adapters.{name}").KINDS:
-                if kind.artifact not in _KINDS:  # one registered meanwhile (a test's) wins
-                    register(kind)
+    if _loaded:
+        return
+    with _loading:
+        if not _loaded:
+            for name in _BUILTIN:
+                for kind in importlib.import_module(f"atpack.adapters.{name}").KINDS:
+                    if kind.artifact not in _KINDS:  # one registered before (a test's) wins
+                        register(kind)
+            _loaded = True
 
 
 def types() -> tuple[type[Artifact], ...]:
