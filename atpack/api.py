@@ -130,10 +130,9 @@ def to_megacache(url: str | os.PathLike[str], *, storage_options: dict[str, Any]
     """The pack's Megacache entries as a blob `torch.compiler.load_cache_artifacts()` reads;
     `AtpackError` for a pack that holds none (where torch's own call returns None)."""
     from .adapters import megacache
-    from .artifacts import MegacacheEntry
 
     with open_pack(url, storage_options=storage_options) as pack:
-        entries = sorted((a for a in pack.artifacts if isinstance(a, MegacacheEntry)), key=lambda a: a.seq)
+        entries = megacache.entries(pack.artifacts)
         if not entries:
             raise AtpackError(
                 f"{pack.name}: no Megacache entry in this pack ({len(pack.artifacts)} artifacts of other kinds)"

@@ -569,7 +569,9 @@ AnyArtifact = Union[
     MegacachePrecompile,
     MegacacheOther,
 ]
-"""Every kind this version of atpack knows, in one tagged union."""
+"""The kinds of format 1.0, in one tagged union (the schema in `spec/schema/` is generated from
+it). Packs are read with these and every kind registered since (`atpack.kinds`), whose behaviour
+lives in its adapter module."""
 
 ARTIFACT_TYPES: tuple[type[Artifact], ...] = typing.get_args(AnyArtifact)
 
@@ -577,6 +579,7 @@ for _kind in ARTIFACT_TYPES:
     _kind.kind = str(_kind.__struct_config__.tag)
 
 KNOWN_KINDS: frozenset[str] = frozenset(t.kind for t in ARTIFACT_TYPES)
+"""The tags of format 1.0's kinds (`atpack.kinds.known` also knows those registered since)."""
 
 
 class UnknownArtifact:

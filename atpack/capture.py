@@ -27,7 +27,8 @@ from typing import Any
 
 import msgspec
 
-from .adapters import Collected, Skipped, inductor, triton
+from . import kinds
+from .adapters import Collected, Skipped, inductor
 from .adapters.megacache import Entry
 from .artifacts import Environment, InductorBestConfig, MegacacheEntry
 from .autoload import after_import
@@ -158,20 +159,21 @@ class Capture:
             def add_blob(data: bytes, hint: str) -> str:
                 return writer.add_blob(data, hint=hint)
 
+            written = kinds.Source(self.inductor_dir, env_digest, add_blob, include=self.inductor_files.__contains__)
             streams: list[Iterator[Collected] | Iterator[MegacacheEntry]] = [
-                map(
-                    self._with_coordesc,
-                    inductor.collect(self.inductor_dir, env_digest, include=self.inductor_files.__contains__),
-                ),
+                *(map(self._with_coordesc, collect(written)) for collect in kinds.collectors("inductor")),
                 *(
-                    triton.collect(
-                        root,
-                        env_digest,
-                        add_blob,
-                        binaries_only=binaries_only,
-                        include=lambda key, root=root: (root, key) in folders,  # type: ignore[misc]
+                    collect(
+                        kinds.Source(
+                            root,
+                            env_digest,
+                            add_blob,
+                            binaries_only=binaries_only,
+                            include=lambda key, root=root: (root, key) in folders,  # type: ignore[misc]
+                        )
                     )
                     for root in sorted({root for root, _ in folders})
+                    for collect in kinds.collectors("triton")
                 ),
                 megacache.collect(megacache.write_blob(self.megacache), env_digest, add_blob)
                 if self.megacache
@@ -235,7 +237,7 @@ class Capture:
                 with contextlib.suppress(Exception):
                     with open(os.path.join(self.inductor_dir, relative), "rb") as f:
                         best = inductor.parse_best_config(relative, f.read(), "sha256:" + "0" * 64)
-                    if isinstance(best, InductorBestConfig) and isinstance(best.triton_cache_hash, str):
+                    if isinstance(best.triton_cache_hash, str):
                         folders.add(best.triton_cache_hash)
         return folders
 

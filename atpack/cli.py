@@ -591,7 +591,7 @@ def _inspect_data(pack: Any) -> dict[str, Any]:
 
 
 def _inspect_text(pack: Any, *, verbose: bool) -> str:
-    from .artifacts import TritonKernel
+    from .kinds import Shown, of
 
     m = pack.manifest
     lines = [
@@ -600,11 +600,11 @@ def _inspect_text(pack: Any, *, verbose: bool) -> str:
     ]
     lines += [f"annotation {k} = {v}" for k, v in sorted(m.annotations.items())]
     by_env: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-    kernels: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    shown: dict[str, Shown] = collections.defaultdict(Shown)
     for a in pack.artifacts:
         by_env[a.env][a.kind] += 1
-        if isinstance(a, TritonKernel):
-            kernels[a.env][a.name] += 1
+        of(a).show(a, shown[a.env])
+    kernels = {env: collections.Counter(k["name"] for k in s.kernels) for env, s in shown.items()}
     for digest, env in m.environments.items():
         where = ", ".join(
             f"{f} {getattr(env, f)}"
@@ -613,7 +613,7 @@ def _inspect_text(pack: Any, *, verbose: bool) -> str:
         )
         lines.append(f"environment {digest[7:19]}: {where or 'unrecorded'}")
         lines += [f"  {n:6d}  {kind}" for kind, n in sorted(by_env[digest].items())]
-        if kernels[digest]:
+        if kernels.get(digest):
             top = ", ".join(f"{name} x{n}" for name, n in kernels[digest].most_common(6))
             more = len(kernels[digest]) - 6
             lines.append(f"          kernels: {top}" + (f" and {more} more" if more > 0 else ""))

@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from . import evidence
+from . import evidence, kinds
 from .adapters import Collected, Skipped
 from .artifacts import Artifact, Environment, artifact_digest
 from .errors import AtpackError, NotFoundError
@@ -77,7 +77,6 @@ def pack_caches(
     A folder named by `inductor_dir` or `triton_dir` must exist (`NotFoundError`). Where nothing
     is found, no pack is written (`AtpackError`, naming the folders read) unless `allow_empty`.
     """
-    from .adapters import inductor, triton
     from .adapters import megacache as megacache_adapter
     from .env import LocalEnvironment
     from .folders import default_inductor_dir, triton_dirs_to_collect
@@ -109,10 +108,9 @@ def pack_caches(
 
         stated: list[tuple[Artifact, dict[str, str]]] = []
         streams: list[Iterable[Collected]] = [
-            inductor.collect(folder, env_digest)
-            if system == "inductor"
-            else triton.collect(folder, env_digest, add_blob, binaries_only=binaries_only)
+            collect(kinds.Source(folder, env_digest, add_blob, binaries_only=binaries_only))
             for system, folder in report.folders
+            for collect in kinds.collectors(system)
         ]
         if megacache is not None:
             streams.append(megacache_adapter.collect(megacache, env_digest, add_blob))
@@ -123,7 +121,7 @@ def pack_caches(
             else:
                 writer.add(item)
                 report.kinds[item.kind] += 1
-                if said := evidence.said_by(item, metadata):
+                if said := kinds.of(item).says(item, metadata):
                     stated.append((item, said))
         # raised inside the block: nothing is published
         evidence.check(stated, env, "the given" if environment is not None else "this machine's")

@@ -22,17 +22,8 @@ import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from .artifacts import (
-    Artifact,
-    ChoiceTiming,
-    GemmEntry,
-    InductorBestConfig,
-    InductorGemmTimings,
-    InductorKernelPerf,
-    TritonAutotune,
-    UnknownArtifact,
-    artifact_digest,
-)
+from . import kinds
+from .artifacts import Artifact, UnknownArtifact, artifact_digest
 from .errors import AtpackError, MergeConflictError
 from .pack import DEFAULT_LEVEL, Pack, PackInfo, create, open_pack
 from .signing import SIGNATURE_PREFIX
@@ -103,11 +94,8 @@ class MergeReport:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Answer:
-    artifact: Artifact | UnknownArtifact
-    digest: str
-    pack: int
-    created: str
+class _Answer(kinds.Answer[Any]):
+    pack: int = 0
 
 
 def merge(
@@ -130,17 +118,18 @@ def merge(
             created = pack.manifest.annotations.get(CREATED, "")
             for a in pack.artifacts:
                 digest = artifact_digest(a)
-                answers[(a.kind, a.env, a.key)].setdefault(digest, _Answer(a, digest, i, created))
+                answers[(a.kind, a.env, a.key)].setdefault(digest, _Answer(a, digest, created, i))
         chosen: list[_Answer] = []
-        made: list[InductorGemmTimings] = []
+        made: list[Artifact] = []
         for question in sorted(answers):
             options = sorted(answers[question].values(), key=lambda x: x.digest)
             if len(options) == 1:
                 chosen.append(options[0])
                 continue
-            if all(isinstance(o.artifact, InductorGemmTimings) for o in options):
-                merged, conflict = _merge_gemm(options, policy)
-                made.append(merged)
+            merged = kinds.of(options[0].artifact).merge(options, policy)
+            if merged is not None:
+                made.append(merged[0])
+                conflict = _merge_conflict(options, *merged, policy)
             else:
                 pick, reason = _resolve(options, policy)
                 conflict = Conflict(*question, tuple(o.digest for o in options), pick.digest if pick else None, reason)
@@ -175,67 +164,23 @@ def _resolve(options: list[_Answer], policy: Policy) -> tuple[_Answer | None, st
         if len(timed) == len(options):
             best = min(timed, key=lambda to: (to[0], to[1].digest))
             return best[1], f"kept the fastest ({best[0]:.4g} ms)"
-    newest = max(options, key=lambda o: (o.created, _reverse(o.digest)))
+    newest = max(options, key=lambda o: o.newness)
     return newest, f"kept the newest ({newest.created or 'undated'})" + (
         " (no time recorded to compare)" if policy == "fastest" else ""
     )
 
 
-def _reverse(digest: str) -> str:
-    """Orders digests backwards, so that `max` breaks ties towards the lower digest."""
-    return "".join(chr(0x10FFFF - ord(c)) for c in digest)
-
-
 def _time(artifact: Artifact | UnknownArtifact) -> float | None:
     """The measured time of a result (ms), where its kind records one."""
-    if isinstance(artifact, TritonAutotune):
-        medians = [ct.timings[0] for ct in artifact.configs_timings if ct.timings and ct.timings[0] is not None]
-        return min(medians) if medians else None
-    if isinstance(artifact, InductorKernelPerf):
-        return artifact.timings[0]
-    return None
+    return kinds.of(artifact).time(artifact)
 
 
-def _merge_gemm(options: list[_Answer], policy: Policy) -> tuple[InductorGemmTimings, Conflict | None]:
-    """One GEMM timing file from several: every entry and candidate of each; a candidate timed
-    differently is resolved by the policy (fastest: the lower time)."""
-    slots: dict[tuple[str, str, str], dict[str, list[tuple[float | None, _Answer]]]] = collections.defaultdict(
-        lambda: collections.defaultdict(list)
-    )
-    for option in options:
-        assert isinstance(option.artifact, InductorGemmTimings)
-        for entry in option.artifact.entries:
-            for t in entry.timings:
-                slots[(entry.op, entry.inputs, entry.precision)][t.choice].append((t.ms, option))
-    disputed = 0
-    entries = []
-    for (op, inputs, precision), choices in sorted(slots.items()):
-        timings = []
-        for choice, measured in sorted(choices.items()):
-            values = {ms for ms, _ in measured}
-            if len(values) > 1:
-                disputed += 1
-            if policy == "newest":
-                ms = max(measured, key=lambda m: (m[1].created, _reverse(m[1].digest)))[0]
-            else:
-                ms = min(values, key=lambda v: float("inf") if v is None else v)
-            timings.append(ChoiceTiming(choice, ms))
-        entries.append(GemmEntry(op=op, inputs=inputs, precision=precision, timings=tuple(timings)))
-    first = options[0].artifact
-    assert isinstance(first, InductorGemmTimings)
-    merged = InductorGemmTimings(env=first.env, system=first.system, entries=tuple(entries))
-    conflict = None
-    if disputed:
-        how = "kept the newest times" if policy == "newest" else "kept the fastest times"
-        conflict = Conflict(
-            first.kind,
-            first.env,
-            first.key,
-            tuple(o.digest for o in options),
-            None if policy == "fail" else artifact_digest(merged),
-            f"{disputed} candidates timed differently; {how}",
-        )
-    return merged, conflict
+def _merge_conflict(options: list[_Answer], merged: Artifact, disagreed: str, policy: Policy) -> Conflict | None:
+    """The conflict a merge of several answers resolved part by part, if they disagreed."""
+    if not disagreed:
+        return None
+    chosen = None if policy == "fail" else artifact_digest(merged)
+    return Conflict(merged.kind, merged.env, merged.key, tuple(o.digest for o in options), chosen, disagreed)
 
 
 def _environment(packs: list[Pack], digest: str) -> Any:
@@ -308,25 +253,4 @@ def _delta(x: Artifact | UnknownArtifact, y: Artifact | UnknownArtifact) -> str:
     tx, ty = _time(x), _time(y)
     if tx is not None and ty is not None:
         return f"{tx:.4g} ms -> {ty:.4g} ms ({(ty - tx) / tx * 100 if tx else 0:+.1f}%)"
-    if isinstance(x, InductorBestConfig) and isinstance(y, InductorBestConfig):
-        return f"{_config(x)} -> {_config(y)}"
-    if isinstance(x, InductorGemmTimings) and isinstance(y, InductorGemmTimings):
-        return _gemm_delta(x, y)
-    return "content differs"
-
-
-def _config(a: InductorBestConfig) -> str:
-    return " ".join([*(f"{k}={v}" for k, v in a.kwargs), f"warps={a.num_warps}", f"stages={a.num_stages}"])
-
-
-def _gemm_delta(x: InductorGemmTimings, y: InductorGemmTimings) -> str:
-    def flat(a: InductorGemmTimings) -> dict[tuple[str, str, str, str], float | None]:
-        return {(e.op, e.inputs, e.precision, t.choice): t.ms for e in a.entries for t in e.timings}
-
-    fx, fy = flat(x), flat(y)
-    common = [k for k in fx.keys() & fy.keys() if fx[k] is not None and fy[k] is not None and fx[k] != fy[k]]
-    ratios = [fy[k] / fx[k] for k in common if fx[k]]  # type: ignore[operator]
-    mean = f", mean time x{sum(ratios) / len(ratios):.3f}" if ratios else ""
-    return (
-        f"{len(fy.keys() - fx.keys())} timings added, {len(fx.keys() - fy.keys())} removed, {len(common)} changed{mean}"
-    )
+    return kinds.of(x).delta(x, y)  # one question: one kind

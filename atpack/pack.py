@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
@@ -23,15 +24,14 @@ import struct
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, Union
 
 import msgspec
 import zstandard
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from . import store
+from . import kinds, store
 from .artifacts import (
-    KNOWN_KINDS,
     AnyArtifact,
     Artifact,
     Environment,
@@ -128,6 +128,7 @@ class Index(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     digested_annotations: tuple[AnnotationKey, ...] = ()
     environments: tuple[Environment, ...] = ()
     artifacts: tuple[AnyArtifact, ...] = ()
+    """Format 1.0's kinds; a pack is read with every kind known (`atpack.kinds`)."""
     frames: tuple[FrameEntry, ...] = ()
     blobs: tuple[BlobEntry, ...] = ()
 
@@ -188,7 +189,6 @@ def _elements_over(text: bytes, limit: int) -> int:
 
 
 _probe_decoder = msgspec.json.Decoder(_KindProbe)
-_artifact_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(AnyArtifact)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -386,7 +386,7 @@ class PackWriter:
             probe = _probe_decoder.decode(raw)
             if probe.env not in self._environments:
                 raise FormatError(f"artifact {digest} refers to environment {probe.env}, which was never added")
-            if probe.kind not in KNOWN_KINDS:
+            if not kinds.known(probe.kind):
                 continue  # digest-like strings in unknown kinds are kept only if they are blobs
             for ref in self._blob_refs[digest]:
                 if ref not in self._blobs:
@@ -841,11 +841,13 @@ def _decompress(payload: bytes, size: int, what: str) -> bytes:
     return data
 
 
-class _KnownArtifacts(msgspec.Struct):
-    artifacts: tuple[AnyArtifact, ...] = ()
+@functools.lru_cache(maxsize=8)
+def _decoders(types: tuple[type[Artifact], ...]) -> tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]]:
+    """Decoders of one artifact, and of an index's artifacts, of these kinds (a tagged union)."""
+    union = Union[types]  # type: ignore[valid-type]
+    known = msgspec.defstruct("_KnownArtifacts", [("artifacts", tuple[union, ...], ())])  # type: ignore[valid-type]
+    return msgspec.json.Decoder(union), msgspec.json.Decoder(known)
 
-
-_known_decoder = msgspec.json.Decoder(_KnownArtifacts)
 
 _DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 """What decoding JSON raises: msgspec checks UTF-8 only in the strings it decodes, with Python's
@@ -857,7 +859,7 @@ def _decode_artifacts(index: bytes, raws: list[bytes], name: str) -> list[Artifa
     """Every artifact, typed: in one pass when every kind is known (the usual case), else one
     by one, keeping unknown kinds as `UnknownArtifact`."""
     try:
-        return list(_known_decoder.decode(index).artifacts)
+        return list(_decoders(kinds.types())[1].decode(index).artifacts)
     except _DECODE_ERRORS:
         return [decode_artifact(raw, f"{name}: artifact #{i}") for i, raw in enumerate(raws)]
 
@@ -865,10 +867,10 @@ def _decode_artifacts(index: bytes, raws: list[bytes], name: str) -> list[Artifa
 def decode_artifact(raw: bytes, what: str) -> Artifact | UnknownArtifact:
     try:
         probe = _probe_decoder.decode(raw)
-        if probe.kind not in KNOWN_KINDS:
+        if not kinds.known(probe.kind):
             msgspec.json.decode(raw)  # the fields the probe skipped are JSON too (UTF-8 included)
             return UnknownArtifact(probe.kind, probe.env, raw)
-        artifact: Artifact = _artifact_decoder.decode(raw)
+        artifact: Artifact = _decoders(kinds.types())[0].decode(raw)
     except _DECODE_ERRORS as e:
         raise FormatError(f"{what}: {e}") from e
     return artifact

@@ -17,21 +17,8 @@ from typing import Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from . import store
-from .artifacts import (
-    Artifact,
-    InductorBestConfig,
-    InductorGemmTimings,
-    InductorKernelPerf,
-    MegacacheAutotune,
-    MegacacheEntry,
-    MegacacheInductor,
-    MegacacheOther,
-    TritonAutotune,
-    TritonHostModule,
-    TritonKernel,
-    UnknownArtifact,
-)
+from . import kinds, store
+from .artifacts import Artifact, MegacacheEntry, UnknownArtifact
 from .env import LocalEnvironment, cuda_devices, mismatches
 from .errors import AtpackError, FormatError, LimitError, StorageError
 from .files import CacheDir, FileWrite, Writes
@@ -259,7 +246,8 @@ def _populate_one(
         budget.charge(source, source.name, len(triton_dirs))
         _populate(source, report, environment or LocalEnvironment(), callback, budget.limits)
         report.bytes_read = source.bytes_read - read_before
-        if not dry_run and any(o.kind in _REPLAYED and o.action in (WRITTEN, PRESENT) for o in report.outcomes):
+        tuned = {a.kind for a in source.artifacts if isinstance(a, Artifact) and kinds.of(a).turns_replay_on}
+        if not dry_run and any(o.kind in tuned and o.action in (WRITTEN, PRESENT) for o in report.outcomes):
             report.replay = _switch_replay_on(report.inductor_dir, source.name)
     finally:
         if opened:
@@ -267,10 +255,6 @@ def _populate_one(
     report.seconds = time.perf_counter() - start
     log.info("%s", report.format().splitlines()[-1])
     return report
-
-
-_REPLAYED = frozenset({InductorBestConfig.kind, MegacacheAutotune.kind})
-"""The kinds whose results the replay acts on: a folder that holds some gets the replay."""
 
 
 def _switch_replay_on(inductor_dir: str, pack: str) -> str:
@@ -325,7 +309,7 @@ def _declared(pack: Pack, triton_folders: int) -> tuple[int, int]:
     for artifact, raw in zip(pack.artifacts, pack.raw_artifacts):
         if isinstance(artifact, Artifact):
             refs = list(artifact.blob_refs())
-            copies = triton_folders if artifact.kind.startswith("triton.") else 1
+            copies = triton_folders if kinds.of(artifact).folder == "triton" else 1
             size += copies * (len(raw) + sum(pack.blob_size(r) for r in refs))
             files += copies * (len(refs) + 1)
     return size, files
@@ -388,21 +372,18 @@ def _populate_into(
     limits: Limits,
 ) -> None:
     planned: list[_Planned] = []
-    merges: list[tuple[InductorGemmTimings, str]] = []
+    merges: list[tuple[Artifact, str]] = []
     replays: list[_Replay] = []
     checked: dict[tuple[str, type[Artifact]], list[str]] = {}
-    # A captured .best_config is the final state of its file; torch's Megacache may have
-    # recorded an earlier version later (it records each distinct content once).
-    captured = {(a.env, a.path) for a in pack.artifacts if isinstance(a, InductorBestConfig)}
     for artifact in pack.artifacts:
         if isinstance(artifact, UnknownArtifact):
             report.outcomes.append(
                 Outcome(artifact.kind, artifact.key, SKIPPED, "a kind this atpack version does not know")
             )
             continue
-        if isinstance(artifact, MegacacheOther):
-            why = f"a Megacache entry of type {artifact.type!r}, which atpack never replays (trusted or not)"
-            report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, why))
+        kind = kinds.of(artifact)
+        if never := kind.never(artifact):
+            report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, never))
             continue
         key = (artifact.env, type(artifact))
         if key not in checked:
@@ -419,15 +400,11 @@ def _populate_into(
             report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, why))
             continue
         try:
-            if isinstance(artifact, MegacacheEntry):
-                target = _check_entry(pack, artifact, dirs)
-                if isinstance(artifact, MegacacheAutotune) and (artifact.env, artifact.entry_key) in captured:
-                    why = "superseded by the pack's inductor.best_config/1 for the same file"
-                    report.outcomes.append(Outcome(artifact.kind, artifact.key, PRESENT, why))
-                else:
-                    replays.append(_Replay(artifact, target, note))
+            if kind.populate == "replayed":
+                entry = _entry(artifact)
+                replays.append(_Replay(entry, _check_entry(pack, entry, dirs), note))
                 continue
-            if isinstance(artifact, InductorGemmTimings):
+            if kind.populate == "merged":
                 merges.append((artifact, note))
                 continue
             plans = [_plan(pack, artifact, root, note) for root in dirs.of(artifact)]
@@ -435,8 +412,9 @@ def _populate_into(
             report.outcomes.append(_failed(artifact, e))
             continue
         planned += plans
+    replays = _not_superseded(replays, planned, dirs.inductor, report)
     _refuse_conflicts(planned)
-    _check_kernels(pack, planned)
+    _check_blobs(pack, planned)
     if not report.dry_run:
         _write(pack, planned, dirs.inductor, callback)
     report.outcomes += _outcomes(planned, report.dry_run)
@@ -444,9 +422,34 @@ def _populate_into(
     report.outcomes += _replay(pack, replays, report, dirs, limits.batch_bytes)
 
 
+def _not_superseded(
+    replays: list[_Replay], planned: list[_Planned], inductor: CacheDir, report: PopulateReport
+) -> list[_Replay]:
+    """The Megacache entries to replay: not those whose file another artifact of the pack writes
+    in the same environment (a captured .best_config). That file is its final state: torch's
+    Megacache records each distinct content once, so its last record may be an earlier one."""
+    writers = {(p.artifact.env, w.path): p.artifact for p in planned for w in p.writes}
+    kept = []
+    for r in replays:
+        writer = writers.get((r.entry.env, inductor.path(r.path)))
+        if writer is None:
+            kept.append(r)
+            continue
+        why = f"superseded by the pack's {writer.kind} for the same file"
+        report.outcomes.append(Outcome(r.entry.kind, r.entry.key, PRESENT, why))
+    return kept
+
+
+def _entry(artifact: Artifact) -> MegacacheEntry:
+    """A kind that populate replays is a Megacache entry (`Kind.populate`)."""
+    if not isinstance(artifact, MegacacheEntry):
+        raise AtpackError(f"{artifact.kind}: only Megacache entries are replayed")
+    return artifact
+
+
 def _plan(pack: Pack, artifact: Artifact, root: CacheDir, note: str) -> _Planned:
     """The files `artifact` writes into `root`, and what each of them holds there now."""
-    writes = _files(artifact, root)
+    writes = kinds.of(artifact).files(artifact, root)
     _check_sizes(pack, writes)
     # the files that make the others visible (written last) are looked at first: another
     # process writes them after the others, so where they are, the others are there too
@@ -523,36 +526,34 @@ def _kept(artifact: Artifact, root: CacheDir, writes: list[FileWrite], states: l
 
 
 def _repairable(artifact: Artifact, root: CacheDir, path: str) -> bool:
-    from .adapters import triton
-
     try:
         existing = root.read(path)
     except AtpackError:  # a folder, a symlink, a FIFO: not a group file to repair
         return False
-    return isinstance(artifact, TritonKernel) and existing is not None and triton.repairable_group(artifact, existing)
+    return existing is not None and kinds.of(artifact).repairable(artifact, existing)
 
 
-def _check_kernels(pack: Pack, planned: list[_Planned]) -> None:
-    """Refuse, before any of its files is written, each kernel whose metadata does not name it
-    (`triton.check_metadata`). Only kernels that write something are checked, their metadata
-    blobs read in one pass (small frames: the write reads them again)."""
-    from .adapters import triton
-
-    by_blob: dict[str, list[tuple[_Planned, TritonKernel]]] = collections.defaultdict(list)
+def _check_blobs(pack: Pack, planned: list[_Planned]) -> None:
+    """Refuse, before any of its files is written, each artifact whose kind checks a blob first
+    (`Kind.check`: a kernel whose metadata does not name it). Only artifacts that write
+    something are checked, their blobs read in one pass (small frames: the write reads them
+    again)."""
+    by_blob: dict[str, list[_Planned]] = collections.defaultdict(list)
     for p in planned:
-        kernel = p.artifact
-        if isinstance(kernel, TritonKernel) and p.error is None and not p.kept and any(s != "same" for s in p.states):
-            by_blob[triton.metadata_blob(kernel)].append((p, kernel))
+        if p.error is None and not p.kept and any(s != "same" for s in p.states):
+            blob = kinds.of(p.artifact).check_blob(p.artifact)
+            if blob is not None:
+                by_blob[blob].append(p)
 
     def unreadable(digests: list[str], error: AtpackError) -> None:
         for digest in digests:
-            for p, _ in by_blob[digest]:
+            for p in by_blob[digest]:
                 p.failed(error)
 
     for digest, data in pack.read_blobs(by_blob, failed=unreadable):
-        for p, kernel in by_blob[digest]:
+        for p in by_blob[digest]:
             try:
-                triton.check_metadata(kernel, data)
+                kinds.of(p.artifact).check(p.artifact, data)
             except AtpackError as e:
                 p.failed(e)
 
@@ -564,22 +565,12 @@ class _Dirs:
 
     def of(self, artifact: Artifact) -> list[CacheDir]:
         """The folders an artifact is written into: Inductor's, or every Triton folder."""
-        return [self.inductor] if artifact.kind.startswith("inductor.") else self.triton
+        return [self.inductor] if kinds.of(artifact).folder == "inductor" else self.triton
 
     def close(self) -> None:
         """Close the folders populate kept open (`CacheDir.close`)."""
         for root in (self.inductor, *self.triton):
             root.close()
-
-
-def _files(artifact: Artifact, root: CacheDir) -> list[FileWrite]:
-    from .adapters import inductor, triton
-
-    if isinstance(artifact, (InductorBestConfig, InductorKernelPerf)):
-        return inductor.files(artifact, root)
-    if isinstance(artifact, (TritonAutotune, TritonKernel, TritonHostModule)):
-        return triton.files(artifact, root)
-    raise AtpackError(f"no adapter populates {artifact.kind}")
 
 
 def _write(pack: Pack, planned: list[_Planned], link_root: CacheDir, callback: Callback) -> None:
@@ -731,9 +722,9 @@ def _replay_one(r: _Replay, data: bytes, dirs: _Dirs, report: PopulateReport) ->
             root.write(path, body)
     except AtpackError as e:
         return _failed(a, e)
-    if isinstance(a, MegacacheInductor) and state == "absent" and not report.dry_run:
+    if state == "absent" and not report.dry_run:
         try:  # a graph that was there already had its kernels emitted by whoever put it there
-            megacache.emit_triton_bundle(body, report.inductor_dir, _single(report.triton_dirs))
+            kinds.of(a).replayed(a, body, report.inductor_dir, _single(report.triton_dirs))
         except Exception as e:  # torch's unpickling and writing raise anything: reported, one line
             why = " ".join(f"emitting its Triton kernels: {type(e).__name__}: {e}".split())
             return Outcome(a.kind, a.key, FAILED, why)
@@ -752,11 +743,9 @@ def _single(triton_dirs: list[str]) -> str | None:
     return triton_dirs[0] if len(triton_dirs) == 1 else None
 
 
-def _merge(artifact: InductorGemmTimings, note: str, root: CacheDir, dry_run: bool) -> Outcome:
-    from .adapters import inductor
-
+def _merge(artifact: Artifact, note: str, root: CacheDir, dry_run: bool) -> Outcome:
     try:
-        action, detail = inductor.merge_gemm_timings(artifact, root, dry_run=dry_run)
+        action, detail = kinds.of(artifact).merge_file(artifact, root, dry_run=dry_run)
     except AtpackError as e:
         return _failed(artifact, e)
     return Outcome(artifact.kind, artifact.key, action, "; ".join(x for x in (detail, note) if x))

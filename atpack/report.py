@@ -20,17 +20,8 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from .artifacts import (
-    Environment,
-    InductorBestConfig,
-    InductorGemmTimings,
-    InductorKernelPerf,
-    MegacacheEntry,
-    TritonAutotune,
-    TritonConfig,
-    TritonHostModule,
-    TritonKernel,
-)
+from . import kinds
+from .artifacts import Artifact, Environment
 from .pack import Pack, open_pack
 from .signing import SIGNATURE_PREFIX
 from .store import publish
@@ -70,40 +61,11 @@ def render(pack: Pack, *, keys: Sequence[str | os.PathLike[str]] = (), name: str
 
 
 def _data(pack: Pack, keys: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
-    kinds: collections.Counter[str] = collections.Counter()
-    gemms: list[dict[str, Any]] = []
-    autotunes: list[dict[str, Any]] = []
-    configs: list[dict[str, Any]] = []
-    kernels: list[dict[str, Any]] = []
-    tuning_ms = 0.0
-    candidates = 0
+    counts: collections.Counter[str] = collections.Counter()
+    shown = kinds.Shown()
     for a in pack.artifacts:
-        kinds[a.kind] += 1
-        if isinstance(a, InductorGemmTimings):
-            for e in a.entries:
-                candidates += len(e.timings)
-                times = [(t.choice, t.ms) for t in e.timings if t.ms is not None]
-                best = min(times, key=lambda ct: ct[1])[0] if times else "-"
-                gemms.append({"op": e.op, "inputs": e.inputs, "precision": e.precision, "best": best, "times": times})
-        elif isinstance(a, TritonAutotune):
-            candidates += len(a.configs_timings)
-            chosen = a.best()
-            times = [
-                (_config(ct.config), ct.timings[0])
-                for ct in a.configs_timings
-                if ct.timings and ct.timings[0] is not None
-            ]
-            best = _config(chosen) if chosen else "-"
-            autotunes.append({"fn": a.fn_name, "key": list(a.tuning_key), "times": times, "best": best})
-        elif isinstance(a, InductorBestConfig):
-            if isinstance(a.time_taken_ms, (int, float)):
-                tuning_ms += a.time_taken_ms
-            configs.append({"path": a.path, "config": a.summary().split(" ", 1)[-1], "ms": a.time_taken_ms})
-        elif isinstance(a, TritonKernel):
-            size = sum(f.size for f in a.files)
-            kernels.append({"name": a.name, "key": a.cache_key, "files": len(a.files), "bytes": size})
-        elif isinstance(a, InductorKernelPerf):
-            candidates += 1
+        counts[a.kind] += 1
+        kinds.of(a).show(a, shown)
     return {
         "name": pack.name,
         "size": pack.size,
@@ -112,15 +74,13 @@ def _data(pack: Pack, keys: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
         "annotations": {k: v for k, v in pack.manifest.annotations.items() if not k.startswith(SIGNATURE_PREFIX)},
         "signatures": _signatures(pack, keys),
         "environments": [_environment(d, e) for d, e in pack.manifest.environments.items()],
-        "kinds": dict(sorted(kinds.items())),
-        "gemms": gemms,
-        "autotunes": autotunes,
-        "configs": configs,
-        "kernels": kernels,
-        "trusted_only": sum(
-            1 for a in pack.artifacts if isinstance(a, (MegacacheEntry, TritonHostModule)) and a.runs_code
-        ),
-        "savings": {"tuning_ms_recorded": tuning_ms, "candidates_benchmarked": candidates},
+        "kinds": dict(sorted(counts.items())),
+        "gemms": shown.gemms,
+        "autotunes": shown.autotunes,
+        "configs": shown.configs,
+        "kernels": shown.kernels,
+        "trusted_only": sum(1 for a in pack.artifacts if isinstance(a, Artifact) and a.runs_code),
+        "savings": {"tuning_ms_recorded": shown.tuning_ms, "candidates_benchmarked": shown.candidates},
     }
 
 
@@ -144,10 +104,6 @@ def _signatures(pack: Pack, keys: Sequence[str | os.PathLike[str]]) -> list[dict
         else:
             out.append({"key": kid, "status": "verified", "detail": f"verified with {given[kid]}"})
     return out
-
-
-def _config(c: TritonConfig) -> str:
-    return " ".join([*(f"{k}={v}" for k, v in c.kwargs), f"warps={c.num_warps}", f"stages={c.num_stages}"])
 
 
 def _environment(digest: str, env: Environment) -> dict[str, Any]:

@@ -7,16 +7,21 @@ the same order), so a populated file is byte-identical to the collected one.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
+import math
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Union
 
 import msgspec
 
+from .. import evidence
 from ..artifacts import (
+    ChoiceTiming,
+    GemmEntry,
     GemmSystem,
     InductorBestConfig,
     InductorGemmTimings,
@@ -24,10 +29,19 @@ from ..artifacts import (
 )
 from ..errors import CacheFileError
 from ..files import CacheDir, FileWrite
+from ..kinds import Answer, Kind, Shown, Source
 from ..walk import Folder, open_cache
 from . import Collected, Skipped, as_float, dumps, finite, load_json, to_artifact
 
-__all__ = ["collect", "files", "merge_gemm_timings", "render_best_config", "render_gemm_timings", "render_kernel_perf"]
+__all__ = [
+    "KINDS",
+    "collect",
+    "files",
+    "merge_gemm_timings",
+    "render_best_config",
+    "render_gemm_timings",
+    "render_kernel_perf",
+]
 
 log = logging.getLogger(__name__)
 
@@ -278,3 +292,110 @@ def _nested_dict(parent: Any, key: str) -> dict[str, Any]:
     if not isinstance(child, dict):
         raise TypeError(f"{key!r} holds a {type(child).__name__}, not an object")
     return child
+
+
+# --------------------------------------------------------------------------- kinds
+
+
+def _collect(source: Source) -> Iterator[Collected]:
+    return collect(source.root, source.env, include=source.include)
+
+
+class _BestConfig(Kind[InductorBestConfig]):
+    artifact = InductorBestConfig
+    turns_replay_on = True
+
+    def files(self, artifact: InductorBestConfig, root: CacheDir) -> list[FileWrite]:
+        return files(artifact, root)
+
+    def delta(self, before: InductorBestConfig, after: InductorBestConfig) -> str:
+        return f"{_config(before)} -> {_config(after)}"
+
+    def show(self, artifact: InductorBestConfig, shown: Shown) -> None:
+        if isinstance(artifact.time_taken_ms, (int, float)):
+            shown.tuning_ms += artifact.time_taken_ms
+        config = artifact.summary().split(" ", 1)[-1]
+        shown.configs.append({"path": artifact.path, "config": config, "ms": artifact.time_taken_ms})
+
+
+def _config(a: InductorBestConfig) -> str:
+    return " ".join([*(f"{k}={v}" for k, v in a.kwargs), f"warps={a.num_warps}", f"stages={a.num_stages}"])
+
+
+class _KernelPerf(Kind[InductorKernelPerf]):
+    artifact = InductorKernelPerf
+
+    def files(self, artifact: InductorKernelPerf, root: CacheDir) -> list[FileWrite]:
+        return files(artifact, root)
+
+    def time(self, artifact: InductorKernelPerf) -> float | None:
+        return artifact.timings[0]
+
+    def show(self, artifact: InductorKernelPerf, shown: Shown) -> None:
+        shown.candidates += 1
+
+
+class _GemmTimings(Kind[InductorGemmTimings]):
+    artifact = InductorGemmTimings
+    populate = "merged"
+
+    def merge_file(self, artifact: InductorGemmTimings, root: CacheDir, *, dry_run: bool) -> tuple[str, str]:
+        return merge_gemm_timings(artifact, root, dry_run=dry_run)
+
+    def merge(self, answers: Sequence[Answer[InductorGemmTimings]], policy: str) -> tuple[InductorGemmTimings, str]:
+        """Every entry and candidate of each file; a candidate timed differently is resolved by
+        the policy (fastest: the lower time; newest: the newest pack's)."""
+        slots: dict[tuple[str, str, str], dict[str, list[tuple[float | None, Answer[InductorGemmTimings]]]]] = (
+            collections.defaultdict(lambda: collections.defaultdict(list))
+        )
+        for answer in answers:
+            for entry in answer.artifact.entries:
+                for t in entry.timings:
+                    slots[(entry.op, entry.inputs, entry.precision)][t.choice].append((t.ms, answer))
+        disputed = 0
+        entries = []
+        for (op, inputs, precision), choices in sorted(slots.items()):
+            timings = []
+            for choice, measured in sorted(choices.items()):
+                values = {ms for ms, _ in measured}
+                disputed += len(values) > 1
+                if policy == "newest":
+                    ms = max(measured, key=lambda m: m[1].newness)[0]
+                else:
+                    ms = min(values, key=lambda v: math.inf if v is None else v)
+                timings.append(ChoiceTiming(choice, ms))
+            entries.append(GemmEntry(op=op, inputs=inputs, precision=precision, timings=tuple(timings)))
+        first = answers[0].artifact
+        merged = InductorGemmTimings(env=first.env, system=first.system, entries=tuple(entries))
+        how = "kept the newest times" if policy == "newest" else "kept the fastest times"
+        return merged, f"{disputed} candidates timed differently; {how}" if disputed else ""
+
+    def delta(self, before: InductorGemmTimings, after: InductorGemmTimings) -> str:
+        fx, fy = _flat(before), _flat(after)
+        common = [k for k in fx.keys() & fy.keys() if fx[k] is not None and fy[k] is not None and fx[k] != fy[k]]
+        ratios = [fy[k] / fx[k] for k in common if fx[k]]  # type: ignore[operator]
+        mean = f", mean time x{sum(ratios) / len(ratios):.3f}" if ratios else ""
+        added, removed = len(fy.keys() - fx.keys()), len(fx.keys() - fy.keys())
+        return f"{added} timings added, {removed} removed, {len(common)} changed{mean}"
+
+    def says(self, artifact: InductorGemmTimings, small_files: Mapping[str, bytes]) -> dict[str, str]:
+        return evidence.said_by(artifact, small_files)
+
+    def show(self, artifact: InductorGemmTimings, shown: Shown) -> None:
+        for e in artifact.entries:
+            shown.candidates += len(e.timings)
+            times = [(t.choice, t.ms) for t in e.timings if t.ms is not None]
+            best = min(times, key=lambda ct: ct[1])[0] if times else "-"
+            shown.gemms.append({"op": e.op, "inputs": e.inputs, "precision": e.precision, "best": best, "times": times})
+
+
+def _flat(a: InductorGemmTimings) -> dict[tuple[str, str, str, str], float | None]:
+    return {(e.op, e.inputs, e.precision, t.choice): t.ms for e in a.entries for t in e.timings}
+
+
+KINDS: tuple[Kind[Any], ...] = (
+    _BestConfig(_collect),
+    _KernelPerf(_collect),
+    _GemmTimings(_collect),
+)
+"""Inductor's kinds (`atpack.kinds`): read by one walk of its cache folder."""

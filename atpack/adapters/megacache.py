@@ -25,14 +25,34 @@ import re
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
-from ..artifacts import MEGACACHE_TYPES, MegacacheEntry, MegacacheOther
+from ..artifacts import (
+    MEGACACHE_TYPES,
+    MegacacheAotAutograd,
+    MegacacheAutotune,
+    MegacacheEntry,
+    MegacacheInductor,
+    MegacacheOther,
+    MegacachePgo,
+    MegacachePrecompile,
+)
 from ..errors import AtpackError, CacheFileError, FormatError, UnsafeContentError
+from ..kinds import Kind
 from . import AddBlob
 from .inductor import parse_best_config, render_best_config
 
-__all__ = ["MAX_ENTRIES", "blob_entries", "collect", "content", "emit_triton_bundle", "target", "write_blob"]
+__all__ = [
+    "KINDS",
+    "MAX_ENTRIES",
+    "blob_entries",
+    "collect",
+    "content",
+    "entries",
+    "emit_triton_bundle",
+    "target",
+    "write_blob",
+]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +112,11 @@ def collect(data: bytes, env: str, add_blob: AddBlob) -> Iterator[MegacacheEntry
         fields: dict[str, Any] = {"env": env, "entry_key": key, "seq": seq, "content": digest, "size": len(content)}
         cls = MEGACACHE_TYPES.get(kind)
         yield cls(**fields) if cls is not None else MegacacheOther(type=kind, **fields)
+
+
+def entries(artifacts: Iterable[object]) -> list[MegacacheEntry]:
+    """The Megacache entries among `artifacts`, in the order torch replays them (`seq`)."""
+    return sorted((a for a in artifacts if isinstance(a, MegacacheEntry)), key=lambda a: a.seq)
 
 
 def target(entry: MegacacheEntry) -> str:
@@ -244,3 +269,42 @@ def _put_text(out: bytearray, text: str) -> None:
 def _put_bytes(out: bytearray, data: bytes) -> None:
     out += _U64.pack(len(data))
     out += data
+
+
+# --------------------------------------------------------------------------- kinds
+
+
+E = TypeVar("E", bound=MegacacheEntry)
+
+
+class _Entry(Kind[E]):
+    """A Megacache entry, replayed where torch's own ``populate_cache()`` would write it
+    (`target`, `content`)."""
+
+    populate = "replayed"
+
+    def __init__(self, artifact: type[E], *, turns_replay_on: bool = False) -> None:
+        super().__init__()
+        self.artifact = artifact
+        self.turns_replay_on = turns_replay_on
+
+
+class _Graph(_Entry[MegacacheInductor]):
+    def replayed(self, artifact: MegacacheInductor, content: bytes, inductor_dir: str, triton_dir: str | None) -> None:
+        emit_triton_bundle(content, inductor_dir, triton_dir)
+
+
+class _Other(_Entry[MegacacheOther]):
+    def never(self, artifact: MegacacheOther) -> str:
+        return f"a Megacache entry of type {artifact.type!r}, which atpack never replays (trusted or not)"
+
+
+KINDS: tuple[Kind[Any], ...] = (
+    _Entry(MegacacheAutotune, turns_replay_on=True),  # a .best_config file: what the replay acts on
+    _Graph(MegacacheInductor),
+    _Entry(MegacacheAotAutograd),
+    _Entry(MegacachePgo),
+    _Entry(MegacachePrecompile),
+    _Other(MegacacheOther),
+)
+"""Megacache's kinds (`atpack.kinds`): collected from torch's blob, not from a folder."""

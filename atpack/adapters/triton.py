@@ -10,19 +10,22 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import msgspec
 
+from .. import evidence
 from ..artifacts import TritonAutotune, TritonConfig, TritonHostModule, TritonKernel
 from ..errors import AtpackError, CacheFileError, LimitError, UnsafeContentError
 from ..files import CacheDir, FileWrite
+from ..kinds import Kind, Shown, Source
 from ..walk import Folder, open_cache
 from . import AddBlob, Collected, Skipped, as_float, dumps, finite, load_json, to_artifact
 
 __all__ = [
     "BINARY_SUFFIXES",
+    "KINDS",
     "MAX_METADATA_SIZE",
     "check_metadata",
     "collect",
@@ -283,3 +286,76 @@ def check_metadata(artifact: TritonKernel, data: bytes) -> None:
 def _quoted(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+# --------------------------------------------------------------------------- kinds
+
+
+def _collect(source: Source) -> Iterator[Collected]:
+    return collect(source.root, source.env, source.add_blob, binaries_only=source.binaries_only, include=source.include)
+
+
+class _Autotune(Kind[TritonAutotune]):
+    artifact = TritonAutotune
+    folder = "triton"
+
+    def files(self, artifact: TritonAutotune, root: CacheDir) -> list[FileWrite]:
+        return files(artifact, root)
+
+    def time(self, artifact: TritonAutotune) -> float | None:
+        """The fastest median."""
+        medians = [ct.timings[0] for ct in artifact.configs_timings if ct.timings and ct.timings[0] is not None]
+        return min(medians) if medians else None
+
+    def show(self, artifact: TritonAutotune, shown: Shown) -> None:
+        shown.candidates += len(artifact.configs_timings)
+        chosen = artifact.best()
+        times = [
+            (_config(ct.config), ct.timings[0])
+            for ct in artifact.configs_timings
+            if ct.timings and ct.timings[0] is not None
+        ]
+        best = _config(chosen) if chosen else "-"
+        shown.autotunes.append({"fn": artifact.fn_name, "key": list(artifact.tuning_key), "times": times, "best": best})
+
+
+def _config(c: TritonConfig) -> str:
+    return " ".join([*(f"{k}={v}" for k, v in c.kwargs), f"warps={c.num_warps}", f"stages={c.num_stages}"])
+
+
+class _Kernel(Kind[TritonKernel]):
+    artifact = TritonKernel
+    folder = "triton"
+
+    def files(self, artifact: TritonKernel, root: CacheDir) -> list[FileWrite]:
+        return files(artifact, root)
+
+    def check_blob(self, artifact: TritonKernel) -> str | None:
+        return metadata_blob(artifact)
+
+    def check(self, artifact: TritonKernel, data: bytes) -> None:
+        check_metadata(artifact, data)
+
+    def repairable(self, artifact: TritonKernel, existing: bytes) -> bool:
+        return repairable_group(artifact, existing)
+
+    def says(self, artifact: TritonKernel, small_files: Mapping[str, bytes]) -> dict[str, str]:
+        return evidence.said_by(artifact, small_files)
+
+    def show(self, artifact: TritonKernel, shown: Shown) -> None:
+        size = sum(f.size for f in artifact.files)
+        shown.kernels.append(
+            {"name": artifact.name, "key": artifact.cache_key, "files": len(artifact.files), "bytes": size}
+        )
+
+
+class _HostModule(Kind[TritonHostModule]):
+    artifact = TritonHostModule
+    folder = "triton"
+
+    def files(self, artifact: TritonHostModule, root: CacheDir) -> list[FileWrite]:
+        return files(artifact, root)
+
+
+KINDS: tuple[Kind[Any], ...] = (_Autotune(_collect), _Kernel(_collect), _HostModule(_collect))
+"""Triton's kinds (`atpack.kinds`): read by one walk of each Triton cache folder."""
