@@ -10,9 +10,12 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import msgspec
+
 from . import evidence, kinds
 from .adapters import Collected, Skipped
 from .artifacts import Artifact, Environment, artifact_digest
+from .digest import digest_bytes
 from .errors import AtpackError, NotFoundError
 from .merge import CREATED, created_now
 from .pack import DEFAULT_LEVEL, PackInfo, create
@@ -32,6 +35,8 @@ class CollectReport:
     folders: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     """(cache system, folder) of every folder looked at, in order."""
     info: PackInfo | None = None
+    made_elsewhere: str = ""
+    """Where the artifacts contradict this machine, how: their own statements were recorded."""
 
     def nothing_found(self) -> str:
         """Where nothing was found, in a few words."""
@@ -49,6 +54,8 @@ class CollectReport:
             lines[0] += f" ({self.info.size:,} bytes, {self.info.blob_bytes:,} bytes of blobs, {self.info.digest})"
         for system, folder in self.folders:
             lines.append(f"  {'read' if os.path.isdir(folder) else 'no folder at'} {folder} ({system})")
+        if self.made_elsewhere:
+            lines.append(f"  made elsewhere ({self.made_elsewhere}): recorded what the caches state")
         lines += [f"  {n:6d}  {kind}" for kind, n in sorted(self.kinds.items())]
         lines += [f"  skipped {s.path}: {s.reason}" for s in self.skipped]
         return "\n".join(lines)
@@ -97,34 +104,47 @@ def pack_caches(
         triton_dirs = [triton_dir] if triton_dir else triton_dirs_to_collect(inductor_root)
         report.folders += [("triton", folder) for folder in triton_dirs]
     with create(url, storage_options=storage_options, level=level) as writer:
-        env_digest = writer.add_environment(env)
         metadata: dict[str, bytes] = {}  # kernel metadata files, read for what they say (atpack.evidence)
+        host_code: dict[str, bytes] = {}  # native modules' bytes, stored once it is known they are packed
 
         def add_blob(data: bytes, hint: str) -> str:
+            if hint == ".so":
+                host_code[digest := digest_bytes(data)] = data
+                return digest
             digest = writer.add_blob(data, hint=hint)
             if hint == ".json" and len(data) <= evidence.METADATA_READ:
                 metadata[digest] = data
             return digest
 
+        collected: list[Artifact] = []
         stated: list[tuple[Artifact, dict[str, str]]] = []
         streams: list[Iterable[Collected]] = [
-            collect(kinds.Source(folder, env_digest, add_blob, binaries_only=binaries_only))
+            collect(kinds.Source(folder, env.digest, add_blob, binaries_only=binaries_only))
             for system, folder in report.folders
             for collect in kinds.collectors(system)
         ]
         if megacache is not None:
-            streams.append(megacache_adapter.collect(megacache, env_digest, add_blob))
+            streams.append(megacache_adapter.collect(megacache, env.digest, add_blob))
         for item in first_answers(itertools.chain.from_iterable(streams)):
             if isinstance(item, Skipped):
                 log.warning("skipped %s: %s", item.path, item.reason)
                 report.skipped.append(item)
             else:
-                writer.add(item)
-                report.kinds[item.kind] += 1
+                collected.append(item)
                 if said := kinds.of(item).says(item, metadata):
                     stated.append((item, said))
         # raised inside the block: nothing is published
-        evidence.check(stated, env, "the given" if environment is not None else "this machine's")
+        env = _recorded_environment(stated, env, environment is not None, report)
+        env_digest = writer.add_environment(env)
+        for item in collected:
+            if report.made_elsewhere and not (env.python_abi and env.platform) and "platform" in type(item).depends_on:
+                report.skipped.append(Skipped(f"{item.kind} {item.key}", _UNKNOWN_ABI))
+                continue
+            for ref in item.blob_refs():
+                if ref in host_code:
+                    writer.add_blob(host_code[ref], hint=".so")
+            writer.add(item if item.env == env_digest else msgspec.structs.replace(item, env=env_digest))
+            report.kinds[item.kind] += 1
         if not report.kinds and not allow_empty:
             blob = ", nor in the Megacache blob" if megacache is not None else ""
             raise AtpackError(f"nothing to pack: {report.nothing_found()}{blob} (--allow-empty writes an empty pack)")
@@ -133,6 +153,26 @@ def pack_caches(
             writer.annotate(key, value)
     report.info = writer.info
     return report
+
+
+_UNKNOWN_ABI = "host code made on another machine, and nothing states the Python ABI and platform it was built for"
+
+
+def _recorded_environment(
+    stated: list[tuple[Artifact, dict[str, str]]], env: Environment, given: bool, report: CollectReport
+) -> Environment:
+    """The environment to record: `env` (this machine's, or the given one) unless the artifacts
+    contradict it. A given one is then refused; this machine is evidently not where they were
+    made, and what they state is recorded instead (`evidence.stated_environment`)."""
+    found = evidence.contradictions(stated, env, measured=not given)
+    if not found:
+        return env
+    if given:
+        evidence.check(stated, env, "the given", measured=False)
+    stated_env = evidence.stated_environment(stated)
+    report.made_elsewhere = evidence.describe(found, "this machine's")
+    log.warning("these caches were made elsewhere (%s): recording what they state", report.made_elsewhere)
+    return stated_env
 
 
 def first_answers(items: Iterable[Collected]) -> Iterator[Collected]:

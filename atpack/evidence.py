@@ -5,19 +5,22 @@ A pack records one environment per artifact; collection takes it from the packin
 `--environment`). Caches copied from elsewhere (GPU workers' folders packed on a login node)
 would then claim the packing machine: Triton kernels would populate onto machines they cannot
 run on. Each kernel's metadata names its Triton version and GPU architecture, and a GEMM timing
-file names its device, CUDA version and Triton build: where these disagree with the environment
-to be recorded, collection refuses (`EnvironmentMismatchError`)."""
+file names its device, CUDA version and Triton build. Where these disagree with the packing
+machine, it is evidently not where they were made: collection records what the artifacts state
+instead (`stated_environment`), nothing of the packing machine. Where they disagree with an
+environment given by hand, or among themselves, it refuses (`EnvironmentMismatchError`)."""
 
 from __future__ import annotations
 
 import collections
 import json
+import re
 from collections.abc import Iterable, Mapping
 
-from .artifacts import Artifact, Environment, InductorGemmTimings, TritonKernel
+from .artifacts import Artifact, Environment, InductorGemmTimings, TritonHostModule, TritonKernel
 from .errors import EnvironmentMismatchError
 
-__all__ = ["check", "said_by"]
+__all__ = ["check", "contradictions", "describe", "said_by", "stated_environment"]
 
 METADATA_READ = 1 << 16
 """Kernel metadata files kept for reading while collecting (a few KB each)."""
@@ -39,7 +42,25 @@ def said_by(artifact: Artifact, small_files: Mapping[str, bytes]) -> dict[str, s
             "triton_key": system.triton,
         }
         return {field: value for field, value in said.items() if isinstance(value, str) and value}
+    if isinstance(artifact, TritonHostModule):
+        return _host_module_says(artifact)
     return {}
+
+
+_EXTENSION = re.compile(r"\.(cpython-3\d+)(?:-(x86_64|aarch64|ppc64le|s390x)-linux-gnu)?\.so$")
+
+
+def _host_module_says(artifact: TritonHostModule) -> dict[str, str]:
+    """A native module's file name carries the interpreter it was built for, as Python names
+    extension modules (``cuda_utils.cpython-312-x86_64-linux-gnu.so``): its ABI tag and, on
+    Linux, its platform in `sysconfig.get_platform()`'s spelling."""
+    said: dict[str, str] = {}
+    for file in artifact.files:
+        if match := _EXTENSION.search(file.name):
+            said["python_abi"] = match[1]
+            if match[2]:
+                said["platform"] = f"linux-{match[2]}"
+    return said
 
 
 def _kernel_says(raw: bytes) -> dict[str, str]:
@@ -58,25 +79,62 @@ def _kernel_says(raw: bytes) -> dict[str, str]:
     return said
 
 
-def check(stated: Iterable[tuple[Artifact, dict[str, str]]], env: Environment, whose: str) -> None:
-    """Refuse, in one line, to record `env` (`whose`: "this machine's", "the given") for
-    artifacts that state otherwise."""
-    found: dict[tuple[str, str, str], list[Artifact]] = collections.defaultdict(list)
+Found = dict[tuple[str, str, str], list[Artifact]]
+"""Contradictions: (field, what artifacts say, what the environment records) → those artifacts."""
+
+
+def contradictions(stated: Iterable[tuple[Artifact, dict[str, str]]], env: Environment, *, measured: bool) -> Found:
+    """Where what artifacts state about where they were made differs from `env`. Where `env` was
+    `measured` on this machine, a field it leaves unrecorded differs too (this machine has no such
+    GPU); a field left out of an environment given by hand is only not checked."""
+    found: Found = collections.defaultdict(list)
     for artifact, said in stated:
         for field, value in said.items():
             recorded = getattr(env, field)
+            if recorded is None and not measured:
+                continue
             if not _same(field, value, recorded if isinstance(recorded, str) else None):
                 found[field, value, _short(recorded) if recorded else "none"].append(artifact)
-    if not found:
-        return
-    parts = [
+    return dict(found)
+
+
+def describe(found: Found, whose: str) -> str:
+    """`found` in a few words (`whose`: "this machine's", "the given")."""
+    return "; ".join(
         f"{len(artifacts)} {artifacts[0].kind} say {field} {_short(value)} where {whose} environment records {recorded}"
         for (field, value, recorded), artifacts in sorted(found.items())
-    ]
-    raise EnvironmentMismatchError(
-        f"these caches were made elsewhere: {'; '.join(parts)} (pack them on the machine that made them, "
-        "or give --environment with what they say)"
     )
+
+
+def check(stated: Iterable[tuple[Artifact, dict[str, str]]], env: Environment, whose: str, *, measured: bool) -> None:
+    """Refuse, in one line, to record `env` (`whose`: "this machine's", "the given"; `measured`
+    as for `contradictions`) for artifacts that state otherwise."""
+    if found := contradictions(stated, env, measured=measured):
+        raise EnvironmentMismatchError(
+            f"these caches were made elsewhere: {describe(found, whose)} (pack them on the machine that made them, "
+            "or give --environment with what they say)"
+        )
+
+
+def stated_environment(stated: Iterable[tuple[Artifact, dict[str, str]]]) -> Environment:
+    """The environment the artifacts of one collection state together: each field as they state
+    it, nothing else. Refused, in one line, where they disagree among themselves (caches of two
+    machines collected as one)."""
+    values: dict[str, dict[str, list[Artifact]]] = collections.defaultdict(lambda: collections.defaultdict(list))
+    for artifact, said in stated:
+        for field, value in said.items():
+            values[field][value].append(artifact)
+    disagreeing = {field: said for field, said in values.items() if len(said) > 1}
+    if disagreeing:
+        parts = [
+            " and ".join(f"{len(arts)} {arts[0].kind} {_short(value)}" for value, arts in sorted(said.items()))
+            for field, said in sorted(disagreeing.items())
+        ]
+        fields = ", ".join(sorted(disagreeing))
+        raise EnvironmentMismatchError(
+            f"these caches state different {fields}: {'; '.join(parts)} (caches of different machines: pack them apart)"
+        )
+    return Environment(**{field: next(iter(said)) for field, said in values.items()})
 
 
 def _same(field: str, said: str, recorded: str | None) -> bool:

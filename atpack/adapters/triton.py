@@ -356,6 +356,9 @@ class _HostModule(Kind[TritonHostModule]):
     def files(self, artifact: TritonHostModule, root: CacheDir) -> list[FileWrite]:
         return files(artifact, root)
 
+    def says(self, artifact: TritonHostModule, small_files: Mapping[str, bytes]) -> dict[str, str]:
+        return evidence.said_by(artifact, small_files)
+
 
 KINDS: tuple[Kind[Any], ...] = (_Autotune(_collect), _Kernel(_collect), _HostModule(_collect))
 """Triton's kinds (`atpack.kinds`): read by one walk of each Triton cache folder."""
