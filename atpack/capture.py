@@ -360,11 +360,11 @@ def _triton_folders(roots: list[str]) -> dict[_Folder, _Stamp]:
 
 
 def _record_of(cache: Any, module: str) -> str | None:
-    """The `.best_config` path torch gives the kernel module `module` (None: cannot tell)."""
+    """The `.best_config` path torch gives the kernel module `module` (None: cannot tell), by
+    torch's own derivation (`AutotuneCache.create`), which differs between releases."""
     try:
-        folder, key = os.path.dirname(module), cache._prepare_key(module)
-        make = getattr(cache, "_make_local_cache_key", None)  # 2.13; before: <folder>/<key>.best_config
-        return os.path.normpath(str(make(folder, key)) if make else os.path.join(folder, f"{key}.best_config"))
+        local = cache.create({}, module, "").local_cache
+        return os.path.normpath(str(local[1])) if local else None
     except Exception:  # another torch's internals: the kernel's folders are chosen as before
         return None
 

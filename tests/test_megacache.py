@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from h100_sample import ENVIRONMENT
+from h100_sample import ENVIRONMENT, kernel_sources
 
 import atpack
 from atpack.adapters.megacache import blob_entries, write_blob
@@ -197,7 +197,7 @@ def test_a_captured_cpu_compile_saved_to_s3_warms_a_fresh_process(s3: Any, tmp_p
 
 @pytest.mark.slow
 def test_a_captured_best_config_of_a_gpu_shaped_kernel_hits_after_load(h100_sample_root: Path, tmp_path: Path) -> None:
-    kernel = str(h100_sample_root / "inductor" / "za" / "czaymuaubtkmvo5w2rzqz5zsostlr5g2i5clj5rcmrb7xuu34lyb.py")
+    kernel = kernel_sources(h100_sample_root, tmp_path)[0]  # the reduction kernel, as this torch loads it
     pack = str(tmp_path / "captured.atpack")
     tuned = _program("inductor_kernel.py", "tune", kernel, ATPACK_CAPTURE_TO=pack, **_dirs(tmp_path / "a"))
     assert [k["autotune_cache_state"] for k in tuned] == ["miss"]
