@@ -162,6 +162,8 @@ def run_tests(env: Path, workers: int, tests: list[str]) -> tuple[list[dict[str,
 def run_pair(pair: Pair, args: argparse.Namespace) -> dict[str, Any]:
     env = Path(args.envs) / pair.name.replace("/", "-")
     row: dict[str, Any] = {"pair": pair.name, "requested": pair.requirements(), "note": pair.note}
+    commit = run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, check=False)
+    row["commit"] = commit.stdout.strip()
     try:
         row["install_s"] = round(install(pair, env, args.find_links), 1)
         row["versions"] = versions(env)
@@ -192,19 +194,20 @@ def markdown(results: dict[str, Any]) -> str:
         "tests' stand-in driver, tests/programs/standin.py). Skips name the release and what it lacks.",
         "Pairs may have run two at a time: install and test times are wall times on a shared machine.",
         "",
-        "| pair | torch | triton | passed | failed | skipped | install | tests | env size |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| pair | torch | triton | passed | failed | skipped | install | tests | env size | atpack |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     order = [p.name for p in PAIRS]
     rows = sorted(results["pairs"].values(), key=lambda r: order.index(r["pair"]) if r["pair"] in order else 99)
     for r in rows:
         if "setup_error" in r:
-            lines.append(f"| {r['pair']} | - | - | - | - | - | setup failed | - | - |")
+            lines.append(f"| {r['pair']} | - | - | - | - | - | setup failed | - | - | {r.get('commit', '?')} |")
             continue
         v, c = r["versions"], r["counts"]
         lines.append(
             f"| {r['pair']} | {v['torch']} | {v['triton']} | {c['passed']} | {c['failed'] + c['error']} | "
-            f"{c['skipped']} | {r['install_s']:.0f} s | {r['tests_s']:.0f} s | {r['disk_gb']:.1f} GB |"
+            f"{c['skipped']} | {r['install_s']:.0f} s | {r['tests_s']:.0f} s | {r['disk_gb']:.1f} GB | "
+            f"{r.get('commit', '?')} |"
         )
     lines += ["", "Run: " + ", ".join(f"{r['pair']} {r.get('date', '?')}" for r in rows) + ".", ""]
     for r in rows:
