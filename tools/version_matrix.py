@@ -102,6 +102,7 @@ def install(pair: Pair, env: Path, find_links: str) -> float:
     run([sys.executable, "-m", "venv", str(env)], check=True)
     python = str(env / "bin" / "python")
     pip = [python, "-m", "pip", "--isolated", "--disable-pip-version-check", "install", "--no-cache-dir", "-q"]
+    pip += ["--timeout", "180", "--retries", "10"]  # --isolated drops the configured timeout (pip's own: 15 s)
     index = ["--index-url", PYPI]
     if pair.local:
         index += ["--find-links", find_links]
