@@ -194,6 +194,7 @@ def markdown(results: dict[str, Any]) -> str:
         "CUDA builds, which also run without a GPU (Triton's and Inductor's host-side code runs with the",
         "tests' stand-in driver, tests/programs/standin.py). Skips name the release and what it lacks.",
         "Pairs may have run two at a time: install and test times are wall times on a shared machine.",
+        "atpack: the commit each pair ran (`-dirty`: with edits not yet committed when the pair started).",
         "",
         "| pair | torch | triton | passed | failed | skipped | install | tests | env size | atpack |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
