@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import h100_sample
 import pytest
 
 from atpack.collect import pack_caches
@@ -38,20 +39,9 @@ def _run(program: str, *args: str, **env: str) -> Any:
 
 @pytest.fixture
 def kernel_sources(h100_sample_root: Path, tmp_path: Path) -> list[str]:
-    """Two GPU-shaped kernel modules from the sample: the reduction kernel Inductor tuned by
-    coordinate descent, and the pointwise kernel of a fusion benchmark module with its
-    benchmark harness (which needs CUDA) cut off."""
-    reduction = h100_sample_root / "inductor" / "za" / "czaymuaubtkmvo5w2rzqz5zsostlr5g2i5clj5rcmrb7xuu34lyb.py"
-    bench = (
-        h100_sample_root / "inductor" / "ej" / "cejugkvjzrta4u6w2aoovjht3atemi6yiigqzlheuqn4t5iattwo.py"
-    ).read_text()
-    kernel = bench[: bench.index("\ndef get_args")]
-    kernel = "\n".join(
-        line for line in kernel.splitlines() if "rand_strided" not in line and "get_raw_stream" not in line
-    )
-    pointwise = tmp_path / "pointwise.py"
-    pointwise.write_text(kernel + "\n")
-    return [str(reduction), str(pointwise)]
+    """The sample's reduction kernel (tuned by coordinate descent) and a pointwise kernel, as
+    this torch loads them (`h100_sample.kernel_sources`)."""
+    return h100_sample.kernel_sources(h100_sample_root, tmp_path)
 
 
 def test_inductor_reads_a_populated_best_config_as_a_hit(kernel_sources: list[str], tmp_path: Path) -> None:
@@ -142,6 +132,12 @@ def test_a_capture_keeps_the_folder_coordinate_descent_chose(
     names may be autotuning's, from before the search: the capture keeps every folder compiled
     for the kernel, whether or not torch names winners, so that a warm start compiles nothing;
     a kernel the compiled code never launches is left out."""
+    if torch_names_winners:
+        import torch
+        from torch._inductor.triton_bundler import TritonBundler
+
+        if not hasattr(TritonBundler, "put_winner"):
+            pytest.skip(f"torch {torch.__version__} does not name winners (TritonBundler.put_winner: torch 2.12+)")
     flag = [] if torch_names_winners else ["--no-put-winner"]
     result = _run(
         "capture_searched.py",

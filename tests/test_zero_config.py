@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import h100_sample
 import msgspec
 import pytest
 
@@ -92,19 +93,9 @@ def machines(tmp_path: Path) -> tuple[Machine, Machine, Machine]:
 
 @pytest.fixture
 def kernel_sources(h100_sample_root: Path, tmp_path: Path) -> list[str]:
-    """Two Inductor kernel modules from the sample: a reduction tuned by coordinate descent and
-    a pointwise kernel (its fusion-benchmark harness, which needs CUDA, cut off)."""
-    reduction = h100_sample_root / "inductor" / "za" / "czaymuaubtkmvo5w2rzqz5zsostlr5g2i5clj5rcmrb7xuu34lyb.py"
-    bench = (
-        h100_sample_root / "inductor" / "ej" / "cejugkvjzrta4u6w2aoovjht3atemi6yiigqzlheuqn4t5iattwo.py"
-    ).read_text()
-    kernel = bench[: bench.index("\ndef get_args")]
-    kernel = "\n".join(
-        line for line in kernel.splitlines() if "rand_strided" not in line and "get_raw_stream" not in line
-    )
-    pointwise = tmp_path / "pointwise.py"
-    pointwise.write_text(kernel + "\n")
-    return [str(reduction), str(pointwise)]
+    """The sample's reduction kernel (tuned by coordinate descent) and a pointwise kernel, as
+    this torch loads them (`h100_sample.kernel_sources`)."""
+    return h100_sample.kernel_sources(h100_sample_root, tmp_path)
 
 
 def _compiled_kernels(sample: Path, into: Path, n: int = 6) -> list[str]:

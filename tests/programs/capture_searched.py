@@ -31,7 +31,7 @@ from triton import Config  # noqa: E402
 
 import atpack  # noqa: E402
 
-if "--no-put-winner" in sys.argv:
+if "--no-put-winner" in sys.argv and hasattr(triton_bundler.TritonBundler, "put_winner"):
     del triton_bundler.TritonBundler.put_winner
 
 

@@ -26,6 +26,7 @@ standin.install()
 
 from torch._inductor.codecache import PyCodeCache  # noqa: E402
 from torch._inductor.runtime.autotune_cache import AutotuneCache  # noqa: E402
+from torch._inductor.runtime.coordinate_descent_tuner import CoordescTuner  # noqa: E402
 from torch._inductor.runtime.triton_heuristics import CachingAutotuner, hash_configs  # noqa: E402
 from triton import Config  # noqa: E402
 
@@ -52,7 +53,9 @@ if "--unknown-internal" in sys.argv:  # as if torch changed how an autotune cach
     AutotuneCache.create = staticmethod(create)  # type: ignore[method-assign,assignment]
 
 searches, benchmarks = [], []
-CachingAutotuner._coordinate_descent_tuning = lambda self, launcher, *a, **k: searches.append(1) or launcher
+# the search itself (torch 2.8 to 2.13: CoordescTuner.autotune, from the launcher's config), which
+# finds nothing better
+CoordescTuner.autotune = lambda self, benchmark, config, *a, **k: searches.append(1) or config
 CachingAutotuner.benchmark_all_configs = lambda self, *a, **k: (
     benchmarks.append(1) or {launcher: float(i) for i, launcher in enumerate(self.launchers)}
 )

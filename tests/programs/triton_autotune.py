@@ -1,6 +1,7 @@
 """Run a user `@triton.autotune` kernel (16 configs, 2 tuning keys) through Triton's own
 autotuner and disk cache (`check_disk_cache`), with the benchmark and the launch stubbed.
-Prints JSON: benchmark calls made, cache hits reported, the chosen configs. Uses $TRITON_CACHE_DIR."""
+Prints JSON: benchmark calls made, cache hits reported (by Triton's autotune listener, 3.8+, else
+by its disk cache lookup), the chosen configs. Uses $TRITON_CACHE_DIR."""
 
 from __future__ import annotations
 
@@ -26,7 +27,17 @@ def fake_bench(self, *args, config, **kwargs):  # a deterministic "measurement"
 Autotuner._bench = fake_bench
 scale_add.fn.run = lambda *args, **kwargs: None  # no GPU: no launch
 hits = []
-triton.knobs.autotuning.listener = lambda **kw: hits.append(kw["cache_hit"])
+if hasattr(triton.knobs.autotuning, "listener"):  # triton 3.8+: told by Triton's autotune listener
+    triton.knobs.autotuning.listener = lambda **kw: hits.append(kw["cache_hit"])
+else:  # triton 3.4 to 3.7 have no listener: what the disk cache lookup answered
+    check_disk_cache = Autotuner.check_disk_cache
+
+    def checked(self, *args, **kwargs):
+        hit = check_disk_cache(self, *args, **kwargs)
+        hits.append(hit)
+        return hit
+
+    Autotuner.check_disk_cache = checked
 x = torch.zeros(16)
 for n in (65536, 4194304):
     scale_add[(1,)](x, x, x, n, 3)
