@@ -17,6 +17,8 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 
+import msgspec
+
 from .artifacts import Artifact, Environment, InductorGemmTimings, TritonHostModule, TritonKernel
 from .errors import EnvironmentMismatchError
 
@@ -134,7 +136,7 @@ def stated_environment(stated: Iterable[tuple[Artifact, dict[str, str]]]) -> Env
         raise EnvironmentMismatchError(
             f"these caches state different {fields}: {'; '.join(parts)} (caches of different machines: pack them apart)"
         )
-    return Environment(**{field: next(iter(said)) for field, said in values.items()})
+    return msgspec.convert({field: next(iter(said)) for field, said in values.items()}, Environment)
 
 
 def _same(field: str, said: str, recorded: str | None) -> bool:
