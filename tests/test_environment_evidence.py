@@ -6,6 +6,7 @@ refused in one line naming what contradicts."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -76,8 +77,6 @@ def test_gpu_caches_packed_on_this_cpu_machine_record_what_they_state(h100_sampl
 
 
 def test_caches_of_two_machines_packed_as_one_are_refused_in_one_line(h100_sample: Sample, tmp_path: Path) -> None:
-    import shutil
-
     triton = tmp_path / "triton"
     shutil.copytree(h100_sample.triton, triton)
     kernel = next(p for p in triton.glob("*/*.json") if not p.name.startswith("__grp__"))
@@ -92,8 +91,6 @@ def test_caches_of_two_machines_packed_as_one_are_refused_in_one_line(h100_sampl
 
 
 def test_host_code_made_elsewhere_that_names_no_python_is_left_out(h100_sample: Sample, tmp_path: Path) -> None:
-    import shutil
-
     triton = tmp_path / "triton"
     shutil.copytree(h100_sample.triton, triton)
     for named in triton.glob("*/*.cpython-*.so"):  # as older Tritons name them: no interpreter in the name
