@@ -18,7 +18,7 @@ from .artifacts import Artifact, Environment, artifact_digest
 from .digest import digest_bytes
 from .errors import AtpackError, NotFoundError
 from .merge import CREATED, created_now
-from .pack import DEFAULT_LEVEL, PackInfo, create
+from .pack import DEFAULT_LEVEL, PackInfo, PackWriter, create
 
 __all__ = ["CollectReport", "first_answers", "pack_caches"]
 
@@ -135,16 +135,7 @@ def pack_caches(
                     stated.append((item, said))
         # raised inside the block: nothing is published
         env = _recorded_environment(stated, env, environment is not None, report)
-        env_digest = writer.add_environment(env)
-        for item in collected:
-            if report.made_elsewhere and not (env.python_abi and env.platform) and "platform" in type(item).depends_on:
-                report.skipped.append(Skipped(f"{item.kind} {item.key}", _UNKNOWN_ABI))
-                continue
-            for ref in item.blob_refs():
-                if ref in host_code:
-                    writer.add_blob(host_code[ref], hint=".so")
-            writer.add(item if item.env == env_digest else msgspec.structs.replace(item, env=env_digest))
-            report.kinds[item.kind] += 1
+        _add(writer, collected, env, host_code, report)
         if not report.kinds and not allow_empty:
             blob = ", nor in the Megacache blob" if megacache is not None else ""
             raise AtpackError(f"nothing to pack: {report.nothing_found()}{blob} (--allow-empty writes an empty pack)")
@@ -173,6 +164,24 @@ def _recorded_environment(
     report.made_elsewhere = evidence.describe(found, "this machine's")
     log.warning("these caches were made elsewhere (%s): recording what they state", report.made_elsewhere)
     return stated_env
+
+
+def _add(
+    writer: PackWriter, collected: list[Artifact], env: Environment, host_code: dict[str, bytes], report: CollectReport
+) -> None:
+    """Add the collected artifacts in the environment to record, with the host code they name;
+    host code made elsewhere whose Python nobody states is left out."""
+    env_digest = writer.add_environment(env)
+    unknown_abi = bool(report.made_elsewhere) and not (env.python_abi and env.platform)
+    for item in collected:
+        if unknown_abi and "platform" in type(item).depends_on:
+            report.skipped.append(Skipped(f"{item.kind} {item.key}", _UNKNOWN_ABI))
+            continue
+        for ref in item.blob_refs():
+            if ref in host_code:
+                writer.add_blob(host_code[ref], hint=".so")
+        writer.add(item if item.env == env_digest else msgspec.structs.replace(item, env=env_digest))
+        report.kinds[item.kind] += 1
 
 
 def first_answers(items: Iterable[Collected]) -> Iterator[Collected]:
