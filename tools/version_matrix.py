@@ -5,7 +5,7 @@ against each release pair atpack claims (torch 2.8 to 2.13, triton 3.4 to 3.9).
     python tools/version_matrix.py --pairs 2.8/3.4,2.13/3.9
     python tools/version_matrix.py --list                the pairs, and what each installs
 
-For each pair, one at a time: a fresh venv under ``--envs`` (default /work/matrix-envs, outside
+For each pair, one at a time: a fresh venv under ``--envs`` (default <temp folder>/atpack-matrix-envs, outside
 the repository), torch and triton pinned (never an unpinned torch), atpack from this repository
 (editable, so that torch finds its plug-in), the test tools pinned; then the tests below, with
 pytest's JUnit report read back per test; then the venv is removed (``--keep`` keeps it), since
@@ -13,7 +13,7 @@ a Linux torch wheel from PyPI is a CUDA build that pulls several GB of nvidia pa
 
 Installs ignore pip's configuration (``--isolated``: no machine-wide constraints file, index or
 find-links) and read PyPI proper, with ``--no-cache-dir``, except pairs marked ``local``: those
-take torch from ``--find-links`` (default /opt/wheels, a CPU build) and the rest from PyPI.
+take torch from ``--find-links`` (default ``$PIP_FIND_LINKS``: here, a CPU build) and the rest from PyPI.
 
 A rerun of some pairs replaces those pairs' rows in the results and keeps the others.
 """
@@ -28,6 +28,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -94,7 +95,7 @@ def clean_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
-def install(pair: Pair, env: Path, find_links: str) -> float:
+def install(pair: Pair, env: Path, find_links: str | None) -> float:
     """A fresh venv at `env` with the pair, the tools and atpack; returns the seconds it took."""
     started = time.monotonic()
     if env.exists():
@@ -105,6 +106,7 @@ def install(pair: Pair, env: Path, find_links: str) -> float:
     pip += ["--timeout", "180", "--retries", "10"]  # --isolated drops the configured timeout (pip's own: 15 s)
     index = ["--index-url", PYPI]
     if pair.local:
+        assert find_links, "checked by main()"
         index += ["--find-links", find_links]
     # torch and triton together with the tools, so that nothing the tools need moves them
     run([*pip, *index, *pair.requirements(), *TOOLS], check=True, env=clean_environment())
@@ -168,7 +170,8 @@ def run_pair(pair: Pair, args: argparse.Namespace) -> dict[str, Any]:
     try:
         row["install_s"] = round(install(pair, env, args.find_links), 1)
         row["versions"] = versions(env)
-        assert str(REPO) in row["versions"]["atpack_from"], row["versions"]
+        assert str(REPO) in row["versions"]["atpack_from"], row["versions"]  # this checkout's atpack
+        row["versions"]["atpack_from"] = os.path.relpath(row["versions"]["atpack_from"], REPO)
         row["disk_gb"] = round(sum(f.stat().st_size for f in env.rglob("*") if f.is_file()) / 1e9, 2)
         outcomes, seconds, code = run_tests(env, args.workers, args.tests)
         row["tests_s"] = round(seconds, 1)
@@ -232,8 +235,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     names = ", ".join(p.name for p in PAIRS)
     parser.add_argument("--pairs", help=f"comma-separated pair names (default: all): {names}")
-    parser.add_argument("--envs", default="/work/matrix-envs", help="where the venvs are made (outside the repo)")
-    parser.add_argument("--find-links", default="/opt/wheels", help="the local wheels of the pairs marked local")
+    parser.add_argument(
+        "--envs",
+        default=os.path.join(tempfile.gettempdir(), "atpack-matrix-envs"),
+        help="where the venvs are made (outside the repo; default: <temp folder>/atpack-matrix-envs)",
+    )
+    parser.add_argument(
+        "--find-links",
+        default=os.environ.get("PIP_FIND_LINKS"),
+        help="the local wheels of the pairs marked local (default: $PIP_FIND_LINKS)",
+    )
     parser.add_argument("--out", default=str(RESULTS), help="folder of version_matrix.json and .md")
     parser.add_argument("--workers", type=int, default=2, help="pytest-xdist workers (1: none)")
     parser.add_argument("--tests", nargs="+", default=TESTS)
@@ -251,6 +262,8 @@ def main() -> int:
         if unknown:
             parser.error(f"unknown pair(s) {unknown}; known: {[p.name for p in PAIRS]}")
         chosen = [p for p in PAIRS if p.name in names]
+    if not args.merge and not args.list and not args.find_links and any(p.local for p in chosen):
+        parser.error("the pairs marked local install a local torch build: give --find-links (or set PIP_FIND_LINKS)")
     if args.list:
         for p in chosen:
             print(f"{p.name:10} {' '.join(p.requirements()):40} {p.note}")
