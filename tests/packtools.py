@@ -128,11 +128,14 @@ def triton_kernel(env: str, n: int, files: Sequence[tuple[str, bytes]]) -> atpac
     )
 
 
-def pack_of(*artifacts: atpack.Artifact, blobs: tuple[bytes, ...] = ()) -> bytes:
-    """A pack of `artifacts` and `blobs`, with INDUCTOR_ENV and TRITON_ENV as its environments."""
+def pack_of(
+    *artifacts: atpack.Artifact, blobs: tuple[bytes, ...] = (), envs: tuple[atpack.Environment, ...] = ()
+) -> bytes:
+    """A pack of `artifacts` and `blobs` by the reference writer, with `envs` as its environments
+    (by default INDUCTOR_ENV and TRITON_ENV)."""
     out = io.BytesIO()
     writer = PackWriter(out)
-    for env in (INDUCTOR_ENV, TRITON_ENV):
+    for env in envs or (INDUCTOR_ENV, TRITON_ENV):
         writer.add_environment(env)
     for blob in blobs:
         writer.add_blob(blob)

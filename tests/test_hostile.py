@@ -23,7 +23,6 @@ thing and fix every digest and offset around it.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import struct
 from collections.abc import Callable
@@ -48,6 +47,7 @@ from packtools import (
     hex64,
     kernel_perf,
     pack_bytes,
+    pack_of,
     peak_allocation_while,
     read_index,
     rewrite_index,
@@ -62,7 +62,6 @@ from reliability import listing
 import atpack
 from atpack.artifacts import KernelFile, MegacacheAutotune, TritonHostModule
 from atpack.digest import digest_bytes
-from atpack.pack import PackWriter
 from atpack.populate import PopulateReport
 
 GROUP = 256  # a small group size: the sample pack has blobs in shared frames and one in its own
@@ -137,22 +136,6 @@ def test_the_sample_pack_populates_cleanly(site: Site, sample: bytes) -> None:
     assert site.snapshot()["outside/victim.txt"] == ("file", b"must stay as it is")
 
 
-def writer_pack(
-    *artifacts: atpack.Artifact, blobs: tuple[bytes, ...] = (), envs: tuple[atpack.Environment, ...] = ()
-) -> bytes:
-    """A pack written by the reference writer (schema-valid content only)."""
-    out = io.BytesIO()
-    writer = PackWriter(out)
-    for env in envs or (INDUCTOR_ENV, TRITON_ENV):
-        writer.add_environment(env)
-    for blob in blobs:
-        writer.add_blob(blob)
-    for artifact in artifacts:
-        writer.add(artifact)
-    writer.finish()
-    return out.getvalue()
-
-
 def with_artifact(data: bytes, kind: str, change: Callable[[dict[str, Any]], None]) -> bytes:
     """`data` with the first artifact of `kind` changed in its index (artifacts re-sorted)."""
 
@@ -207,7 +190,7 @@ def test_a_frame_of_17_bytes_claiming_256_mib_is_refused_when_the_pack_is_opened
     lie = zstd_frame_claiming(claim)
     kernel = triton_kernel(TRITON_ENV.digest, 0, [("kernel_0.json", b"")])
     blob = kernel.files[0].blob
-    index = read_index(writer_pack(kernel, blobs=(b"",)))
+    index = read_index(pack_of(kernel, blobs=(b"",)))
     index.update(frames=[frame_entry(HEADER.size, lie, claim)], blobs=[[blob, 0, 0, claim]])
     site.refuses_pack(assemble(index, frames=lie), atpack.LimitError, "no zstd frame of 17 bytes holds")
 
@@ -219,7 +202,7 @@ def lying_frame_pack(claim: int) -> tuple[bytes, int]:
     blocks = claim // (4 * 32768) + 1
     lie = zstd_frame_claiming(claim, raw_blocks=blocks)
     kernel = triton_kernel(TRITON_ENV.digest, 0, [("kernel_0.json", b"\0" * claim)])
-    index = read_index(writer_pack(kernel, blobs=(b"\0" * claim,)))
+    index = read_index(pack_of(kernel, blobs=(b"\0" * claim,)))
     index.update(frames=[frame_entry(HEADER.size, lie, claim)], blobs=[[kernel.files[0].blob, 0, 0, claim]])
     return assemble(index, frames=lie), len(lie)
 
@@ -253,7 +236,7 @@ def test_a_blob_declaring_a_terabyte_is_refused_when_the_pack_is_opened(site: Si
 def test_a_kernel_file_declaring_a_size_its_blob_does_not_have_is_refused(site: Site) -> None:
     kernel = triton_kernel(TRITON_ENV.digest, 0, [("kernel_0.json", b"binary")])
     lying = msgspec.structs.replace(kernel, files=(KernelFile("kernel_0.json", kernel.files[0].blob, 1 << 62),))
-    site.refuses_artifacts(writer_pack(lying, blobs=(b"binary",)), "FormatError", "declares 4611686018427387904 bytes")
+    site.refuses_artifacts(pack_of(lying, blobs=(b"binary",)), "FormatError", "declares 4611686018427387904 bytes")
 
 
 def test_a_megacache_entry_declaring_a_size_its_blob_does_not_have_is_refused(site: Site) -> None:
@@ -261,7 +244,7 @@ def test_a_megacache_entry_declaring_a_size_its_blob_does_not_have_is_refused(si
     entry = MegacacheAutotune(
         env=INDUCTOR_ENV.digest, entry_key=best_config("", 0).path, seq=0, content=digest_bytes(content), size=1 << 40
     )
-    site.refuses_artifacts(writer_pack(entry, blobs=(content,)), "FormatError", "declares 1099511627776 bytes")
+    site.refuses_artifacts(pack_of(entry, blobs=(content,)), "FormatError", "declares 1099511627776 bytes")
 
 
 # =========================================================================== absurd counts
@@ -390,7 +373,7 @@ def test_a_host_module_file_name_with_dot_dot_is_refused_when_the_pack_is_opened
         env=TRITON_ENV.digest, cache_key="M" * 52, files=(KernelFile("cuda_utils.so", digest_bytes(b"elf"), 3),)
     )
     data = with_artifact(
-        writer_pack(module, blobs=(b"elf",)), "triton.host_module/1", lambda a: a["files"][0].__setitem__(0, "../x.so")
+        pack_of(module, blobs=(b"elf",)), "triton.host_module/1", lambda a: a["files"][0].__setitem__(0, "../x.so")
     )
     site.refuses_pack(data, atpack.FormatError, "artifact|index", trust_pickles=True)
 
@@ -400,7 +383,7 @@ def test_a_megacache_key_of_more_than_4096_characters_is_refused_when_the_pack_i
         env=INDUCTOR_ENV.digest, entry_key=best_config("", 0).path, seq=0, content=digest_bytes(b"{}"), size=2
     )
     data = with_artifact(
-        writer_pack(entry, blobs=(b"{}",)), "megacache.autotune/1", lambda a: a.update(key="a/" * 2100 + "x")
+        pack_of(entry, blobs=(b"{}",)), "megacache.autotune/1", lambda a: a.update(key="a/" * 2100 + "x")
     )
     site.refuses_pack(data, atpack.FormatError, "artifact|index")
 
@@ -412,7 +395,7 @@ def test_a_kernel_name_too_long_for_its_group_file_is_refused(site: Site) -> Non
         name="k" * 250,
         files=(KernelFile("k" * 250 + ".json", digest_bytes(b"{}"), 2),),
     )
-    site.refuses_artifacts(writer_pack(kernel, blobs=(b"{}",)), "UnsafeContentError", "longer than 255 characters")
+    site.refuses_artifacts(pack_of(kernel, blobs=(b"{}",)), "UnsafeContentError", "longer than 255 characters")
 
 
 def megacache_autotune(key: str) -> bytes:
@@ -420,7 +403,7 @@ def megacache_autotune(key: str) -> bytes:
     entry = MegacacheAutotune(
         env=INDUCTOR_ENV.digest, entry_key=key, seq=0, content=digest_bytes(content), size=len(content)
     )
-    return writer_pack(entry, blobs=(content,))
+    return pack_of(entry, blobs=(content,))
 
 
 # torch writes a Megacache autotune entry to os.path.join(<inductor cache>, key), replacing what is
@@ -474,7 +457,7 @@ def test_a_megacache_autotune_entry_already_in_place_is_present_and_not_written_
 
 def best_config_pack(n: int = 0) -> tuple[bytes, str]:
     artifact = best_config(INDUCTOR_ENV.digest, n)
-    return writer_pack(artifact), artifact.path
+    return pack_of(artifact), artifact.path
 
 
 def test_a_shard_folder_symlinked_elsewhere_is_not_written_through(site: Site) -> None:
@@ -486,7 +469,7 @@ def test_a_shard_folder_symlinked_elsewhere_is_not_written_through(site: Site) -
 def test_a_kernel_perf_shard_folder_symlinked_elsewhere_is_not_written_through(site: Site) -> None:
     artifact = kernel_perf(INDUCTOR_ENV.digest, 0)
     (site.inductor / artifact.path.split("/")[0]).symlink_to(site.outside, target_is_directory=True)
-    site.refuses_artifacts(writer_pack(artifact), "UnsafeContentError", "it is a symlink")
+    site.refuses_artifacts(pack_of(artifact), "UnsafeContentError", "it is a symlink")
 
 
 def test_a_megacache_key_in_a_symlinked_shard_folder_is_refused(site: Site) -> None:
@@ -498,13 +481,13 @@ def test_a_megacache_key_in_a_symlinked_shard_folder_is_refused(site: Site) -> N
 def test_a_triton_kernel_folder_symlinked_elsewhere_is_not_written_through(site: Site) -> None:
     kernel = triton_kernel(TRITON_ENV.digest, 0, [("kernel_0.json", b"{}"), ("kernel_0.cubin", b"elf")])
     (site.triton / kernel.cache_key).symlink_to(site.outside, target_is_directory=True)
-    site.refuses_artifacts(writer_pack(kernel, blobs=(b"{}", b"elf")), "UnsafeContentError", "it is a symlink")
+    site.refuses_artifacts(pack_of(kernel, blobs=(b"{}", b"elf")), "UnsafeContentError", "it is a symlink")
 
 
 def test_a_triton_autotune_folder_symlinked_elsewhere_is_not_written_through(site: Site) -> None:
     autotune = triton_autotune(TRITON_ENV.digest, 0)
     (site.triton / autotune.cache_key).symlink_to(site.outside, target_is_directory=True)
-    site.refuses_artifacts(writer_pack(autotune), "UnsafeContentError", "it is a symlink")
+    site.refuses_artifacts(pack_of(autotune), "UnsafeContentError", "it is a symlink")
 
 
 def test_a_host_module_folder_symlinked_elsewhere_is_not_written_through(site: Site) -> None:
@@ -513,7 +496,7 @@ def test_a_host_module_folder_symlinked_elsewhere_is_not_written_through(site: S
     )
     (site.triton / module.cache_key).symlink_to(site.outside, target_is_directory=True)
     before = site.snapshot()
-    report = site.populate(writer_pack(module, blobs=(b"elf",)), trust_pickles=True)
+    report = site.populate(pack_of(module, blobs=(b"elf",)), trust_pickles=True)
     assert [(o.action, o.error) for o in report.outcomes] == [("failed", "UnsafeContentError")]
     assert site.snapshot() == before
 
@@ -521,14 +504,14 @@ def test_a_host_module_folder_symlinked_elsewhere_is_not_written_through(site: S
 @pytest.mark.parametrize("folder", ["cache", "locks"])
 def test_a_gemm_timing_or_lock_folder_symlinked_elsewhere_is_not_written_through(site: Site, folder: str) -> None:
     (site.inductor / folder).symlink_to(site.outside, target_is_directory=True)
-    site.refuses_artifacts(writer_pack(gemm_timings(TRITON_ENV.digest, 0)), "UnsafeContentError", "it is a symlink")
+    site.refuses_artifacts(pack_of(gemm_timings(TRITON_ENV.digest, 0)), "UnsafeContentError", "it is a symlink")
 
 
 def test_a_gemm_lock_file_symlinked_elsewhere_is_not_opened(site: Site) -> None:
     artifact = gemm_timings(TRITON_ENV.digest, 0)
     (site.inductor / "locks").mkdir()
     (site.inductor / "locks" / f"{artifact.system.hash}.atpack.lock").symlink_to(site.outside / "victim.txt")
-    site.refuses_artifacts(writer_pack(artifact), "UnsafeContentError", "refusing to lock")
+    site.refuses_artifacts(pack_of(artifact), "UnsafeContentError", "refusing to lock")
 
 
 def test_a_gemm_timing_file_symlinked_elsewhere_is_neither_read_nor_replaced(site: Site) -> None:
@@ -536,20 +519,20 @@ def test_a_gemm_timing_file_symlinked_elsewhere_is_neither_read_nor_replaced(sit
     (site.outside / "timings.json").write_text('{"system": {}, "cache": {}}')
     (site.inductor / "cache").mkdir()
     (site.inductor / "cache" / artifact.system.hash).symlink_to(site.outside / "timings.json")
-    site.refuses_artifacts(writer_pack(artifact), "UnsafeContentError", "it is a symlink")
+    site.refuses_artifacts(pack_of(artifact), "UnsafeContentError", "it is a symlink")
 
 
 def test_a_folder_where_the_gemm_timing_file_belongs_is_refused(site: Site) -> None:
     artifact = gemm_timings(TRITON_ENV.digest, 0)
     (site.inductor / "cache" / artifact.system.hash).mkdir(parents=True)
-    site.refuses_artifacts(writer_pack(artifact), "CacheFileError", "a folder, where a file belongs")
+    site.refuses_artifacts(pack_of(artifact), "CacheFileError", "a folder, where a file belongs")
 
 
 def test_a_fifo_where_the_gemm_timing_file_belongs_is_refused_without_waiting_for_a_writer(site: Site) -> None:
     artifact = gemm_timings(TRITON_ENV.digest, 0)
     (site.inductor / "cache").mkdir()
     os.mkfifo(site.inductor / "cache" / artifact.system.hash)
-    site.refuses_artifacts(writer_pack(artifact), "CacheFileError", "not a regular file")
+    site.refuses_artifacts(pack_of(artifact), "CacheFileError", "not a regular file")
 
 
 def test_a_symlink_where_a_result_belongs_is_kept_neither_followed_nor_replaced(site: Site) -> None:
@@ -570,7 +553,7 @@ def test_a_symlink_inside_a_kernel_folder_keeps_the_whole_kernel_as_it_is(site: 
     folder.mkdir()
     (folder / "kernel_0.cubin").symlink_to(site.outside / "victim.txt")
     before = site.snapshot()
-    report = site.populate(writer_pack(kernel, blobs=(b"{}", b"elf")))
+    report = site.populate(pack_of(kernel, blobs=(b"{}", b"elf")))
     assert [o.action for o in report.outcomes] == ["kept"]
     assert site.snapshot() == before
 
@@ -597,7 +580,7 @@ def test_the_cache_folder_itself_may_be_a_symlink(site: Site, tmp_path: Path) ->
 def test_one_hostile_artifact_does_not_stop_the_others(site: Site) -> None:
     good, bad = best_config(INDUCTOR_ENV.digest, 1), best_config(INDUCTOR_ENV.digest, 0)
     (site.inductor / bad.path.split("/")[0]).symlink_to(site.outside, target_is_directory=True)
-    report = site.populate(writer_pack(good, bad))
+    report = site.populate(pack_of(good, bad))
     assert {o.key: o.action for o in report.outcomes} == {good.path: "written", bad.path: "failed"}
     assert (site.inductor / good.path).is_file()
     assert sorted(os.listdir(site.outside)) == ["victim.txt"]
@@ -639,13 +622,13 @@ def test_two_environments_writing_different_content_to_one_file_are_both_refused
     # both apply here (or the environment is ignored): which one is right is not for populate to guess
     mine = best_config(INDUCTOR_ENV.digest, 0)
     theirs = msgspec.structs.replace(best_config(OTHER_ENV.digest, 0), num_warps=16)
-    data = writer_pack(mine, theirs, envs=(INDUCTOR_ENV, OTHER_ENV))
+    data = pack_of(mine, theirs, envs=(INDUCTOR_ENV, OTHER_ENV))
     site.refuses_artifacts(data, "FormatError", "writes different content there", refused=2)
 
 
 def test_two_environments_writing_the_same_content_to_one_file_are_both_fine(site: Site) -> None:
     mine, theirs = best_config(INDUCTOR_ENV.digest, 0), best_config(OTHER_ENV.digest, 0)
-    report = site.populate(writer_pack(mine, theirs, envs=(INDUCTOR_ENV, OTHER_ENV)))
+    report = site.populate(pack_of(mine, theirs, envs=(INDUCTOR_ENV, OTHER_ENV)))
     assert report.ok and (site.inductor / mine.path).is_file()
 
 
@@ -654,7 +637,7 @@ def kernel_pack_with_files(files: list[tuple[str, bytes]]) -> bytes:
     plain names, the kind's own check does not (the writer would refuse it)."""
     meta = b'{"name": "kernel_0"}'
     contents = {digest_bytes(data): data for _, data in files}
-    data = writer_pack(triton_kernel(TRITON_ENV.digest, 0, [("kernel_0.json", meta)]), blobs=(meta, *contents.values()))
+    data = pack_of(triton_kernel(TRITON_ENV.digest, 0, [("kernel_0.json", meta)]), blobs=(meta, *contents.values()))
     return with_artifact(
         data,
         "triton.kernel/1",
@@ -687,7 +670,7 @@ def test_a_folder_where_a_kernels_group_file_belongs_keeps_that_kernel_folder_as
     other = best_config(INDUCTOR_ENV.digest, 0)
     group = site.triton / kernel.cache_key / "__grp__kernel_0.json"
     group.mkdir(parents=True)
-    report = site.populate(writer_pack(kernel, other, blobs=(meta,)))
+    report = site.populate(pack_of(kernel, other, blobs=(meta,)))
     outcomes = {o.kind: o for o in report.outcomes}
     assert outcomes["triton.kernel/1"].action == "kept"
     assert outcomes["inductor.best_config/1"].action == "written"
