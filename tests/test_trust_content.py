@@ -32,12 +32,13 @@ from packtools import (
     TRITON_ENV,
     best_config,
     gemm_timings,
+    pack_of,
     rewrite_index,
     sort_artifacts,
     triton_autotune,
     triton_kernel,
 )
-from test_hostile import Site, with_artifact, writer_pack
+from test_hostile import Site, with_artifact
 
 import atpack
 from atpack.artifacts import MAX_EXTRA_DEPTH, KernelFile, TritonAutotune, TritonHostModule, TritonKernel
@@ -108,7 +109,7 @@ def test_a_kernel_placing_host_code_at_tritons_cuda_utils_key_does_not_open(site
         files=(KernelFile("cuda_utils.json", digest_bytes(META), len(META)),),
     )
     data = with_artifact(
-        writer_pack(kernel, blobs=(META, code)),
+        pack_of(kernel, blobs=(META, code)),
         "triton.kernel/1",
         lambda a: a["files"].append([name, digest_bytes(code), len(code)]),
     )
@@ -120,7 +121,7 @@ def test_a_kernel_file_named_after_another_kernel_does_not_open(site: Site) -> N
     # the group file of kernel_0 would list it, but Triton would read it as another kernel's
     meta, other = b'{"name": "kernel_0"}', b'{"name": "kernel_1"}'
     data = with_artifact(
-        writer_pack(triton_kernel(TRITON_ENV.digest, 0, [("kernel_0.json", meta)]), blobs=(meta, other)),
+        pack_of(triton_kernel(TRITON_ENV.digest, 0, [("kernel_0.json", meta)]), blobs=(meta, other)),
         "triton.kernel/1",
         lambda a: a["files"].append(["kernel_1.json", digest_bytes(other), len(other)]),
     )
@@ -130,7 +131,7 @@ def test_a_kernel_file_named_after_another_kernel_does_not_open(site: Site) -> N
 def test_a_kernel_without_its_metadata_file_does_not_open(site: Site) -> None:
     meta, binary = b'{"name": "kernel_0"}', b"cubin"
     kernel = triton_kernel(TRITON_ENV.digest, 0, [("kernel_0.json", meta), ("kernel_0.cubin", binary)])
-    data = with_artifact(writer_pack(kernel, blobs=(meta, binary)), "triton.kernel/1", lambda a: a["files"].pop(0))
+    data = with_artifact(pack_of(kernel, blobs=(meta, binary)), "triton.kernel/1", lambda a: a["files"].pop(0))
     refused_when_opened(site, data, "files: the kernel's metadata kernel_0.json is missing")
 
 
@@ -140,7 +141,7 @@ def test_a_host_module_file_that_is_not_a_native_module_does_not_open(site: Site
         env=TRITON_ENV.digest, cache_key=CUDA_UTILS_KEY, files=(KernelFile("cuda_utils.so", digest_bytes(code), 26),)
     )
     data = with_artifact(
-        writer_pack(module, blobs=(code,)),
+        pack_of(module, blobs=(code,)),
         "triton.host_module/1",
         lambda a: a["files"][0].__setitem__(0, "cuda_utils.py"),
     )
@@ -211,7 +212,7 @@ SHADOWS: dict[str, tuple[Callable[[], atpack.Artifact], Callable[[dict[str, Any]
 def test_a_free_form_field_shadowing_a_typed_one_does_not_open(site: Site, case: str) -> None:
     make, change, needle = SHADOWS[case]
     artifact = make()
-    refused_when_opened(site, with_artifact(writer_pack(artifact), artifact.kind, change), artifact.kind, needle)
+    refused_when_opened(site, with_artifact(pack_of(artifact), artifact.kind, change), artifact.kind, needle)
 
 
 # =========================================================================== nothing listed twice
@@ -281,7 +282,7 @@ def test_a_name_listed_twice_does_not_open(site: Site, case: str) -> None:
     make, change, needle = DUPLICATES[case]
     artifact, blobs = make()
     refused_when_opened(
-        site, with_artifact(writer_pack(artifact, blobs=blobs), artifact.kind, change), artifact.kind, needle
+        site, with_artifact(pack_of(artifact, blobs=blobs), artifact.kind, change), artifact.kind, needle
     )
 
 
@@ -302,7 +303,7 @@ def test_an_autotune_config_with_a_pre_hook_or_an_ir_override_does_not_open(
     def hook(a: dict[str, Any]) -> None:
         a["configs_timings"][0][0]["extra"] = [[attribute, value]]
 
-    data = with_artifact(writer_pack(autotune), autotune.kind, hook)
+    data = with_artifact(pack_of(autotune), autotune.kind, hook)
     refused_when_opened(site, data, "triton.autotune/1", f"'{attribute}' must be null")
 
 
@@ -328,7 +329,7 @@ def test_a_kernel_whose_metadata_names_another_kernel_is_refused_before_any_file
     # Triton loads the function the metadata names from the binary: kernel_0's folder would run
     # another kernel
     meta, binary = b'{"name": "other_kernel", "num_warps": 4}', b"cubin"
-    data = writer_pack(
+    data = pack_of(
         triton_kernel(TRITON_ENV.digest, 0, [("kernel_0.json", meta), ("kernel_0.cubin", binary)]),
         blobs=(meta, binary),
     )
@@ -345,7 +346,7 @@ def test_a_kernel_whose_metadata_names_another_kernel_is_refused_before_any_file
     ids=["not JSON", "a list", "nested too deeply"],
 )
 def test_a_kernel_whose_metadata_is_not_a_json_object_is_refused(site: Site, meta: bytes, needle: str) -> None:
-    data = writer_pack(triton_kernel(TRITON_ENV.digest, 0, [("kernel_0.json", meta)]), blobs=(meta,))
+    data = pack_of(triton_kernel(TRITON_ENV.digest, 0, [("kernel_0.json", meta)]), blobs=(meta,))
     failed_when_populated(site, data, atpack.CacheFileError, needle)
 
 
@@ -361,7 +362,7 @@ def test_a_kernel_named_after_tritons_150_character_file_name_may_have_metadata_
         name=short,
         files=(KernelFile(f"{short}.json", digest_bytes(meta), len(meta)),),
     )
-    report = site.populate(writer_pack(kernel, blobs=(meta,)))
+    report = site.populate(pack_of(kernel, blobs=(meta,)))
     assert [o.action for o in report.outcomes] == ["written"]
     assert (site.triton / kernel.cache_key / f"{short}.json").read_bytes() == meta
 
@@ -373,7 +374,7 @@ def kernel_pack(files: list[tuple[str, bytes]], group: list[str] | None = None) 
     kernel = triton_kernel(TRITON_ENV.digest, 0, files)
     if group is not None:
         kernel = msgspec.structs.replace(kernel, group=tuple(group))
-    return writer_pack(kernel, blobs=tuple(data for _, data in files)), kernel
+    return pack_of(kernel, blobs=tuple(data for _, data in files)), kernel
 
 
 JSON, CUBIN = ("kernel_0.json", KERNEL_0_META), ("kernel_0.cubin", b"the binary Triton loads")
@@ -465,7 +466,7 @@ def deep_best_config_pack(depth: int) -> bytes:
         index["artifacts"] = [raw]
         sort_artifacts(index)
 
-    return rewrite_index(writer_pack(artifact), plant)
+    return rewrite_index(pack_of(artifact), plant)
 
 
 def test_an_extra_field_nested_ten_thousand_deep_in_the_index_does_not_open(site: Site) -> None:
@@ -502,7 +503,7 @@ def test_a_gemm_timing_file_nested_too_deeply_is_left_as_it_is(site: Site) -> No
     deep = b'{"system": {}, "cache": ' + b"[" * DEEP + b"]" * DEEP + b"}"
     target.write_bytes(deep)
     before = site.snapshot()
-    (outcome,) = site.populate(writer_pack(artifact)).outcomes
+    (outcome,) = site.populate(pack_of(artifact)).outcomes
     assert (outcome.action, outcome.error) == ("failed", "CacheFileError")
     assert "JSON nested too deeply to read" in outcome.detail and "\n" not in outcome.detail
     after = site.snapshot()
