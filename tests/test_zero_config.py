@@ -329,3 +329,24 @@ def test_atpack_capture_of_a_command_that_tunes_nothing_is_an_error(machines: tu
     )
     assert result.returncode == 1 and not (made.home / "c.atpack").exists()
     assert result.stderr.count("\n") == 1 and "recorded nothing to pack" in result.stderr
+
+
+def test_atpack_capture_keeps_kernels_compiled_before_inductor_chose_its_folder(
+    machines: tuple[Machine, Machine, Machine], kernel_sources: list[str], h100_sample_root: Path
+) -> None:
+    """A program's own Triton kernel compiled before Inductor's first kernel lands in Triton's own
+    folder; Inductor then points $TRITON_CACHE_DIR at its per-device folder for the rest of the
+    process. The capture reads both, and populate puts both where Triton looks."""
+    made, loaded, _ = machines
+    user_kernels = sorted(p for p in (h100_sample_root / "triton").iterdir() if (p / "__grp__scale_add.json").exists())
+    first, second = user_kernels[:2]
+    command = [sys.executable, str(PROGRAMS / "kernels_around_inductor.py"), str(first), str(second), *kernel_sources]
+    captured = made.atpack("capture", "-o", str(made.home / "c.atpack"), "--", *command)
+    went = json.loads(captured.stdout.splitlines()[0])
+    assert (went["before"], went["after"]) == (str(made.triton), str(made.inductor / "triton" / "0"))
+
+    packed = {a.cache_key for a in atpack.open(made.home / "c.atpack").artifacts if a.kind == "triton.kernel/1"}
+    assert {first.name, second.name} <= packed
+    loaded.atpack("populate", str(made.home / "c.atpack"))
+    hits = loaded.run("triton_kernels.py", f"{first.name}:scale_add", f"{second.name}:scale_add")
+    assert hits == [True, True]

@@ -1,0 +1,39 @@
+"""A program with Triton kernels of its own, one compiled before Inductor's first kernel and one
+after; it never imports atpack.
+
+    python kernels_around_inductor.py COMPILED_BEFORE COMPILED_AFTER KERNEL.py...
+
+Triton writes a compiled kernel into the cache folder of the moment (`knobs.cache.dir`): its own
+folder until Inductor builds its first kernel, which sets $TRITON_CACHE_DIR to the device's
+folder under Inductor's. The two compiled kernel folders given (real ones) are put there as
+Triton's compile leaves them, around loading the Inductor kernel modules given. Prints JSON: the
+folder each kernel went to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+import standin
+
+standin.install()
+
+import triton  # noqa: E402
+from torch._inductor.codecache import PyCodeCache  # noqa: E402
+
+
+def compile_like_triton(compiled: str) -> str:
+    folder = str(triton.knobs.cache.dir)
+    shutil.copytree(compiled, os.path.join(folder, os.path.basename(compiled)))
+    return folder
+
+
+before = compile_like_triton(sys.argv[1])
+for path in sys.argv[3:]:
+    with open(path) as f:
+        PyCodeCache.load(f.read())
+after = compile_like_triton(sys.argv[2])
+print(json.dumps({"before": before, "after": after}))
