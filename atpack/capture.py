@@ -113,10 +113,8 @@ class Capture:
             self._undo.close()
 
     def recorded_anything(self) -> bool:
-        """Whether this process compiled or tuned anything during the capture (a program that
-        only compiles Triton kernels of its own leaves folders and no Megacache entry)."""
-        found = self.megacache or self.inductor_files or self.triton_folders or self.kernel_folders
-        return bool(found or self._saves.seen or self._tuned.ran)
+        """Whether this process compiled or tuned anything during the capture."""
+        return bool(self.megacache or self._saves.seen or self._tuned.ran)
 
     def _finish(self) -> None:
         assert self._before is not None

@@ -6,8 +6,8 @@ after; it never imports atpack.
 Triton writes a compiled kernel into the cache folder of the moment (`knobs.cache.dir`): its own
 folder until Inductor builds its first kernel, which sets $TRITON_CACHE_DIR to the device's
 folder under Inductor's. The two compiled kernel folders given (real ones) are put there as
-Triton's compile leaves them, around loading the Inductor kernel modules given. Prints JSON: the
-folder each kernel went to.
+Triton's compile leaves them, around loading the Inductor kernel modules given and saving a
+result for each, as its autotuning would. Prints JSON: the folder each kernel went to.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ standin.install()
 
 import triton  # noqa: E402
 from torch._inductor.codecache import PyCodeCache  # noqa: E402
+from torch._inductor.runtime.autotune_cache import AutotuneCache  # noqa: E402
+from torch._inductor.runtime.triton_heuristics import hash_configs  # noqa: E402
 
 
 def compile_like_triton(compiled: str) -> str:
@@ -34,6 +36,9 @@ def compile_like_triton(compiled: str) -> str:
 before = compile_like_triton(sys.argv[1])
 for path in sys.argv[3:]:
     with open(path) as f:
-        PyCodeCache.load(f.read())
+        module = PyCodeCache.load(f.read())
+    kernel = next(v for v in vars(module).values() if type(v).__name__ == "CachingAutotuner")
+    cache = AutotuneCache.create(kernel.inductor_meta, module.__file__, hash_configs(kernel.configs))
+    cache.save(kernel.configs[0], 42_000_000)
 after = compile_like_triton(sys.argv[2])
 print(json.dumps({"before": before, "after": after}))
