@@ -81,7 +81,6 @@ class Capture:
         self.notes: list[str] = []
         self.coordesc: dict[str, tuple[tuple[tuple[str, Any], ...], int, int]] = {}
         self._before: tuple[dict[str, _Stamp], dict[_Folder, _Stamp]] | None = None
-        self._triton_dirs_at_start: list[str] = []
         self._undo = contextlib.ExitStack()
         self._recording: _MegacacheRecording | None = None
         self._winners = _Winners()
@@ -90,14 +89,10 @@ class Capture:
 
     @property
     def triton_dirs(self) -> list[str]:
-        """The Triton folders watched: those a process may write now, and those it might have
-        when the capture began. Inductor sets $TRITON_CACHE_DIR at its first kernel, so a kernel
-        of the program's own compiled before that went to Triton's own folder."""
-        now = [self._triton_dir] if self._triton_dir else triton_dirs_to_collect(self.inductor_dir)
-        return list(dict.fromkeys(self._triton_dirs_at_start + now))
+        """The Triton folders watched."""
+        return [self._triton_dir] if self._triton_dir else triton_dirs_to_collect(self.inductor_dir)
 
     def __enter__(self) -> Capture:
-        self._triton_dirs_at_start = self.triton_dirs
         self._before = (_inductor_files(self.inductor_dir), _triton_folders(self.triton_dirs))
         if not self.process:
             self._recording = self._undo.enter_context(_MegacacheRecording.start(self.notes))

@@ -10,6 +10,10 @@ on, so each rank of a node has a folder of its own. A process that only runs Tri
 own uses ``$TRITON_CACHE_DIR``, else ``$TRITON_HOME/.triton/cache`` (``~`` when ``TRITON_HOME`` is
 unset; triton 3.4 to 3.9, ``knobs.cache.dir``).
 
+A ``$TRITON_CACHE_DIR`` that names a device's folder under Inductor's was set by Inductor in this
+process (or says the same): the kernels the process compiled before are in Triton's own folder,
+which is read and written as if the variable were unset.
+
 Where torch or triton is already imported, they are asked; otherwise their rules are followed
 here (tests/test_zero_config.py checks that both answers agree). Neither is imported for it:
 that takes seconds.
@@ -57,8 +61,24 @@ def default_triton_dir() -> str:
     cache = getattr(knobs, "cache", None)
     if cache is not None and isinstance(getattr(cache, "dir", None), str):
         return os.path.abspath(str(cache.dir))
+    return _tritons_own_dir()
+
+
+def _tritons_own_dir() -> str:
     home = os.environ.get("TRITON_HOME") or os.path.expanduser("~/")
     return os.path.abspath(os.path.join(home, ".triton", "cache"))
+
+
+def _users_triton_dir(inductor_dir: str) -> str | None:
+    """``$TRITON_CACHE_DIR`` where the user chose it; None where it is unset or is the device
+    folder under `inductor_dir` that Inductor sets where it was unset."""
+    folder = os.environ.get("TRITON_CACHE_DIR")
+    if not folder:
+        return None
+    parent, device = os.path.split(os.path.abspath(folder))
+    if device.isdigit() and parent == os.path.join(os.path.abspath(inductor_dir), "triton"):
+        return None
+    return os.path.abspath(folder)
 
 
 def inductor_triton_dir(inductor_dir: str, device: int) -> str:
@@ -67,25 +87,25 @@ def inductor_triton_dir(inductor_dir: str, device: int) -> str:
 
 
 def triton_dirs_to_collect(inductor_dir: str) -> list[str]:
-    """Every Triton folder a process may have written: ``$TRITON_CACHE_DIR`` alone if it is set,
-    else Triton's own folder and every per-device folder under `inductor_dir` that exists."""
-    if os.environ.get("TRITON_CACHE_DIR"):
-        return [default_triton_dir()]
+    """Every Triton folder a process may have written: ``$TRITON_CACHE_DIR`` alone if the user
+    set it, else every per-device folder under `inductor_dir` that exists and Triton's own."""
+    if users := _users_triton_dir(inductor_dir):
+        return [users]
     per_device = os.path.join(os.path.abspath(inductor_dir), "triton")
     try:
         devices = sorted(int(name) for name in os.listdir(per_device) if name.isdigit())
     except OSError:
         devices = []
-    return [inductor_triton_dir(inductor_dir, d) for d in devices] + [default_triton_dir()]
+    return [inductor_triton_dir(inductor_dir, d) for d in devices] + [_tritons_own_dir()]
 
 
 def triton_dirs_to_populate(inductor_dir: str, devices: Sequence[int]) -> list[str]:
     """Every Triton folder the processes started here will read: ``$TRITON_CACHE_DIR`` alone if
-    it is set, else the per-device folder under `inductor_dir` of each of `devices`, and Triton's
-    own folder."""
-    if os.environ.get("TRITON_CACHE_DIR"):
-        return [default_triton_dir()]
-    return [inductor_triton_dir(inductor_dir, d) for d in devices] + [default_triton_dir()]
+    the user set it, else the per-device folder under `inductor_dir` of each of `devices`, and
+    Triton's own folder."""
+    if users := _users_triton_dir(inductor_dir):
+        return [users]
+    return [inductor_triton_dir(inductor_dir, d) for d in devices] + [_tritons_own_dir()]
 
 
 def atpack_cache_dir() -> str:

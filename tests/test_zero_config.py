@@ -25,6 +25,7 @@ import msgspec
 import pytest
 
 import atpack
+from atpack import folders
 from atpack.autoload import MARKER
 from atpack.env import LocalEnvironment
 
@@ -331,22 +332,49 @@ def test_atpack_capture_of_a_command_that_tunes_nothing_is_an_error(machines: tu
     assert result.stderr.count("\n") == 1 and "recorded nothing to pack" in result.stderr
 
 
-def test_atpack_capture_keeps_kernels_compiled_before_inductor_chose_its_folder(
-    machines: tuple[Machine, Machine, Machine], kernel_sources: list[str], h100_sample_root: Path
+@pytest.mark.parametrize("export", ["atpack capture", "in the process"])
+def test_kernels_compiled_before_inductor_chose_its_folder_are_packed_and_populated(
+    machines: tuple[Machine, Machine, Machine], kernel_sources: list[str], h100_sample_root: Path, export: str
 ) -> None:
     """A program's own Triton kernel compiled before Inductor's first kernel lands in Triton's own
     folder; Inductor then points $TRITON_CACHE_DIR at its per-device folder for the rest of the
-    process. The capture reads both, and populate puts both where Triton looks."""
+    process. Both folders are packed, by `atpack capture` around the program or by the program's
+    own `atpack.save_cache_artifacts` at its end, and populate puts both where Triton looks."""
     made, loaded, _ = machines
     user_kernels = sorted(p for p in (h100_sample_root / "triton").iterdir() if (p / "__grp__scale_add.json").exists())
     first, second = user_kernels[:2]
+    pack = made.home / "p.atpack"
     command = [sys.executable, str(PROGRAMS / "kernels_around_inductor.py"), str(first), str(second), *kernel_sources]
-    captured = made.atpack("capture", "-o", str(made.home / "c.atpack"), "--", *command)
-    went = json.loads(captured.stdout.splitlines()[0])
+    if export == "atpack capture":
+        ran = made.atpack("capture", "-o", str(pack), "--", *command)
+    else:
+        ran = made.process(command, cwd=PROGRAMS, ATPACK_SAVE_TO=str(pack))
+        assert ran.returncode == 0, ran.stderr[-3000:]
+    went = json.loads(ran.stdout.splitlines()[0])
     assert (went["before"], went["after"]) == (str(made.triton), str(made.inductor / "triton" / "0"))
 
-    packed = {a.cache_key for a in atpack.open(made.home / "c.atpack").artifacts if a.kind == "triton.kernel/1"}
+    packed = {a.cache_key for a in atpack.open(pack).artifacts if a.kind == "triton.kernel/1"}
     assert {first.name, second.name} <= packed
-    loaded.atpack("populate", str(made.home / "c.atpack"))
+    loaded.atpack("populate", str(pack), "--ignore-environment")  # the sample's kernels are an H100's
     hits = loaded.run("triton_kernels.py", f"{first.name}:scale_add", f"{second.name}:scale_add")
     assert hits == [True, True]
+
+
+def test_a_triton_folder_variable_is_the_only_folder_where_the_user_set_it(tmp_path: Path, monkeypatch: Any) -> None:
+    """Where the user sets $TRITON_CACHE_DIR, Triton uses that folder alone, and so does atpack.
+    Where it names a device's folder under Inductor's, as Inductor sets it, Triton's own folder
+    holds the kernels compiled before, and atpack reads and writes it too."""
+    inductor, own = tmp_path / "inductor", tmp_path / "home" / ".triton" / "cache"
+    (inductor / "triton" / "0").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TRITON_HOME", raising=False)
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(inductor / "triton" / "0"))
+    assert folders.triton_dirs_to_collect(str(inductor)) == [str(inductor / "triton" / "0"), str(own)]
+    assert folders.triton_dirs_to_populate(str(inductor), [0, 1]) == [
+        str(inductor / "triton" / "0"),
+        str(inductor / "triton" / "1"),
+        str(own),
+    ]
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "mine"))
+    assert folders.triton_dirs_to_collect(str(inductor)) == [str(tmp_path / "mine")]
+    assert folders.triton_dirs_to_populate(str(inductor), [0, 1]) == [str(tmp_path / "mine")]

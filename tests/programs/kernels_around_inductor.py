@@ -7,7 +7,9 @@ Triton writes a compiled kernel into the cache folder of the moment (`knobs.cach
 folder until Inductor builds its first kernel, which sets $TRITON_CACHE_DIR to the device's
 folder under Inductor's. The two compiled kernel folders given (real ones) are put there as
 Triton's compile leaves them, around loading the Inductor kernel modules given and saving a
-result for each, as its autotuning would. Prints JSON: the folder each kernel went to.
+result for each, as its autotuning would. Prints JSON: the folder each kernel went to. With
+$ATPACK_SAVE_TO set, the program then exports its caches there with `atpack.save_cache_artifacts`
+(the only case it imports atpack).
 """
 
 from __future__ import annotations
@@ -41,4 +43,8 @@ for path in sys.argv[3:]:
     cache = AutotuneCache.create(kernel.inductor_meta, module.__file__, hash_configs(kernel.configs))
     cache.save(kernel.configs[0], 42_000_000)
 after = compile_like_triton(sys.argv[2])
+if save_to := os.environ.get("ATPACK_SAVE_TO"):
+    import atpack
+
+    atpack.save_cache_artifacts(save_to)
 print(json.dumps({"before": before, "after": after}))
