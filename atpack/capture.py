@@ -299,7 +299,8 @@ def capture_command(
         if not packs:
             raise AtpackError(
                 f"{' '.join(command)} recorded nothing to pack (exit code {returncode}): no process of it "
-                "compiled or tuned with torch, or none exited normally"
+                "compiled or tuned with torch, or none exited normally (`atpack pack` packs the cache "
+                "folders as they are, Triton kernels of a program's own included)"
             )
         report.merged = merge(packs, url, policy="fastest", storage_options=storage_options)
         return report
