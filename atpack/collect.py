@@ -155,11 +155,12 @@ def _recorded_environment(
     """The environment to record: `env` (this machine's, or the given one) unless the artifacts
     contradict it. A given one is then refused; this machine is evidently not where they were
     made, and what they state is recorded instead (`evidence.stated_environment`)."""
-    found = evidence.contradictions(stated, env, measured=not given)
-    if not found:
-        return env
     if given:
         evidence.check(stated, env, "the given", measured=False)
+        return env
+    found = evidence.contradictions(stated, env, measured=True)
+    if not found:
+        return env
     stated_env = evidence.stated_environment(stated)
     report.made_elsewhere = evidence.describe(found, "this machine's")
     log.warning("these caches were made elsewhere (%s): recording what they state", report.made_elsewhere)

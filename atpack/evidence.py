@@ -4,8 +4,9 @@ that contradicts the environment a pack would record for them.
 A pack records one environment per artifact; collection takes it from the packing machine (or
 `--environment`). Caches copied from elsewhere (GPU workers' folders packed on a login node)
 would then claim the packing machine: Triton kernels would populate onto machines they cannot
-run on. Each kernel's metadata names its Triton version and GPU architecture, and a GEMM timing
-file names its device, CUDA version and Triton build. Where these disagree with the packing
+run on. Each kernel's metadata names its Triton version and GPU architecture, a GEMM timing
+file names its device, CUDA version and Triton build, and a native module's file name the
+Python it was built for (one function a kind, called by that kind's `Kind.says`). Where these disagree with the packing
 machine, it is evidently not where they were made: collection records what the artifacts state
 instead (`stated_environment`), nothing of the packing machine. Where they disagree with an
 environment given by hand, or among themselves, it refuses (`EnvironmentMismatchError`)."""
@@ -22,37 +23,44 @@ import msgspec
 from .artifacts import Artifact, Environment, InductorGemmTimings, TritonHostModule, TritonKernel
 from .errors import EnvironmentMismatchError
 
-__all__ = ["check", "contradictions", "describe", "said_by", "stated_environment"]
+__all__ = [
+    "check",
+    "contradictions",
+    "describe",
+    "gemm_timings_say",
+    "host_module_says",
+    "kernel_says",
+    "stated_environment",
+]
 
 METADATA_READ = 1 << 16
 """Kernel metadata files kept for reading while collecting (a few KB each)."""
 
 
-def said_by(artifact: Artifact, small_files: Mapping[str, bytes]) -> dict[str, str]:
-    """The environment fields `artifact` states itself. `small_files` maps blob digests to the
+def kernel_says(artifact: TritonKernel, small_files: Mapping[str, bytes]) -> dict[str, str]:
+    """What a compiled kernel's metadata file states. `small_files` maps blob digests to the
     bytes of the kernel metadata files collected so far."""
-    if isinstance(artifact, TritonKernel):
-        metadata = next((f.blob for f in artifact.files if f.name == f"{artifact.name}.json"), None)
-        raw = small_files.get(metadata) if metadata else None
-        return _kernel_says(raw) if raw is not None else {}
-    if isinstance(artifact, InductorGemmTimings):
-        system = artifact.system
-        said = {
-            "device_name": system.device_name,
-            "cuda_version": system.cuda,
-            "hip_version": system.hip,
-            "triton_key": system.triton,
-        }
-        return {field: value for field, value in said.items() if isinstance(value, str) and value}
-    if isinstance(artifact, TritonHostModule):
-        return _host_module_says(artifact)
-    return {}
+    metadata = next((f.blob for f in artifact.files if f.name == f"{artifact.name}.json"), None)
+    raw = small_files.get(metadata) if metadata else None
+    return _kernel_says(raw) if raw is not None else {}
+
+
+def gemm_timings_say(artifact: InductorGemmTimings) -> dict[str, str]:
+    """What a GEMM timing file's ``system`` record states."""
+    system = artifact.system
+    said = {
+        "device_name": system.device_name,
+        "cuda_version": system.cuda,
+        "hip_version": system.hip,
+        "triton_key": system.triton,
+    }
+    return {field: value for field, value in said.items() if isinstance(value, str) and value}
 
 
 _EXTENSION = re.compile(r"\.(cpython-3\d+)(?:-(x86_64|aarch64|ppc64le|s390x)-linux-gnu)?\.so$")
 
 
-def _host_module_says(artifact: TritonHostModule) -> dict[str, str]:
+def host_module_says(artifact: TritonHostModule) -> dict[str, str]:
     """A native module's file name carries the interpreter it was built for, as Python names
     extension modules (``cuda_utils.cpython-312-x86_64-linux-gnu.so``): its ABI tag and, on
     Linux, its platform in `sysconfig.get_platform()`'s spelling."""

@@ -57,14 +57,15 @@ def default_triton_dir() -> str:
     without ``TRITON_HOME``), as `triton.knobs.cache.dir` says."""
     if folder := os.environ.get("TRITON_CACHE_DIR"):
         return os.path.abspath(folder)
-    knobs = sys.modules.get("triton.knobs")
-    cache = getattr(knobs, "cache", None)
-    if cache is not None and isinstance(getattr(cache, "dir", None), str):
-        return os.path.abspath(str(cache.dir))
     return _tritons_own_dir()
 
 
 def _tritons_own_dir() -> str:
+    """Triton's folder without ``$TRITON_CACHE_DIR``: triton is asked where the variable is
+    unset (where it is set, triton answers with it)."""
+    asked = getattr(getattr(sys.modules.get("triton.knobs"), "cache", None), "dir", None)
+    if not os.environ.get("TRITON_CACHE_DIR") and isinstance(asked, str):
+        return os.path.abspath(asked)
     home = os.environ.get("TRITON_HOME") or os.path.expanduser("~/")
     return os.path.abspath(os.path.join(home, ".triton", "cache"))
 
@@ -75,8 +76,8 @@ def _users_triton_dir(inductor_dir: str) -> str | None:
     folder = os.environ.get("TRITON_CACHE_DIR")
     if not folder:
         return None
-    parent, device = os.path.split(os.path.abspath(folder))
-    if device.isdigit() and parent == os.path.join(os.path.abspath(inductor_dir), "triton"):
+    device = os.path.basename(os.path.abspath(folder))
+    if device.isdigit() and os.path.abspath(folder) == inductor_triton_dir(inductor_dir, int(device)):
         return None
     return os.path.abspath(folder)
 

@@ -17,7 +17,7 @@ from h100_sample import Sample
 
 import atpack
 from atpack import EnvironmentMismatchError
-from atpack.evidence import said_by
+from atpack.kinds import of
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,8 +42,8 @@ def test_the_artifacts_say_where_they_were_made(h100_sample: Sample, tmp_path: P
         gemm = next(a for a in opened.artifacts if isinstance(a, atpack.InductorGemmTimings))
         metadata = next(f.blob for f in kernel.files if f.name == f"{kernel.name}.json")
         small[metadata] = opened.read_blob(metadata)
-    assert said_by(kernel, small) == {"triton_version": "3.6.0", "compute_capability": "9.0"}
-    said = said_by(gemm, small)
+    assert of(kernel).says(kernel, small) == {"triton_version": "3.6.0", "compute_capability": "9.0"}
+    said = of(gemm).says(gemm, small)
     assert said["device_name"] == "NVIDIA H100 80GB HBM3" and said["cuda_version"] == "13.0"
     assert said["triton_key"] == h100_sample.environment.triton_key
 

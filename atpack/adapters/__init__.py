@@ -76,3 +76,8 @@ def finite(value: Any) -> float | None:
 def as_float(value: float | None) -> float:
     """A stored timing as written back: None is infinity."""
     return math.inf if value is None else value
+
+
+def config_text(kwargs: Any, num_warps: Any, num_stages: Any) -> str:
+    """A kernel config in a few words, as `inspect`, `report` and `diff` show it."""
+    return " ".join([*(f"{k}={v}" for k, v in kwargs), f"warps={num_warps}", f"stages={num_stages}"])

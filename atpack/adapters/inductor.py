@@ -31,7 +31,7 @@ from ..errors import CacheFileError
 from ..files import CacheDir, FileWrite
 from ..kinds import Answer, Kind, Shown, Source
 from ..walk import Folder, open_cache
-from . import Collected, Skipped, as_float, dumps, finite, load_json, to_artifact
+from . import Collected, Skipped, as_float, config_text, dumps, finite, load_json, to_artifact
 
 __all__ = [
     "KINDS",
@@ -319,7 +319,7 @@ class _BestConfig(Kind[InductorBestConfig]):
 
 
 def _config(a: InductorBestConfig) -> str:
-    return " ".join([*(f"{k}={v}" for k, v in a.kwargs), f"warps={a.num_warps}", f"stages={a.num_stages}"])
+    return config_text(a.kwargs, a.num_warps, a.num_stages)
 
 
 class _KernelPerf(Kind[InductorKernelPerf]):
@@ -379,7 +379,7 @@ class _GemmTimings(Kind[InductorGemmTimings]):
         return f"{added} timings added, {removed} removed, {len(common)} changed{mean}"
 
     def says(self, artifact: InductorGemmTimings, small_files: Mapping[str, bytes]) -> dict[str, str]:
-        return evidence.said_by(artifact, small_files)
+        return evidence.gemm_timings_say(artifact)
 
     def show(self, artifact: InductorGemmTimings, shown: Shown) -> None:
         for e in artifact.entries:

@@ -11,7 +11,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -21,7 +21,7 @@ from ..errors import AtpackError, CacheFileError, LimitError, UnsafeContentError
 from ..files import CacheDir, FileWrite
 from ..kinds import Kind, Shown, Source
 from ..walk import Folder, open_cache
-from . import AddBlob, Collected, Skipped, as_float, dumps, finite, load_json, to_artifact
+from . import AddBlob, Collected, Skipped, as_float, config_text, dumps, finite, load_json, to_artifact
 
 __all__ = [
     "BINARY_SUFFIXES",
@@ -295,12 +295,23 @@ def _collect(source: Source) -> Iterator[Collected]:
     return collect(source.root, source.env, source.add_blob, binaries_only=source.binaries_only, include=source.include)
 
 
-class _Autotune(Kind[TritonAutotune]):
-    artifact = TritonAutotune
+T = TypeVar("T", TritonAutotune, TritonKernel, TritonHostModule)
+
+
+class _InTritonFolders(Kind[T]):
+    """A kind of Triton's cache folders: read by one walk of each, written by `files`."""
+
     folder = "triton"
 
-    def files(self, artifact: TritonAutotune, root: CacheDir) -> list[FileWrite]:
+    def __init__(self) -> None:
+        super().__init__(_collect)
+
+    def files(self, artifact: T, root: CacheDir) -> list[FileWrite]:
         return files(artifact, root)
+
+
+class _Autotune(_InTritonFolders[TritonAutotune]):
+    artifact = TritonAutotune
 
     def time(self, artifact: TritonAutotune) -> float | None:
         """The fastest median."""
@@ -320,15 +331,11 @@ class _Autotune(Kind[TritonAutotune]):
 
 
 def _config(c: TritonConfig) -> str:
-    return " ".join([*(f"{k}={v}" for k, v in c.kwargs), f"warps={c.num_warps}", f"stages={c.num_stages}"])
+    return config_text(c.kwargs, c.num_warps, c.num_stages)
 
 
-class _Kernel(Kind[TritonKernel]):
+class _Kernel(_InTritonFolders[TritonKernel]):
     artifact = TritonKernel
-    folder = "triton"
-
-    def files(self, artifact: TritonKernel, root: CacheDir) -> list[FileWrite]:
-        return files(artifact, root)
 
     def check_blob(self, artifact: TritonKernel) -> str | None:
         return metadata_blob(artifact)
@@ -340,7 +347,7 @@ class _Kernel(Kind[TritonKernel]):
         return repairable_group(artifact, existing)
 
     def says(self, artifact: TritonKernel, small_files: Mapping[str, bytes]) -> dict[str, str]:
-        return evidence.said_by(artifact, small_files)
+        return evidence.kernel_says(artifact, small_files)
 
     def show(self, artifact: TritonKernel, shown: Shown) -> None:
         size = sum(f.size for f in artifact.files)
@@ -349,16 +356,12 @@ class _Kernel(Kind[TritonKernel]):
         )
 
 
-class _HostModule(Kind[TritonHostModule]):
+class _HostModule(_InTritonFolders[TritonHostModule]):
     artifact = TritonHostModule
-    folder = "triton"
-
-    def files(self, artifact: TritonHostModule, root: CacheDir) -> list[FileWrite]:
-        return files(artifact, root)
 
     def says(self, artifact: TritonHostModule, small_files: Mapping[str, bytes]) -> dict[str, str]:
-        return evidence.said_by(artifact, small_files)
+        return evidence.host_module_says(artifact)
 
 
-KINDS: tuple[Kind[Any], ...] = (_Autotune(_collect), _Kernel(_collect), _HostModule(_collect))
+KINDS: tuple[Kind[Any], ...] = (_Autotune(), _Kernel(), _HostModule())
 """Triton's kinds (`atpack.kinds`): read by one walk of each Triton cache folder."""
