@@ -635,7 +635,7 @@ class Pack:
             self._count_tables(_tables_decoder.decode(raw))
             index = _index_decoder.decode(raw)
         except _DECODE_ERRORS as e:
-            raise FormatError(f"{self.name}: index: {e}") from e
+            raise FormatError(f"{self.name}: index: {_why_undecodable(e, raw)}") from e
         self._check_tables(index, offset)
         return index, raw
 
@@ -855,6 +855,18 @@ codec, so invalid UTF-8 is a `UnicodeDecodeError`, not a `msgspec.DecodeError`; 
 deeper than Python's recursion limit (even where it is skipped) is a `RecursionError`."""
 
 
+def _why_undecodable(error: Exception, raw: bytes) -> str:
+    """Why JSON did not decode, in atpack's words where they are its own (invalid UTF-8, too
+    deeply nested), else the decoder's: its wording changes between msgspec releases."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"not valid UTF-8 (byte {e.start})"
+    if isinstance(error, RecursionError):
+        return "JSON nested too deeply to read"
+    return str(error)
+
+
 def _decode_artifacts(index: bytes, raws: list[bytes], name: str) -> list[Artifact | UnknownArtifact]:
     """Every artifact, typed: in one pass when every kind is known (the usual case), else one
     by one, keeping unknown kinds as `UnknownArtifact`."""
@@ -872,7 +884,7 @@ def decode_artifact(raw: bytes, what: str) -> Artifact | UnknownArtifact:
             return UnknownArtifact(probe.kind, probe.env, raw)
         artifact: Artifact = _decoders(kinds.types())[0].decode(raw)
     except _DECODE_ERRORS as e:
-        raise FormatError(f"{what}: {e}") from e
+        raise FormatError(f"{what}: {_why_undecodable(e, raw)}") from e
     return artifact
 
 
@@ -881,7 +893,7 @@ def _check_canonical(artifact: Artifact | UnknownArtifact, raw: bytes, what: str
     try:
         value = msgspec.json.decode(raw) if isinstance(artifact, UnknownArtifact) else artifact
     except _DECODE_ERRORS as e:
-        raise FormatError(f"{what} ({artifact.kind}): {e}") from e
+        raise FormatError(f"{what} ({artifact.kind}): {_why_undecodable(e, raw)}") from e
     if canonical(value) != raw:
         raise FormatError(f"{what} ({artifact.kind}) is not in canonical form")
 

@@ -6,9 +6,11 @@ python tools/gen_schema.py --check   exit 1 if the committed schema is stale
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -18,7 +20,7 @@ TARGET = Path(__file__).resolve().parent.parent / "spec" / "schema" / "index.sch
 
 
 def schema() -> str:
-    body = msgspec.json.schema(Index)
+    body = _dedented(msgspec.json.schema(Index))
     body = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://atpack.dev/spec/schema/index.schema.json",
@@ -26,6 +28,19 @@ def schema() -> str:
         **body,
     }
     return json.dumps(body, indent=2, sort_keys=True) + "\n"
+
+
+def _dedented(node: Any) -> Any:
+    """Descriptions as `inspect.cleandoc` gives them: msgspec took docstrings as written before
+    0.21 and dedents them since, and the schema must not depend on which one generated it."""
+    if isinstance(node, dict):
+        return {
+            k: inspect.cleandoc(v) if k == "description" and isinstance(v, str) else _dedented(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_dedented(v) for v in node]
+    return node
 
 
 def main() -> int:
