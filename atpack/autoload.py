@@ -24,13 +24,15 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.machinery
-import json
 import logging
 import os
+import stat
 import sys
 import types
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from . import settings
 
 __all__ = ["MARKER", "after_import", "disable", "enable", "load", "replay_state"]
 
@@ -39,52 +41,61 @@ log = logging.getLogger(__name__)
 MARKER = "atpack-replay.json"
 """The file in an Inductor folder that turns the replay on for the processes using that folder."""
 
-REPLAY_VARIABLE = "ATPACK_REPLAY"
-CAPTURE_VARIABLE = "ATPACK_CAPTURE"
-BINARIES_ONLY_VARIABLE = "ATPACK_CAPTURE_BINARIES_ONLY"
 HEURISTICS = "torch._inductor.runtime.triton_heuristics"
 
 
 def load() -> None:
     """The ``torch.backends`` entry point: called by torch at the end of ``import torch``."""
     try:
-        if os.environ.get(REPLAY_VARIABLE, "").lower() not in _OFF:
+        if settings.replay() is not False:
             after_import(HEURISTICS, _replay_if_on)
-        if spool := os.environ.get(CAPTURE_VARIABLE):
+        if spool := os.environ.get(settings.CAPTURE):
             _capture_process(spool)
     except Exception as e:  # never an exception in `import torch`
-        _warn("atpack: the torch plug-in failed (%s); torch runs without it", e)
+        _warn("atpack: the torch plug-in is off in this process (%s); torch runs without it", e)
 
 
 # --------------------------------------------------------------------------- the switch
 
 
-_ON, _OFF = ("1", "on", "true", "yes"), ("0", "off", "false", "no")
-
-
 def replay_state(inductor_dir: str) -> tuple[bool, str]:
-    """Whether the replay is on for processes using `inductor_dir`, and why."""
-    setting = os.environ.get(REPLAY_VARIABLE, "").lower()
-    if setting in _OFF:
-        return False, f"{REPLAY_VARIABLE}={os.environ[REPLAY_VARIABLE]}"
-    if setting in _ON:
-        return True, f"{REPLAY_VARIABLE}={os.environ[REPLAY_VARIABLE]}"
+    """Whether the processes started from here that use `inductor_dir` replay, and the reason
+    that decides it: torch's plug-in switch, the plug-in's installation, ``ATPACK_REPLAY``, the
+    folder's marker. An ``ATPACK_REPLAY`` atpack does not understand is a `SettingError`."""
+    loads, why = settings.plugins_autoload()
+    if not loads:
+        return False, why
+    if not plugin_registered():
+        return False, "atpack's torch plug-in is not installed in this environment (pip install atpack)"
+    return _switched(inductor_dir)
+
+
+def _switched(inductor_dir: str) -> tuple[bool, str]:
+    """The replay's own switches: ``ATPACK_REPLAY``, else the folder's marker, if it is the user's."""
+    forced = settings.replay()
+    if forced is not None:
+        value = os.environ[settings.REPLAY]
+        return forced, f"{settings.REPLAY}={value!r} turns it {'on' if forced else 'off'} in every process"
     marker = os.path.join(inductor_dir, MARKER)
-    if os.path.isfile(marker):
-        return True, f"{marker} (written by atpack populate; `atpack replay off` removes it)"
-    return False, f"no {marker}"
+    try:
+        st = os.lstat(marker)
+    except OSError:
+        return False, f"no {marker} (atpack populate or atpack replay on writes it)"
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+        return False, f"{marker} is not a file of this user's: ignored"
+    return True, f"{marker} (`atpack replay off` removes it)"
 
 
-def enable(inductor_dir: str, packs: Sequence[str] = ()) -> str:
+def enable(inductor_dir: str) -> str:
     """Turn the replay on for the processes using `inductor_dir` (a marker that is there already
-    is left as it is); returns the marker's path."""
+    is left as it is); returns the marker's path. The marker names nothing (no pack URL: a
+    presigned one carries a credential), and says who wrote it."""
     from .files import CacheDir
 
     with CacheDir(inductor_dir) as root:
         path = root.path(MARKER)
         if root.state(path) == "absent":
-            note = {"written_by": "atpack populate", "packs": list(packs)}
-            root.write(path, json.dumps(note, indent=1).encode() + b"\n")
+            root.write(path, b'{"written_by": "atpack"}\n')
     return path
 
 
@@ -107,7 +118,7 @@ def plugin_registered() -> bool:
 def _replay_if_on(_module: types.ModuleType) -> None:
     from .folders import default_inductor_dir
 
-    on, why = replay_state(default_inductor_dir())
+    on, why = _switched(default_inductor_dir())
     if not on:
         return
     from . import coordesc
@@ -133,7 +144,7 @@ def _save_process_capture(capture: Any, spool: str) -> None:
     try:
         capture.__exit__(None, None, None)
         if capture.recorded_anything():
-            binaries_only = os.environ.get(BINARIES_ONLY_VARIABLE) == "1"
+            binaries_only = settings.capture_binaries_only()
             capture.save(os.path.join(spool, f"{os.getpid()}.atpack"), binaries_only=binaries_only)
     except Exception as e:
         _warn("atpack: could not save this process's capture (%s)", e)

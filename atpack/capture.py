@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-from . import kinds
+from . import kinds, settings
 from .adapters import Collected, Skipped, inductor
 from .adapters.megacache import Entry
 from .artifacts import Environment, InductorBestConfig, MegacacheEntry
@@ -248,8 +248,10 @@ class CommandReport:
 
     command: list[str]
     returncode: int
+    url: str
     processes: int = 0
-    merged: Any = None  # the MergeReport of the processes' captures
+    merged: Any = None
+    """The MergeReport of the processes' captures, where they were written to `url`."""
 
     def format(self) -> str:
         status = "" if self.returncode == 0 else f" (the command exited with {self.returncode})"
@@ -258,6 +260,11 @@ class CommandReport:
         lines = [f"captured {self.processes} process(es) of {command}{status}"]
         if self.merged is not None:
             lines.append(self.merged.format())
+        else:
+            lines.append(
+                f"nothing written to {self.url}: the command failed, and a pack there stays as it was "
+                "(--partial writes what it recorded)"
+            )
         return "\n".join(lines)
 
 
@@ -266,12 +273,17 @@ def capture_command(
     url: str | os.PathLike[str],
     *,
     binaries_only: bool = False,
+    partial: bool = False,
     storage_options: dict[str, Any] | None = None,
 ) -> CommandReport:
     """Run `command` (unchanged: it need not import atpack) and write what its processes tuned as
     one pack at `url`. Each process that imports torch records itself through atpack's torch
     plug-in (`atpack.autoload`) and leaves its capture in a scratch folder when it exits; the
-    captures are then merged (a question two processes answered differently: the fastest)."""
+    captures are then merged (a question two processes answered differently: the fastest).
+
+    A command that fails (a non-zero exit code) publishes nothing, unless `partial`: what a
+    failed run recorded is not what the next machine should start from, and a pack already at
+    `url` (the last good one) is kept."""
     import shutil
     import subprocess
     import tempfile
@@ -280,20 +292,22 @@ def capture_command(
     from .errors import AtpackError
     from .merge import merge
 
-    if os.environ.get("TORCH_DEVICE_BACKEND_AUTOLOAD", "1") != "1":
-        raise AtpackError("cannot capture: TORCH_DEVICE_BACKEND_AUTOLOAD keeps torch from loading atpack's plug-in")
+    loads, why = settings.plugins_autoload()
+    if not loads:
+        raise AtpackError(f"cannot capture: {why}")
     if not autoload.plugin_registered():
         raise AtpackError("cannot capture: atpack's torch plug-in is not installed in this environment")
+    settings.replay()  # a value the plug-in would not understand is refused here, not ignored there
     spool = tempfile.mkdtemp(prefix="atpack-capture-")
     try:
-        env = {**os.environ, autoload.CAPTURE_VARIABLE: spool}
+        env = {**os.environ, settings.CAPTURE: spool}
         if binaries_only:
-            env[autoload.BINARIES_ONLY_VARIABLE] = "1"
+            env[settings.CAPTURE_BINARIES_ONLY] = "1"
         try:
             returncode = subprocess.call(command, env=env)
         except OSError as e:
             raise AtpackError(f"cannot run {command[0]}: {e.strerror or e}") from e
-        report = CommandReport(command, returncode)
+        report = CommandReport(command, returncode, os.fspath(url))
         packs = sorted(os.path.join(spool, name) for name in os.listdir(spool) if name.endswith(".atpack"))
         report.processes = len(packs)
         if not packs:
@@ -302,7 +316,8 @@ def capture_command(
                 "compiled or tuned with torch, or none exited normally (`atpack pack` packs the cache "
                 "folders as they are, Triton kernels of a program's own included)"
             )
-        report.merged = merge(packs, url, policy="fastest", storage_options=storage_options)
+        if returncode == 0 or partial:
+            report.merged = merge(packs, url, policy="fastest", storage_options=storage_options)
         return report
     finally:
         shutil.rmtree(spool, ignore_errors=True)

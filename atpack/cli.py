@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from . import __version__
+from . import __version__, settings
 from .errors import AtpackError, IsAFolderError, NotFoundError
 
 __all__ = ["main"]
@@ -50,17 +50,19 @@ NOTHING_APPLIED = 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _printable_output()
     parser = _parser()
     args = parser.parse_args(argv)
     if getattr(args, "timeout", None) is not None:
         os.environ["ATPACK_TIMEOUT"] = str(args.timeout)  # what the storage layer reads (atpack.store)
-    debug = args.debug or os.environ.get("ATPACK_DEBUG", "") not in ("", "0")
+    debug = args.debug or settings.debug()
     logging.basicConfig(
         level=logging.DEBUG if debug else (logging.INFO if args.verbose else logging.WARNING),
         format="atpack: %(levelname)s: %(message)s",
     )
     try:
-        return int(args.run(args) or 0)
+        with _terminated_as_interrupted():
+            return int(args.run(args) or 0)
     except BrokenPipeError:
         return 0
     except (AtpackError, OSError) as e:  # OSError: what the library did not foresee of a file or a network
@@ -72,10 +74,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"atpack: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print("atpack: interrupted", file=sys.stderr)
         return 130
 
 
-def _one_line(error: BaseException) -> str:
+def _printable_output() -> None:
+    """Whatever the locale or ``PYTHONIOENCODING``, a path or key that the terminal's encoding
+    cannot show is printed escaped, never a `UnicodeEncodeError` halfway through a report."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
+
+
+@contextlib.contextmanager
+def _terminated_as_interrupted() -> Iterator[None]:
+    """SIGTERM (``docker stop``, a job scheduler) ends a command as Ctrl-C does: what it was
+    writing is cleaned up on the way out, instead of the process vanishing mid-write."""
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave the signal to whoever owns it
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line(error: BaseException | str) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
@@ -164,6 +197,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", required=True, metavar="URL", help="where to write the pack (any fsspec URL)")
     p.add_argument("--binaries-only", action="store_true", help="kernels: metadata and binary only (no IR, no source)")
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="write the pack even if the command fails (by default a failed run publishes nothing)",
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command to run")
     p.set_defaults(run=_capture)
 
@@ -490,10 +528,18 @@ def _capture(args: argparse.Namespace) -> int:
     if not command:
         raise _UsageError("capture: give the command to run after --")
     report = capture_command(
-        command, args.output, binaries_only=args.binaries_only, storage_options=args.storage_options
+        command,
+        args.output,
+        binaries_only=args.binaries_only,
+        partial=args.partial,
+        storage_options=args.storage_options,
     )
     print(report.format())
-    return report.returncode
+    if report.merged is None:
+        print(
+            f"atpack: error: {command[0]} exited with {report.returncode}: {args.output} not written", file=sys.stderr
+        )
+    return report.returncode if report.returncode >= 0 else 128 - report.returncode  # a signal: as sh says
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -502,17 +548,12 @@ def _replay(args: argparse.Namespace) -> int:
 
     folder = args.inductor_dir or default_inductor_dir()
     if args.action == "on":
-        print(f"replay on for processes using {folder} ({autoload.enable(folder)})")
+        print(f"wrote {autoload.enable(folder)}")
     elif args.action == "off":
-        removed = autoload.disable(folder)
-        print(f"replay off for processes using {folder}" + ("" if removed else " (it was not on)"))
+        marker = os.path.join(folder, autoload.MARKER)
+        print(f"removed {marker}" if autoload.disable(folder) else f"no {marker} to remove")
     on, why = autoload.replay_state(folder)
-    plugin = autoload.plugin_registered()
-    autoloading = os.environ.get("TORCH_DEVICE_BACKEND_AUTOLOAD", "1") == "1"
-    if args.action == "status":
-        print(f"replay {'on' if on and plugin and autoloading else 'off'} for processes using {folder}: {why}")
-        print(f"torch plug-in: {'installed' if plugin else 'not installed in this environment'}", end="")
-        print("" if autoloading else " (but TORCH_DEVICE_BACKEND_AUTOLOAD keeps torch from loading plug-ins)")
+    print(f"replay {'on' if on else 'off'} for processes using {folder}: {why}")
     return 0
 
 
@@ -535,14 +576,12 @@ def _populate(args: argparse.Namespace) -> int:
     else:
         print(report.format(verbose=args.verbose))
     if not report.ok:
+        failed = [o for o in report.outcomes if o.action == "failed"]
+        first = f"{failed[0].kind} {failed[0].key}: {_one_line(failed[0].detail)}"
+        print(f"atpack: error: {len(failed)} artifact(s) failed, the first: {first}", file=sys.stderr)
         return 1
     if args.require_applied and not report.applied:
-        what = "would apply" if report.dry_run else "applied"
-        print(
-            f"atpack: nothing {what} here: none of the {len(report.outcomes)} artifacts of {report.pack} is "
-            "written, merged or already present (--require-applied)",
-            file=sys.stderr,
-        )
+        print(f"atpack: {report.nothing_applied()} (--require-applied)", file=sys.stderr)
         return NOTHING_APPLIED
     return 0
 

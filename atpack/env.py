@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -24,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from . import settings
 from .artifacts import Environment
 from .atomic import replacing
 from .folders import atpack_cache_dir
@@ -31,9 +33,11 @@ from .folders import atpack_cache_dir
 __all__ = [
     "FIELDS",
     "LocalEnvironment",
+    "Mismatch",
     "cuda_devices",
     "environment_from_json",
     "mismatches",
+    "shown",
 ]
 
 log = logging.getLogger(__name__)
@@ -41,14 +45,32 @@ log = logging.getLogger(__name__)
 FIELDS: tuple[str, ...] = tuple(f for f in Environment.__struct_fields__ if f != "extra")
 
 
-def mismatches(recorded: Environment, local: Callable[[str], str | None], fields: Iterable[str]) -> list[str]:
-    """The reasons an artifact recorded under `recorded` is not valid here, one per field:
-    ``"device_name: recorded 'NVIDIA H100', found none"``. Unrecorded fields are not checked,
-    but an environment that records none of `fields` vouches for nothing. A version is only
-    informative where its package's key (a hash of the build) is recorded: the key decides."""
+@dataclasses.dataclass(frozen=True)
+class Mismatch:
+    """One reason an artifact is not valid here: a field whose recorded value is not this machine's."""
+
+    field: str
+    """An `Environment` field, ``extra.<name>`` for a validator atpack cannot check, or ``*`` for
+    an environment that records none of the fields its kind depends on."""
+    recorded: str | None
+    found: str | None
+
+    def __str__(self) -> str:
+        if self.field == "*":
+            return f"its environment records none of the fields it depends on ({self.recorded})"
+        if self.field.startswith("extra."):
+            return f"{self.field}: recorded {shown(self.recorded)}, a validator this atpack cannot check"
+        return f"{self.field}: recorded {shown(self.recorded)}, found {shown(self.found)}"
+
+
+def mismatches(recorded: Environment, local: Callable[[str], str | None], fields: Iterable[str]) -> list[Mismatch]:
+    """Why an artifact recorded under `recorded` is not valid here, one `Mismatch` per field.
+    Unrecorded fields are not checked, but an environment that records none of `fields` vouches
+    for nothing. A version is only informative where its package's key (a hash of the build) is
+    recorded: the key decides."""
     fields = list(fields)
     if fields and all(getattr(recorded, field) is None for field in fields):
-        return [f"its environment records none of the fields it depends on ({', '.join(fields)})"]
+        return [Mismatch("*", ", ".join(fields), None)]
     reasons = []
     for field in fields:
         want = getattr(recorded, field)
@@ -57,9 +79,9 @@ def mismatches(recorded: Environment, local: Callable[[str], str | None], fields
             continue
         have = local(field)
         if have != want:
-            reasons.append(f"{field}: recorded {_show(want)}, found {_show(have)}")
+            reasons.append(Mismatch(field, want, have))
     for name in sorted(recorded.extra):
-        reasons.append(f"extra.{name}: recorded {_show(recorded.extra[name])}, a validator this atpack cannot check")
+        reasons.append(Mismatch(f"extra.{name}", recorded.extra[name], None))
     return reasons
 
 
@@ -67,7 +89,8 @@ _INFORMATIVE = {"torch_version": "torch_key", "triton_version": "triton_key"}
 """Version fields and the key that identifies the same build more exactly."""
 
 
-def _show(value: str | None) -> str:
+def shown(value: str | None) -> str:
+    """A recorded or found value as a reason shows it: quoted, long ones cut."""
     if value is None:
         return "none"
     return repr(value if len(value) <= 40 else value[:37] + "...")
@@ -135,7 +158,7 @@ class LocalEnvironment:
         if not self._device_probed:
             index = self._device_index
             if index is None:
-                index = int(os.environ.get("LOCAL_RANK", "0") or 0)
+                index = settings.local_rank() or 0
             self._device = _cuda_device(index)
             self._device_probed = True
         return self._device

@@ -26,6 +26,7 @@ __all__ = [
     "LimitError",
     "MergeConflictError",
     "NotFoundError",
+    "SettingError",
     "SignatureError",
     "StorageError",
     "UnsafeContentError",
@@ -75,6 +76,10 @@ class IsAFolderError(StorageError, IsADirectoryError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.errno = errno.EISDIR
+
+
+class SettingError(AtpackError, ValueError):
+    """An environment variable atpack reads holds a value it does not understand (also a `ValueError`)."""
 
 
 class CacheFileError(AtpackError):

@@ -517,10 +517,12 @@ def _write_file(folder: int, name: str, data: bytes | memoryview, path: str) -> 
         finally:
             os.close(fd)
         os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
-    except OSError as e:
+    except BaseException as e:  # Ctrl-C included: no temporary is left in torch's folders
         with contextlib.suppress(OSError):
             os.unlink(tmp, dir_fd=folder)
-        raise StorageError(f"{path}: cannot write: {e.strerror or e}") from e
+        if isinstance(e, OSError):
+            raise StorageError(f"{path}: cannot write: {e.strerror or e}") from e
+        raise
 
 
 _NO_HARD_LINKS = (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK)

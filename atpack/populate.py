@@ -19,7 +19,7 @@ from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 from . import kinds, store
 from .artifacts import Artifact, MegacacheEntry, UnknownArtifact
-from .env import LocalEnvironment, cuda_devices, mismatches
+from .env import LocalEnvironment, Mismatch, cuda_devices, mismatches, shown
 from .errors import AtpackError, FormatError, LimitError, StorageError
 from .files import CacheDir, FileWrite, Writes
 from .folders import default_inductor_dir, triton_dirs_to_populate
@@ -46,6 +46,8 @@ class Outcome:
     detail: str = ""
     error: str = ""
     """For a failed artifact, the class of the `AtpackError` that refused it (``"UnsafeContentError"``)."""
+    differs: tuple[Mismatch, ...] = ()
+    """For an artifact skipped because it was made elsewhere, each environment field that differs."""
 
 
 @dataclasses.dataclass
@@ -110,10 +112,49 @@ class PopulateReport:
         lines.append(
             f"{len(self.outcomes)} artifacts: {total or 'none'} in {self.seconds:.2f} s, {self.bytes_read:,} bytes read"
         )
+        if not self.applied:
+            lines.append(self.nothing_applied())
         return "\n".join(lines)
+
+    def nothing_applied(self) -> str:
+        """Why nothing applied, in one line: the environment field that differs for the most
+        artifacts, and what to do (meaningful where `applied` is 0)."""
+        verb = "would apply" if self.dry_run else "applied"
+        if not self.outcomes:
+            return f"nothing {verb}: the pack holds no artifact"
+        differs = collections.Counter(m.field for o in self.outcomes for m in o.differs)
+        if differs:
+            field, n = differs.most_common(1)[0]
+            first = next(m for o in self.outcomes for m in o.differs if m.field == field)
+            made = f"{n} of {len(self.outcomes)} artifacts were made elsewhere ({first})"
+            return f"nothing {verb} here: {made}; {_advice(first)}"
+        untrusted = sum(1 for o in self.outcomes if o.action == SKIPPED and _RUNS_CODE in o.detail)
+        if untrusted:
+            return (
+                f"nothing {verb} here: {untrusted} of {len(self.outcomes)} artifacts run code when loaded; "
+                "pass --trust-pickles (trust_pickles=True) if you trust whoever made the pack"
+            )
+        top = collections.Counter((o.action, o.detail) for o in self.outcomes).most_common(1)[0][0]
+        return f"nothing {verb} here: {top[0]}: {top[1]}"
 
     def _label(self, action: str) -> str:
         return f"to be {action}" if self.dry_run and action in (WRITTEN, MERGED, KEPT) else action
+
+
+_RUNS_CODE = "which runs code"
+
+
+def _advice(m: Mismatch) -> str:
+    """What to do about a pack made where `m` differs from here."""
+    field = m.field
+    if field in ("device_name", "compute_capability", "backend_hash"):
+        made = f"for {m.recorded}" if field == "device_name" else f"where {field} is {m.recorded}"
+        return f"the pack was made {made}: populate it on such a GPU, or capture a pack on this machine"
+    for package in ("torch", "triton", "cuda", "hip", "python"):
+        if field.startswith(package) or (package == "torch" and field == "cache_key_tag"):
+            made = f"{field} {shown(m.recorded)}"
+            return f"install what made the pack ({made}), or capture a pack with what is installed here"
+    return "`atpack populate --dry-run -v` lists every artifact and why; capture a pack on this machine"
 
 
 @dataclasses.dataclass
@@ -248,7 +289,7 @@ def _populate_one(
         report.bytes_read = source.bytes_read - read_before
         tuned = {a.kind for a in source.artifacts if isinstance(a, Artifact) and kinds.of(a).turns_replay_on}
         if not dry_run and any(o.kind in tuned and o.action in (WRITTEN, PRESENT) for o in report.outcomes):
-            report.replay = _switch_replay_on(report.inductor_dir, source.name)
+            report.replay = _switch_replay_on(report.inductor_dir)
     finally:
         if opened:
             source.close()
@@ -257,23 +298,19 @@ def _populate_one(
     return report
 
 
-def _switch_replay_on(inductor_dir: str, pack: str) -> str:
+def _switch_replay_on(inductor_dir: str) -> str:
     """Turn on the replay of tuning results for the processes that will use `inductor_dir`
-    (`atpack.autoload`), and say how it stands."""
+    (`atpack.autoload`), and say how it stands, with the reason that decides it."""
     from . import autoload
 
     try:
-        autoload.enable(inductor_dir, [pack])
+        autoload.enable(inductor_dir)
     except AtpackError as e:
         return f"off: {e}"
     on, why = autoload.replay_state(inductor_dir)
     if not on:
         return f"off: {why}"
-    if os.environ.get("TORCH_DEVICE_BACKEND_AUTOLOAD", "1") != "1":
-        return "off: TORCH_DEVICE_BACKEND_AUTOLOAD keeps torch from loading atpack's plug-in"
-    if not autoload.plugin_registered():
-        return "off: atpack's torch plug-in is not installed in this environment (pip install atpack)"
-    return f"on for processes using {inductor_dir} (`atpack replay off` turns it off)"
+    return f"on for processes using {inductor_dir}: {why}"
 
 
 @dataclasses.dataclass
@@ -374,7 +411,7 @@ def _populate_into(
     planned: list[_Planned] = []
     merges: list[tuple[Artifact, str]] = []
     replays: list[_Replay] = []
-    checked: dict[tuple[str, type[Artifact]], list[str]] = {}
+    checked: dict[tuple[str, type[Artifact]], list[Mismatch]] = {}
     for artifact in pack.artifacts:
         if isinstance(artifact, UnknownArtifact):
             report.outcomes.append(
@@ -391,12 +428,13 @@ def _populate_into(
         reasons = checked[key]
         note = ""
         if reasons:
+            why = "; ".join(map(str, reasons))
             if not report.ignored_environment:
-                report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, "; ".join(reasons)))
+                report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, why, differs=tuple(reasons)))
                 continue
-            note = "environment differs, overridden: " + "; ".join(reasons)
+            note = "environment differs, overridden: " + why
         if artifact.runs_code and not report.trusted_pickles:
-            why = f"{artifact.runs_code}, which runs code: pass trust_pickles=True (--trust-pickles) to load it"
+            why = f"{artifact.runs_code}, {_RUNS_CODE}: pass trust_pickles=True (--trust-pickles) to load it"
             report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, why))
             continue
         try:

@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import os
 import pty
+import re
 import shutil
 import subprocess
 import sys
@@ -346,9 +347,12 @@ def test_require_applied_exits_3_when_nothing_applies_here(sample_pack: Path, tm
     dirs = ["--inductor-dir", str(tmp_path / "i"), "--triton-dir", str(tmp_path / "t")]
     plain = atpack("populate", str(sample_pack), *dirs)
     assert plain.returncode == 0 and "96 skipped" in plain.stdout  # this CPU machine is not the H100
+    last = plain.stdout.splitlines()[-1]  # said plainly, in the last line: the field most artifacts differ in
+    assert re.fullmatch(r"nothing applied here: \d+ of 96 artifacts were made elsewhere \(\w+: recorded .+", last)
+    assert "capture a pack" in last
     strict = atpack("populate", str(sample_pack), *dirs, "--require-applied")
     assert strict.returncode == 3 and "96 skipped" in strict.stdout
-    assert strict.stderr.count("\n") == 1 and "nothing applied here: none of the 96 artifacts" in strict.stderr
+    assert strict.stderr == f"atpack: {last} (--require-applied)\n"
     report = atpack_lib.populate(str(sample_pack), inductor_dir=str(tmp_path / "i"), triton_dir=str(tmp_path / "t"))
     assert report.ok and report.applied == 0  # ok means "nothing failed"; applied says what the caches hold
     applied = atpack("populate", str(sample_pack), *dirs, "--ignore-environment", "--require-applied")
@@ -407,7 +411,8 @@ def test_populating_a_damaged_pack_writes_what_verifies_and_reports_every_artifa
     bad.write_bytes(bytes(data))
     dirs = ["--inductor-dir", str(tmp_path / "i"), "--triton-dir", str(tmp_path / "t")]
     result = atpack("populate", str(bad), *dirs, "--ignore-environment")
-    assert result.returncode == 1 and result.stderr == ""
+    assert result.returncode == 1 and result.stderr.count("\n") == 1  # the failure said on stderr, in one line
+    assert re.match(r"atpack: error: 1 artifact\(s\) failed, the first: triton\.kernel/1 \w+: .*sha256", result.stderr)
     summary = result.stdout.splitlines()[-1]
     assert summary.startswith("96 artifacts: 93 written, 2 skipped, 1 failed"), result.stdout
     assert "does not match its sha256" in result.stdout and "failed 1 triton.kernel/1" in result.stdout

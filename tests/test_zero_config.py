@@ -39,8 +39,9 @@ PROGRAMS = Path(__file__).parent / "programs"
 pytestmark = pytest.mark.slow
 
 # What torch loads of atpack by itself: the package (its names are imported lazily), its errors,
-# the plug-in, the folder rules it reads once Inductor's runtime is imported, and the replay when on.
-PLUGIN_MODULES = {"atpack", "atpack.errors", "atpack.autoload", "atpack.folders"}
+# the plug-in and its switches, the folder rules it reads once Inductor's runtime is imported, and
+# the replay when on.
+PLUGIN_MODULES = {"atpack", "atpack.errors", "atpack.autoload", "atpack.settings", "atpack.folders"}
 REPLAY_MODULES = PLUGIN_MODULES | {"atpack.coordesc"}
 
 

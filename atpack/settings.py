@@ -1,0 +1,108 @@
+"""The environment variables atpack reads, each parsed in one place.
+
+A value atpack does not understand is a `SettingError` naming the variable, never read as some
+default: ``ATPACK_REPLAY=maybe`` turns nothing on or off silently. Inside torch's import (the
+plug-in), where nothing may raise, the caller logs the error and acts as if atpack were absent.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from .errors import SettingError
+
+__all__ = [
+    "AUTOLOAD",
+    "CACHE_DIR",
+    "CAPTURE",
+    "CAPTURE_BINARIES_ONLY",
+    "DEBUG",
+    "LOCAL_RANK",
+    "REPLAY",
+    "TIMEOUT",
+    "capture_binaries_only",
+    "debug",
+    "local_rank",
+    "plugins_autoload",
+    "replay",
+    "timeout",
+]
+
+REPLAY = "ATPACK_REPLAY"
+"""On or off in every process, whatever the replay markers say; unset: the markers decide."""
+CAPTURE = "ATPACK_CAPTURE"
+"""Set by `atpack capture` for the command's processes: the folder their captures go to."""
+CAPTURE_BINARIES_ONLY = "ATPACK_CAPTURE_BINARIES_ONLY"
+DEBUG = "ATPACK_DEBUG"
+TIMEOUT = "ATPACK_TIMEOUT"
+CACHE_DIR = "ATPACK_CACHE_DIR"
+AUTOLOAD = "TORCH_DEVICE_BACKEND_AUTOLOAD"
+"""torch's: plug-ins load only where it is unset or exactly ``1`` (`torch._is_device_backend_autoload_enabled`)."""
+LOCAL_RANK = "LOCAL_RANK"
+"""torchrun's: the device index of this process on its node."""
+
+_ON = ("1", "on", "true", "yes")
+_OFF = ("0", "off", "false", "no")
+
+
+def _switch(name: str) -> bool | None:
+    """A yes/no variable: True, False, or None where it is unset or empty."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    if text.lower() in _ON:
+        return True
+    if text.lower() in _OFF:
+        return False
+    raise SettingError(f"{name}={text!r}: expected one of {', '.join(_ON)} (on) or {', '.join(_OFF)} (off)")
+
+
+def replay() -> bool | None:
+    """``ATPACK_REPLAY``: on or off everywhere, or None (the replay markers decide)."""
+    return _switch(REPLAY)
+
+
+def debug() -> bool:
+    """``ATPACK_DEBUG``: tracebacks for errors. Read where an error is already being reported, so
+    an unreadable value counts as on rather than raise a second error."""
+    try:
+        return bool(_switch(DEBUG))
+    except SettingError:
+        return True
+
+
+def capture_binaries_only() -> bool:
+    return bool(_switch(CAPTURE_BINARIES_ONLY))
+
+
+def plugins_autoload() -> tuple[bool, str]:
+    """Whether torch loads plug-ins (atpack's among them) in the processes started from here, and why not."""
+    value = os.environ.get(AUTOLOAD)
+    if value is None or value == "1":
+        return True, ""
+    return False, f"{AUTOLOAD}={value!r} keeps torch from loading plug-ins (torch loads them only where it is 1)"
+
+
+def timeout() -> float | None:
+    """``ATPACK_TIMEOUT``: the deadline of every call to a store in seconds (``inf``: none), or None where unset."""
+    text = os.environ.get(TIMEOUT, "").strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0:
+        raise SettingError(f"{TIMEOUT}={text!r}: not a number of seconds above 0")
+    return seconds
+
+
+def local_rank() -> int | None:
+    """``LOCAL_RANK``: this process's device index on its node, or None where unset."""
+    text = os.environ.get(LOCAL_RANK, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or not text.isascii():
+        raise SettingError(f"{LOCAL_RANK}={text!r}: not a device index (0, 1, ...)")
+    return int(text)
