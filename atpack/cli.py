@@ -1,8 +1,8 @@
 """The `atpack` command: a thin shell over the library.
 
 Exit codes: 0 success; 1 an error (bad pack, storage, cache folder), printed as one line;
-2 bad usage; 3 ``populate --require-applied`` applied nothing; ``diff --exit-code`` exits 1
-when the packs differ. Tracebacks only with ``--debug`` or ``ATPACK_DEBUG=1``.
+2 bad usage (a flag, or a value atpack does not understand in a variable it reads); 3 ``populate
+--require-applied`` applied nothing; ``diff --exit-code`` exits 1 when the packs differ. Tracebacks only with ``--debug`` or ``ATPACK_DEBUG=1``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import msgspec
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 from . import __version__, settings
-from .errors import AtpackError, IsAFolderError, NotFoundError
+from .errors import AtpackError, IsAFolderError, NotFoundError, SettingError
 
 __all__ = ["main"]
 
@@ -55,7 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "timeout", None) is not None:
         os.environ["ATPACK_TIMEOUT"] = str(args.timeout)  # what the storage layer reads (atpack.store)
-    debug = args.debug or settings.debug()
+    try:
+        debug = args.debug or settings.debug()
+    except SettingError as e:
+        print(f"atpack: error: {e}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.DEBUG if debug else (logging.INFO if args.verbose else logging.WARNING),
         format="atpack: %(levelname)s: %(message)s",
@@ -65,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.run(args) or 0)
     except BrokenPipeError:
         return 0
+    except SettingError as e:  # a variable is part of the command line
+        print(f"atpack: error: {e}", file=sys.stderr)
+        return 2
     except (AtpackError, OSError) as e:  # OSError: what the library did not foresee of a file or a network
         if debug:
             raise

@@ -110,8 +110,12 @@ def triton_dirs_to_populate(inductor_dir: str, devices: Sequence[int]) -> list[s
 
 
 def atpack_cache_dir() -> str:
-    """Where atpack keeps its own small caches: ``$ATPACK_CACHE_DIR`` or ``~/.cache/atpack``."""
+    """Where atpack keeps its own small caches: ``$ATPACK_CACHE_DIR`` or ``$XDG_CACHE_HOME/atpack``
+    (``~/.cache/atpack``), as an absolute path: a relative one would follow the working folder.
+    A relative ``XDG_CACHE_HOME`` is ignored, as the XDG specification says."""
     if folder := os.environ.get("ATPACK_CACHE_DIR"):
-        return folder
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "atpack")
+        return os.path.abspath(folder)
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.abspath(os.path.join(base, "atpack"))

@@ -64,12 +64,8 @@ def replay() -> bool | None:
 
 
 def debug() -> bool:
-    """``ATPACK_DEBUG``: tracebacks for errors. Read where an error is already being reported, so
-    an unreadable value counts as on rather than raise a second error."""
-    try:
-        return bool(_switch(DEBUG))
-    except SettingError:
-        return True
+    """``ATPACK_DEBUG``: tracebacks for errors."""
+    return bool(_switch(DEBUG))
 
 
 def capture_binaries_only() -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -331,6 +332,31 @@ def test_atpack_capture_of_a_command_that_tunes_nothing_is_an_error(machines: tu
     )
     assert result.returncode == 1 and not (made.home / "c.atpack").exists()
     assert result.stderr.count("\n") == 1 and "recorded nothing to pack" in result.stderr
+
+
+def test_atpack_capture_of_a_command_that_fails_keeps_the_published_pack(
+    machines: tuple[Machine, Machine, Machine], kernel_sources: list[str]
+) -> None:
+    made = machines[0]
+    pack = made.home / "c.atpack"
+    tune = shlex.join([sys.executable, str(PROGRAMS / "inductor_kernel.py"), "tune", *kernel_sources])
+    made.atpack("capture", "-o", str(pack), "--", "sh", "-c", tune)
+    published = pack.read_bytes()
+    failing = ["--", "sh", "-c", f"{tune} && exit 3"]  # compiles and tunes, then fails
+    failed = made.process([sys.executable, "-m", "atpack", "capture", "-o", str(pack), *failing], cwd=made.home)
+    assert failed.returncode == 3  # the command's own exit code
+    assert failed.stderr.splitlines()[-1] == f"atpack: error: sh exited with 3: {pack} not written"
+    assert f"nothing written to {pack}: the command failed" in failed.stdout
+    assert pack.read_bytes() == published and [p.name for p in pack.parent.glob("*.atpack*")] == ["c.atpack"]
+    kept = made.process(
+        [sys.executable, "-m", "atpack", "capture", "--partial", "-o", str(made.home / "partial.atpack"), *failing],
+        cwd=made.home,
+    )
+    assert kept.returncode == 3 and "(the command exited with 3)" in kept.stdout
+    records = [
+        a for a in atpack.open(made.home / "partial.atpack").artifacts if isinstance(a, atpack.InductorBestConfig)
+    ]
+    assert len(records) == 2
 
 
 @pytest.mark.parametrize("export", ["atpack capture", "in the process"])
