@@ -90,8 +90,9 @@ def load_cache_artifacts(
     (an `atpack.Retry`) says how reads from a remote store are retried.
 
     In this process, coordinate-descent results that torch would re-tune are replayed too
-    (`atpack.coordesc`)."""
-    from . import coordesc
+    (`atpack.replay`), from when Inductor's runtime is imported (unless ``ATPACK_REPLAY`` is
+    off): loading imports neither torch's compiler nor Triton's."""
+    from . import seam, settings
 
     report = populate(
         url,
@@ -103,7 +104,8 @@ def load_cache_artifacts(
         trusted_keys=trusted_keys,
         retry=retry,
     )
-    coordesc.install()
+    if settings.replay() is not False:
+        seam.install_replay_on_import()
     return report
 
 

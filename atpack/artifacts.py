@@ -150,6 +150,11 @@ class Artifact(Struct, tag_field="kind", frozen=True, kw_only=True, forbid_unkno
     depends_on: ClassVar[tuple[str, ...]] = ()
     """The `Environment` fields this kind is valid under."""
 
+    requires: ClassVar[tuple[str, ...]] = ()
+    """Those of `depends_on` that its environment must record, the release that made it: without
+    them nothing says where the artifact is valid, and populate skips it. (Device fields are
+    checked where recorded: a machine whose GPU atpack cannot name, a ROCm one say, records none.)"""
+
     @property
     def key(self) -> str:
         """What identifies the result within its kind and environment: two artifacts with the
@@ -188,6 +193,7 @@ class InductorBestConfig(Artifact, tag="inductor.best_config/1", frozen=True):
     extra: Extra = ()
 
     depends_on: ClassVar[tuple[str, ...]] = ("torch_version", "torch_key", "cache_key_tag", "device_name")
+    requires: ClassVar[tuple[str, ...]] = ("torch_version",)
 
     def __post_init__(self) -> None:
         # one JSON object holds kwargs, the typed fields and extra: a name in two of them, or
@@ -215,6 +221,7 @@ class InductorKernelPerf(Artifact, tag="inductor.kernel_perf/1", frozen=True):
     timings: Annotated[tuple[Timing, ...], Meta(min_length=1, max_length=2)]
 
     depends_on: ClassVar[tuple[str, ...]] = ("torch_version", "torch_key", "device_name")
+    requires: ClassVar[tuple[str, ...]] = ("torch_version",)
 
     @property
     def key(self) -> str:
@@ -277,6 +284,7 @@ class InductorGemmTimings(Artifact, tag="inductor.gemm_timings/1", frozen=True):
         "cuda_version",
         "hip_version",
     )
+    requires: ClassVar[tuple[str, ...]] = ("triton_version",)
 
     @property
     def key(self) -> str:
@@ -340,6 +348,7 @@ class TritonAutotune(Artifact, tag="triton.autotune/1", frozen=True):
         "device_name",
         "python_abi",
     )
+    requires: ClassVar[tuple[str, ...]] = ("triton_version",)
 
     def __post_init__(self) -> None:
         if self.extra:
@@ -392,6 +401,7 @@ class TritonKernel(Artifact, tag="triton.kernel/1", frozen=True):
         "compute_capability",
         "python_abi",
     )
+    requires: ClassVar[tuple[str, ...]] = ("triton_version",)
 
     def __post_init__(self) -> None:
         # a data kind, populated without trust: only what Triton's compiler writes for this
@@ -455,6 +465,7 @@ class MegacacheEntry(Artifact, frozen=True):
         "python_abi",
         "cache_key_tag",
     )
+    requires: ClassVar[tuple[str, ...]] = ("torch_version", "python_abi")
 
     @property
     def key(self) -> str:
@@ -481,6 +492,7 @@ class MegacacheAutotune(MegacacheEntry, tag="megacache.autotune/1", frozen=True)
     megacache_type: ClassVar[str] = "autotune"
     runs_code: ClassVar[str] = ""
     depends_on: ClassVar[tuple[str, ...]] = InductorBestConfig.depends_on
+    requires: ClassVar[tuple[str, ...]] = InductorBestConfig.requires
 
 
 class MegacacheInductor(MegacacheEntry, tag="megacache.inductor/1", frozen=True):
@@ -533,6 +545,7 @@ class TritonHostModule(Artifact, tag="triton.host_module/1", frozen=True):
 
     runs_code: ClassVar[str] = "a native host module, loaded into the process"
     depends_on: ClassVar[tuple[str, ...]] = ("triton_version", "triton_key", "python_abi", "platform")
+    requires: ClassVar[tuple[str, ...]] = ("triton_version", "python_abi", "platform")
 
     def __post_init__(self) -> None:
         names = [f.name for f in self.files]

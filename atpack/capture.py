@@ -15,24 +15,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import logging
 import os
-import re
 import shlex
-import sys
-import types
 from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 
-from . import kinds, settings
+from . import kinds, seam, settings
 from .adapters import Collected, Skipped, inductor
 from .adapters.megacache import Entry
 from .artifacts import Environment, InductorBestConfig, MegacacheEntry
-from .autoload import after_import
-from .coordesc import record_path
 from .env import LocalEnvironment
 from .folders import default_inductor_dir, triton_dirs_to_collect
 from .merge import CREATED, created_now
@@ -82,10 +76,11 @@ class Capture:
         self.coordesc: dict[str, tuple[tuple[tuple[str, Any], ...], int, int]] = {}
         self._before: tuple[dict[str, _Stamp], dict[_Folder, _Stamp]] | None = None
         self._undo = contextlib.ExitStack()
-        self._recording: _MegacacheRecording | None = None
-        self._winners = _Winners()
-        self._saves = _CoordescRecording()
-        self._tuned = _TritonTuning()
+        self._recording: seam.MegacacheRecording | None = None
+        self._winners: set[str] = set()
+        self._found: dict[str, tuple[Any, ...]] = {}
+        self._saves = 0
+        self._tuned = False
 
     @property
     def triton_dirs(self) -> list[str]:
@@ -95,11 +90,21 @@ class Capture:
     def __enter__(self) -> Capture:
         self._before = (_inductor_files(self.inductor_dir), _triton_folders(self.triton_dirs))
         if not self.process:
-            self._recording = self._undo.enter_context(_MegacacheRecording.start(self.notes))
-        self._winners.start(self._undo)
-        self._saves.start(self._undo)
-        self._tuned.start(self._undo)
+            self._recording = self._undo.enter_context(seam.MegacacheRecording.start())
+            if self._recording.note:
+                self.notes.append(self._recording.note)
+        seam.watch_winners(self._winners.add, self._undo)
+        seam.watch_records(self._record, self._undo)
+        seam.watch_autotune_runs(self._ran, self._undo)
         return self
+
+    def _record(self, path: str, found: tuple[Any, ...]) -> None:
+        self._saves += 1
+        if found:
+            self._found[path] = found
+
+    def _ran(self) -> None:
+        self._tuned = True
 
     def __exit__(self, *exc: object) -> None:
         try:
@@ -109,19 +114,19 @@ class Capture:
 
     def recorded_anything(self) -> bool:
         """Whether this process compiled or tuned anything during the capture."""
-        return bool(self.megacache or self._saves.seen or self._tuned.ran)
+        return bool(self.megacache or self._saves or self._tuned)
 
     def _finish(self) -> None:
         assert self._before is not None
         self.megacache = self._recording.stop() if self._recording else _process_megacache() if self.process else []
-        self.coordesc = self._saves.found_under(self.inductor_dir)
+        self.coordesc = _under(self._found, self.inductor_dir)
         inductor_before, triton_before = self._before
         self.inductor_files = _changed(inductor_before, _inductor_files(self.inductor_dir))
         new_folders = _changed(triton_before, _triton_folders(self.triton_dirs))
         autotune = {f for f in new_folders if _is_autotune_folder(os.path.join(*f))}
         kernels = new_folders - autotune
         self.triton_folders = autotune
-        winners = self._winners.stop() | self._best_config_kernels()
+        winners = self._winners | seam.launched_kernel_folders() | self._best_config_kernels()
         names = {f: _kernel_name(os.path.join(*f)) for f in kernels}
         inductors = {f for f in kernels if names[f].startswith("triton_")}
         searched = self._coordesc_kernels()
@@ -217,16 +222,16 @@ class Capture:
         (`put_winner`) may name the one autotuning chose before the search: every folder compiled
         for such a kernel is kept, the search's winner among them (a warm start on the H100,
         torch 2.11, compiled the one left out). A record is matched to its kernel module by
-        torch's own key derivation (`coordesc.record_path`)."""
-        if "torch._inductor.runtime.autotune_cache" not in sys.modules:
+        torch's own key derivation (`seam.record_path`)."""
+        if not self._saves:
             return set()  # torch saved nothing in this process
         records = {os.path.normpath(os.path.join(self.inductor_dir, r)) for r in self.coordesc}
         names: set[str] = set()
         for shard in {os.path.dirname(r) for r in records}:
             with contextlib.suppress(OSError):
                 for entry in os.scandir(shard):
-                    if entry.name.endswith(".py") and _normpath(record_path(entry.path)) in records:
-                        names |= _jit_names(entry.path)
+                    if entry.name.endswith(".py") and _normpath(seam.record_path(entry.path)) in records:
+                        names |= _kernel_names(entry.path)
         return names
 
     def _best_config_kernels(self) -> set[str]:
@@ -288,14 +293,14 @@ def capture_command(
     import subprocess
     import tempfile
 
-    from . import autoload
+    from . import replay
     from .errors import AtpackError
     from .merge import merge
 
     loads, why = settings.plugins_autoload()
     if not loads:
         raise AtpackError(f"cannot capture: {why}")
-    if not autoload.plugin_registered():
+    if not replay.plugin_registered():
         raise AtpackError("cannot capture: atpack's torch plug-in is not installed in this environment")
     settings.replay()  # a value the plug-in would not understand is refused here, not ignored there
     spool = tempfile.mkdtemp(prefix="atpack-capture-")
@@ -327,11 +332,14 @@ def _process_megacache() -> list[Entry]:
     """What torch recorded as Megacache entries in this process (`save_cache_artifacts`)."""
     from .adapters import megacache
 
-    torch = sys.modules.get("torch")
-    if torch is None or not hasattr(torch, "compiler"):
-        return []
-    saved = torch.compiler.save_cache_artifacts()
-    return megacache.blob_entries(saved[0]) if saved else []
+    saved = seam.saved_megacache()
+    return megacache.blob_entries(saved) if saved else []
+
+
+def _under(found: dict[str, tuple[Any, ...]], inductor_dir: str) -> dict[str, Any]:
+    """`found`, by path relative to `inductor_dir`, of the records inside it."""
+    root = os.path.abspath(inductor_dir)
+    return {os.path.relpath(p, root): v for p, v in found.items() if os.path.abspath(p).startswith(root + os.sep)}
 
 
 # --------------------------------------------------------------------------- folders
@@ -383,13 +391,12 @@ def _normpath(path: str | None) -> str | None:
     return os.path.normpath(path) if path else None
 
 
-def _jit_names(module: str) -> set[str]:
+def _kernel_names(module: str) -> set[str]:
     with contextlib.suppress(OSError), open(module, encoding="utf-8", errors="replace") as f:
-        return set(_JIT_NAME.findall(f.read(_MODULE_READ)))
+        return seam.kernel_names(f.read(_MODULE_READ))
     return set()
 
 
-_JIT_NAME = re.compile(r"^def (triton_\w+)\(", re.MULTILINE)
 _MODULE_READ = 1 << 22  # an Inductor kernel module is a few KB
 
 
@@ -410,189 +417,3 @@ def _is_autotune_folder(path: str) -> bool:
     with contextlib.suppress(OSError):
         return any(name.endswith(".autotune.json") for name in os.listdir(path))
     return False
-
-
-# --------------------------------------------------------------------------- torch's records
-
-
-class _CoordescRecording:
-    """What coordinate descent found for each kernel during the capture, by `.best_config` path:
-    every result torch saves as coordinate descent's, and every later save of a config that
-    coordinate descent found, which torch records as a plain autotuning result (a kernel that
-    hit its record re-adds smaller-block candidates, benchmarks them, and saves the winner
-    without the mark). Watches `AutotuneCache.save` from when its module is imported."""
-
-    def __init__(self) -> None:
-        self.found: dict[str, tuple[Any, ...]] = {}
-        self.seen = 0
-
-    def start(self, undo: contextlib.ExitStack) -> None:
-        undo.callback(after_import("torch._inductor.runtime.autotune_cache", lambda m: self._watch(m, undo)))
-
-    def _watch(self, module: types.ModuleType, undo: contextlib.ExitStack) -> None:
-        cache_cls: Any = module.AutotuneCache
-        original = cache_cls.save
-
-        def save(
-            cache: Any, config: Any, time_taken_ns: Any, found_by_coordesc: bool = False, *a: Any, **k: Any
-        ) -> Any:
-            result = original(cache, config, time_taken_ns, found_by_coordesc, *a, **k)
-            self.seen += 1
-            local = getattr(cache, "local_cache", None)
-            if local and (found_by_coordesc or getattr(config, "found_by_coordesc", False) is True):
-                self.found[str(local[1])] = (tuple(config.kwargs.items()), config.num_warps, config.num_stages)
-            return result
-
-        cache_cls.save = save
-        undo.callback(setattr, cache_cls, "save", original)
-
-    def found_under(self, inductor_dir: str) -> dict[str, tuple[tuple[tuple[str, Any], ...], int, int]]:
-        root = os.path.abspath(inductor_dir)
-        return {
-            os.path.relpath(path, root): value  # type: ignore[misc]
-            for path, value in self.found.items()
-            if os.path.abspath(path).startswith(root + os.sep)
-        }
-
-
-class _TritonTuning:
-    """Whether a `@triton.autotune` kernel ran during the capture (a process that only runs
-    Triton kernels of its own records no Megacache entry)."""
-
-    def __init__(self) -> None:
-        self.ran = False
-
-    def start(self, undo: contextlib.ExitStack) -> None:
-        undo.callback(after_import("triton.runtime.autotuner", lambda m: self._watch(m, undo)))
-
-    def _watch(self, module: types.ModuleType, undo: contextlib.ExitStack) -> None:
-        autotuner: Any = module.Autotuner
-        original = autotuner.run
-
-        def run(*args: Any, **kwargs: Any) -> Any:
-            self.ran = True
-            return original(*args, **kwargs)
-
-        autotuner.run = run
-        undo.callback(setattr, autotuner, "run", original)
-
-
-@dataclasses.dataclass
-class _MegacacheRecording:
-    """Torch's Megacache recording, fresh for the block; what it records is handed back to the
-    process-wide recording afterwards, so `torch.compiler.save_cache_artifacts()` still sees it."""
-
-    context: Any = None
-
-    @classmethod
-    def start(cls, notes: list[str]) -> _MegacacheRecording:
-        manager = _manager()
-        if manager is None:
-            notes.append("torch is not imported: no Megacache entries recorded")
-            return cls(None)
-        fresh = getattr(manager, "with_fresh_cache", None)
-        if fresh is None:
-            notes.append("this torch has no CacheArtifactManager.with_fresh_cache: no Megacache entries recorded")
-            return cls(None)
-        context = fresh()
-        context.__enter__()
-        return cls(context)
-
-    def __enter__(self) -> _MegacacheRecording:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self.context is not None:
-            context, self.context = self.context, None
-            context.__exit__(None, None, None)
-
-    def stop(self) -> list[Entry]:
-        if self.context is None:
-            return []
-        manager = _manager()
-        recorded = {kind: list(items) for kind, items in manager._new_cache_artifacts.items()}
-        self.close()
-        entries: list[Entry] = []
-        for kind, items in recorded.items():
-            for artifact in items:
-                entries.append((kind, artifact.key, artifact.content))
-                if artifact not in manager._seen_artifacts:  # hand it back to the process's recording
-                    manager._new_cache_artifacts[kind].append(artifact)
-                    manager._seen_artifacts.add(artifact)
-        return entries
-
-
-def _manager() -> Any:
-    if "torch" not in sys.modules:
-        return None
-    try:
-        from torch.compiler._cache import CacheArtifactManager
-    except ImportError:
-        return None
-    return CacheArtifactManager
-
-
-class _Winners:
-    """The Triton cache folders of the kernels compiled code launches: those of the kernels in
-    Inductor's output code (each kernel keeps one launcher once tuned), plus torch's own winner
-    records where it keeps them (`TritonBundler.put_winner`, torch 2.12+)."""
-
-    def __init__(self) -> None:
-        self._recorded: set[str] = set()
-
-    def start(self, undo: contextlib.ExitStack) -> None:
-        undo.callback(after_import("torch._inductor.triton_bundler", lambda m: self._watch(m, undo)))
-
-    def _watch(self, module: types.ModuleType, undo: contextlib.ExitStack) -> None:
-        bundler: Any = getattr(module, "TritonBundler", None)
-        if bundler is None or "put_winner" not in vars(bundler):
-            return
-        descriptor, original = vars(bundler)["put_winner"], bundler.put_winner  # a classmethod
-
-        def put_winner(kernel_hash: str) -> None:
-            self._recorded.add(kernel_hash)
-            original(kernel_hash)
-
-        bundler.put_winner = put_winner
-        undo.callback(setattr, bundler, "put_winner", descriptor)
-
-    def stop(self) -> set[str]:
-        return self._recorded | _output_code_kernels()
-
-
-def _output_code_kernels() -> set[str]:
-    """Folders of the kernels Inductor's compiled code launches: every kernel object alive with
-    one launcher left (a tuned kernel keeps its winner) and a module file of its own, except
-    benchmark modules (fusion trials, whose module carries a `get_args` harness). Autotuning
-    candidates have no module file."""
-    heuristics = sys.modules.get("torch._inductor.runtime.triton_heuristics")
-    autotuner = getattr(heuristics, "CachingAutotuner", None)
-    if autotuner is None:
-        return set()
-    folders: set[str] = set()
-    harness: dict[str, bool] = {}
-    for value in gc.get_objects():
-        if not issubclass(type(value), autotuner):  # type(): dead weak proxies raise on isinstance
-            continue
-        launchers = getattr(value, "launchers", None)
-        if not launchers or len(launchers) != 1 or not isinstance(getattr(launchers[0], "cache_hash", None), str):
-            continue
-        filename = getattr(value, "filename", None)
-        if not filename:  # autotuning candidates are compiled from source without a module file
-            continue
-        if filename not in harness:
-            harness[filename] = _has_benchmark_harness(filename)
-        if not harness[filename]:
-            folders.add(launchers[0].cache_hash)
-    return folders
-
-
-def _has_benchmark_harness(path: str) -> bool:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return "\ndef get_args(" in f.read()
-    except OSError:
-        return False

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 an error (bad pack, storage, cache folder), printed as one line;
 2 bad usage (a flag, or a value atpack does not understand in a variable it reads); 3 ``populate
---require-applied`` applied nothing; ``diff --exit-code`` exits 1 when the packs differ. Tracebacks only with ``--debug`` or ``ATPACK_DEBUG=1``.
+--require-applied`` applied nothing; ``diff --exit-code`` exits 1 when the packs differ.
+Tracebacks only with ``--debug`` or ``ATPACK_DEBUG=1``.
 """
 
 from __future__ import annotations
@@ -550,16 +551,16 @@ def _capture(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from . import autoload
+    from . import replay
     from .folders import default_inductor_dir
 
     folder = args.inductor_dir or default_inductor_dir()
     if args.action == "on":
-        print(f"wrote {autoload.enable(folder)}")
+        print(f"wrote {replay.enable(folder)}")
     elif args.action == "off":
-        marker = os.path.join(folder, autoload.MARKER)
-        print(f"removed {marker}" if autoload.disable(folder) else f"no {marker} to remove")
-    on, why = autoload.replay_state(folder)
+        marker = os.path.join(folder, replay.MARKER)
+        print(f"removed {marker}" if replay.disable(folder) else f"no {marker} to remove")
+    on, why = replay.state(folder)
     print(f"replay {'on' if on else 'off'} for processes using {folder}: {why}")
     return 0
 

@@ -1,16 +1,16 @@
 """The running machine's environment, and whether an artifact is valid on it.
 
-Fields are computed lazily, only when an artifact depends on them. `torch_key()` and
-`triton_key()` hash every source file of their package (seconds), so they are cached per
-installation under the atpack cache folder and the cache is validated by cheap `stat`s of
-each package's files and metadata; an installation change invalidates it.
-Device facts come from the CUDA driver (through ctypes, no torch import) and are never cached.
+Fields are computed lazily, only when an artifact depends on them, and without importing torch
+or Triton: versions from their package metadata and ``torch/version.py``, device facts from NVML
+(`atpack.devices`). The build keys (`BUILD_KEYS`) are the exception: computing them imports
+torch's or Triton's compiler, so populate leaves them to torch's and Triton's own lookups and
+only an exact check computes them, cached per installation under the atpack cache folder
+(validated by cheap `stat`s of the package's files and metadata).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import hashlib
 import importlib.metadata
@@ -21,16 +21,16 @@ import re
 import sys
 import sysconfig
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import msgspec
 
-from . import settings
+from . import seam, settings
 from .artifacts import Environment
 from .atomic import replacing
 from .folders import atpack_cache_dir
 
 __all__ = [
+    "BUILD_KEYS",
     "FIELDS",
     "LocalEnvironment",
     "Mismatch",
@@ -45,37 +45,53 @@ log = logging.getLogger(__name__)
 FIELDS: tuple[str, ...] = tuple(f for f in Environment.__struct_fields__ if f != "extra")
 
 
+BUILD_KEYS = ("torch_key", "triton_key", "backend_hash")
+"""The fields that identify a build exactly (a hash of torch's or Triton's sources, Triton's
+backend for this GPU) and cost here what populate must not: importing torch's compiler or
+Triton's, hashing their files, building Triton's host module. Torch and Triton put them in the
+keys they look cache files up by (spec/FORMAT.md, §8), so an artifact of another build is never
+read as this machine's: populate leaves them to that lookup, and only an exact check (a dry run)
+computes them."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Mismatch:
-    """One reason an artifact is not valid here: a field whose recorded value is not this machine's."""
+    """One reason an artifact is not valid here: a field whose recorded value is not this
+    machine's, or that is not recorded though the artifact's kind needs it."""
 
     field: str
-    """An `Environment` field, ``extra.<name>`` for a validator atpack cannot check, or ``*`` for
-    an environment that records none of the fields its kind depends on."""
+    """An `Environment` field, or ``extra.<name>`` for a validator atpack cannot check."""
     recorded: str | None
     found: str | None
 
     def __str__(self) -> str:
-        if self.field == "*":
-            return f"its environment records none of the fields it depends on ({self.recorded})"
         if self.field.startswith("extra."):
             return f"{self.field}: recorded {shown(self.recorded)}, a validator this atpack cannot check"
+        if self.recorded is None:
+            return f"{self.field}: not recorded, and this kind is valid only where it is"
         return f"{self.field}: recorded {shown(self.recorded)}, found {shown(self.found)}"
 
 
-def mismatches(recorded: Environment, local: Callable[[str], str | None], fields: Iterable[str]) -> list[Mismatch]:
-    """Why an artifact recorded under `recorded` is not valid here, one `Mismatch` per field.
-    Unrecorded fields are not checked, but an environment that records none of `fields` vouches
-    for nothing. A version is only informative where its package's key (a hash of the build) is
-    recorded: the key decides."""
-    fields = list(fields)
-    if fields and all(getattr(recorded, field) is None for field in fields):
-        return [Mismatch("*", ", ".join(fields), None)]
+def mismatches(
+    recorded: Environment,
+    local: Callable[[str], str | None],
+    fields: Iterable[str],
+    *,
+    required: Iterable[str] = (),
+    exact: bool = False,
+) -> list[Mismatch]:
+    """Why an artifact recorded under `recorded` is not valid here, one `Mismatch` per field of
+    `fields`: a recorded value that differs, or one of `required` not recorded. The build keys
+    (`BUILD_KEYS`) are compared only where `exact`."""
+    required = set(required)
     reasons = []
     for field in fields:
+        if field in BUILD_KEYS and not exact:
+            continue
         want = getattr(recorded, field)
-        key = _INFORMATIVE.get(field)
-        if want is None or (key in fields and getattr(recorded, key) is not None):
+        if want is None:
+            if field in required:
+                reasons.append(Mismatch(field, None, None))
             continue
         have = local(field)
         if have != want:
@@ -83,10 +99,6 @@ def mismatches(recorded: Environment, local: Callable[[str], str | None], fields
     for name in sorted(recorded.extra):
         reasons.append(Mismatch(f"extra.{name}", recorded.extra[name], None))
     return reasons
-
-
-_INFORMATIVE = {"torch_version": "torch_key", "triton_version": "triton_key"}
-"""Version fields and the key that identifies the same build more exactly."""
 
 
 def shown(value: str | None) -> str:
@@ -125,18 +137,18 @@ class LocalEnvironment:
 
     def _compute(self, field: str) -> str | None:
         if field == "torch_version":  # torch.__version__, build label included ("2.11.0+cu130")
-            return _torch_version_attr("__version__") or _dist_version("torch")
-        if field == "triton_version":
-            return _dist_version("triton")
+            return _module_attr("torch.version", "__version__") or _dist_version("torch")
+        if field == "triton_version":  # triton.__version__, as its kernels' metadata states it
+            return _module_attr("triton", "__version__") or _dist_version("triton")
         if field in ("device_name", "compute_capability"):
             device = self._probe_device()
             if not device:
                 return None
             return device[0] if field == "device_name" else device[1]
         if field == "cuda_version":
-            return _torch_version_attr("cuda")
+            return _module_attr("torch.version", "cuda")
         if field == "hip_version":
-            return _torch_version_attr("hip")
+            return _module_attr("torch.version", "hip")
         if field == "python_abi":
             return sys.implementation.cache_tag
         if field == "platform":
@@ -144,22 +156,25 @@ class LocalEnvironment:
         if field == "cache_key_tag":
             return _cache_key_tag()
         if field == "torch_key":
-            return self._cached("torch", "torch_key", _torch_key)
+            return self._cached("torch", "torch_key", seam.torch_key)
         if field == "triton_key":
-            return self._cached("triton", "triton_key", _triton_key)
+            return self._cached("triton", "triton_key", seam.triton_key)
         if field == "backend_hash":
             cc = self.get("compute_capability")
             if cc is None:
                 return None
-            return self._cached("triton", f"backend_hash:{cc}", _backend_hash)
+            return self._cached("triton", f"backend_hash:{cc}", lambda: seam.backend_hash(cc))
         raise KeyError(f"unknown environment field {field!r}")
 
     def _probe_device(self) -> tuple[str, str] | None:
         if not self._device_probed:
+            from . import devices
+
             index = self._device_index
             if index is None:
                 index = settings.local_rank() or 0
-            self._device = _cuda_device(index)
+            found = devices.device(index)
+            self._device = (found.name, found.compute_capability) if found else None
             self._device_probed = True
         return self._device
 
@@ -200,17 +215,19 @@ def _package_dir(name: str) -> str | None:
     return None
 
 
-def _torch_version_attr(attr: str) -> str | None:
-    """`torch.version.cuda` / `.hip` / `.__version__`, read from torch/version.py without importing torch."""
-    if "torch.version" in sys.modules:
-        value = getattr(sys.modules["torch.version"], attr, None)
+def _module_attr(module: str, attr: str) -> str | None:
+    """A string constant of a module (``torch.version.cuda``, ``triton.__version__``), read from
+    its source where it is not imported: importing torch or triton takes seconds."""
+    if module in sys.modules:
+        value = getattr(sys.modules[module], attr, None)
         return str(value) if value is not None else None
-    folder = _package_dir("torch")
+    package, _, name = module.partition(".")
+    folder = _package_dir(package)
     if folder is None:
         return None
     try:
-        with open(os.path.join(folder, "version.py"), encoding="utf-8") as f:
-            text = f.read()
+        with open(os.path.join(folder, f"{name or '__init__'}.py"), encoding="utf-8") as f:
+            text = f.read(1 << 20)
     except OSError:
         return None
     match = re.search(rf"^{attr}\s*(?::[^=]*)?=\s*'([^']*)'", text, re.MULTILINE)
@@ -243,81 +260,11 @@ def _install_stamp(package: str) -> str | None:
     return "\n".join(parts)
 
 
-def _torch_key() -> str | None:
-    try:
-        from torch._inductor.codecache import torch_key
-    except ImportError:
-        return None
-    log.info("computing torch_key() (hashes torch's sources; cached afterwards)")
-    return str(torch_key().hex())
-
-
-def _triton_key() -> str | None:
-    try:
-        from triton.runtime.cache import triton_key
-    except ImportError:
-        try:
-            from triton.compiler.compiler import triton_key
-        except ImportError:
-            return None
-    return str(triton_key())
-
-
-def _backend_hash() -> str | None:
-    try:
-        from triton.compiler.compiler import make_backend
-        from triton.runtime import driver
-
-        return str(make_backend(driver.active.get_current_target()).hash())
-    except Exception as e:
-        log.debug("no triton backend hash: %s", e)
-        return None
-
-
 def cuda_devices() -> list[int]:
-    """The indices of the CUDA devices this process sees (as torch numbers them: after
-    ``CUDA_VISIBLE_DEVICES``), from the driver; empty without a driver or a device."""
-    torch_mod: Any = sys.modules.get("torch")
-    if torch_mod is not None and torch_mod.cuda.is_initialized():
-        return list(range(torch_mod.cuda.device_count()))
-    lib = _libcuda()
-    count = ctypes.c_int()
-    if lib is None or lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
-        return []
-    return list(range(count.value))
+    """The indices of the CUDA devices a process started here sees (`atpack.devices`)."""
+    from . import devices
 
-
-def _libcuda() -> Any:
-    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
-        try:
-            return ctypes.CDLL(name)
-        except OSError:
-            continue
-    return None
-
-
-def _cuda_device(index: int) -> tuple[str, str] | None:
-    """(name, "major.minor") of CUDA device `index` from the driver API, or None."""
-    torch_mod: Any = sys.modules.get("torch")
-    if torch_mod is not None and torch_mod.cuda.is_initialized():
-        props = torch_mod.cuda.get_device_properties(index)
-        return str(props.name), f"{props.major}.{props.minor}"
-    lib = _libcuda()
-    if lib is None:
-        return None
-    count, dev, major, minor = ctypes.c_int(), ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
-    buf = ctypes.create_string_buffer(256)
-    if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value == 0:
-        return None
-    index = min(index, count.value - 1)
-    if (
-        lib.cuDeviceGet(ctypes.byref(dev), index) != 0
-        or lib.cuDeviceGetName(buf, 256, dev) != 0
-        or lib.cuDeviceGetAttribute(ctypes.byref(major), 75, dev) != 0
-        or lib.cuDeviceGetAttribute(ctypes.byref(minor), 76, dev) != 0
-    ):
-        return None
-    return buf.value.decode(errors="replace"), f"{major.value}.{minor.value}"
+    return list(range(devices.count()))
 
 
 def _write_quietly(path: str, data: bytes) -> None:

@@ -24,9 +24,10 @@ from __future__ import annotations
 import getpass
 import os
 import re
-import sys
 import tempfile
 from collections.abc import Sequence
+
+from . import seam
 
 __all__ = [
     "atpack_cache_dir",
@@ -42,9 +43,8 @@ def default_inductor_dir() -> str:
     """The folder Inductor uses here: ``$TORCHINDUCTOR_CACHE_DIR`` or ``<tmp>/torchinductor_<user>``."""
     if folder := os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
         return os.path.abspath(folder)
-    utils = sys.modules.get("torch._inductor.runtime.cache_dir_utils")
-    if utils is not None and hasattr(utils, "default_cache_dir"):
-        return os.path.abspath(str(utils.default_cache_dir()))
+    if asked := seam.default_inductor_dir():
+        return os.path.abspath(asked)
     try:
         user = getpass.getuser()
     except (KeyError, ModuleNotFoundError, OSError):
@@ -63,8 +63,8 @@ def default_triton_dir() -> str:
 def _tritons_own_dir() -> str:
     """Triton's folder without ``$TRITON_CACHE_DIR``: triton is asked where the variable is
     unset (where it is set, triton answers with it)."""
-    asked = getattr(getattr(sys.modules.get("triton.knobs"), "cache", None), "dir", None)
-    if not os.environ.get("TRITON_CACHE_DIR") and isinstance(asked, str):
+    asked = seam.tritons_own_dir()
+    if not os.environ.get("TRITON_CACHE_DIR") and asked:
         return os.path.abspath(asked)
     home = os.environ.get("TRITON_HOME") or os.path.expanduser("~/")
     return os.path.abspath(os.path.join(home, ".triton", "cache"))

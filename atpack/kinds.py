@@ -133,9 +133,6 @@ class Kind(Generic[A]):
         """Why populate never writes `artifact`, trusted or not ("" where it may)."""
         return ""
 
-    def replayed(self, artifact: A, content: bytes, inductor_dir: str, triton_dir: str | None) -> None:
-        """What follows the replay of a Megacache entry just written (`populate` ``"replayed"``)."""
-
     def time(self, artifact: A) -> float | None:
         """The measured time of the result (ms), where the kind records one: merge keeps the
         fastest of two answers, diff shows the change."""

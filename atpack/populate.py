@@ -300,14 +300,14 @@ def _populate_one(
 
 def _switch_replay_on(inductor_dir: str) -> str:
     """Turn on the replay of tuning results for the processes that will use `inductor_dir`
-    (`atpack.autoload`), and say how it stands, with the reason that decides it."""
-    from . import autoload
+    (`atpack.replay`), and say how it stands, with the reason that decides it."""
+    from . import replay
 
     try:
-        autoload.enable(inductor_dir)
+        replay.enable(inductor_dir)
     except AtpackError as e:
         return f"off: {e}"
-    on, why = autoload.replay_state(inductor_dir)
+    on, why = replay.state(inductor_dir)
     if not on:
         return f"off: {why}"
     return f"on for processes using {inductor_dir}: {why}"
@@ -424,7 +424,11 @@ def _populate_into(
             continue
         key = (artifact.env, type(artifact))
         if key not in checked:
-            checked[key] = mismatches(pack.manifest.environments[artifact.env], local.get, type(artifact).depends_on)
+            kind_type = type(artifact)
+            recorded = pack.manifest.environments[artifact.env]
+            checked[key] = mismatches(
+                recorded, local.get, kind_type.depends_on, required=kind_type.requires, exact=report.dry_run
+            )
         reasons = checked[key]
         note = ""
         if reasons:
@@ -760,12 +764,6 @@ def _replay_one(r: _Replay, data: bytes, dirs: _Dirs, report: PopulateReport) ->
             root.write(path, body)
     except AtpackError as e:
         return _failed(a, e)
-    if state == "absent" and not report.dry_run:
-        try:  # a graph that was there already had its kernels emitted by whoever put it there
-            kinds.of(a).replayed(a, body, report.inductor_dir, _single(report.triton_dirs))
-        except Exception as e:  # torch's unpickling and writing raise anything: reported, one line
-            why = " ".join(f"emitting its Triton kernels: {type(e).__name__}: {e}".split())
-            return Outcome(a.kind, a.key, FAILED, why)
     if state == "same":
         return Outcome(a.kind, a.key, PRESENT, r.note)
     return Outcome(a.kind, a.key, WRITTEN, _joined(f"{'would write' if report.dry_run else 'wrote'} {r.path}", r.note))
@@ -773,12 +771,6 @@ def _replay_one(r: _Replay, data: bytes, dirs: _Dirs, report: PopulateReport) ->
 
 def _joined(*notes: str) -> str:
     return "; ".join(n for n in notes if n)
-
-
-def _single(triton_dirs: list[str]) -> str | None:
-    """The Triton folder torch writes a graph's kernels to when populate was given one (or
-    ``$TRITON_CACHE_DIR`` names one); None: torch's own per-device folders."""
-    return triton_dirs[0] if len(triton_dirs) == 1 else None
 
 
 def _merge(artifact: Artifact, note: str, root: CacheDir, dry_run: bool) -> Outcome:

@@ -31,7 +31,7 @@ import fsspec.asyn
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
-from . import atomic
+from . import atomic, settings
 from .errors import IsAFolderError, NotFoundError, StorageError, storage_error
 
 __all__ = [
@@ -137,16 +137,8 @@ TIMEOUT_VARIABLE = "ATPACK_TIMEOUT"
 
 def default_retry() -> Retry:
     """`RETRY`, with the deadline ``ATPACK_TIMEOUT`` sets (seconds; ``inf`` for none), if set."""
-    text = os.environ.get(TIMEOUT_VARIABLE, "").strip()
-    if not text:
-        return RETRY
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not seconds > 0:
-        raise StorageError(f"{TIMEOUT_VARIABLE}={text!r}: not a number of seconds above 0")
-    return dataclasses.replace(RETRY, deadline=seconds)
+    seconds = settings.timeout()
+    return RETRY if seconds is None else dataclasses.replace(RETRY, deadline=seconds)
 
 
 _PERMANENT = (

@@ -19,7 +19,7 @@ def test_every_patch_a_capture_makes_is_undone_when_its_block_raises(imported: s
     )
     assert result.returncode == 0, result.stderr[-3000:]
     outcome = json.loads(result.stdout.splitlines()[-1])
-    assert set(outcome["inside"].values()) == {"atpack.capture"}  # the capture did patch them
+    assert set(outcome["inside"].values()) == {"atpack.seam"}  # the capture did patch them (through the seam)
     assert outcome["after"] == {
         "save": "torch._inductor.runtime.autotune_cache",
         "put_winner": "torch._inductor.triton_bundler",

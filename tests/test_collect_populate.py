@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sys
 from pathlib import Path
 
 import msgspec
@@ -136,26 +137,37 @@ def test_artifacts_from_another_environment_are_skipped_naming_the_field(tmp_pat
     assert not (tmp_path / "out" / "triton").exists()
 
 
-def test_the_same_build_labelled_otherwise_matches_itself_where_its_key_is_recorded(tmp_path: Path) -> None:
-    """The version from the package metadata ("2.13.0") and torch.__version__ ("2.13.0+cpu")
-    name one build: where the build's key is recorded, the key decides and the versions only inform."""
+def test_populate_compares_releases_and_leaves_build_keys_to_the_caches_own_lookup(tmp_path: Path) -> None:
+    """Populate compares what costs nothing to know (releases, the device); the build keys
+    (`torch_key`, `triton_key`) are in the paths torch and Triton look artifacts up by, so an
+    artifact of another build of the same release is written where no lookup finds it. A dry
+    run computes the keys too, and names them."""
     here = _local_env()
-    assert here.torch_version and "+" in here.torch_version  # torch.__version__, as torch reports it
-    unlabelled = msgspec.structs.replace(
-        here, torch_version=here.torch_version.split("+")[0], triton_version=f"{here.triton_version}+other-index"
-    )
-    report = _populate(_pack_of_every_kind(tmp_path / "p.atpack", unlabelled), tmp_path / "out")
+    other_build = msgspec.structs.replace(here, torch_key="f" * 64, triton_key="3.9.0-not-this-build")
+    pack = _pack_of_every_kind(tmp_path / "p.atpack", other_build)
+    report = _populate(pack, tmp_path / "out")
     assert report.count("written") == len(report.outcomes) == 4, report.format()
-    other_build = msgspec.structs.replace(unlabelled, torch_key="f" * 64)
-    report = _populate(_pack_of_every_kind(tmp_path / "q.atpack", other_build), tmp_path / "out2")
-    best = next(o for o in report.outcomes if o.kind == "inductor.best_config/1")
+    exact = _populate(pack, tmp_path / "dry", dry_run=True)
+    best = next(o for o in exact.outcomes if o.kind == "inductor.best_config/1")
     assert best.action == "skipped" and best.detail.startswith("torch_key: recorded 'ffff")
+    kernel = next(o for o in exact.outcomes if o.kind == "triton.kernel/1")
+    assert kernel.action == "skipped" and "triton_key: recorded '3.9.0-not-this-build'" in kernel.detail
+    relabelled = msgspec.structs.replace(here, torch_version=f"{here.torch_version}.post1")
+    best = next(
+        o
+        for o in _populate(_pack_of_every_kind(tmp_path / "q.atpack", relabelled), tmp_path / "o2").outcomes
+        if o.kind == "inductor.best_config/1"
+    )
+    assert best.action == "skipped" and best.detail.startswith(f"torch_version: recorded '{here.torch_version}.post1'")
 
 
-def test_an_environment_recording_none_of_the_fields_a_kind_depends_on_vouches_for_nothing(tmp_path: Path) -> None:
-    report = _populate(_pack_of_every_kind(tmp_path / "p.atpack", atpack.Environment()), tmp_path / "out")
+def test_an_environment_that_does_not_record_the_release_vouches_for_nothing(tmp_path: Path) -> None:
+    abi_only = atpack.Environment(python_abi=sys.implementation.cache_tag)
+    report = _populate(_pack_of_every_kind(tmp_path / "p.atpack", abi_only), tmp_path / "out")
     assert report.count("skipped") == len(report.outcomes) == 4
-    assert all("records none of the fields it depends on" in o.detail for o in report.outcomes)
+    for outcome in report.outcomes:
+        release = "torch_version" if outcome.kind.startswith("inductor.best") else "triton_version"
+        assert f"{release}: not recorded, and this kind is valid only where it is" in outcome.detail
     assert not (tmp_path / "out" / "triton").exists() and not (tmp_path / "out" / "inductor").exists()
 
 

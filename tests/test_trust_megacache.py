@@ -26,7 +26,7 @@ from reliability import listing
 import atpack
 from atpack.adapters.megacache import write_blob
 from atpack.artifacts import MEGACACHE_TYPES, MegacacheOther
-from atpack.autoload import MARKER
+from atpack.replay import MARKER
 from atpack.pack import PackWriter
 from atpack.populate import PopulateReport
 

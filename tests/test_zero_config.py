@@ -27,7 +27,7 @@ import pytest
 
 import atpack
 from atpack import folders
-from atpack.autoload import MARKER
+from atpack.replay import MARKER
 from atpack.env import LocalEnvironment
 
 
@@ -40,10 +40,17 @@ PROGRAMS = Path(__file__).parent / "programs"
 pytestmark = pytest.mark.slow
 
 # What torch loads of atpack by itself: the package (its names are imported lazily), its errors,
-# the plug-in and its switches, the folder rules it reads once Inductor's runtime is imported, and
-# the replay when on.
-PLUGIN_MODULES = {"atpack", "atpack.errors", "atpack.autoload", "atpack.settings", "atpack.folders"}
-REPLAY_MODULES = PLUGIN_MODULES | {"atpack.coordesc"}
+# the plug-in and its switches, the folder rules, and the seam with torch (which holds the replay).
+PLUGIN_MODULES = {
+    "atpack",
+    "atpack.errors",
+    "atpack.autoload",
+    "atpack.settings",
+    "atpack.replay",
+    "atpack.folders",
+    "atpack.seam",
+}
+REPLAY_MODULES = PLUGIN_MODULES
 
 
 class Machine:
@@ -271,7 +278,7 @@ def test_the_replay_is_switched_off_by_a_variable_or_a_command(replay_site: tupl
         assert "replay off" in loaded.atpack("replay", "status").stdout
     plain = loaded.run("coordesc_replay.py", reduction, **env)
     assert plain["searches"] == 1 and plain["benchmarks"] == 1
-    assert "atpack.coordesc" not in plain["atpack_modules"]
+    assert plain["patched"] == []
     if "TORCH_DEVICE_BACKEND_AUTOLOAD" in env:
         assert plain["atpack_modules"] == []
 
@@ -286,7 +293,7 @@ def test_on_a_torch_release_it_does_not_know_the_replay_stands_aside_with_one_li
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1])["searches"] == 1
     said = [line for line in result.stderr.splitlines() if line.startswith("atpack:")]
-    assert said == ["atpack: torch 2.99.0 is not a release the replay knows (2.8 to 2.13): not replaying"]
+    assert said == ["atpack: torch 2.99 is not a release atpack knows (2.8 to 2.13): the replay is off"]
 
 
 def test_a_torch_internal_the_replay_does_not_know_leaves_every_decision_to_torch(

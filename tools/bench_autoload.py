@@ -51,12 +51,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_autoload"))
     args = parser.parse_args()
-    from atpack import autoload
+    from atpack import replay
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "plain").mkdir()
-        autoload.enable(str(folder / "replay"))
+        replay.enable(str(folder / "replay"))
         runs: dict[str, list[dict[str, float]]] = {s: [] for s in SETTINGS}
         run_once("off", folder)  # warm the file cache
         for i in range(args.runs):

@@ -22,7 +22,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from atpack.autoload import MARKER
+from atpack.replay import MARKER
 from atpack.cli import main as atpack
 
 REPO = Path(__file__).resolve().parent.parent

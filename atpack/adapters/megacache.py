@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import logging
-import os
 import re
 import struct
 import zlib
@@ -37,7 +35,7 @@ from ..artifacts import (
     MegacachePgo,
     MegacachePrecompile,
 )
-from ..errors import AtpackError, CacheFileError, FormatError, UnsafeContentError
+from ..errors import CacheFileError, FormatError, UnsafeContentError
 from ..kinds import Kind
 from . import AddBlob
 from .inductor import parse_best_config, render_best_config
@@ -49,7 +47,6 @@ __all__ = [
     "collect",
     "content",
     "entries",
-    "emit_triton_bundle",
     "target",
     "write_blob",
 ]
@@ -157,25 +154,6 @@ def content(entry: MegacacheEntry, data: bytes) -> bytes:
         raise UnsafeContentError(f"refusing Megacache autotune entry {entry.entry_key!r}: {why}") from e
 
 
-def emit_triton_bundle(content: bytes, inductor_dir: str, triton_dir: str | None) -> None:
-    """Write the Triton kernels bundled in a compiled graph into the Triton cache now, as torch
-    2.13's `InductorCacheArtifact.populate_cache()` does; older torch writes them during the
-    first compiled call (the graph's cache hit), which then pays for it. This unpickles the
-    graph: only for trusted entries (replayed with `trust_pickles`)."""
-    try:
-        import pickle
-
-        from torch._inductor.triton_bundler import TritonBundler
-    except ImportError as e:
-        raise AtpackError(f"replaying a compiled graph's Triton kernels needs torch ({e})") from e
-    with _cache_dirs(inductor_dir, triton_dir):
-        if not TritonBundler.is_enabled():
-            return
-        graph = pickle.loads(content)  # trusted by the caller: replayed only with trust_pickles
-        if bundle := getattr(graph, "_triton_bundle", None):
-            TritonBundler.read_and_emit(bundle)
-
-
 _BASE32_KEY = "[a-z2-7]{51}"  # torch's sha256_hash: base32 of a SHA-256, 51 characters, lower case
 _KEY_SHAPES = {
     "autotune": re.compile(r"[a-z0-9]{2}/[0-9a-f]{64}\.best_config"),  # as inductor.best_config/1's path
@@ -194,41 +172,14 @@ def _content_name(digest: str) -> str:
 
 
 def _pgo_key(key: str) -> str:
-    """The key torch's `PGOCacheArtifact` writes under: a ``mast:`` job's key becomes this
-    job's (where torch has `_rewrite_cache_key_for_mega_cache`), any other stays as it is."""
-    if not key.startswith("mast:"):
-        return key
-    try:
-        from torch._dynamo.pgo import PGOCacheArtifact
-    except ImportError:
-        return key
-    rewrite = getattr(PGOCacheArtifact, "_rewrite_cache_key_for_mega_cache", None)
-    try:
-        return str(rewrite(key)) if rewrite is not None else key
-    except Exception as e:  # torch reads this process's job settings, and may refuse them
-        raise AtpackError(
-            f"Megacache pgo key {key!r}: torch cannot name this job's key ({type(e).__name__}: {e})"
-        ) from e
-
-
-@contextlib.contextmanager
-def _cache_dirs(inductor_dir: str, triton_dir: str | None) -> Iterator[None]:
-    """Torch's folders pointed at ours; without `triton_dir`, torch puts a graph's kernels in the
-    per-device folder of their device under `inductor_dir`, as when it compiles."""
-    saved = {k: os.environ.get(k) for k in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")}
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.abspath(inductor_dir)
-    if triton_dir is None:
-        os.environ.pop("TRITON_CACHE_DIR", None)
-    else:
-        os.environ["TRITON_CACHE_DIR"] = os.path.abspath(triton_dir)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    """The key torch's `PGOCacheArtifact.populate_cache` writes under (torch 2.8 to 2.13,
+    `_rewrite_cache_key_for_mega_cache`): a key of a MAST job (Meta's scheduler) becomes this
+    job's, which only torch inside such a job can name: refused here; any other stays as it is."""
+    if key.startswith("mast:"):
+        raise UnsafeContentError(
+            f"refusing Megacache pgo key {key!r}: a MAST job's profile, which torch renames for the job it runs in"
+        )
+    return key
 
 
 class _Reader:
@@ -289,11 +240,6 @@ class _Entry(Kind[E]):
         self.turns_replay_on = turns_replay_on
 
 
-class _Graph(_Entry[MegacacheInductor]):
-    def replayed(self, artifact: MegacacheInductor, content: bytes, inductor_dir: str, triton_dir: str | None) -> None:
-        emit_triton_bundle(content, inductor_dir, triton_dir)
-
-
 class _Other(_Entry[MegacacheOther]):
     def never(self, artifact: MegacacheOther) -> str:
         return f"a Megacache entry of type {artifact.type!r}, which atpack never replays (trusted or not)"
@@ -301,7 +247,7 @@ class _Other(_Entry[MegacacheOther]):
 
 KINDS: tuple[Kind[Any], ...] = (
     _Entry(MegacacheAutotune, turns_replay_on=True),  # a .best_config file: what the replay acts on
-    _Graph(MegacacheInductor),
+    _Entry(MegacacheInductor),  # its Triton kernels: written by torch at the graph's first hit
     _Entry(MegacacheAotAutograd),
     _Entry(MegacachePgo),
     _Entry(MegacachePrecompile),

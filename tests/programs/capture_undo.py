@@ -16,7 +16,7 @@ from typing import Any
 import torch  # noqa: F401  (torch loads atpack's plug-in, which waits for Inductor's runtime)
 
 import atpack
-from atpack import autoload
+from atpack import seam
 
 
 def patched_functions() -> dict[str, str]:
@@ -37,7 +37,7 @@ def recording() -> Any:
 
 if sys.argv[1] == "early":
     patched_functions()
-own, waiting = recording(), {name: len(calls) for name, calls in autoload._pending.items()}
+own, waiting = recording(), {name: len(calls) for name, calls in seam._pending.items()}
 inside: dict[str, str] = {}
 try:
     with atpack.capture():
@@ -53,7 +53,7 @@ print(
             "fresh_recording_inside": fresh,
             "after": patched_functions(),
             "own_recording_after": recording() is own,
-            "waiting": waiting == {name: len(calls) for name, calls in autoload._pending.items()},
+            "waiting": waiting == {name: len(calls) for name, calls in seam._pending.items()},
         }
     )
 )

@@ -3,7 +3,7 @@ result, with the mark lost on the way (as torch 2.8-2.13 lose it): does the proc
 
     python coordesc_replay.py KERNEL.py [--replay] [--torch-version V] [--unknown-internal]
 Prints JSON: how many searches and benchmarks ran, and what each entry point returned.
-With --replay, the program installs atpack's replay itself (atpack.coordesc.install, the API
+With --replay, the program installs atpack's replay itself (atpack.seam.install_replay, the API
 path); without it, the program never imports atpack, and only atpack's torch plug-in can.
 --torch-version makes torch report another version before Inductor is imported;
 --unknown-internal changes an internal atpack reads (the autotune cache's file record).
@@ -39,9 +39,9 @@ AutotuneCache.create(kernel.inductor_meta, module.__file__, hash_configs(kernel.
     winner, 42_000_000, found_by_coordesc=True
 )
 if "--replay" in sys.argv:
-    import atpack.coordesc
+    import atpack.seam
 
-    assert atpack.coordesc.install()
+    assert atpack.seam.install_replay()
 if "--unknown-internal" in sys.argv:  # as if torch changed how an autotune cache names its file
     original_create = AutotuneCache.create
 
@@ -88,6 +88,7 @@ print(
             "marked": getattr(launcher.config, "found_by_coordesc", False),
             "autotune_chose_recorded": kernel.launchers == [candidates[len(kernel.configs) // 2]],
             "atpack_modules": sorted(m for m in sys.modules if m.split(".")[0] == "atpack"),
+            "patched": sys.modules["atpack.seam"].patched() if "atpack.seam" in sys.modules else [],
         }
     )
 )

@@ -21,7 +21,7 @@ from torch._inductor.codecache import PyCodeCache  # noqa: E402
 from torch._inductor.runtime import triton_heuristics  # noqa: E402
 from torch._inductor.runtime.autotune_cache import AutotuneCache  # noqa: E402
 
-import atpack.coordesc  # noqa: E402
+import atpack.seam  # noqa: E402
 
 with open(sys.argv[1]) as f:
     source = f.read()
@@ -37,7 +37,7 @@ relative = os.path.relpath(compiled_at, sys.argv[2])
 populated = os.path.join(here, relative)
 AutotuneCache.create(meta, populated, configs_hash).save(configs[1], 1_000_000)  # what a pack put here
 if "--replay" in sys.argv:
-    assert atpack.coordesc.install()
+    assert atpack.seam.install_replay()
 found, _, info = triton_heuristics.check_autotune_cache(configs, compiled_at, meta)
 best = found[0] if len(found) == 1 else None
 print(

@@ -1,0 +1,816 @@
+"""The seam with torch and Triton: every private name of theirs that atpack reads, calls or
+patches goes through this module, and nowhere else.
+
+Their internals move every release. `INTERNALS` describes each one per release (what it is, what
+atpack does with it, from and until which release), and `check_internals` verifies every entry
+on the installed releases (the version matrix runs it on every release the table claims).
+Adding a torch release is an edit of this module: its table, and the code beside the entry that
+changed. The formats atpack writes by hand (Megacache's blob, `.best_config` files, Triton's
+group files) are described here too, with the test that holds each to the real reader.
+
+Every accessor has a fallback: where an internal is missing or not what it should be, the caller
+gets None or False and one line is logged, and torch runs as if atpack were absent.
+
+Every patch (`Patch`) is visible (`patched`), reversible (`uninstall` puts torch's own functions
+back, the very objects), switchable (the replay obeys ``ATPACK_REPLAY`` on every path; a capture
+patches only for its own duration) and fail-safe: atpack's part of a wrapper runs guarded, and
+the first error it meets gives that feature up for the process (one log line) while torch's own
+function runs as it would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import importlib
+import importlib.abc
+import importlib.machinery
+import json
+import logging
+import os
+import re
+import sys
+import types
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+__all__ = [
+    "HEURISTICS",
+    "INTERNALS",
+    "TORCH",
+    "TRITON",
+    "Internal",
+    "MegacacheRecording",
+    "Patch",
+    "after_import",
+    "backend_hash",
+    "check_internals",
+    "default_inductor_dir",
+    "install_replay",
+    "install_replay_on_import",
+    "kernel_names",
+    "launched_kernel_folders",
+    "patched",
+    "record_path",
+    "saved_megacache",
+    "torch_key",
+    "torch_release",
+    "triton_key",
+    "tritons_own_dir",
+    "uninstall",
+    "watch_autotune_runs",
+    "watch_records",
+    "watch_winners",
+]
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+TORCH = ((2, 8), (2, 13))
+"""The torch releases whose internals this module was written for (first, last)."""
+TRITON = ((3, 4), (3, 9))
+"""The Triton releases likewise."""
+
+HEURISTICS = "torch._inductor.runtime.triton_heuristics"
+_AUTOTUNE_CACHE = "torch._inductor.runtime.autotune_cache"
+_BUNDLER = "torch._inductor.triton_bundler"
+_AUTOTUNER = "triton.runtime.autotuner"
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclasses.dataclass(frozen=True)
+class Internal:
+    """One internal of torch's or Triton's that atpack relies on."""
+
+    name: str
+    """The dotted name, or for a format the file it describes."""
+    use: str
+    """``read``, ``called``, ``patched``, ``written`` (a private container), or ``format`` (atpack writes it)."""
+    package: str
+    """``torch`` or ``triton``: whose releases `since` and `until` count."""
+    since: tuple[int, int]
+    until: tuple[int, int]
+    why: str
+    checked_by: str = ""
+    """For a format: the test that holds atpack's copy to the real reader (else the name is resolved)."""
+
+    def applies(self) -> bool:
+        """Whether the installed release is one this entry claims."""
+        release = torch_release() if self.package == "torch" else triton_release()
+        return release is not None and self.since <= release <= self.until
+
+
+def _entry(since: str, until: str, use: str, name: str, why: str, checked_by: str = "") -> Internal:
+    package = name.split(".")[0] if use != "format" else ("triton" if "triton" in name.lower() else "torch")
+    first, last = (tuple(int(p) for p in v.split(".")) for v in (since, until))
+    return Internal(name, use, package, first, last, why, checked_by)  # type: ignore[arg-type]
+
+
+_DIRS = "torch._inductor.runtime.cache_dir_utils"
+_TUNER = f"{HEURISTICS}.CachingAutotuner"
+_CACHE = f"{_AUTOTUNE_CACHE}.AutotuneCache"
+_MANAGER = "torch.compiler._cache.CacheArtifactManager"
+_READ_PATHS = "tests/test_read_paths.py"
+
+# fmt: off
+INTERNALS: tuple[Internal, ...] = tuple(_entry(*row) for row in (
+    # since  until   use        name                                      what atpack does with it
+    ("2.8", "2.13", "called",  f"{_DIRS}.cache_dir",                     "finds this process's Inductor folder"),
+    ("2.8", "2.13", "called",  f"{_DIRS}.default_cache_dir",             "finds Inductor's default folder"),
+    ("2.8", "2.13", "read",    HEURISTICS,                               "installs the replay when it is imported"),
+    ("2.8", "2.13", "patched", f"{_TUNER}.coordinate_descent_tuning",    "replay: no second search"),
+    ("2.8", "2.13", "patched", f"{_TUNER}.autotune_to_one_config",       "replay: keeps the recorded winner"),
+    ("2.8", "2.13", "patched", f"{HEURISTICS}.check_autotune_cache",     "replay: looks in this process's folder"),
+    ("2.8", "2.13", "read",    f"{_TUNER}.launchers",                    "replay, capture: a kernel's configs"),
+    ("2.8", "2.13", "read",    f"{_TUNER}.filename",                     "replay, capture: a kernel's module"),
+    ("2.8", "2.13", "read",    f"{_TUNER}.inductor_meta",                "replay: what a record's path depends on"),
+    ("2.8", "2.13", "called",  f"{_CACHE}.create",                       "a kernel's .best_config path"),
+    ("2.8", "2.13", "read",    f"{_CACHE}.local_cache",                  "that path"),
+    ("2.8", "2.13", "patched", f"{_CACHE}.save",                         "capture: coordinate descent's results"),
+    ("2.12", "2.13", "patched", f"{_BUNDLER}.TritonBundler.put_winner",  "capture: the kernels compiled code runs"),
+    ("2.8", "2.13", "called",  f"{_MANAGER}.with_fresh_cache",           "capture: the Megacache entries of a block"),
+    ("2.8", "2.13", "written", f"{_MANAGER}._new_cache_artifacts",       "capture: hands them back to torch"),
+    ("2.8", "2.13", "written", f"{_MANAGER}._seen_artifacts",            "capture: hands them back to torch"),
+    ("3.4", "3.9", "patched",  f"{_AUTOTUNER}.Autotuner.run",            "capture: a @triton.autotune kernel ran"),
+    ("2.8", "2.13", "called",  "torch._inductor.codecache.torch_key",    "dry run: torch's build key"),
+    ("3.5", "3.9", "called",   "triton.runtime.cache.triton_key",        "dry run: Triton's build key"),
+    ("3.4", "3.4", "called",   "triton.compiler.compiler.triton_key",    "dry run: Triton's build key"),
+    ("3.4", "3.9", "called",   "triton.compiler.compiler.make_backend",  "dry run: Triton's backend hash"),
+    ("3.4", "3.9", "read",     "triton.knobs.cache.dir",                 "finds Triton's own folder"),
+    # formats atpack reads and writes itself, each held to torch's or Triton's reader by a test
+    ("2.8", "2.13", "format", "Megacache blob (appending byte serializer)", "pack --megacache, megacache",
+     "tests/test_megacache.py"),
+    ("2.8", "2.13", "format", "Megacache populate_cache() paths, key shapes", "where entries are written",
+     "tests/test_megacache.py"),
+    ("2.8", "2.13", "format", ".best_config file", "rendered byte for byte", _READ_PATHS),
+    ("2.8", "2.13", "format", "GEMM timing file (PersistentCache)", "merged entry by entry", _READ_PATHS),
+    ("3.4", "3.9", "format", "Triton kernel folder, __grp__ file", "group files rewritten", _READ_PATHS),
+    ("3.4", "3.9", "format", "Triton .autotune.json file", "rendered byte for byte", _READ_PATHS),
+    ("2.8", "2.13", "format", "Inductor kernel module (names, harness)", "capture: which kernels it holds",
+     "tests/test_zero_config.py"),
+))
+# fmt: on
+"""Every internal atpack relies on, per release."""
+
+
+def check_internals() -> list[tuple[Internal, str]]:
+    """Each entry that claims the installed releases, and why it is not as described ("" where it is).
+    Formats are held to the real readers by their tests (`Internal.checked_by`)."""
+    results = []
+    for internal in INTERNALS:
+        if internal.applies() and internal.use != "format":
+            results.append((internal, _resolve_problem(internal.name)))
+    return results
+
+
+def _resolve_problem(dotted: str) -> str:
+    """ "" where `dotted` names something on the installed release, else what is missing. An
+    instance attribute (``CachingAutotuner.launchers``) is looked for in its class's source."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            value: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for i, attr in enumerate(parts[cut:]):
+            if hasattr(value, attr):
+                value = getattr(value, attr)
+            elif i == len(parts[cut:]) - 1 and isinstance(value, type) and _assigned_in(value, attr):
+                return ""
+            else:
+                return f"no {attr} in {'.'.join(parts[: cut + i])}"
+        return ""
+    return f"no module {parts[0]}"
+
+
+def _assigned_in(cls: type, attr: str) -> bool:
+    import inspect
+
+    try:
+        return f"self.{attr} =" in inspect.getsource(cls)
+    except (OSError, TypeError):
+        return False
+
+
+# --------------------------------------------------------------------------- releases
+
+
+def torch_release() -> tuple[int, int] | None:
+    """The installed torch's (major, minor), read without importing torch."""
+    torch_mod = sys.modules.get("torch")
+    version = getattr(torch_mod, "__version__", None) if torch_mod is not None else _source_constant("torch", "version")
+    return _release(version)
+
+
+def triton_release() -> tuple[int, int] | None:
+    triton_mod = sys.modules.get("triton")
+    version = getattr(triton_mod, "__version__", None) if triton_mod is not None else _source_constant("triton", "")
+    return _release(version)
+
+
+def _source_constant(package: str, module: str) -> str | None:
+    import importlib.util
+
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.origin:
+            path = os.path.join(os.path.dirname(spec.origin), f"{module or '__init__'}.py")
+            with open(path, encoding="utf-8") as f:
+                match = re.search(r"^__version__\s*(?::[^=]*)?=\s*'([^']*)'", f.read(1 << 20), re.MULTILINE)
+            return match.group(1) if match else None
+    return None
+
+
+def _release(version: object) -> tuple[int, int] | None:
+    parts = str(version or "").split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _known(package: str, feature: str) -> bool:
+    """Whether the installed release of `package` is one `feature` was written for; one log line if not."""
+    window = TORCH if package == "torch" else TRITON
+    release = torch_release() if package == "torch" else triton_release()
+    if release is not None and window[0] <= release <= window[1]:
+        return True
+    first, last = (f"{a}.{b}" for a, b in window)
+    found = "none" if release is None else f"{release[0]}.{release[1]}"
+    log.warning(
+        "atpack: %s %s is not a release atpack knows (%s to %s): %s is off", package, found, first, last, feature
+    )
+    return False
+
+
+# --------------------------------------------------------------------------- folders
+
+
+def inductor_dir() -> str | None:
+    """The Inductor folder of this process, where Inductor is imported (None: ask `atpack.folders`)."""
+    utils = sys.modules.get("torch._inductor.runtime.cache_dir_utils")
+    with contextlib.suppress(Exception):
+        return str(utils.cache_dir()) if utils is not None else None
+    return None
+
+
+def default_inductor_dir() -> str | None:
+    """Inductor's default folder (the variable unset), where Inductor is imported."""
+    utils = sys.modules.get("torch._inductor.runtime.cache_dir_utils")
+    with contextlib.suppress(Exception):
+        return str(utils.default_cache_dir()) if utils is not None else None
+    return None
+
+
+def tritons_own_dir() -> str | None:
+    """`triton.knobs.cache.dir`, where Triton is imported."""
+    cache = getattr(sys.modules.get("triton.knobs"), "cache", None)
+    folder = getattr(cache, "dir", None)
+    return folder if isinstance(folder, str) else None
+
+
+# --------------------------------------------------------------------------- build keys
+
+
+def torch_key() -> str | None:
+    """torch's build key (imports Inductor: seconds), or None."""
+    try:
+        from torch._inductor.codecache import torch_key as key
+    except ImportError:
+        return None
+    return str(key().hex())
+
+
+def triton_key() -> str | None:
+    """Triton's build key (imports Triton's compiler), or None."""
+    try:
+        from triton.runtime.cache import triton_key as key
+    except ImportError:
+        try:
+            from triton.compiler.compiler import triton_key as key
+        except ImportError:
+            return None
+    return str(key())
+
+
+def backend_hash(compute_capability: str) -> str | None:
+    """The hash of Triton's CUDA backend for a GPU of `compute_capability`, computed for that
+    target without a driver (no CUDA context, no host module built)."""
+    try:
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler.compiler import make_backend
+
+        major, minor = compute_capability.split(".")
+        return str(make_backend(GPUTarget("cuda", int(major) * 10 + int(minor), 32)).hash())
+    except Exception as e:
+        log.debug("no triton backend hash: %s", e)
+        return None
+
+
+# --------------------------------------------------------------------------- records
+
+
+def record_path(module: str, inductor_meta: Any = None) -> str | None:
+    """The `.best_config` path torch gives the kernel module `module` (None: cannot tell), by
+    torch's own key derivation, which changed between releases."""
+    try:
+        from torch._inductor.runtime.autotune_cache import AutotuneCache
+
+        cache = AutotuneCache.create(inductor_meta or {}, module, "")
+    except Exception:
+        return None
+    local = getattr(cache, "local_cache", None)
+    return str(local[1]) if local else None  # another shape raises: the caller's guard logs it
+
+
+def kernel_names(module_source: str) -> set[str]:
+    """The Triton kernels an Inductor kernel module defines (``def triton_...(``)."""
+    return set(_KERNEL_DEF.findall(module_source))
+
+
+_KERNEL_DEF = re.compile(r"^def (triton_\w+)\(", re.MULTILINE)
+
+
+def is_benchmark_module(module_source: str) -> bool:
+    """Whether an Inductor module is a fusion benchmark (it carries a ``get_args`` harness)."""
+    return "\ndef get_args(" in module_source
+
+
+def saved_megacache() -> bytes | None:
+    """What ``torch.compiler.save_cache_artifacts()`` returns in this process (None: nothing, or no torch)."""
+    torch_mod: Any = sys.modules.get("torch")
+    if torch_mod is None or not hasattr(torch_mod, "compiler"):
+        return None
+    saved = torch_mod.compiler.save_cache_artifacts()
+    return bytes(saved[0]) if saved else None
+
+
+# --------------------------------------------------------------------------- patches
+
+
+@dataclasses.dataclass
+class Patch:
+    """One attribute of torch's or Triton's replaced by atpack's wrapper of it."""
+
+    owner: Any
+    attr: str
+    original: Any
+    """What `vars(owner)[attr]` held: put back as it was (a classmethod as its descriptor)."""
+    wrapper: Any
+    feature: str
+
+    @property
+    def name(self) -> str:
+        return f"{getattr(self.owner, '__module__', '?')}.{getattr(self.owner, '__qualname__', self.owner)}.{self.attr}"
+
+    def undo(self) -> None:
+        if vars(self.owner).get(self.attr) is self.wrapper:
+            setattr(self.owner, self.attr, self.original)
+
+
+_patches: list[Patch] = []
+_given_up: set[str] = set()
+
+
+def _patch(owner: Any, attr: str, make: Callable[[Any], Any], feature: str) -> Patch:
+    """Replace `owner.attr` with `make(current)`; `feature` names what the patch serves."""
+    original = vars(owner)[attr]
+    wrapper = make(getattr(owner, attr))
+    with contextlib.suppress(AttributeError, TypeError):
+        wrapper.__doc__ = getattr(owner, attr).__doc__
+        wrapper._atpack_feature = feature
+    patch = Patch(owner, attr, original, wrapper, feature)
+    setattr(owner, attr, wrapper)
+    _patches.append(patch)
+    return patch
+
+
+def patched() -> list[str]:
+    """The torch and Triton functions atpack's wrappers stand in for now."""
+    return [p.name for p in _patches if vars(p.owner).get(p.attr) is p.wrapper]
+
+
+def uninstall(feature: str | None = None) -> None:
+    """Put torch's and Triton's own functions back (those of one `feature`, or all)."""
+    for patch in [p for p in _patches if feature is None or p.feature == feature]:
+        patch.undo()
+        _patches.remove(patch)
+
+
+def _guarded(feature: str, part: Callable[..., _T], *args: Any) -> _T | None:
+    """`part(*args)`, atpack's part of a wrapper; None once `feature` gave up in this process.
+    The first error gives it up, with one log line: torch decides alone from then on."""
+    if feature in _given_up:
+        return None
+    try:
+        return part(*args)
+    except Exception as e:
+        _given_up.add(feature)
+        log.warning(
+            "atpack: the %s met a torch internal it does not know (%s: %s); torch decides now",
+            feature,
+            type(e).__name__,
+            e,
+        )
+        log.debug("the %s gave up here", feature, exc_info=True)
+        return None
+
+
+# --------------------------------------------------------------------------- the replay
+
+
+_REPLAY = "replay"
+
+
+def install_replay_on_import(why: str = "") -> None:
+    """Install the replay once Inductor's runtime module is imported (now, if it is)."""
+
+    def install(_module: types.ModuleType) -> None:
+        if install_replay() and why:
+            log.info("atpack: replaying recorded tuning results (%s)", why)
+
+    after_import(HEURISTICS, install)
+
+
+def install_replay() -> bool:
+    """Install the replay of recorded tuning results in this process (idempotent; see
+    `atpack.replay`). False, with one log line, where this torch is not a release it knows or its
+    internals are not as described: nothing changes then."""
+    if any(p.feature == _REPLAY for p in _patches):
+        return True
+    if not _known("torch", "the replay"):
+        return False
+    try:
+        from torch._inductor.runtime import autotune_cache, triton_heuristics
+    except ImportError:
+        return False
+    autotuner = triton_heuristics.CachingAutotuner
+    needed = ("coordinate_descent_tuning", "autotune_to_one_config")
+    if not all(n in vars(autotuner) for n in needed) or not hasattr(autotune_cache.AutotuneCache, "create"):
+        log.warning("atpack: this torch's CachingAutotuner is not the one atpack knows: the replay is off")
+        return False
+
+    def coordinate_descent_tuning(original: Any) -> Any:
+        def wrapper(self: Any, launcher: Any, *args: Any, **kwargs: Any) -> Any:
+            if _guarded(_REPLAY, _already_searched, self, launcher):
+                return launcher
+            return original(self, launcher, *args, **kwargs)
+
+        return wrapper
+
+    def autotune_to_one_config(original: Any) -> Any:
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if _guarded(_REPLAY, _keep_recorded_winner, self):
+                return None
+            return original(self, *args, **kwargs)
+
+        return wrapper
+
+    def check_autotune_cache(original: Any) -> Any:
+        def wrapper(configs: Any, filename: Any, inductor_meta: Any, *args: Any, **kwargs: Any) -> Any:
+            return original(configs, _guarded(_REPLAY, _here, filename) or filename, inductor_meta, *args, **kwargs)
+
+        return wrapper
+
+    _patch(autotuner, "coordinate_descent_tuning", coordinate_descent_tuning, _REPLAY)
+    _patch(autotuner, "autotune_to_one_config", autotune_to_one_config, _REPLAY)
+    if "check_autotune_cache" in vars(triton_heuristics):
+        _patch(triton_heuristics, "check_autotune_cache", check_autotune_cache, _REPLAY)
+    return True
+
+
+def _already_searched(autotuner: Any, launcher: Any) -> bool:
+    """Whether coordinate descent already ran for this kernel: then the launcher holds its result,
+    or (a kernel restored from the FX graph cache) the result the compiled graph was saved with;
+    either way, searching again would only chase benchmark noise. Marks the launcher's config."""
+    best = _recorded(autotuner)
+    if best is None or best.get("found_by_coordesc") is not True:
+        return False
+    launcher.config.found_by_coordesc = True
+    return True
+
+
+def _keep_recorded_winner(autotuner: Any) -> bool:
+    """When the recorded winner is among the candidates, keep it alone: no benchmark, no re-save."""
+    best = _recorded(autotuner)
+    if best is None:
+        return False
+    chosen = [launcher for launcher in autotuner.launchers if _same(best, launcher.config)]
+    if len(chosen) != 1:
+        return False
+    if best.get("found_by_coordesc") is True:
+        chosen[0].config.found_by_coordesc = True
+    autotuner.launchers = chosen
+    return True
+
+
+def _here(filename: Any) -> Any:
+    """A kernel module's path in this process's Inductor folder: the same path if it is in it,
+    else the same shard and name in it. A kernel restored from the FX graph cache carries the path
+    it was compiled at, on the machine that compiled it; its record is looked for here instead,
+    where a pack put it."""
+    if not isinstance(filename, str) or not os.path.isabs(filename):
+        return filename
+    folder = inductor_dir()
+    if folder is None:
+        return filename
+    root = os.path.abspath(folder)
+    if os.path.abspath(filename).startswith(root + os.sep):
+        return filename
+    return os.path.join(root, os.path.basename(os.path.dirname(filename)), os.path.basename(filename))
+
+
+def _recorded(autotuner: Any) -> dict[str, Any] | None:
+    """The kernel's `.best_config`, if it has one. Its `configs_hash` is not checked: the callers
+    only use a record that names one of the kernel's current configs exactly, or a mark."""
+    filename = getattr(autotuner, "filename", None)
+    path = record_path(_here(filename), getattr(autotuner, "inductor_meta", {})) if filename else None
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            best = json.load(f)
+    except (OSError, ValueError, RecursionError):  # a file nested too deeply for Python's parser
+        return None
+    return best if isinstance(best, dict) else None
+
+
+def _same(best: dict[str, Any], config: Any) -> bool:
+    """Whether a `.best_config` names `config` (its block sizes, warps and stages)."""
+    return bool(
+        best.get("num_warps") == getattr(config, "num_warps", None)
+        and best.get("num_stages") == getattr(config, "num_stages", None)
+        and all(best.get(k) == v for k, v in getattr(config, "kwargs", {}).items())
+    )
+
+
+# --------------------------------------------------------------------------- capture's watches
+
+
+_CAPTURE = "capture"
+
+
+def watch_records(record: Callable[[str, tuple[Any, ...]], None], undo: contextlib.ExitStack) -> None:
+    """Call `record(path, (kwargs, num_warps, num_stages))` for every `.best_config` torch saves
+    as coordinate descent's result, or saves later for a config coordinate descent found (torch
+    records such a save as a plain autotuning result), from when its module is imported."""
+
+    def watch(module: types.ModuleType) -> None:
+        if not _known("torch", "capturing coordinate descent's results"):
+            return
+
+        def save(original: Any) -> Any:
+            def wrapper(
+                cache: Any, config: Any, time_taken_ns: Any, found_by_coordesc: bool = False, *a: Any, **k: Any
+            ) -> Any:
+                result = original(cache, config, time_taken_ns, found_by_coordesc, *a, **k)
+                _guarded(_CAPTURE, _saved, record, cache, config, found_by_coordesc)
+                return result
+
+            return wrapper
+
+        patch = _patch(module.AutotuneCache, "save", save, _CAPTURE)
+        undo.callback(_unpatch, patch)
+
+    undo.callback(after_import(_AUTOTUNE_CACHE, watch))
+
+
+def _saved(record: Callable[[str, tuple[Any, ...]], None], cache: Any, config: Any, found_by_coordesc: bool) -> None:
+    local = getattr(cache, "local_cache", None)
+    if local and (found_by_coordesc or getattr(config, "found_by_coordesc", False) is True):
+        record(str(local[1]), (tuple(config.kwargs.items()), config.num_warps, config.num_stages))
+
+
+def watch_autotune_runs(ran: Callable[[], None], undo: contextlib.ExitStack) -> None:
+    """Call `ran()` whenever a ``@triton.autotune`` kernel runs, from when Triton's autotuner is imported."""
+
+    def watch(module: types.ModuleType) -> None:
+        if not _known("triton", "noticing @triton.autotune runs"):
+            return
+
+        def run(original: Any) -> Any:
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                _guarded(_CAPTURE, ran)
+                return original(*args, **kwargs)
+
+            return wrapper
+
+        patch = _patch(module.Autotuner, "run", run, _CAPTURE)
+        undo.callback(_unpatch, patch)
+
+    undo.callback(after_import(_AUTOTUNER, watch))
+
+
+def watch_winners(won: Callable[[str], None], undo: contextlib.ExitStack) -> None:
+    """Call `won(folder)` for each kernel torch names the winner of its tuning (torch 2.12+)."""
+
+    def watch(module: types.ModuleType) -> None:
+        bundler: Any = getattr(module, "TritonBundler", None)
+        if bundler is None or "put_winner" not in vars(bundler) or not _known("torch", "noticing tuning winners"):
+            return
+
+        def put_winner(original: Any) -> Any:
+            def wrapper(kernel_hash: str, *args: Any, **kwargs: Any) -> Any:
+                result = original(kernel_hash, *args, **kwargs)
+                _guarded(_CAPTURE, won, kernel_hash)
+                return result
+
+            return classmethod(lambda cls, *a, **k: wrapper(*a, **k))
+
+        patch = _patch(bundler, "put_winner", put_winner, _CAPTURE)
+        undo.callback(_unpatch, patch)
+
+    undo.callback(after_import(_BUNDLER, watch))
+
+
+def _unpatch(patch: Patch) -> None:
+    patch.undo()
+    with contextlib.suppress(ValueError):
+        _patches.remove(patch)
+
+
+def launched_kernel_folders() -> set[str]:
+    """Triton folders of the kernels Inductor's compiled code launches: every kernel object alive
+    with one launcher left (a tuned kernel keeps its winner) and a module file of its own, except
+    fusion benchmarks. Autotuning candidates have no module file."""
+    heuristics = sys.modules.get(HEURISTICS)
+    autotuner = getattr(heuristics, "CachingAutotuner", None)
+    if autotuner is None:
+        return set()
+    folders: set[str] = set()
+    benchmark: dict[str, bool] = {}
+    for value in gc.get_objects():
+        if not issubclass(type(value), autotuner):  # type(): dead weak proxies raise on isinstance
+            continue
+        launchers = getattr(value, "launchers", None)
+        if not launchers or len(launchers) != 1 or not isinstance(getattr(launchers[0], "cache_hash", None), str):
+            continue
+        filename = getattr(value, "filename", None)
+        if not filename:
+            continue
+        if filename not in benchmark:
+            benchmark[filename] = is_benchmark_module(_head(filename))
+        if not benchmark[filename]:
+            folders.add(launchers[0].cache_hash)
+    return folders
+
+
+def _head(path: str, size: int = 1 << 22) -> str:
+    """The start of a module's source (an Inductor kernel module is a few KB)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(size)
+    except OSError:
+        return ""
+
+
+@dataclasses.dataclass
+class MegacacheRecording:
+    """Torch's Megacache recording, fresh for a block; what it records is handed back to the
+    process-wide recording afterwards, so ``torch.compiler.save_cache_artifacts()`` still sees it."""
+
+    context: Any = None
+    note: str = ""
+
+    @classmethod
+    def start(cls) -> MegacacheRecording:
+        manager = _manager()
+        if manager is None:
+            return cls(None, "torch is not imported: no Megacache entries recorded")
+        if not _known("torch", "recording Megacache entries of a block"):
+            return cls(None, "torch is not a release atpack knows: no Megacache entries recorded")
+        fresh = getattr(manager, "with_fresh_cache", None)
+        if fresh is None:
+            return cls(None, "this torch has no CacheArtifactManager.with_fresh_cache: no Megacache entries recorded")
+        context = fresh()
+        context.__enter__()
+        return cls(context)
+
+    def __enter__(self) -> MegacacheRecording:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.context is not None:
+            context, self.context = self.context, None
+            context.__exit__(None, None, None)
+
+    def stop(self) -> list[tuple[str, str, bytes]]:
+        """The (type, key, content) of every entry recorded during the block."""
+        if self.context is None:
+            return []
+        manager = _manager()
+        recorded = {kind: list(items) for kind, items in manager._new_cache_artifacts.items()}
+        self.close()
+        entries = []
+        for kind, items in recorded.items():
+            for artifact in items:
+                entries.append((kind, artifact.key, artifact.content))
+                if artifact not in manager._seen_artifacts:  # handed back to the process's recording
+                    manager._new_cache_artifacts[kind].append(artifact)
+                    manager._seen_artifacts.add(artifact)
+        return entries
+
+
+def _manager() -> Any:
+    if "torch" not in sys.modules:
+        return None
+    try:
+        from torch.compiler._cache import CacheArtifactManager
+    except ImportError:
+        return None
+    return CacheArtifactManager
+
+
+# --------------------------------------------------------------------------- after import
+
+
+_pending: dict[str, list[Callable[[types.ModuleType], None]]] = {}
+_failed: set[str] = set()
+
+
+def after_import(name: str, then: Callable[[types.ModuleType], None]) -> Callable[[], None]:
+    """Call `then(module)` once module `name` is imported: now if it already is, else right after
+    it is executed. Returns a function that cancels the call if it has not happened. A failure of
+    `then` is logged once per module, never raised into the importer. The import hook leaves
+    `sys.meta_path` once nothing waits."""
+    module = sys.modules.get(name)
+    if module is not None:
+        _call(then, module)
+        return lambda: None
+    _pending.setdefault(name, []).append(then)
+    if not any(isinstance(finder, _AfterImportFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImportFinder())
+
+    def cancel() -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            _pending[name].remove(then)
+        _leave_if_idle()
+
+    return cancel
+
+
+def _leave_if_idle() -> None:
+    if not any(_pending.values()):
+        _pending.clear()
+        sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _AfterImportFinder)]
+
+
+def _call(then: Callable[[types.ModuleType], None], module: types.ModuleType) -> None:
+    try:
+        then(module)
+    except Exception as e:
+        if module.__name__ not in _failed:
+            _failed.add(module.__name__)
+            log.warning(
+                "atpack: could not hook %s (%s: %s); torch runs without it", module.__name__, type(e).__name__, e
+            )
+            log.debug("traceback", exc_info=e)
+
+
+class _AfterImportFinder(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: for a module someone waits for, it asks the other finders and wraps
+    the loader they return, so that the waiting calls run once the module is executed."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if not _pending.get(fullname):
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _NotifyingLoader(spec.loader, fullname)
+        return spec
+
+
+class _NotifyingLoader(importlib.abc.Loader):
+    """A loader that runs the calls waiting for its module after executing it."""
+
+    def __init__(self, loader: Any, name: str) -> None:
+        self._loader = loader
+        self._name = name
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return self._loader.create_module(spec)  # type: ignore[no-any-return]
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        self._loader.exec_module(module)
+        for then in _pending.pop(self._name, []):
+            _call(then, module)
+        _leave_if_idle()
+
+    def __getattr__(self, name: str) -> Any:  # get_source, get_data, ...: the real loader's
+        return getattr(self._loader, name)
