@@ -26,9 +26,9 @@ from reliability import listing
 import atpack
 from atpack.adapters.megacache import write_blob
 from atpack.artifacts import MEGACACHE_TYPES, MegacacheOther
-from atpack.replay import MARKER
 from atpack.pack import PackWriter
 from atpack.populate import PopulateReport
+from atpack.replay import MARKER
 
 BEST_CONFIG = b'{"XBLOCK": 128, "num_warps": 4, "num_stages": 1, "configs_hash": "abc", "found_by_coordesc": false}'
 AUTOTUNE_KEY = "ab/" + hex64("kernel") + ".best_config"

@@ -27,8 +27,8 @@ import pytest
 
 import atpack
 from atpack import folders
-from atpack.replay import MARKER
 from atpack.env import LocalEnvironment
+from atpack.replay import MARKER
 
 
 def _h100_here() -> atpack.Environment:

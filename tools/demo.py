@@ -22,8 +22,8 @@ import sys
 import tarfile
 from pathlib import Path
 
-from atpack.replay import MARKER
 from atpack.cli import main as atpack
+from atpack.replay import MARKER
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "tests" / "data" / "h100-torch2.11-triton3.6-mlp.tar.xz"
