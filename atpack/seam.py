@@ -365,7 +365,9 @@ class Patch:
 
     @property
     def name(self) -> str:
-        return f"{getattr(self.owner, '__module__', '?')}.{getattr(self.owner, '__qualname__', self.owner)}.{self.attr}"
+        if isinstance(self.owner, types.ModuleType):
+            return f"{self.owner.__name__}.{self.attr}"
+        return f"{self.owner.__module__}.{self.owner.__qualname__}.{self.attr}"
 
     def undo(self) -> None:
         if vars(self.owner).get(self.attr) is self.wrapper:
