@@ -86,10 +86,8 @@ class PushReport:
 
     def format(self) -> str:
         tags = f", tagged {', '.join(self.tags)}" if self.tags else ""
-        return (
-            f"pushed {self.digest}: {self.blobs_sent} of {self.blobs} blobs sent "
-            f"({self.bytes_sent:,} bytes; the store had the rest){tags}"
-        )
+        moved = _moved(self.blobs, self.blobs_sent, self.bytes_sent, "sent", "the store")
+        return f"pushed {self.digest}: {moved}{tags}"
 
 
 @dataclasses.dataclass
@@ -101,10 +99,24 @@ class PullReport:
     bytes_fetched: int
 
     def format(self) -> str:
-        return (
-            f"pulled {self.digest} into {self.path}: {self.blobs_fetched} of {self.blobs} blobs fetched "
-            f"({self.bytes_fetched:,} bytes; the local store had the rest)"
-        )
+        moved = _moved(self.blobs, self.blobs_fetched, self.bytes_fetched, "fetched", "the local store")
+        return f"pulled {self.digest} into {self.path}: {moved}"
+
+
+def _moved(total: int, moved: int, size: int, verb: str, holder: str) -> str:
+    """What a push sent (a pull fetched) of a pack's `total` blobs, and what `holder` had already:
+    each case in its own words (a store that had nothing is not said to have had the rest)."""
+
+    def blobs(n: int) -> str:
+        return f"{n:,} blob{'s' * (n != 1)}"
+
+    if total == 0:
+        return f"no blob {verb}: the pack has none"
+    if moved == 0:
+        return f"no blob {verb}: {holder} had {'it' if total == 1 else f'all {total:,}'}"
+    if moved == total:
+        return f"{'all ' * (total > 1)}{blobs(total)} {verb} ({size:,} bytes)"
+    return f"{moved:,} of {blobs(total)} {verb} ({size:,} bytes); {holder} had the other {total - moved:,}"
 
 
 def default_local_store() -> str:

@@ -291,6 +291,49 @@ def test_tag_and_pull_say_when_there_is_no_store(tmp_path: Path) -> None:
     refused(atpack("pull", str(store), "v1", "--local", str(local)), "no tag 'v1'")
 
 
+def test_push_and_pull_say_what_they_sent_and_what_the_store_had(tmp_path: Path) -> None:
+    subset, merged = VECTORS / "h100-subset.atpack", tmp_path / "merged.atpack"  # 4 blobs, and those 4 and 4 more
+    assert atpack("merge", str(subset), str(VECTORS / "megacache-and-host.atpack"), "-o", str(merged)).returncode == 0
+    store, local, out = tmp_path / "store", tmp_path / "local", tmp_path / "pulled.atpack"
+    digest = {pack: atpack_lib.open(pack).digest for pack in (subset, merged)}
+
+    def said(*args: str) -> str:
+        result = atpack(*args)
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        return result.stdout
+
+    def held(folder: Path) -> tuple[int, int]:
+        """How many blobs a store holds, and their bytes (as sent and fetched)."""
+        frames = [f.stat().st_size for f in (folder / "blobs").glob("*/*")]
+        return len(frames), sum(frames)
+
+    assert not store.exists()
+    first = said("push", str(subset), str(store))
+    assert held(store)[0] == 4
+    assert first == f"pushed {digest[subset]}: all 4 blobs sent ({held(store)[1]:,} bytes)\n"
+    before = held(store)[1]
+    more = said("push", str(merged), str(store), "-t", "m")
+    assert held(store)[0] == 8
+    sent = held(store)[1] - before
+    assert more == f"pushed {digest[merged]}: 4 of 8 blobs sent ({sent:,} bytes); the store had the other 4, tagged m\n"
+    assert said("push", str(merged), str(store)) == f"pushed {digest[merged]}: no blob sent: the store had all 8\n"
+    empty = atpack_lib.open(VECTORS / "empty.atpack").digest
+    assert (
+        said("push", str(VECTORS / "empty.atpack"), str(store)) == f"pushed {empty}: no blob sent: the pack has none\n"
+    )
+
+    pulled = said("pull", str(store), digest[subset], "-o", str(out), "--local", str(local))
+    assert held(local) == (4, before) and atpack_lib.open(out).digest == digest[subset]
+    assert pulled == f"pulled {digest[subset]} into {out}: all 4 blobs fetched ({before:,} bytes)\n"
+    pulled = said("pull", str(store), "m", "-o", str(out), "--local", str(local))
+    assert held(local) == held(store) and atpack_lib.open(out).digest == digest[merged]
+    assert pulled == (
+        f"pulled {digest[merged]} into {out}: 4 of 8 blobs fetched ({sent:,} bytes); the local store had the other 4\n"
+    )
+    pulled = said("pull", str(store), "m", "-o", str(out), "--local", str(local))
+    assert pulled == f"pulled {digest[merged]} into {out}: no blob fetched: the local store had all 8\n"
+
+
 # =========================================================================== flags and exit codes
 
 
