@@ -40,7 +40,7 @@ from fsspec.implementations.local import LocalFileSystem
 from . import store
 from .artifacts import Artifact, Environment
 from .digest import Digest, digest_bytes
-from .errors import AtpackError, IntegrityError, LimitError, StorageError
+from .errors import AtpackError, IntegrityError, LimitError, NotFoundError, StorageError
 from .folders import atpack_cache_dir
 from .pack import (
     DEFAULT_LEVEL,
@@ -190,7 +190,7 @@ class Store:
         found = {ref: ref for ref in refs if _DIGEST.fullmatch(ref)}
         for name, raw in zip(names, raws):
             if isinstance(raw, FileNotFoundError):
-                raise StorageError(f"{self.url}: no tag {name!r}")
+                raise NotFoundError(f"{self.url}: no tag {name!r}")
             if isinstance(raw, Exception):
                 raise StorageError(f"{self.url}: reading tag {name!r}: {type(raw).__name__}: {raw}") from raw
             text = raw.decode("ascii", "replace").strip()
@@ -213,7 +213,7 @@ class Store:
             frame = self._call(parts, "reading", "cat_file", start=0, end=(bound if size is None else size) + 1)
         except StorageError as e:
             if isinstance(e.__cause__, FileNotFoundError):
-                raise StorageError(f"{self.url}: no pack {digest}") from None
+                raise NotFoundError(f"{self.url}: no pack {digest}") from None
             raise
         raw = _unzstd(frame, limit, what)
         try:
