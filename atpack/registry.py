@@ -191,8 +191,6 @@ class Store:
         for name, raw in zip(names, raws):
             if isinstance(raw, FileNotFoundError):
                 raise NotFoundError(f"{self.url}: no tag {name!r}")
-            if isinstance(raw, Exception):
-                raise StorageError(f"{self.url}: reading tag {name!r}: {type(raw).__name__}: {raw}") from raw
             text = raw.decode("ascii", "replace").strip()
             if not _DIGEST.fullmatch(text):
                 raise IntegrityError(f"{self.url}: tag {name!r} does not hold a pack digest")
@@ -262,8 +260,6 @@ class Store:
             for (digest, size), frame in zip(batch, frames):
                 if isinstance(frame, FileNotFoundError):
                     raise StorageError(f"{self.url}: missing blob {digest}")
-                if isinstance(frame, Exception):
-                    raise StorageError(f"{self.url}: blob {digest}: {type(frame).__name__}: {frame}") from frame
                 yield digest, frame, self._checked(digest, size, frame)
 
     def _checked(self, digest: str, size: int, frame: bytes) -> bytes:

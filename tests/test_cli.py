@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import importlib.metadata
 import json
 import os
 import pty
+import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +19,7 @@ from typing import Any
 import pytest
 from h100_sample import ENVIRONMENT, Sample
 from reliability import listing
+from s3server import dummy_aws_environment
 
 import atpack as atpack_lib
 
@@ -243,6 +247,52 @@ def test_store_commands_without_credentials_fail_in_one_line(s3: Any, tmp_path: 
     refused(atpack("tag", store, "x", "sha256:" + "0" * 64, env=env), "Unable to locate credentials")
     refused(atpack("pull", store, "x", "--local", str(tmp_path / "local"), env=env), "Unable to locate credentials")
     assert s3.keys() == [] and not (tmp_path / "local").exists()
+
+
+# =========================================================================== storage errors name their cause
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 that nobody listens on (bound, then let go)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_refused_connection_is_named_as_such_not_as_a_timeout(tmp_path: Path) -> None:
+    where = f"127.0.0.1:{_closed_port()}"
+    out, local = tmp_path / "deploy" / "out.atpack", tmp_path / "local"
+    out.parent.mkdir()
+    out.write_bytes(b"the pack pulled before")
+    pull = ("pull", "s3://bucket/store", "v1", "-o", str(out), "--local", str(local), "--storage-options")
+    plain = {"client_kwargs": {"endpoint_url": f"http://{where}"}}
+    commands = [
+        # botocore retries a refused connection itself (up to 15 s a call), atpack's deadline cuts the last try short
+        (*pull, json.dumps(plain), "--timeout", "16"),
+        (*pull, json.dumps({**plain, "config_kwargs": {"retries": {"total_max_attempts": 1}}})),  # atpack's 5 tries
+        ("inspect", f"http://{where}/x.atpack"),  # aiohttp alone
+    ]
+    before = listing(tmp_path)
+    with dummy_aws_environment(), concurrent.futures.ThreadPoolExecutor(len(commands)) as pool:
+        results = list(pool.map(lambda args: atpack(*args), commands))
+    refused_at = re.escape(f"connection refused: no server listens at {where}")
+    deadline, attempts, http = (r.stderr for r in results)
+    assert all(r.returncode == 1 for r in results), [r.stderr for r in results]
+    tried = r"\(gave up after \d attempts? in [\d.]+ s(: the 16 s deadline reached)?\)"
+    assert re.fullmatch(rf"atpack: error: s3://bucket/store: reading tag 'v1': {refused_at} {tried}\n", deadline)
+    tried = r"\(gave up after 5 attempts in [\d.]+ s\)"
+    assert re.fullmatch(rf"atpack: error: s3://bucket/store: reading tag 'v1': {refused_at} {tried}\n", attempts)
+    assert re.fullmatch(
+        rf"atpack: error: http://{re.escape(where)}/x\.atpack: checking whether it is a folder: {refused_at} {tried}\n",
+        http,
+    )
+    assert listing(tmp_path) == before  # the pack pulled before as it was, no local store made
+
+
+def test_a_name_that_does_not_resolve_is_named_as_such(tmp_path: Path) -> None:
+    result = atpack("inspect", "http://atpack-nowhere.invalid:9000/x.atpack")  # .invalid never resolves (RFC 6761)
+    refused(result, "http://atpack-nowhere.invalid:9000/x.atpack: checking whether it is a folder: ")
+    assert "cannot resolve host atpack-nowhere.invalid: " in result.stderr and "timed out" not in result.stderr
 
 
 # =========================================================================== no silent empties

@@ -11,10 +11,13 @@ within the deadline. Uploads under faults publish a correct pack or nothing: nev
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import http.client
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,6 +130,44 @@ def test_a_missing_file_is_not_retried() -> None:
     with pytest.raises(atpack.StorageError, match="FileNotFoundError"):
         fake_source(fs).read(0, 10)
     assert fs.calls == 1
+
+
+class HangingFs(FakeFs):
+    """Fails as `script` says, then hangs until `release` is set."""
+
+    def __init__(self, data: bytes, script: list[Any]) -> None:
+        super().__init__(data, script)
+        self.release = threading.Event()
+
+    def _next(self, data: bytes) -> bytes:
+        if not self.script:
+            self.calls += 1
+            self.release.wait(30)
+            return data
+        return super()._next(data)
+
+
+def test_a_try_the_deadline_cuts_short_does_not_hide_why_the_earlier_ones_failed() -> None:
+    fs = HangingFs(DATA, [ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed")])
+    try:
+        with pytest.raises(atpack.StorageError) as error:
+            fake_source(fs, deadline=0.5).read(0, 10)
+    finally:
+        fs.release.set()
+    assert fs.calls == 2
+    assert re.fullmatch(
+        r"fake://p: reading 10 bytes at 0: connection refused: no server listens at the store's address "
+        r"\(gave up after 2 attempts in 0\.\d s: the 0\.5 s deadline reached\)",
+        str(error.value),
+    ), error.value
+    fs = HangingFs(DATA, [])  # no try said why: a timeout it is
+    try:
+        with pytest.raises(
+            atpack.StorageError, match=r"^fake://p: reading 10 bytes at 0: timed out \(gave up after 1 "
+        ):
+            fake_source(fs, deadline=0.5).read(0, 10)
+    finally:
+        fs.release.set()
 
 
 def test_the_backoff_doubles() -> None:
