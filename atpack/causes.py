@@ -4,9 +4,10 @@ A filesystem hands up the error that ended a request wrapped in its own layers (
 botocore, then aiohttp, then the socket's `OSError`), each worded its own way, and its retries
 can end in an error that says less than the first one. `cause_of` walks the whole chain
 (``__cause__``, ``__context__``, botocore's ``kwargs["error"]``, aiohttp's ``os_error``) and names
-the first link it recognises: a failed DNS lookup, a refused connection, an unreachable
-network, a reset, a TLS failure, a timeout. Classes are recognised by name, so nothing here
-imports botocore or aiohttp (``import atpack`` stays light, and works without s3fs).
+the first link it recognises: missing or refused credentials, a failed DNS lookup, a refused
+connection, an unreachable network, a reset, a TLS failure, a timeout. Classes are recognised by
+name, so nothing here imports botocore or aiohttp (``import atpack`` stays light, and works
+without s3fs).
 """
 
 from __future__ import annotations
@@ -43,6 +44,27 @@ class Cause:
 
     def __str__(self) -> str:
         return self.text
+
+
+CREDENTIALS_HINT = (
+    'give them as storage options (--storage-options \'{"key": ..., "secret": ...}\'), '
+    "in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or in an AWS profile; "
+    "'{\"anon\": true}' reads a public bucket without them"
+)
+
+_REFUSED_BY_STORE = {  # S3 error codes that the same request, sent again, gets again
+    "InvalidAccessKeyId": "the store does not know the access key (InvalidAccessKeyId): check the credentials",
+    "SignatureDoesNotMatch": "the secret key does not match the access key (SignatureDoesNotMatch): "
+    "check the credentials",
+    "ExpiredToken": "the credentials have expired (ExpiredToken): renew them",
+    "TokenRefreshRequired": "the credentials have expired (TokenRefreshRequired): renew them",
+    "InvalidToken": "the session token is not valid (InvalidToken): check the credentials",
+    "RequestTimeTooSkewed": "this machine's clock is too far off for the store to accept its requests "
+    "(RequestTimeTooSkewed)",
+    "AccessDenied": "access denied (AccessDenied): these credentials may not do this",
+    "AllAccessDisabled": "access denied (AllAccessDisabled): the store refuses all access",
+    "AccountProblem": "access denied (AccountProblem): the account cannot be used",
+}
 
 
 def cause_of(error: BaseException) -> Cause:
@@ -97,6 +119,27 @@ def _named(error: BaseException, *names: str) -> bool:
     return any(cls.__name__ in names for cls in type(error).__mro__)
 
 
+def _credentials(e: BaseException, where: str) -> Cause | None:
+    if _named(e, "NoCredentialsError"):
+        return Cause(f"no credentials found: {CREDENTIALS_HINT}", permanent=True)
+    if _named(e, "PartialCredentialsError"):
+        return Cause(f"incomplete credentials (a key without its secret, or the reverse): {CREDENTIALS_HINT}", True)
+    return None
+
+
+def _refused_by_store(e: BaseException, where: str) -> Cause | None:
+    """The store answered that these credentials may not do this (an S3 error code, or HTTP 401/403)."""
+    response = getattr(e, "response", None)
+    details = response.get("Error") if isinstance(response, dict) else None
+    code = str(details.get("Code", "")) if isinstance(details, dict) else ""
+    if code in _REFUSED_BY_STORE:
+        return Cause(_REFUSED_BY_STORE[code], permanent=True)
+    status = getattr(e, "status", None) or getattr(e, "code", None)  # aiohttp's, gcsfs's
+    if code in ("401", "403") or (status in (401, 403) and isinstance(status, int)):
+        return Cause(f"access denied (HTTP {code or status}): the store refused these credentials", permanent=True)
+    return None
+
+
 def _dns(e: BaseException, where: str) -> Cause | None:
     if not (isinstance(e, socket.gaierror) or _named(e, "ClientConnectorDNSError")):
         return None
@@ -147,6 +190,8 @@ def _timeout(e: BaseException, where: str) -> Cause | None:
 
 
 _RULES: tuple[Callable[[BaseException, str], Cause | None], ...] = (
+    _credentials,
+    _refused_by_store,
     _dns,
     _connection,
     _tls,

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from h100_sample import ENVIRONMENT, Sample
 from reliability import listing
-from s3server import dummy_aws_environment
+from s3server import DenyingServer, dummy_aws_environment
 
 import atpack as atpack_lib
 
@@ -27,12 +27,15 @@ REPO = Path(__file__).resolve().parent.parent
 MINIMAL = REPO / "spec" / "vectors" / "minimal.atpack"
 
 
-def atpack(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+def atpack(
+    *args: str, env: dict[str, str] | None = None, unset: tuple[str, ...] = (), cwd: Path = REPO
+) -> subprocess.CompletedProcess[str]:
+    """`atpack ARGS` in a process of its own, with `env` added to this one's and `unset` taken out."""
     return subprocess.run(
         [sys.executable, "-m", "atpack", *args],
         capture_output=True,
         text=True,
-        env={**os.environ, **(env or {})},
+        env={k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset},
         cwd=cwd,
         timeout=300,
     )
@@ -237,19 +240,80 @@ def test_opening_a_folder_or_nothing_is_a_typed_one_line_error(model: Path) -> N
     refused(atpack("inspect", str(model / "empty")), "a folder with no pack")
 
 
-def test_store_commands_without_credentials_fail_in_one_line(s3: Any, tmp_path: Path) -> None:
-    endpoint = s3.storage_options["client_kwargs"]["endpoint_url"]
-    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
-    store = s3.url("store")
-    pack = str(VECTORS / "h100-subset.atpack")
-    refused(atpack("push", pack, store, "-t", "x", env=env), "NoCredentialsError: Unable to locate credentials")
-    refused(atpack("tag", store, env=env), "Unable to locate credentials")
-    refused(atpack("tag", store, "x", "sha256:" + "0" * 64, env=env), "Unable to locate credentials")
-    refused(atpack("pull", store, "x", "--local", str(tmp_path / "local"), env=env), "Unable to locate credentials")
-    assert s3.keys() == [] and not (tmp_path / "local").exists()
-
-
 # =========================================================================== storage errors name their cause
+
+CREDENTIALS_HINT = (
+    'give them as storage options (--storage-options \'{"key": ..., "secret": ...}\'), in AWS_ACCESS_KEY_ID and '
+    "AWS_SECRET_ACCESS_KEY, or in an AWS profile; '{\"anon\": true}' reads a public bucket without them"
+)
+NO_CREDENTIALS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
+
+
+def test_missing_credentials_are_named_at_once_with_how_to_give_them(s3: Any, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    endpoint = s3.storage_options["client_kwargs"]["endpoint_url"]
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_CONFIG_FILE": str(empty),
+        "AWS_SHARED_CREDENTIALS_FILE": str(empty),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    store, local, out = s3.url("store"), tmp_path / "local", tmp_path / "out.atpack"
+    nothing = f"no credentials found: {CREDENTIALS_HINT}"
+    for args, says in [
+        (("push", str(VECTORS / "h100-subset.atpack"), store, "-t", "x"), f"{store}: looking up 4 blobs: {nothing}"),
+        (("tag", store), f"{store}/tags: listing tags: {nothing}"),
+        (("tag", store, "x", "sha256:" + "0" * 64), f"{store}/packs/{'0' * 64}.json.zst: reading its size: {nothing}"),
+        (("pull", store, "x", "--local", str(local), "-o", str(out)), f"{store}: reading tag 'x': {nothing}"),
+    ]:
+        result = atpack(*args, env=env, unset=NO_CREDENTIALS)
+        assert (result.returncode, result.stderr) == (1, f"atpack: error: {says}\n"), args
+    assert s3.keys() == [] and not local.exists() and not out.exists()
+    # tried once: a retry would log why it retries, and the message would say how many attempts it made
+    debug = atpack("pull", store, "x", "--local", str(local), "--debug", env=env, unset=NO_CREDENTIALS)
+    assert debug.returncode == 1 and nothing in debug.stderr and "; retrying in" not in debug.stderr
+    assert "gave up after" not in debug.stderr
+
+
+@pytest.mark.parametrize(
+    ("code", "says"),
+    [
+        ("InvalidAccessKeyId", "the store does not know the access key (InvalidAccessKeyId): check the credentials"),
+        (
+            "SignatureDoesNotMatch",
+            "the secret key does not match the access key (SignatureDoesNotMatch): check the credentials",
+        ),
+        ("AccessDenied", "access denied (AccessDenied): these credentials may not do this"),
+    ],
+)
+def test_credentials_the_store_refuses_are_named_and_asked_once(code: str, says: str, tmp_path: Path) -> None:
+    out, local = tmp_path / "out.atpack", tmp_path / "local"
+    out.write_bytes(b"the pack pulled before")
+    record = f"s3://bucket/store/packs/{'0' * 64}.json.zst"
+    with DenyingServer(code) as server, dummy_aws_environment():
+        options = ("--storage-options", json.dumps({"client_kwargs": {"endpoint_url": server.url}}))
+        pulled = atpack("pull", "s3://bucket/store", "v1", "-o", str(out), "--local", str(local), *options)
+        asked = server.requests  # neither atpack nor botocore asks again, nor whether there is a store at all
+        tagged = atpack("tag", "s3://bucket/store", "v2", "sha256:" + "0" * 64, *options)  # a HEAD: a status alone
+        assert (asked, server.requests) == (1, 2)
+    assert (pulled.returncode, pulled.stderr) == (1, f"atpack: error: s3://bucket/store: reading tag 'v1': {says}\n")
+    assert (tagged.returncode, tagged.stderr) == (
+        1,
+        f"atpack: error: {record}: reading its size: access denied (HTTP 403): the store refused these credentials\n",
+    )
+    assert out.read_bytes() == b"the pack pulled before" and not local.exists()
 
 
 def _closed_port() -> int:

@@ -132,6 +132,40 @@ def test_a_missing_file_is_not_retried() -> None:
     assert fs.calls == 1
 
 
+def _refused_credentials() -> PermissionError:
+    """What s3fs raises for an S3 error answer: a `PermissionError` caused by botocore's `ClientError`."""
+    from botocore.exceptions import ClientError
+    from s3fs.errors import translate_boto_error
+
+    answer = {"Error": {"Code": "InvalidAccessKeyId", "Message": "not in our records"}}
+    error = translate_boto_error(ClientError(answer, "GetObject"))
+    assert isinstance(error, PermissionError)
+    return error
+
+
+def _no_credentials() -> Exception:
+    from botocore.exceptions import NoCredentialsError
+
+    return NoCredentialsError()
+
+
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (_no_credentials, "no credentials found: give them as storage options"),
+        (_refused_credentials, "the store does not know the access key (InvalidAccessKeyId)"),
+    ],
+)
+def test_what_no_retry_mends_is_tried_once(error: Any, says: str) -> None:
+    for read in ("read", "read_many"):
+        fs = FakeFs(DATA, [error()] * 3)
+        source = fake_source(fs)
+        with pytest.raises(atpack.StorageError) as raised:
+            source.read(0, 10) if read == "read" else source.read_many([(0, 10), (20, 10)])
+        assert fs.calls == (1 if read == "read" else 2) and source.retries == 0, read  # one attempt
+        assert says in str(raised.value) and "attempt" not in str(raised.value)
+
+
 class HangingFs(FakeFs):
     """Fails as `script` says, then hangs until `release` is set."""
 
