@@ -89,6 +89,8 @@ class _LocalSource:
             raise IsAFolderError(f"{path}: a folder, not a pack file")
         try:
             self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        except FileNotFoundError as e:
+            raise _no_local_pack(path) from e
         except OSError as e:
             raise storage_error(path, e) from e
         self.size = os.fstat(self._fd).st_size
@@ -103,6 +105,17 @@ class _LocalSource:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _no_local_pack(path: str) -> NotFoundError:
+    """A pack file that is not there, said so that the step meant to write it gets checked: a
+    pull or a pack that failed leaves nothing at its -o (the error of the command that reads it
+    is then the user's first sight of that failure)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    missing = "no such file" if os.path.isdir(folder) else f"no folder {folder}"
+    return NotFoundError(
+        f"no pack at {path}: {missing} (check that the command meant to write it, such as atpack pull -o, succeeded)"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -345,7 +358,7 @@ class _FsspecSource:
             self.size = int(self._retrying("reading its size", lambda timeout: _call(fs, "size", timeout, path)))
         except StorageError as e:
             if isinstance(e.__cause__, FileNotFoundError):
-                raise NotFoundError(f"{url}: no such pack") from e.__cause__
+                raise NotFoundError(f"no pack at {url}: no such file") from e.__cause__
             raise
 
     def read(self, offset: int, length: int) -> bytes:

@@ -448,6 +448,38 @@ def test_push_and_pull_say_what_they_sent_and_what_the_store_had(tmp_path: Path)
     assert pulled == f"pulled {digest[merged]} into {out}: no blob fetched: the local store had all 8\n"
 
 
+def test_a_failed_pull_leaves_nothing_at_its_output_and_populate_then_names_the_missing_pack(tmp_path: Path) -> None:
+    """The README's startup step, `atpack pull STORE TAG -o FILE` then `atpack populate FILE`."""
+    store, local, deploy = tmp_path / "store", tmp_path / "local", tmp_path / "deploy"
+    deploy.mkdir()
+    out = deploy / "mlp-h100-pulled.atpack"
+    assert atpack("push", str(VECTORS / "h100-subset.atpack"), str(store), "-t", "mlp-h100").returncode == 0
+    caches = ["--inductor-dir", str(tmp_path / "inductor"), "--triton-dir", str(tmp_path / "triton")]
+    missing = (
+        f"no pack at {out}: no such file (check that the command meant to write it, such as atpack pull -o, succeeded)"
+    )
+
+    failed = atpack("pull", str(store), "mlp-h200", "-o", str(out), "--local", str(local))  # a tag nobody pushed
+    assert (failed.returncode, failed.stderr) == (1, f"atpack: error: {store}: no tag 'mlp-h200'\n")
+    assert listing(deploy) == {} and not local.exists()
+    for command in (["populate", str(out), *caches], ["inspect", str(out)], ["verify", str(out)]):
+        result = atpack(*command)
+        assert (result.returncode, result.stdout, result.stderr) == (1, "", f"atpack: error: {missing}\n"), command
+    assert not (tmp_path / "inductor").exists() and not (tmp_path / "triton").exists()
+    refused(atpack("populate", str(deploy / "no-folder" / "p.atpack")), f"no folder {deploy / 'no-folder'} (check")
+
+    # a pull that fails while it writes (a blob of the local store damaged) publishes nothing either
+    assert atpack("pull", str(store), "mlp-h100", "-o", str(out), "--local", str(local)).returncode == 0
+    before = out.read_bytes()
+    blob = next((local / "blobs").glob("*/*"))
+    frame = bytearray(blob.read_bytes())
+    frame[-1] ^= 0xFF  # the frame's checksum
+    blob.write_bytes(bytes(frame))
+    damaged = atpack("pull", str(store), "mlp-h100", "-o", str(out), "--local", str(local))
+    refused(damaged, f"{local}: blob sha256:{blob.name}")
+    assert listing(deploy) == {out.name: ("file", before)}  # the pack pulled before, whole; no temporary file
+
+
 # =========================================================================== flags and exit codes
 
 

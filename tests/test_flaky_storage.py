@@ -337,7 +337,10 @@ def test_populate_and_load_read_with_the_retry_policy_they_are_given(
 def test_a_missing_pack_is_not_retried(s3: Any, proxy: FaultInjectingProxy) -> None:
     proxy.configure(rate=0.0)
     proxy.reset()
-    with counting_retries() as retries, pytest.raises(atpack.StorageError, match="no such pack"):
+    with (
+        counting_retries() as retries,
+        pytest.raises(atpack.NotFoundError, match=r"^no pack at s3://.*/missing\.atpack: no such file$"),
+    ):
         atpack.open(s3.url("missing.atpack"), storage_options=proxy.storage_options(s3))
     # s3fs asks for the object, then whether it is a folder; nobody asks again
     assert retries.count == 0 and [r.method for r in proxy.requests] == ["HEAD", "GET"]
