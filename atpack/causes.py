@@ -123,7 +123,8 @@ def _credentials(e: BaseException, where: str) -> Cause | None:
     if _named(e, "NoCredentialsError"):
         return Cause(f"no credentials found: {CREDENTIALS_HINT}", permanent=True)
     if _named(e, "PartialCredentialsError"):
-        return Cause(f"incomplete credentials (a key without its secret, or the reverse): {CREDENTIALS_HINT}", True)
+        hint = f"a key without its secret, or the reverse: {CREDENTIALS_HINT}"
+        return Cause(f"incomplete credentials ({hint})", permanent=True)
     return None
 
 
@@ -173,7 +174,7 @@ def _tls(e: BaseException, where: str) -> Cause | None:
     at = where or "the store"
     if _named(e, "SSLCertVerificationError", "ClientConnectorCertificateError"):
         return Cause(f"the TLS certificate of {at} is not trusted", permanent=True)
-    if _named(e, "SSLError", "ClientConnectorSSLError", "ClientSSLError"):
+    if _named(e, "SSLError", "ClientConnectorSSLError", "ClientSSLError"):  # mostly https:// to a plain http port
         return Cause(f"the TLS handshake with {at} failed (is it an https endpoint?)", permanent=True)
     return None
 
