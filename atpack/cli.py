@@ -869,10 +869,12 @@ def _packs_in_folder(url: str, storage_options: dict[str, Any] | None) -> list[s
 @contextlib.contextmanager
 def _store_must_exist(url: str, storage_options: dict[str, Any] | None) -> Iterator[None]:
     """Runs a command on the store at `url`: where it failed because there is no store there,
-    the error says so (looked up only once the command failed)."""
+    the error says so. Looked up only once the command failed for want of a tag or a pack (a
+    store it cannot reach, or may not read, stays the command's own error: asking again would
+    only fail the same way, as slowly)."""
     try:
         yield
-    except AtpackError as e:
+    except NotFoundError as e:
         if _no_store(url, storage_options):
             raise NotFoundError(f"no store at {url}") from e
         raise

@@ -40,7 +40,7 @@ from fsspec.implementations.local import LocalFileSystem
 from . import store
 from .artifacts import Artifact, Environment
 from .digest import Digest, digest_bytes
-from .errors import AtpackError, IntegrityError, LimitError, StorageError
+from .errors import AtpackError, IntegrityError, LimitError, NotFoundError, StorageError
 from .folders import atpack_cache_dir
 from .pack import (
     DEFAULT_LEVEL,
@@ -86,10 +86,8 @@ class PushReport:
 
     def format(self) -> str:
         tags = f", tagged {', '.join(self.tags)}" if self.tags else ""
-        return (
-            f"pushed {self.digest}: {self.blobs_sent} of {self.blobs} blobs sent "
-            f"({self.bytes_sent:,} bytes; the store had the rest){tags}"
-        )
+        moved = _moved(self.blobs, self.blobs_sent, self.bytes_sent, "sent", "the store")
+        return f"pushed {self.digest}: {moved}{tags}"
 
 
 @dataclasses.dataclass
@@ -101,10 +99,24 @@ class PullReport:
     bytes_fetched: int
 
     def format(self) -> str:
-        return (
-            f"pulled {self.digest} into {self.path}: {self.blobs_fetched} of {self.blobs} blobs fetched "
-            f"({self.bytes_fetched:,} bytes; the local store had the rest)"
-        )
+        moved = _moved(self.blobs, self.blobs_fetched, self.bytes_fetched, "fetched", "the local store")
+        return f"pulled {self.digest} into {self.path}: {moved}"
+
+
+def _moved(total: int, moved: int, size: int, verb: str, holder: str) -> str:
+    """What a push sent (a pull fetched) of a pack's `total` blobs, and what `holder` had already:
+    each case in its own words (a store that had nothing is not said to have had the rest)."""
+
+    def blobs(n: int) -> str:
+        return f"{n:,} blob{'s' * (n != 1)}"
+
+    if total == 0:
+        return f"no blob {verb}: the pack has none"
+    if moved == 0:
+        return f"no blob {verb}: {holder} had {'it' if total == 1 else f'all {total:,}'}"
+    if moved == total:
+        return f"{'all ' * (total > 1)}{blobs(total)} {verb} ({size:,} bytes)"
+    return f"{moved:,} of {blobs(total)} {verb} ({size:,} bytes); {holder} had the other {total - moved:,}"
 
 
 def default_local_store() -> str:
@@ -178,9 +190,7 @@ class Store:
         found = {ref: ref for ref in refs if _DIGEST.fullmatch(ref)}
         for name, raw in zip(names, raws):
             if isinstance(raw, FileNotFoundError):
-                raise StorageError(f"{self.url}: no tag {name!r}")
-            if isinstance(raw, Exception):
-                raise StorageError(f"{self.url}: reading tag {name!r}: {type(raw).__name__}: {raw}") from raw
+                raise NotFoundError(f"{self.url}: no tag {name!r}")
             text = raw.decode("ascii", "replace").strip()
             if not _DIGEST.fullmatch(text):
                 raise IntegrityError(f"{self.url}: tag {name!r} does not hold a pack digest")
@@ -201,7 +211,7 @@ class Store:
             frame = self._call(parts, "reading", "cat_file", start=0, end=(bound if size is None else size) + 1)
         except StorageError as e:
             if isinstance(e.__cause__, FileNotFoundError):
-                raise StorageError(f"{self.url}: no pack {digest}") from None
+                raise NotFoundError(f"{self.url}: no pack {digest}") from None
             raise
         raw = _unzstd(frame, limit, what)
         try:
@@ -250,8 +260,6 @@ class Store:
             for (digest, size), frame in zip(batch, frames):
                 if isinstance(frame, FileNotFoundError):
                     raise StorageError(f"{self.url}: missing blob {digest}")
-                if isinstance(frame, Exception):
-                    raise StorageError(f"{self.url}: blob {digest}: {type(frame).__name__}: {frame}") from frame
                 yield digest, frame, self._checked(digest, size, frame)
 
     def _checked(self, digest: str, size: int, frame: bytes) -> bytes:

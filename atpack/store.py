@@ -5,10 +5,11 @@ URLs and `storage_options` go to fsspec unchanged, so chained URLs
 
 Every call to a remote store ends within a deadline (`Retry.deadline`, 60 s unless
 ``ATPACK_TIMEOUT`` or a `Retry` given says otherwise), with its result or a one-line
-`StorageError` naming the URL, what was being done and the deadline. On top of what the
-filesystem retries itself (s3fs and botocore retry connection errors, 5xx responses and cut
-bodies), a call that still fails with a transient error, or a read that returns fewer bytes than
-asked, is tried again with exponential backoff within that deadline.
+`StorageError` naming the URL, what was being done, the cause in atpack's words (a refused
+connection, a failed DNS lookup, missing credentials, a timeout: `atpack.causes`) and the
+deadline. On top of what the filesystem retries itself (s3fs and botocore retry connection
+errors, 5xx responses and cut bodies), a call that still fails with a transient error, or a read
+that returns fewer bytes than asked, is tried again with exponential backoff within that deadline.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 from . import atomic, settings
+from .causes import Cause, cause_of
 from .errors import IsAFolderError, NotFoundError, StorageError, storage_error
 
 __all__ = [
     "RETRY",
-    "TIMEOUT_VARIABLE",
     "RangeSource",
     "Retry",
     "Sink",
@@ -87,6 +88,8 @@ class _LocalSource:
             raise IsAFolderError(f"{path}: a folder, not a pack file")
         try:
             self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        except FileNotFoundError as e:
+            raise _no_local_pack(path) from e
         except OSError as e:
             raise storage_error(path, e) from e
         self.size = os.fstat(self._fd).st_size
@@ -103,13 +106,25 @@ class _LocalSource:
             self._fd = -1
 
 
+def _no_local_pack(path: str) -> NotFoundError:
+    """A pack file that is not there, said so that the step meant to write it gets checked: a
+    pull or a pack that failed leaves nothing at its -o (the error of the command that reads it
+    is then the user's first sight of that failure)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    missing = "no such file" if os.path.isdir(folder) else f"no folder {folder}"
+    return NotFoundError(
+        f"no pack at {path}: {missing} (check that the command meant to write it, such as atpack pull -o, succeeded)"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Retry:
     """How calls to a remote store are retried, and how long they may take.
 
     A call is tried up to `attempts` times: again after a transient error (anything but a
-    missing file, a refused permission or a bad argument), and, for a read, again when it
-    returns fewer bytes than asked (short of the end of the file). The first retry waits
+    missing file, missing or refused credentials, a host name DNS does not know, a failed TLS
+    handshake or a bad argument: see `atpack.causes`), and, for a read, again when it returns
+    fewer bytes than asked (short of the end of the file). The first retry waits
     `backoff` seconds, each next one twice as long (up to `max_backoff`), each wait drawn
     between half and all of that. No call takes more than `deadline` seconds, its waits and
     attempts together: a request still running at the deadline is cancelled (async
@@ -131,9 +146,6 @@ RETRY = Retry()
 """The policy used where none is given, its deadline replaced by ``ATPACK_TIMEOUT``'s when set
 (see `default_retry`)."""
 
-TIMEOUT_VARIABLE = "ATPACK_TIMEOUT"
-"""The environment variable that sets the deadline of every call to a store, in seconds."""
-
 
 def default_retry() -> Retry:
     """`RETRY`, with the deadline ``ATPACK_TIMEOUT`` sets (seconds; ``inf`` for none), if set."""
@@ -141,27 +153,12 @@ def default_retry() -> Retry:
     return RETRY if seconds is None else dataclasses.replace(RETRY, deadline=seconds)
 
 
-_PERMANENT = (
-    FileNotFoundError,
-    FileExistsError,
-    PermissionError,
-    IsADirectoryError,
-    NotADirectoryError,
-    ValueError,
-    TypeError,
-    NotImplementedError,
-)
-"""Errors that a retry does not mend."""
-
-
 class _ShortRead(Exception):
-    """A read returned fewer bytes than asked, or some ranges of a batch failed."""
+    """A read returned fewer bytes than asked."""
 
 
-def _problem(e: BaseException) -> str:
-    if isinstance(e, TimeoutError):  # fsspec's FSTimeoutError and asyncio's say nothing
-        return "timed out" + (f" ({e})" if str(e) else "")
-    return str(e) if isinstance(e, _ShortRead) else f"{type(e).__name__}: {e}"
+def _cause(e: BaseException) -> Cause:
+    return Cause(str(e)) if isinstance(e, _ShortRead) else cause_of(e)
 
 
 def _retrying(
@@ -172,32 +169,42 @@ def _retrying(
     on_retry: Callable[[], None] | None = None,
 ) -> _T:
     """`attempt(timeout)`, retried as `policy` says, each attempt given the time left to the
-    deadline; its last error as a `StorageError` naming `name` and `what`."""
+    deadline; its failure as a `StorageError` naming `name`, `what` and the cause (see
+    `causes.cause_of`): at once for a permanent cause (no credentials, access denied, a missing
+    file), else once the attempts or the time are spent. An attempt the deadline cuts short
+    says nothing of why: the message names the last cause an attempt did tell (a refused
+    connection stays a refused connection), "timed out" only where none did."""
     start = time.monotonic()
     deadline = start + policy.deadline
     backoff = policy.backoff
     tries = 0
+    known: Cause | None = None
     while True:
         tries += 1
         try:
             return attempt(None if math.isinf(deadline) else max(0.001, deadline - time.monotonic()))
-        except _PERMANENT as e:
-            raise StorageError(f"{name}: {what}: {type(e).__name__}: {e}") from e
         except Exception as e:
+            cause = _cause(e)
+            if cause.permanent:
+                raise StorageError(f"{name}: {what}: {cause}") from e
+            known = cause if cause.telling or known is None else known
             wait = random.uniform(backoff / 2, backoff)
             now = time.monotonic()
             if tries >= policy.attempts or now + wait >= deadline:
-                tried = f"{tries} attempt{'s' * (tries > 1)} in {now - start:.1f} s"
-                if tries < policy.attempts or isinstance(e, TimeoutError):
-                    tried = f" (gave up after {tried}: the {policy.deadline:g} s deadline reached)"
-                else:
-                    tried = f" (gave up after {tried})" if tries > 1 else ""
-                raise StorageError(f"{name}: {what}: {_problem(e)}{tried}") from e
-            log.debug("%s: %s: %s; retrying in %.2f s", name, what, _problem(e), wait)
+                raise StorageError(f"{name}: {what}: {known}{_gave_up(tries, now - start, policy, e)}") from e
+            log.debug("%s: %s: %s; retrying in %.2f s", name, what, cause, wait)
         if on_retry is not None:
             on_retry()
         time.sleep(wait)
         backoff = min(backoff * 2, policy.max_backoff)
+
+
+def _gave_up(tries: int, seconds: float, policy: Retry, last: Exception) -> str:
+    """How many attempts a call made in how long, and whether the deadline ended them."""
+    tried = f"{tries} attempt{'s' * (tries > 1)} in {seconds:.1f} s"
+    if tries < policy.attempts or isinstance(last, TimeoutError):
+        return f" (gave up after {tried}: the {policy.deadline:g} s deadline reached)"
+    return f" (gave up after {tried})" if tries > 1 else ""
 
 
 def _call(fs: Any, method: str, timeout: float | None, *args: Any, **kwargs: Any) -> Any:
@@ -255,15 +262,16 @@ def fetch(
     expected: Sequence[int] | None = None,
     retry: Retry | None = None,
     on_retry: Callable[[], None] | None = None,
-) -> list[bytes | Exception]:
+) -> list[bytes | FileNotFoundError]:
     """The byte ranges ``paths[i][starts[i]:ends[i]]``, fetched together (concurrently where the
-    filesystem can) within the deadline. A range that fails with a transient error, or that
-    comes back shorter than ``expected[i]``, is fetched again (only the ranges that failed);
-    one that fails for good (a missing file) is its error, in its place."""
+    filesystem can) within the deadline. A range whose file is missing is its
+    `FileNotFoundError`, in its place. A range that fails otherwise, or that comes back shorter
+    than ``expected[i]``, is fetched again (only the ranges that failed), as `retry` says; what
+    a retry cannot mend (no credentials, access denied) ends the whole fetch at once."""
     policy = default_retry() if retry is None else retry
-    out: list[bytes | Exception | None] = [None] * len(paths)
+    out: list[bytes | FileNotFoundError | None] = [None] * len(paths)
 
-    def attempt(timeout: float | None) -> list[bytes | Exception]:
+    def attempt(timeout: float | None) -> list[bytes | FileNotFoundError]:
         todo = [i for i, b in enumerate(out) if b is None]  # what the last attempts did not get
         got = _call(
             fs,
@@ -274,18 +282,21 @@ def fetch(
             [ends[i] for i in todo],
             on_error="return",
         )
-        failed: list[str] = []
+        errors: list[BaseException] = []
+        short: list[str] = []
         for i, data in zip(todo, got):
-            if isinstance(data, _PERMANENT):
+            if isinstance(data, FileNotFoundError):
                 out[i] = data
             elif isinstance(data, BaseException):
-                failed.append(f"{paths[i]} at {starts[i]}: {_problem(data)}")
+                errors.append(data)
             elif expected is not None and len(data) < expected[i]:
-                failed.append(f"{paths[i]} at {starts[i]}: got {len(data)} of {expected[i]} bytes")
+                short.append(f"{paths[i]} at {starts[i]}: got {len(data)} of {expected[i]} bytes")
             else:
                 out[i] = bytes(data)
-        if failed:
-            raise _ShortRead(f"{len(failed)} of {len(todo)} ranges failed, first {failed[0]}")
+        if errors:  # named by its cause (mostly the same for every range): one that no retry mends first
+            raise next((e for e in errors if _cause(e).permanent), errors[0])
+        if short:
+            raise _ShortRead(f"{len(short)} of {len(todo)} ranges came back short, first {short[0]}")
         return [b for b in out if b is not None]
 
     if not paths:
@@ -299,10 +310,7 @@ def present(fs: Any, url: str, what: str, paths: Sequence[str], *, retry: Retry 
     (its first byte), all concurrently; elsewhere, one lookup each."""
     if isinstance(fs, fsspec.asyn.AsyncFileSystem) and not fs.asynchronous:
         got = fetch(fs, url, what, paths, [0] * len(paths), [1] * len(paths), retry=retry)
-        for path, result in zip(paths, got):
-            if isinstance(result, Exception) and not isinstance(result, FileNotFoundError):
-                raise StorageError(f"{url}: looking up {path}: {type(result).__name__}: {result}") from result
-        return [not isinstance(result, Exception) for result in got]
+        return [not isinstance(result, FileNotFoundError) for result in got]
     return [bool(call(fs, url, f"{what}: {path}", "exists", path, retry=retry)) for path in paths]
 
 
@@ -338,7 +346,7 @@ class _FsspecSource:
             self.size = int(self._retrying("reading its size", lambda timeout: _call(fs, "size", timeout, path)))
         except StorageError as e:
             if isinstance(e.__cause__, FileNotFoundError):
-                raise NotFoundError(f"{url}: no such pack") from e.__cause__
+                raise NotFoundError(f"no pack at {url}: no such file") from e.__cause__
             raise
 
     def read(self, offset: int, length: int) -> bytes:
@@ -366,9 +374,9 @@ class _FsspecSource:
             retry=self._retry,
             on_retry=self._count_retry,
         )
-        for (offset, _), data in zip(ranges, got):
-            if isinstance(data, Exception):
-                raise StorageError(f"{self.name}: reading at {offset}: {type(data).__name__}: {data}") from data
+        for data in got:
+            if isinstance(data, FileNotFoundError):
+                raise NotFoundError(f"{self.name}: no longer there (deleted while it was read)") from data
         return got  # type: ignore[return-value]
 
     def close(self) -> None:

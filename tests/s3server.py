@@ -14,6 +14,7 @@ HTTP proxies; everything listens on 127.0.0.1 only.
         print(bucket.bytes_sent)
 
 `SilentServer` accepts TCP connections on 127.0.0.1 and never answers: an endpoint that hangs.
+`DenyingServer` answers every request with an S3 403 error: a store that refuses the credentials.
 
 `FaultInjectingProxy` is an HTTP proxy in front of the same server that answers a fixed share of
 requests with a fault (connection resets, HTTP 500 and 503, slow or stalled responses, cut or
@@ -46,6 +47,7 @@ from typing import Any
 __all__ = [
     "FAULTS",
     "ByteCountingProxy",
+    "DenyingServer",
     "FaultInjectingProxy",
     "S3Bucket",
     "S3Server",
@@ -231,6 +233,64 @@ class SilentServer:
         self._thread.join(timeout=5)
 
     def __enter__(self) -> SilentServer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+_DENIALS = {
+    "InvalidAccessKeyId": "The AWS Access Key Id you provided does not exist in our records.",
+    "SignatureDoesNotMatch": "The request signature we calculated does not match the signature you provided.",
+    "AccessDenied": "Access Denied",
+}
+
+
+class DenyingServer:
+    """Answers every request on 127.0.0.1 with HTTP 403 and the S3 error `code` (a store that
+    refuses these credentials: ``InvalidAccessKeyId``, ``SignatureDoesNotMatch``,
+    ``AccessDenied``); a HEAD gets the status alone, as S3 sends it. `requests` counts what it
+    answered."""
+
+    def __init__(self, code: str) -> None:
+        owner = self
+        self.requests = 0
+        lock = threading.Lock()
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{code}</Code><Message>{_DENIALS[code]}</Message><RequestId>deny</RequestId></Error>"
+        ).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with lock:
+                    owner.requests += 1
+                self.send_response(403)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", "0" if self.command == "HEAD" else str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_HEAD = do_PUT = do_POST = do_DELETE = do_GET
+
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
+        self.url = "http://{}:{}".format(*self._server.server_address[:2])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="denying-server", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> DenyingServer:
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import importlib.metadata
 import json
@@ -9,6 +10,7 @@ import os
 import pty
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 from h100_sample import ENVIRONMENT, Sample
 from reliability import listing
+from s3server import DenyingServer, dummy_aws_environment
 
 import atpack as atpack_lib
 
@@ -24,12 +27,15 @@ REPO = Path(__file__).resolve().parent.parent
 MINIMAL = REPO / "spec" / "vectors" / "minimal.atpack"
 
 
-def atpack(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+def atpack(
+    *args: str, env: dict[str, str] | None = None, unset: tuple[str, ...] = (), cwd: Path = REPO
+) -> subprocess.CompletedProcess[str]:
+    """`atpack ARGS` in a process of its own, with `env` added to this one's and `unset` taken out."""
     return subprocess.run(
         [sys.executable, "-m", "atpack", *args],
         capture_output=True,
         text=True,
-        env={**os.environ, **(env or {})},
+        env={k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset},
         cwd=cwd,
         timeout=300,
     )
@@ -234,16 +240,123 @@ def test_opening_a_folder_or_nothing_is_a_typed_one_line_error(model: Path) -> N
     refused(atpack("inspect", str(model / "empty")), "a folder with no pack")
 
 
-def test_store_commands_without_credentials_fail_in_one_line(s3: Any, tmp_path: Path) -> None:
+# =========================================================================== storage errors name their cause
+
+CREDENTIALS_HINT = (
+    'give them as storage options (--storage-options \'{"key": ..., "secret": ...}\'), in AWS_ACCESS_KEY_ID and '
+    "AWS_SECRET_ACCESS_KEY, or in an AWS profile; '{\"anon\": true}' reads a public bucket without them"
+)
+NO_CREDENTIALS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
+
+
+def test_missing_credentials_are_named_at_once_with_how_to_give_them(s3: Any, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("")
     endpoint = s3.storage_options["client_kwargs"]["endpoint_url"]
-    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
-    store = s3.url("store")
-    pack = str(VECTORS / "h100-subset.atpack")
-    refused(atpack("push", pack, store, "-t", "x", env=env), "NoCredentialsError: Unable to locate credentials")
-    refused(atpack("tag", store, env=env), "Unable to locate credentials")
-    refused(atpack("tag", store, "x", "sha256:" + "0" * 64, env=env), "Unable to locate credentials")
-    refused(atpack("pull", store, "x", "--local", str(tmp_path / "local"), env=env), "Unable to locate credentials")
-    assert s3.keys() == [] and not (tmp_path / "local").exists()
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_CONFIG_FILE": str(empty),
+        "AWS_SHARED_CREDENTIALS_FILE": str(empty),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    store, local, out = s3.url("store"), tmp_path / "local", tmp_path / "out.atpack"
+    nothing = f"no credentials found: {CREDENTIALS_HINT}"
+    for args, says in [
+        (("push", str(VECTORS / "h100-subset.atpack"), store, "-t", "x"), f"{store}: looking up 4 blobs: {nothing}"),
+        (("tag", store), f"{store}/tags: listing tags: {nothing}"),
+        (("tag", store, "x", "sha256:" + "0" * 64), f"{store}/packs/{'0' * 64}.json.zst: reading its size: {nothing}"),
+        (("pull", store, "x", "--local", str(local), "-o", str(out)), f"{store}: reading tag 'x': {nothing}"),
+    ]:
+        result = atpack(*args, env=env, unset=NO_CREDENTIALS)
+        assert (result.returncode, result.stderr) == (1, f"atpack: error: {says}\n"), args
+    assert s3.keys() == [] and not local.exists() and not out.exists()
+    # tried once: a retry would log why it retries, and the message would say how many attempts it made
+    debug = atpack("pull", store, "x", "--local", str(local), "--debug", env=env, unset=NO_CREDENTIALS)
+    assert debug.returncode == 1 and nothing in debug.stderr and "; retrying in" not in debug.stderr
+    assert "gave up after" not in debug.stderr
+
+
+@pytest.mark.parametrize(
+    ("code", "says"),
+    [
+        ("InvalidAccessKeyId", "the store does not know the access key (InvalidAccessKeyId): check the credentials"),
+        (
+            "SignatureDoesNotMatch",
+            "the secret key does not match the access key (SignatureDoesNotMatch): check the credentials",
+        ),
+        ("AccessDenied", "access denied (AccessDenied): these credentials may not do this"),
+    ],
+)
+def test_credentials_the_store_refuses_are_named_and_asked_once(code: str, says: str, tmp_path: Path) -> None:
+    out, local = tmp_path / "out.atpack", tmp_path / "local"
+    out.write_bytes(b"the pack pulled before")
+    record = f"s3://bucket/store/packs/{'0' * 64}.json.zst"
+    with DenyingServer(code) as server, dummy_aws_environment():
+        options = ("--storage-options", json.dumps({"client_kwargs": {"endpoint_url": server.url}}))
+        pulled = atpack("pull", "s3://bucket/store", "v1", "-o", str(out), "--local", str(local), *options)
+        asked = server.requests  # neither atpack nor botocore asks again, nor whether there is a store at all
+        tagged = atpack("tag", "s3://bucket/store", "v2", "sha256:" + "0" * 64, *options)  # a HEAD: a status alone
+        assert (asked, server.requests) == (1, 2)
+    assert (pulled.returncode, pulled.stderr) == (1, f"atpack: error: s3://bucket/store: reading tag 'v1': {says}\n")
+    assert (tagged.returncode, tagged.stderr) == (
+        1,
+        f"atpack: error: {record}: reading its size: access denied (HTTP 403): the store refused these credentials\n",
+    )
+    assert out.read_bytes() == b"the pack pulled before" and not local.exists()
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 that nobody listens on (bound, then let go)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_refused_connection_is_named_as_such_not_as_a_timeout(tmp_path: Path) -> None:
+    where = f"127.0.0.1:{_closed_port()}"
+    out, local = tmp_path / "deploy" / "out.atpack", tmp_path / "local"
+    out.parent.mkdir()
+    out.write_bytes(b"the pack pulled before")
+    pull = ("pull", "s3://bucket/store", "v1", "-o", str(out), "--local", str(local), "--storage-options")
+    plain = {"client_kwargs": {"endpoint_url": f"http://{where}"}}
+    commands = [
+        # botocore retries a refused connection itself (up to 15 s a call), atpack's deadline cuts the last try short
+        (*pull, json.dumps(plain), "--timeout", "16"),
+        (*pull, json.dumps({**plain, "config_kwargs": {"retries": {"total_max_attempts": 1}}})),  # atpack's 5 tries
+        ("inspect", f"http://{where}/x.atpack"),  # aiohttp alone
+    ]
+    before = listing(tmp_path)
+    with dummy_aws_environment(), concurrent.futures.ThreadPoolExecutor(len(commands)) as pool:
+        results = list(pool.map(lambda args: atpack(*args), commands))
+    refused_at = re.escape(f"connection refused: no server listens at {where}")
+    deadline, attempts, http = (r.stderr for r in results)
+    assert all(r.returncode == 1 for r in results), [r.stderr for r in results]
+    tried = r"\(gave up after \d attempts? in [\d.]+ s(: the 16 s deadline reached)?\)"
+    assert re.fullmatch(rf"atpack: error: s3://bucket/store: reading tag 'v1': {refused_at} {tried}\n", deadline)
+    tried = r"\(gave up after 5 attempts in [\d.]+ s\)"
+    assert re.fullmatch(rf"atpack: error: s3://bucket/store: reading tag 'v1': {refused_at} {tried}\n", attempts)
+    assert re.fullmatch(
+        rf"atpack: error: http://{re.escape(where)}/x\.atpack: checking whether it is a folder: {refused_at} {tried}\n",
+        http,
+    )
+    assert listing(tmp_path) == before  # the pack pulled before as it was, no local store made
+
+
+def test_a_name_that_does_not_resolve_is_named_as_such(tmp_path: Path) -> None:
+    result = atpack("inspect", "http://atpack-nowhere.invalid:9000/x.atpack")  # .invalid never resolves (RFC 6761)
+    refused(result, "http://atpack-nowhere.invalid:9000/x.atpack: checking whether it is a folder: ")
+    assert "cannot resolve host atpack-nowhere.invalid: " in result.stderr and "timed out" not in result.stderr
 
 
 # =========================================================================== no silent empties
@@ -290,6 +403,81 @@ def test_tag_and_pull_say_when_there_is_no_store(tmp_path: Path) -> None:
     empty = atpack("tag", str(store))
     assert empty.returncode == 0 and empty.stdout == "" and "holds no tag" in empty.stderr
     refused(atpack("pull", str(store), "v1", "--local", str(local)), "no tag 'v1'")
+
+
+def test_push_and_pull_say_what_they_sent_and_what_the_store_had(tmp_path: Path) -> None:
+    subset, merged = VECTORS / "h100-subset.atpack", tmp_path / "merged.atpack"  # 4 blobs, and those 4 and 4 more
+    assert atpack("merge", str(subset), str(VECTORS / "megacache-and-host.atpack"), "-o", str(merged)).returncode == 0
+    store, local, out = tmp_path / "store", tmp_path / "local", tmp_path / "pulled.atpack"
+    digest = {pack: atpack_lib.open(pack).digest for pack in (subset, merged)}
+
+    def said(*args: str) -> str:
+        result = atpack(*args)
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        return result.stdout
+
+    def held(folder: Path) -> tuple[int, int]:
+        """How many blobs a store holds, and their bytes (as sent and fetched)."""
+        frames = [f.stat().st_size for f in (folder / "blobs").glob("*/*")]
+        return len(frames), sum(frames)
+
+    assert not store.exists()
+    first = said("push", str(subset), str(store))
+    assert held(store)[0] == 4
+    assert first == f"pushed {digest[subset]}: all 4 blobs sent ({held(store)[1]:,} bytes)\n"
+    before = held(store)[1]
+    more = said("push", str(merged), str(store), "-t", "m")
+    assert held(store)[0] == 8
+    sent = held(store)[1] - before
+    assert more == f"pushed {digest[merged]}: 4 of 8 blobs sent ({sent:,} bytes); the store had the other 4, tagged m\n"
+    assert said("push", str(merged), str(store)) == f"pushed {digest[merged]}: no blob sent: the store had all 8\n"
+    empty = atpack_lib.open(VECTORS / "empty.atpack").digest
+    assert (
+        said("push", str(VECTORS / "empty.atpack"), str(store)) == f"pushed {empty}: no blob sent: the pack has none\n"
+    )
+
+    pulled = said("pull", str(store), digest[subset], "-o", str(out), "--local", str(local))
+    assert held(local) == (4, before) and atpack_lib.open(out).digest == digest[subset]
+    assert pulled == f"pulled {digest[subset]} into {out}: all 4 blobs fetched ({before:,} bytes)\n"
+    pulled = said("pull", str(store), "m", "-o", str(out), "--local", str(local))
+    assert held(local) == held(store) and atpack_lib.open(out).digest == digest[merged]
+    assert pulled == (
+        f"pulled {digest[merged]} into {out}: 4 of 8 blobs fetched ({sent:,} bytes); the local store had the other 4\n"
+    )
+    pulled = said("pull", str(store), "m", "-o", str(out), "--local", str(local))
+    assert pulled == f"pulled {digest[merged]} into {out}: no blob fetched: the local store had all 8\n"
+
+
+def test_a_failed_pull_leaves_nothing_at_its_output_and_populate_then_names_the_missing_pack(tmp_path: Path) -> None:
+    """The README's startup step, `atpack pull STORE TAG -o FILE` then `atpack populate FILE`."""
+    store, local, deploy = tmp_path / "store", tmp_path / "local", tmp_path / "deploy"
+    deploy.mkdir()
+    out = deploy / "mlp-h100-pulled.atpack"
+    assert atpack("push", str(VECTORS / "h100-subset.atpack"), str(store), "-t", "mlp-h100").returncode == 0
+    caches = ["--inductor-dir", str(tmp_path / "inductor"), "--triton-dir", str(tmp_path / "triton")]
+    missing = (
+        f"no pack at {out}: no such file (check that the command meant to write it, such as atpack pull -o, succeeded)"
+    )
+
+    failed = atpack("pull", str(store), "mlp-h200", "-o", str(out), "--local", str(local))  # a tag nobody pushed
+    assert (failed.returncode, failed.stderr) == (1, f"atpack: error: {store}: no tag 'mlp-h200'\n")
+    assert listing(deploy) == {} and not local.exists()
+    for command in (["populate", str(out), *caches], ["inspect", str(out)], ["verify", str(out)]):
+        result = atpack(*command)
+        assert (result.returncode, result.stdout, result.stderr) == (1, "", f"atpack: error: {missing}\n"), command
+    assert not (tmp_path / "inductor").exists() and not (tmp_path / "triton").exists()
+    refused(atpack("populate", str(deploy / "no-folder" / "p.atpack")), f"no folder {deploy / 'no-folder'} (check")
+
+    # a pull that fails while it writes (a blob of the local store damaged) publishes nothing either
+    assert atpack("pull", str(store), "mlp-h100", "-o", str(out), "--local", str(local)).returncode == 0
+    before = out.read_bytes()
+    blob = next((local / "blobs").glob("*/*"))
+    frame = bytearray(blob.read_bytes())
+    frame[-1] ^= 0xFF  # the frame's checksum
+    blob.write_bytes(bytes(frame))
+    damaged = atpack("pull", str(store), "mlp-h100", "-o", str(out), "--local", str(local))
+    refused(damaged, f"{local}: blob sha256:{blob.name}")
+    assert listing(deploy) == {out.name: ("file", before)}  # the pack pulled before, whole; no temporary file
 
 
 # =========================================================================== flags and exit codes

@@ -11,10 +11,13 @@ within the deadline. Uploads under faults publish a correct pack or nothing: nev
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import http.client
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,6 +130,78 @@ def test_a_missing_file_is_not_retried() -> None:
     with pytest.raises(atpack.StorageError, match="FileNotFoundError"):
         fake_source(fs).read(0, 10)
     assert fs.calls == 1
+
+
+def _refused_credentials() -> PermissionError:
+    """What s3fs raises for an S3 error answer: a `PermissionError` caused by botocore's `ClientError`."""
+    from botocore.exceptions import ClientError
+    from s3fs.errors import translate_boto_error
+
+    answer = {"Error": {"Code": "InvalidAccessKeyId", "Message": "not in our records"}}
+    error = translate_boto_error(ClientError(answer, "GetObject"))
+    assert isinstance(error, PermissionError)
+    return error
+
+
+def _no_credentials() -> Exception:
+    from botocore.exceptions import NoCredentialsError
+
+    return NoCredentialsError()
+
+
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (_no_credentials, "no credentials found: give them as storage options"),
+        (_refused_credentials, "the store does not know the access key (InvalidAccessKeyId)"),
+    ],
+)
+def test_what_no_retry_mends_is_tried_once(error: Any, says: str) -> None:
+    for read in ("read", "read_many"):
+        fs = FakeFs(DATA, [error()] * 3)
+        source = fake_source(fs)
+        with pytest.raises(atpack.StorageError) as raised:
+            source.read(0, 10) if read == "read" else source.read_many([(0, 10), (20, 10)])
+        assert fs.calls == (1 if read == "read" else 2) and source.retries == 0, read  # one attempt
+        assert says in str(raised.value) and "attempt" not in str(raised.value)
+
+
+class HangingFs(FakeFs):
+    """Fails as `script` says, then hangs until `release` is set."""
+
+    def __init__(self, data: bytes, script: list[Any]) -> None:
+        super().__init__(data, script)
+        self.release = threading.Event()
+
+    def _next(self, data: bytes) -> bytes:
+        if not self.script:
+            self.calls += 1
+            self.release.wait(30)
+            return data
+        return super()._next(data)
+
+
+def test_a_try_the_deadline_cuts_short_does_not_hide_why_the_earlier_ones_failed() -> None:
+    fs = HangingFs(DATA, [ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed")])
+    try:
+        with pytest.raises(atpack.StorageError) as error:
+            fake_source(fs, deadline=0.5).read(0, 10)
+    finally:
+        fs.release.set()
+    assert fs.calls == 2
+    assert re.fullmatch(
+        r"fake://p: reading 10 bytes at 0: connection refused: no server listens at the store's address "
+        r"\(gave up after 2 attempts in 0\.\d s: the 0\.5 s deadline reached\)",
+        str(error.value),
+    ), error.value
+    fs = HangingFs(DATA, [])  # no try said why: a timeout it is
+    try:
+        with pytest.raises(
+            atpack.StorageError, match=r"^fake://p: reading 10 bytes at 0: timed out \(gave up after 1 "
+        ):
+            fake_source(fs, deadline=0.5).read(0, 10)
+    finally:
+        fs.release.set()
 
 
 def test_the_backoff_doubles() -> None:
@@ -262,7 +337,10 @@ def test_populate_and_load_read_with_the_retry_policy_they_are_given(
 def test_a_missing_pack_is_not_retried(s3: Any, proxy: FaultInjectingProxy) -> None:
     proxy.configure(rate=0.0)
     proxy.reset()
-    with counting_retries() as retries, pytest.raises(atpack.StorageError, match="no such pack"):
+    with (
+        counting_retries() as retries,
+        pytest.raises(atpack.NotFoundError, match=r"^no pack at s3://.*/missing\.atpack: no such file$"),
+    ):
         atpack.open(s3.url("missing.atpack"), storage_options=proxy.storage_options(s3))
     # s3fs asks for the object, then whether it is a folder; nobody asks again
     assert retries.count == 0 and [r.method for r in proxy.requests] == ["HEAD", "GET"]
