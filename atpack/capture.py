@@ -24,13 +24,13 @@ from typing import Any
 import msgspec
 
 from . import kinds, seam, settings
-from .adapters import Collected, Skipped, inductor
+from .adapters import inductor
 from .adapters.megacache import Entry
 from .artifacts import Environment, InductorBestConfig, MegacacheEntry
 from .env import LocalEnvironment
 from .folders import default_inductor_dir, triton_dirs_to_collect
-from .merge import CREATED, created_now
-from .pack import DEFAULT_LEVEL, PackInfo, create
+from .kinds import Collected, Skipped
+from .pack import CREATED, DEFAULT_LEVEL, PackInfo, create, created_now
 
 __all__ = ["Capture", "CommandReport", "capture", "capture_command"]
 
@@ -219,7 +219,7 @@ class Capture:
     def _coordesc_kernels(self) -> set[str]:
         """The names of the kernels whose coordinate-descent result torch saved during the
         capture. Torch saves it without its kernel's folder, and a torch that names winners
-        (`put_winner`) may name the one autotuning chose before the search: every folder compiled
+        (2.12+) may name the one autotuning chose before the search: every folder compiled
         for such a kernel is kept, the search's winner among them (a warm start on the H100,
         torch 2.11, compiled the one left out). A record is matched to its kernel module by
         torch's own key derivation (`seam.record_path`)."""

@@ -12,13 +12,15 @@ from typing import Any
 
 import msgspec
 
-from . import evidence, kinds
-from .adapters import Collected, Skipped
+from . import (
+    evidence,
+    kinds,
+)
 from .artifacts import Artifact, Environment, artifact_digest
 from .digest import digest_bytes
 from .errors import AtpackError, NotFoundError
-from .merge import CREATED, created_now
-from .pack import DEFAULT_LEVEL, PackInfo, PackWriter, create
+from .kinds import Collected, Skipped
+from .pack import CREATED, DEFAULT_LEVEL, PackInfo, PackWriter, create, created_now
 
 __all__ = ["CollectReport", "first_answers", "pack_caches"]
 

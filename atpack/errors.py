@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .merge import Conflict
+from typing import Any, Protocol
 
 __all__ = [
     "AtpackError",
@@ -90,11 +87,22 @@ class UnsafeContentError(AtpackError):
     """Content would run code or escape its folder, and nobody allowed that."""
 
 
+class _Question(Protocol):
+    """What an error says of one question answered differently (`atpack.merge.Conflict`)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def candidates(self) -> Sequence[Any]: ...
+
+
 class MergeConflictError(AtpackError):
     """Packs disagree and the merge policy is ``fail``: `conflicts` lists each question
     answered differently (`atpack.merge.Conflict`)."""
 
-    def __init__(self, conflicts: Sequence[Conflict]) -> None:
+    def __init__(self, conflicts: Sequence[_Question]) -> None:
         self.conflicts = list(conflicts)
         listing = "; ".join(f"{c.kind} {c.key} ({len(c.candidates)} answers)" for c in conflicts[:10])
         more = f" and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""

@@ -1,22 +1,21 @@
 """Where torch and triton keep their caches on this machine, by their own rules.
 
-Inductor (torch 2.8 to 2.13, `torch/_inductor/runtime/cache_dir_utils.py`): ``$TORCHINDUCTOR_CACHE_DIR``,
-else ``<tempdir>/torchinductor_<user>``.
+Inductor (torch 2.8 to 2.13): ``$TORCHINDUCTOR_CACHE_DIR``, else ``<tempdir>/torchinductor_<user>``.
 
 Triton has two folders in practice. A process that builds Inductor kernels reads and writes
 ``$TRITON_CACHE_DIR`` if it is set, else ``<inductor>/triton/<device index>``: Inductor sets the
-variable itself (`CachingAutotuner.__init__`), to the folder of the device its first kernel runs
-on, so each rank of a node has a folder of its own. A process that only runs Triton kernels of its
+variable itself when it makes its first kernel, to the folder of the device that kernel runs on,
+so each rank of a node has a folder of its own. A process that only runs Triton kernels of its
 own uses ``$TRITON_CACHE_DIR``, else ``$TRITON_HOME/.triton/cache`` (``~`` when ``TRITON_HOME`` is
-unset; triton 3.4 to 3.9, ``knobs.cache.dir``).
+unset; triton 3.4 to 3.9).
 
 A ``$TRITON_CACHE_DIR`` that names a device's folder under Inductor's was set by Inductor in this
 process (or says the same): the kernels the process compiled before are in Triton's own folder,
 which is read and written as if the variable were unset.
 
-Where torch or triton is already imported, they are asked; otherwise their rules are followed
-here (tests/test_zero_config.py checks that both answers agree). Neither is imported for it:
-that takes seconds.
+Where torch or triton is already imported, they are asked (`atpack.seam`); otherwise their rules
+are followed here (tests/test_zero_config.py checks that both answers agree). Neither is imported
+for it: that takes seconds.
 """
 
 from __future__ import annotations
@@ -54,7 +53,7 @@ def default_inductor_dir() -> str:
 
 def default_triton_dir() -> str:
     """Triton's own folder: ``$TRITON_CACHE_DIR`` or ``$TRITON_HOME/.triton/cache`` (``~``
-    without ``TRITON_HOME``), as `triton.knobs.cache.dir` says."""
+    without ``TRITON_HOME``), as Triton's own settings say."""
     if folder := os.environ.get("TRITON_CACHE_DIR"):
         return os.path.abspath(folder)
     return _tritons_own_dir()

@@ -8,36 +8,56 @@ its adapter module, which lists its kinds in ``KINDS``; the rest of atpack asks 
 (`of`) and names no kind. The format 1.0 kinds keep their structs in `atpack.artifacts`, where
 the schema of format 1.0 is generated from, and their behaviour in `atpack.adapters`.
 
-Reading a pack needs only the structs: the adapters (which reach into cache folders) are
-imported when a behaviour is first asked for, or when a pack holds a kind `atpack.artifacts`
-does not define.
+Reading a pack needs only the structs. The built-in kinds' behaviour is registered when
+`atpack.adapters` (which reaches into cache folders) is imported: by the modules that act on
+artifacts (collect, populate, merge, report), never by this registry, which imports no adapter.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import re
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, Union
 
 from .artifacts import ARTIFACT_TYPES, Artifact, UnknownArtifact
 from .errors import AtpackError
 
 if TYPE_CHECKING:
-    from .adapters import Collected
     from .files import CacheDir, FileWrite
 
-__all__ = ["Answer", "Kind", "Shown", "Source", "collectors", "known", "of", "register", "types"]
+__all__ = [
+    "Answer",
+    "Collected",
+    "Kind",
+    "Shown",
+    "Skipped",
+    "Source",
+    "collectors",
+    "known",
+    "of",
+    "register",
+    "registered",
+    "types",
+]
 
 A = TypeVar("A", bound=Artifact)
 
 CacheFolder = Literal["inductor", "triton"]
 """Inductor's cache folder, or every Triton cache folder (each per-device folder, Triton's own)."""
 
-_BUILTIN = ("inductor", "triton", "megacache")
-"""The adapter modules (`atpack.adapters.<name>`) whose ``KINDS`` are registered on first use."""
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """A cache file that was not collected, and why: collecting yields it for a file that is not
+    what its name says (a half-written or foreign file must not stop a collection)."""
+
+    path: str
+    reason: str
+
+
+Collected = Union[Artifact, Skipped]
+"""What a collector yields for each cache file it reads."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +76,7 @@ class Source:
     """Compiled kernels keep only what they need to launch."""
 
 
-Collector = Callable[[Source], "Iterator[Collected]"]
+Collector = Callable[[Source], Iterator[Collected]]
 """Reads a cache folder: its kinds' artifacts, and `Skipped` for files that are not."""
 
 
@@ -99,7 +119,7 @@ class Kind(Generic[A]):
     populate: Literal["files", "merged", "replayed"] = "files"
     """How populate writes it: its `files`, never over a different existing one; merged into
     the file already there (`merge_file`); or, a Megacache entry, replayed where torch's own
-    ``populate_cache()`` would write it (`atpack.adapters.megacache`)."""
+    Megacache loader would write it (`atpack.adapters.megacache`)."""
     turns_replay_on: bool = False
     """Whether it is a tuning result that atpack's replay (`atpack.autoload`) acts on: populating
     one turns the replay on for the folder."""
@@ -161,8 +181,6 @@ _TAG = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)+/[1-9][0-9]*")
 _TYPES: dict[str, type[Artifact]] = {t.kind: t for t in ARTIFACT_TYPES}
 _KINDS: dict[type[Artifact], Kind[Any]] = {}
 _UNKNOWN: Kind[Any] = Kind()
-_loaded = False
-_loading = threading.Lock()
 
 
 def register(kind: Kind[A]) -> Kind[A]:
@@ -180,18 +198,9 @@ def register(kind: Kind[A]) -> Kind[A]:
     return kind
 
 
-def _load() -> None:
-    """Register the built-in adapters' kinds, once (threads asking meanwhile wait for all)."""
-    global _loaded
-    if _loaded:
-        return
-    with _loading:
-        if not _loaded:
-            for name in _BUILTIN:
-                for kind in importlib.import_module(f"atpack.adapters.{name}").KINDS:
-                    if kind.artifact not in _KINDS:  # one registered before (a test's) wins
-                        register(kind)
-            _loaded = True
+def registered(artifact: type[Artifact]) -> bool:
+    """Whether a kind's struct has its behaviour registered."""
+    return artifact in _KINDS
 
 
 def types() -> tuple[type[Artifact], ...]:
@@ -200,27 +209,26 @@ def types() -> tuple[type[Artifact], ...]:
 
 
 def known(tag: str) -> bool:
-    """Whether a kind is known: one of `atpack.artifacts`, or one an adapter defines."""
-    if tag not in _TYPES:
-        _load()
+    """Whether a kind is known: one of `atpack.artifacts`, or one registered since."""
     return tag in _TYPES
 
 
 def of(artifact: Artifact | UnknownArtifact) -> Kind[Any]:
     """The behaviour of an artifact's kind; for an artifact of an unknown kind, the defaults
-    (nothing to merge, nothing to show; populate skips it before asking)."""
-    _load()
+    (nothing to merge, nothing to show; populate skips it before asking). The built-in kinds are
+    registered by importing `atpack.adapters`."""
     if isinstance(artifact, UnknownArtifact):
         return _UNKNOWN
     kind = _KINDS.get(type(artifact))
     if kind is None:
-        raise AtpackError(f"{artifact.kind}: no adapter registers this kind (atpack.kinds.register)")
+        raise AtpackError(
+            f"{artifact.kind}: no adapter registers this kind (import atpack.adapters, or atpack.kinds.register)"
+        )
     return kind
 
 
 def collectors(folder: str) -> list[Collector]:
     """What reads a cache folder of that sort: each kind's collector, once, in registration order."""
-    _load()
     found: list[Collector] = []
     for kind in _KINDS.values():
         if kind.folder == folder and kind.collect is not None and kind.collect not in found:

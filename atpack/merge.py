@@ -17,46 +17,28 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import datetime
 import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from . import kinds
+from . import adapters, kinds  # noqa: F401  (adapters: registers the built-in kinds)
 from .artifacts import Artifact, UnknownArtifact, artifact_digest
 from .errors import AtpackError, MergeConflictError
-from .pack import DEFAULT_LEVEL, Pack, PackInfo, create, open_pack
+from .pack import CREATED, DEFAULT_LEVEL, Pack, PackInfo, create, open_pack
 from .signing import SIGNATURE_PREFIX
 
 __all__ = [
-    "CREATED",
     "Change",
     "Conflict",
     "MergeConflictError",
     "MergeReport",
     "Policy",
-    "created_now",
     "diff",
     "merge",
 ]
 
 Policy = Literal["fastest", "newest", "fail"]
 POLICIES: tuple[str, ...] = ("fastest", "newest", "fail")
-
-CREATED = "io.atpack.created"
-"""Annotation: when a pack was made (ISO 8601, UTC); `SOURCE_DATE_EPOCH` overrides the clock."""
-
-
-def created_now() -> str:
-    """The value of `CREATED` for a pack made now (or at `$SOURCE_DATE_EPOCH`, for
-    reproducible builds)."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    now = (
-        datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc)
-        if epoch
-        else datetime.datetime.now(datetime.timezone.utc)
-    )
-    return now.replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import datetime
 import functools
 import hashlib
 import logging
@@ -30,7 +31,7 @@ import msgspec
 import zstandard
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from . import kinds, store
+from . import kinds, settings, store
 from .artifacts import (
     AnyArtifact,
     Artifact,
@@ -43,6 +44,8 @@ from .digest import Digest, canonical, digest_bytes
 from .errors import AtpackError, FormatError, IntegrityError, LimitError
 
 __all__ = [
+    "CREATED",
+    "created_now",
     "DEFAULT_LIMITS",
     "FORMAT_VERSION",
     "Limits",
@@ -66,6 +69,21 @@ TAIL_READ = 64 * 1024
 
 MAX_ZSTD_RATIO = 1 << 15
 """No zstd frame expands more than this: a block holds at most 128 KiB and takes at least 4 bytes."""
+
+CREATED = "io.atpack.created"
+"""Annotation: when a pack was made (ISO 8601, UTC); ``SOURCE_DATE_EPOCH`` overrides the clock."""
+
+
+def created_now() -> str:
+    """The value of `CREATED` for a pack made now (or at ``$SOURCE_DATE_EPOCH``, for reproducible builds)."""
+    epoch = settings.source_date_epoch()
+    now = (
+        datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
+        if epoch is not None
+        else datetime.datetime.now(datetime.timezone.utc)
+    )
+    return now.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
 
 DEFAULT_LEVEL = 9
 DEFAULT_GROUP_SIZE = 1 << 20

@@ -17,7 +17,7 @@ from typing import Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from . import kinds, store
+from . import adapters, kinds, store  # noqa: F401  (adapters: registers the built-in kinds)
 from .artifacts import Artifact, MegacacheEntry, UnknownArtifact
 from .env import LocalEnvironment, Mismatch, cuda_devices, mismatches, shown
 from .errors import AtpackError, FormatError, LimitError, StorageError
@@ -723,7 +723,7 @@ class _Replay:
 
 
 def _replay(pack: Pack, replays: list[_Replay], report: PopulateReport, dirs: _Dirs, batch_bytes: int) -> list[Outcome]:
-    """Megacache entries, each written to the file torch's `populate_cache()` would write, but
+    """Megacache entries, each written to the file torch's own Megacache loader would write, but
     atomically, never through a symlink and never over a different file (kept). Of the entries
     for one file (torch records a key again when its content changes), the last in blob order is
     replayed, as torch leaves it. Contents are read one batch of frames at a time."""

@@ -20,7 +20,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from . import kinds
+from . import adapters, kinds  # noqa: F401  (adapters: registers the built-in kinds)
 from .artifacts import Artifact, Environment
 from .pack import Pack, open_pack
 from .signing import SIGNATURE_PREFIX

@@ -20,12 +20,14 @@ __all__ = [
     "DEBUG",
     "LOCAL_RANK",
     "REPLAY",
+    "SOURCE_DATE_EPOCH",
     "TIMEOUT",
     "capture_binaries_only",
     "debug",
     "local_rank",
     "plugins_autoload",
     "replay",
+    "source_date_epoch",
     "timeout",
 ]
 
@@ -38,7 +40,9 @@ DEBUG = "ATPACK_DEBUG"
 TIMEOUT = "ATPACK_TIMEOUT"
 CACHE_DIR = "ATPACK_CACHE_DIR"
 AUTOLOAD = "TORCH_DEVICE_BACKEND_AUTOLOAD"
-"""torch's: plug-ins load only where it is unset or exactly ``1`` (`torch._is_device_backend_autoload_enabled`)."""
+"""torch's: it loads plug-ins (atpack's among them) only where this is unset or exactly ``1``."""
+SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"
+"""The reproducible-builds convention: the time a pack records as its making, in seconds since 1970."""
 LOCAL_RANK = "LOCAL_RANK"
 """torchrun's: the device index of this process on its node."""
 
@@ -92,6 +96,16 @@ def timeout() -> float | None:
     if not seconds > 0:
         raise SettingError(f"{TIMEOUT}={text!r}: not a number of seconds above 0")
     return seconds
+
+
+def source_date_epoch() -> int | None:
+    """``SOURCE_DATE_EPOCH``: seconds since 1970, or None where unset."""
+    text = os.environ.get(SOURCE_DATE_EPOCH, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or not text.isascii() or int(text) > 253402300799:  # the year 9999's last second
+        raise SettingError(f"{SOURCE_DATE_EPOCH}={text!r}: not a number of seconds since 1970")
+    return int(text)
 
 
 def local_rank() -> int | None:

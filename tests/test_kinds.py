@@ -18,15 +18,15 @@ import msgspec
 import pytest
 
 import atpack
+import atpack.adapters
 from atpack import kinds
-from atpack.adapters import Collected, Skipped
 from atpack.artifacts import Artifact, Environment, Params, UnknownArtifact
 from atpack.cli import main
 from atpack.collect import pack_caches
 from atpack.env import LocalEnvironment
 from atpack.errors import EnvironmentMismatchError
 from atpack.files import CacheDir, FileWrite
-from atpack.kinds import Kind, Shown, Source
+from atpack.kinds import Collected, Kind, Shown, Skipped, Source
 from atpack.merge import diff, merge
 from atpack.populate import populate
 from atpack.report import write_report
@@ -103,7 +103,6 @@ HERE = LocalEnvironment().get("triton_version") or "3.0.0"
 @pytest.fixture
 def registered(monkeypatch: pytest.MonkeyPatch) -> None:
     """The stand-in kind registered for one test (the registry is the process's)."""
-    kinds.of(UnknownArtifact("x", "y", b"{}"))  # the built-in kinds first, as in any process
     monkeypatch.setattr(kinds, "_TYPES", dict(kinds._TYPES))
     monkeypatch.setattr(kinds, "_KINDS", dict(kinds._KINDS))
     kinds.register(_V2(_collect_v2))
@@ -193,7 +192,6 @@ def test_a_new_kind_is_shown_by_inspect_and_report(tmp_path: Path, capsys: pytes
 
 def test_a_reader_that_does_not_know_the_kind_keeps_it_and_skips_it(tmp_path: Path) -> None:
     with pytest.MonkeyPatch.context() as m:
-        kinds.of(UnknownArtifact("x", "y", b"{}"))
         m.setattr(kinds, "_TYPES", dict(kinds._TYPES))
         m.setattr(kinds, "_KINDS", dict(kinds._KINDS))
         kinds.register(_V2(_collect_v2))

@@ -1,83 +1,19 @@
-"""One module per cache system, each able to collect artifacts from a cache folder and to
-say which files populate writes back. Only adapters know torch's and triton's layouts.
+"""One module per cache system (Inductor's, Triton's, torch's Megacache), each defining its kinds'
+behaviour (`atpack.kinds.Kind`): how they are collected from a cache folder and which files populate
+writes back. Only adapters know torch's and Triton's layouts.
 
-Collecting yields artifacts, and `Skipped` for files that are not what their name says
-(a half-written or foreign file must not stop a collection).
+Importing this package registers the built-in kinds (`atpack.kinds.register`); a kind registered
+before (a test's, a plug-in's) stays.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
-from collections.abc import Callable
-from typing import Any, Union
+from .. import kinds
+from . import inductor, megacache, triton
 
-import msgspec
+__all__ = ["inductor", "megacache", "triton"]
 
-from ..artifacts import Artifact
-from ..errors import CacheFileError
-
-AddBlob = Callable[[bytes, str], str]
-"""Stores a blob (bytes, grouping hint) and returns its digest."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Skipped:
-    """A cache file that was not collected, and why."""
-
-    path: str
-    reason: str
-
-
-Collected = Union[Artifact, Skipped]
-
-
-def _compact_dumps() -> Callable[[Any], str]:
-    """`json.dumps` with its default settings (what torch and triton write), without building
-    its C encoder anew for each call: populate renders thousands of small files."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return json.dumps
-    default = json.JSONEncoder().default
-    encode = make(None, default, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True)
-    return lambda value: "".join(encode(value, 0))
-
-
-dumps = _compact_dumps()
-"""`json.dumps(value)`, faster."""
-
-
-def load_json(raw: bytes, path: str) -> Any:
-    """Parse a cache file's JSON (Python's parser: torch and triton write ``Infinity``)."""
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CacheFileError(f"{path}: not valid JSON ({e})") from e
-    except RecursionError as e:  # Python's parser recurses once per nested array or object
-        raise CacheFileError(f"{path}: JSON nested too deeply to read") from e
-
-
-def to_artifact(kind: type[Artifact], fields: dict[str, Any], path: str) -> Any:
-    """Build and type-check an artifact from plain fields."""
-    try:
-        return msgspec.convert(fields, type=kind)
-    except msgspec.ValidationError as e:
-        raise CacheFileError(f"{path}: unexpected content ({e})") from e
-
-
-def finite(value: Any) -> float | None:
-    """A timing as stored: non-finite times (failed candidates) become None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"not a number: {value!r}")
-    return float(value) if math.isfinite(value) else None
-
-
-def as_float(value: float | None) -> float:
-    """A stored timing as written back: None is infinity."""
-    return math.inf if value is None else value
-
-
-def config_text(kwargs: Any, num_warps: Any, num_stages: Any) -> str:
-    """A kernel config in a few words, as `inspect`, `report` and `diff` show it."""
-    return " ".join([*(f"{k}={v}" for k, v in kwargs), f"warps={num_warps}", f"stages={num_stages}"])
+for _adapter in (inductor, triton, megacache):
+    for _kind in _adapter.KINDS:
+        if not kinds.registered(_kind.artifact):
+            kinds.register(_kind)

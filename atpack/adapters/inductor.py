@@ -29,9 +29,9 @@ from ..artifacts import (
 )
 from ..errors import CacheFileError
 from ..files import CacheDir, FileWrite
-from ..kinds import Answer, Kind, Shown, Source
+from ..kinds import Answer, Collected, Kind, Shown, Skipped, Source
 from ..walk import Folder, open_cache
-from . import Collected, Skipped, as_float, config_text, dumps, finite, load_json, to_artifact
+from .common import as_float, config_text, dumps, finite, load_json, to_artifact
 
 __all__ = [
     "KINDS",

@@ -1,13 +1,14 @@
 """PyTorch's Megacache blobs (`torch.compiler.save_cache_artifacts`) in and out, and where
 their entries go when replayed.
 
-Replay writes each entry's file where torch's own `populate_cache()` of its type would, but
+Replay writes each entry's file where torch's own Megacache loader would (its layout per torch
+release is an entry of `atpack.seam.INTERNALS`), but
 checks first what torch does not: that the key has the shape torch gives keys of that type (torch
 joins keys into paths), and that an ``autotune`` entry, replayed without trust, is a
 ``.best_config`` JSON object and not a pickle. The caller writes the files (`atpack.files`), so
 that nothing there is replaced and no symlink is followed.
 
-The blob format (torch 2.8 to 2.13, `torch/utils/_appending_byte_serializer.py`): a CRC32 (4
+The blob format (torch 2.8 to 2.13; `atpack.seam.INTERNALS`): a CRC32 (4
 bytes, big-endian) of everything after it, a u64 version (1), then sections, each a type name
 and a count followed by that many (key, content) entries. Integers are u64 big-endian; bytes are
 a u64 length and the raw bytes; strings are the bytes of their base64-encoded UTF-8. Parsing
@@ -37,7 +38,7 @@ from ..artifacts import (
 )
 from ..errors import CacheFileError, FormatError, UnsafeContentError
 from ..kinds import Kind
-from . import AddBlob
+from .common import AddBlob
 from .inductor import parse_best_config, render_best_config
 
 __all__ = [
@@ -117,7 +118,7 @@ def entries(artifacts: Iterable[object]) -> list[MegacacheEntry]:
 
 
 def target(entry: MegacacheEntry) -> str:
-    """The file, relative to the Inductor cache folder, that torch's `populate_cache()` writes
+    """The file, relative to the Inductor cache folder, that torch's Megacache loader writes
     `entry` to (torch 2.8 to 2.13), once its key is checked to have the shape torch gives keys of
     its type: a key of another shape is refused with `UnsafeContentError`, whatever its type
     claims and whether trusted or not (torch joins keys into paths unchecked)."""
@@ -130,14 +131,14 @@ def target(entry: MegacacheEntry) -> str:
     if not shape.fullmatch(key):
         raise UnsafeContentError(f"refusing Megacache {kind} key {key!r}: not the shape torch gives {kind} keys")
     if kind == "autotune":
-        return key  # AutotuneCacheArtifact: <cache dir>/<key>
-    if kind == "inductor":  # FxGraphCache._write_to_local_cache
+        return key  # <cache dir>/<key>
+    if kind == "inductor":  # the FX graph cache: one file per guarded entry, named by its content
         return f"fxgraph/{key[1:3]}/{key}/{_content_name(entry.content)}"
-    if kind == "aot_autograd":  # AOTAutogradCache._write_to_local_cache
+    if kind == "aot_autograd":
         return f"aotautograd/{key}/{_content_name(entry.content)}"
-    if kind == "pgo":  # pgo.write_local_impl at pgo.code_state_path(key)
+    if kind == "pgo":  # dynamo's profile of a job
         return "dynamo/" + re.sub(r'[<>:"/\\|?*]', "_", f"code_state_{key}.pkl")
-    return f"dynamo/{key}/entry"  # precompile: DynamoCache._write_to_local_cache
+    return f"dynamo/{key}/entry"  # precompile
 
 
 def content(entry: MegacacheEntry, data: bytes) -> bytes:
@@ -172,9 +173,9 @@ def _content_name(digest: str) -> str:
 
 
 def _pgo_key(key: str) -> str:
-    """The key torch's `PGOCacheArtifact.populate_cache` writes under (torch 2.8 to 2.13,
-    `_rewrite_cache_key_for_mega_cache`): a key of a MAST job (Meta's scheduler) becomes this
-    job's, which only torch inside such a job can name: refused here; any other stays as it is."""
+    """The key torch's Megacache loader writes a profile under (torch 2.8 to 2.13): a key of a MAST
+    job (Meta's scheduler) becomes this job's, which only torch inside such a job can name:
+    refused here; any other stays as it is."""
     if key.startswith("mast:"):
         raise UnsafeContentError(
             f"refusing Megacache pgo key {key!r}: a MAST job's profile, which torch renames for the job it runs in"
@@ -229,7 +230,7 @@ E = TypeVar("E", bound=MegacacheEntry)
 
 
 class _Entry(Kind[E]):
-    """A Megacache entry, replayed where torch's own ``populate_cache()`` would write it
+    """A Megacache entry, replayed where torch's own Megacache loader would write it
     (`target`, `content`)."""
 
     populate = "replayed"

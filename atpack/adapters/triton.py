@@ -19,9 +19,9 @@ from .. import evidence
 from ..artifacts import TritonAutotune, TritonConfig, TritonHostModule, TritonKernel
 from ..errors import AtpackError, CacheFileError, LimitError, UnsafeContentError
 from ..files import CacheDir, FileWrite
-from ..kinds import Kind, Shown, Source
+from ..kinds import Collected, Kind, Shown, Skipped, Source
 from ..walk import Folder, open_cache
-from . import AddBlob, Collected, Skipped, as_float, config_text, dumps, finite, load_json, to_artifact
+from .common import AddBlob, as_float, config_text, dumps, finite, load_json, to_artifact
 
 __all__ = [
     "BINARY_SUFFIXES",
