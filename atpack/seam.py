@@ -380,7 +380,9 @@ _given_up: set[str] = set()
 
 def _patch(owner: Any, attr: str, make: Callable[[Any], Any], feature: str) -> Patch:
     """Replace `owner.attr` with `make(current)`; `feature` names what the patch serves."""
-    original = vars(owner)[attr]
+    original = vars(owner).get(attr)
+    if original is None:
+        raise LookupError(f"{getattr(owner, '__qualname__', getattr(owner, '__name__', owner))}.{attr} is not there")
     wrapper = make(getattr(owner, attr))
     with contextlib.suppress(AttributeError, TypeError):
         wrapper.__doc__ = getattr(owner, attr).__doc__
