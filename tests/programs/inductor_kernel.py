@@ -7,6 +7,7 @@ lookup in the kernel decorator) and report each kernel's autotune cache state as
                                                     under KEY, in the folder Inductor chose)
     python inductor_kernel.py tune KERNEL.py...     report states, then save a best config
                                                     for each kernel (as autotuning would)
+With $TORCH_KEY_OF_ANOTHER_BUILD (hex), torch keys its records as that build of torch would.
 Uses torch's folders ($TORCHINDUCTOR_CACHE_DIR, or its default). Imports atpack only with
 $ATPACK_CAPTURE_TO set: then everything runs inside `atpack.capture()` and the capture is saved
 there. Each state also names the Triton folder Inductor chose for the process.
@@ -24,7 +25,11 @@ import standin
 
 standin.install()
 
+from torch._inductor import codecache  # noqa: E402
 from torch._inductor.codecache import PyCodeCache  # noqa: E402
+
+if other_build := os.environ.get("TORCH_KEY_OF_ANOTHER_BUILD"):
+    codecache.torch_key = lambda: bytes.fromhex(other_build)
 from torch._inductor.runtime.autotune_cache import AutotuneCache  # noqa: E402
 from torch._inductor.runtime.triton_heuristics import hash_configs  # noqa: E402
 

@@ -1,11 +1,15 @@
 """Run a user `@triton.autotune` kernel (16 configs, 2 tuning keys) through Triton's own
 autotuner and disk cache (`check_disk_cache`), with the benchmark and the launch stubbed.
 Prints JSON: benchmark calls made, cache hits reported (by Triton's autotune listener, 3.8+, else
-by its disk cache lookup), the chosen configs. Uses $TRITON_CACHE_DIR."""
+by its disk cache lookup), the chosen configs. Uses $TRITON_CACHE_DIR.
+
+    python triton_autotune.py [--triton-key KEY]    KEY: as another build of Triton would key its results
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 
 import standin
 
@@ -25,6 +29,11 @@ def fake_bench(self, *args, config, **kwargs):  # a deterministic "measurement"
 
 
 Autotuner._bench = fake_bench
+if "--triton-key" in sys.argv:  # another build of this Triton release
+    import triton.runtime.autotuner
+
+    other = sys.argv[sys.argv.index("--triton-key") + 1]
+    triton.runtime.autotuner.triton_key = lambda: other
 scale_add.fn.run = lambda *args, **kwargs: None  # no GPU: no launch
 hits = []
 if hasattr(triton.knobs.autotuning, "listener"):  # triton 3.8+: told by Triton's autotune listener
