@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     AtpackError,
+    BlobNotFoundError,
     CacheFileError,
     EnvironmentMismatchError,
     FormatError,
@@ -127,6 +128,7 @@ __all__ = [
     "save_cache_artifacts",
     "to_megacache",
     "AtpackError",
+    "BlobNotFoundError",
     "CacheFileError",
     "Environment",
     "EnvironmentMismatchError",

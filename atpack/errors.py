@@ -4,7 +4,10 @@ one line.
 Where a builtin exception says the same thing, the error is that builtin too, so callers who
 already catch it need no atpack import: a missing pack, tag or store is a `FileNotFoundError`
 (`NotFoundError`), a folder given where a pack file belongs an `IsADirectoryError`
-(`IsAFolderError`).
+(`IsAFolderError`), a digest a pack does not hold a `KeyError` (`BlobNotFoundError`), a refused
+signature a `PermissionError` (`SignatureError`), a value atpack does not understand in one of
+its environment variables a `ValueError` (`SettingError`). `tests/test_errors.py` raises each
+from the situation it names.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "AtpackError",
+    "BlobNotFoundError",
     "CacheFileError",
     "EnvironmentMismatchError",
     "FormatError",
@@ -47,12 +51,24 @@ class IntegrityError(FormatError):
     """A digest or checksum does not match the bytes it covers."""
 
 
-class SignatureError(IntegrityError):
-    """A pack is not signed by a key the caller trusts, or its signature does not verify."""
+class SignatureError(AtpackError, PermissionError):
+    """A pack is not signed by a key the caller trusts, or its signature does not verify: the
+    caller's trust is refused, whatever the pack's bytes are (also a `PermissionError`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno.EACCES
 
 
 class LimitError(FormatError):
     """A declared size, count or offset exceeds a hard limit or the file itself."""
+
+
+class BlobNotFoundError(AtpackError, KeyError):
+    """A digest the pack holds no blob for (also a `KeyError`)."""
+
+    def __str__(self) -> str:  # a KeyError's own would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 class StorageError(AtpackError):

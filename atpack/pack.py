@@ -41,7 +41,7 @@ from .artifacts import (
     manifest_digest,
 )
 from .digest import Digest, canonical, digest_bytes
-from .errors import AtpackError, FormatError, IntegrityError, LimitError
+from .errors import AtpackError, BlobNotFoundError, FormatError, IntegrityError, LimitError
 
 __all__ = [
     "CREATED",
@@ -767,7 +767,7 @@ class Pack:
         try:
             return self._blobs[digest]
         except KeyError:
-            raise KeyError(f"{self.name}: no blob {digest}") from None
+            raise BlobNotFoundError(f"{self.name}: no blob {digest}") from None
 
     def _frame(self, index: int) -> bytes:
         with self._frame_cache_lock:
