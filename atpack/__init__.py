@@ -33,7 +33,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .api import load, load_cache_artifacts, save_cache_artifacts, to_megacache
+    from .api import load_cache_artifacts, save_cache_artifacts, to_megacache
     from .artifacts import (
         Artifact,
         Environment,
@@ -46,21 +46,46 @@ if TYPE_CHECKING:
         UnknownArtifact,
     )
     from .capture import Capture, capture
-    from .collect import pack_caches
     from .merge import diff, merge
     from .pack import Limits, Pack, PackInfo, PackWriter, create
     from .pack import open_pack as open
-    from .populate import PopulateReport, populate
+    from .populate import PopulateReport
+    from .registry import Store
+    from .report import write_report
+    from .seam import uninstall
+    from .signing import generate_key, sign, verify_signature
     from .store import Retry
 
 __version__ = "0.1.0"
 """The version of atpack: the one place it is written (the package metadata reads it from here)."""
 
 _LAZY = {
-    "load": ".api",
-    "load_cache_artifacts": ".api",
+    # save and load: the one way each
     "save_cache_artifacts": ".api",
+    "load_cache_artifacts": ".api",
+    "capture": ".capture",
+    "Capture": ".capture",
+    "PopulateReport": ".populate",
+    # packs
+    "open": ".pack",
+    "create": ".pack",
+    "Pack": ".pack",
+    "PackInfo": ".pack",
+    "PackWriter": ".pack",
+    "Limits": ".pack",
+    "merge": ".merge",
+    "diff": ".merge",
     "to_megacache": ".api",
+    # stores, signatures, reports
+    "Store": ".registry",
+    "Retry": ".store",
+    "sign": ".signing",
+    "verify_signature": ".signing",
+    "generate_key": ".signing",
+    "write_report": ".report",
+    # torch's functions back, as they were
+    "uninstall": ".seam",
+    # the data model
     "Artifact": ".artifacts",
     "Environment": ".artifacts",
     "InductorBestConfig": ".artifacts",
@@ -70,20 +95,6 @@ _LAZY = {
     "TritonAutotune": ".artifacts",
     "TritonKernel": ".artifacts",
     "UnknownArtifact": ".artifacts",
-    "Capture": ".capture",
-    "capture": ".capture",
-    "pack_caches": ".collect",
-    "diff": ".merge",
-    "merge": ".merge",
-    "Limits": ".pack",
-    "Pack": ".pack",
-    "PackInfo": ".pack",
-    "PackWriter": ".pack",
-    "create": ".pack",
-    "open": ".pack",
-    "PopulateReport": ".populate",
-    "populate": ".populate",
-    "Retry": ".store",
 }
 
 
@@ -115,46 +126,49 @@ sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [
-    "Artifact",
+    "save_cache_artifacts",
+    "load_cache_artifacts",
+    "capture",
     "Capture",
     "PopulateReport",
-    "capture",
-    "diff",
-    "merge",
-    "load",
-    "load_cache_artifacts",
-    "pack_caches",
-    "populate",
-    "save_cache_artifacts",
-    "to_megacache",
-    "AtpackError",
-    "BlobNotFoundError",
-    "CacheFileError",
-    "Environment",
-    "EnvironmentMismatchError",
-    "FormatError",
-    "InductorBestConfig",
-    "InductorGemmTimings",
-    "InductorKernelPerf",
-    "IntegrityError",
-    "IsAFolderError",
-    "LimitError",
-    "Limits",
-    "Manifest",
-    "MergeConflictError",
-    "NotFoundError",
+    "open",
+    "create",
     "Pack",
     "PackInfo",
     "PackWriter",
+    "Limits",
+    "merge",
+    "diff",
+    "to_megacache",
+    "Store",
     "Retry",
-    "SettingError",
-    "SignatureError",
-    "StorageError",
+    "sign",
+    "verify_signature",
+    "generate_key",
+    "write_report",
+    "uninstall",
+    "Artifact",
+    "Environment",
+    "InductorBestConfig",
+    "InductorGemmTimings",
+    "InductorKernelPerf",
+    "Manifest",
     "TritonAutotune",
     "TritonKernel",
     "UnknownArtifact",
+    "AtpackError",
+    "BlobNotFoundError",
+    "CacheFileError",
+    "EnvironmentMismatchError",
+    "FormatError",
+    "IntegrityError",
+    "IsAFolderError",
+    "LimitError",
+    "MergeConflictError",
+    "NotFoundError",
+    "SettingError",
+    "SignatureError",
+    "StorageError",
     "UnsafeContentError",
     "__version__",
-    "create",
-    "open",
 ]

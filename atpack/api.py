@@ -1,8 +1,7 @@
 """The calls people already know from `torch.compiler`, and the one-line startup call.
 
     atpack.save_cache_artifacts("s3://bucket/model.atpack")    # after a warm-up run
-    atpack.load_cache_artifacts("s3://bucket/model.atpack")    # in a fresh process
-    atpack.load("s3://bucket/model.atpack")                    # at container startup
+    atpack.load_cache_artifacts("s3://bucket/model.atpack")    # at container startup, or in a fresh process
 
 Unlike torch's pair, a pack also carries GEMM timings, Triton `@triton.autotune` results and
 compiled kernels, lives on any fsspec URL, is checked byte for byte, and is loaded partially:
@@ -16,14 +15,16 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from fsspec.callbacks import DEFAULT_CALLBACK, Callback
+
 from .capture import Capture
 from .collect import pack_caches
 from .errors import AtpackError
-from .pack import DEFAULT_LEVEL, PackInfo, open_pack
+from .pack import DEFAULT_LEVEL, DEFAULT_LIMITS, Limits, PackInfo, open_pack
 from .populate import PopulateReport, populate
 from .store import Retry
 
-__all__ = ["load", "load_cache_artifacts", "save_cache_artifacts", "to_megacache"]
+__all__ = ["load_cache_artifacts", "save_cache_artifacts", "to_megacache"]
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +79,27 @@ def load_cache_artifacts(
     inductor_dir: str | None = None,
     triton_dir: str | None = None,
     ignore_environment: bool = False,
-    storage_options: dict[str, Any] | None = None,
+    dry_run: bool = False,
     trusted_keys: Sequence[str | os.PathLike[str]] = (),
+    storage_options: dict[str, Any] | None = None,
     retry: Retry | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    callback: Callback = DEFAULT_CALLBACK,
 ) -> PopulateReport:
     """Populate this machine's caches from the pack at `url` (or the packs of a model folder,
-    see `atpack.populate.find_packs`), like `torch.compiler.load_cache_artifacts()`: what applies here is
-    written (what runs code when loaded only with `trust_pickles`), the rest is skipped, and
-    the report says why. With `trusted_keys` (public key files), only a pack signed by one of
-    them is loaded (`atpack.SignatureError` otherwise, before anything is written). `retry`
-    (an `atpack.Retry`) says how reads from a remote store are retried.
+    see `atpack.populate.find_packs`), like `torch.compiler.load_cache_artifacts()`: what applies
+    here is written, the rest is skipped, and the report says why for each artifact
+    (`report.applied` counts what the caches now hold; `report.format()` says it in lines).
+    Never raises for artifacts that do not apply; raises `AtpackError` where the pack cannot be
+    read, and `SignatureError` where `trusted_keys` (public key files) are given and none of
+    them signed it, before anything is written.
+
+    What runs code when loaded (pickled Megacache entries, Triton's host modules) is written only
+    with `trust_pickles`. `dry_run` writes nothing and also compares the build keys (slower: see
+    spec/FORMAT.md, §9). By default the folders are the ones torch and Triton use here
+    (`atpack.folders`). `retry` (an `atpack.Retry`) says how reads from a remote store are retried;
+    `limits` bounds what a pack may make populate write; `callback` (an fsspec callback, such
+    as `TqdmCallback`) follows the blobs read.
 
     In this process, coordinate-descent results that torch would re-tune are replayed too
     (`atpack.replay`), from when Inductor's runtime is imported (unless ``ATPACK_REPLAY`` is
@@ -98,33 +110,18 @@ def load_cache_artifacts(
         url,
         inductor_dir=inductor_dir,
         triton_dir=triton_dir,
+        dry_run=dry_run,
         trust_pickles=trust_pickles,
         ignore_environment=ignore_environment,
         storage_options=storage_options,
         trusted_keys=trusted_keys,
         retry=retry,
+        limits=limits,
+        callback=callback,
     )
-    if settings.replay() is not False:
+    log.info("atpack: %s: %s", os.fspath(url), report.format().splitlines()[-1])
+    if not dry_run and settings.replay() is not False:
         seam.install_replay_on_import()
-    return report
-
-
-def load(
-    url: str | os.PathLike[str],
-    *,
-    trust_pickles: bool = False,
-    storage_options: dict[str, Any] | None = None,
-    trusted_keys: Sequence[str | os.PathLike[str]] = (),
-    retry: Retry | None = None,
-) -> PopulateReport:
-    """The container startup call: populate this machine's caches from `url` before compiling,
-    and log what happened. Never raises for artifacts that do not apply; raises `AtpackError`
-    if the pack cannot be read. `report.applied` says how many results the caches now hold
-    (0 when nothing in the pack applies here)."""
-    report = load_cache_artifacts(
-        url, trust_pickles=trust_pickles, storage_options=storage_options, trusted_keys=trusted_keys, retry=retry
-    )
-    log.info("atpack.load(%s): %s", os.fspath(url), report.format().splitlines()[-1])
     return report
 
 

@@ -41,6 +41,7 @@ from atpack import store
 from atpack.adapters import inductor
 from atpack.artifacts import ChoiceTiming, GemmEntry, GemmSystem, InductorGemmTimings
 from atpack.pack import PackWriter
+from atpack.populate import populate
 
 TEMP_PREFIX = ".atpack-"
 """How populate names its temporary files: hidden, beside their target."""
@@ -244,7 +245,7 @@ def start_state(caches: str | Path) -> None:
 
 def populate_into(pack: str | Path, caches: str | Path) -> atpack.PopulateReport:
     caches = str(caches)
-    return atpack.populate(
+    return populate(
         str(pack), inductor_dir=f"{caches}/inductor", triton_dir=f"{caches}/triton", ignore_environment=True
     )
 

@@ -62,7 +62,7 @@ from reliability import listing
 import atpack
 from atpack.artifacts import KernelFile, MegacacheAutotune, TritonHostModule
 from atpack.digest import digest_bytes
-from atpack.populate import PopulateReport
+from atpack.populate import PopulateReport, populate
 
 GROUP = 256  # a small group size: the sample pack has blobs in shared frames and one in its own
 
@@ -92,7 +92,7 @@ class Site:
 
     def populate(self, pack: bytes | Path, **options: Any) -> PopulateReport:
         path = self.put(pack) if isinstance(pack, bytes) else pack
-        return atpack.populate(
+        return populate(
             path, inductor_dir=str(self.inductor), triton_dir=str(self.triton), ignore_environment=True, **options
         )
 
@@ -571,9 +571,7 @@ def test_the_cache_folder_itself_may_be_a_symlink(site: Site, tmp_path: Path) ->
     link = tmp_path / "inductor-link"
     link.symlink_to(real, target_is_directory=True)
     data, path = best_config_pack()
-    report = atpack.populate(
-        site.put(data), inductor_dir=str(link), triton_dir=str(site.triton), ignore_environment=True
-    )
+    report = populate(site.put(data), inductor_dir=str(link), triton_dir=str(site.triton), ignore_environment=True)
     assert report.ok and (real / path).is_file()
 
 

@@ -17,7 +17,9 @@ from h100_sample import ENVIRONMENT, kernel_sources
 
 import atpack
 from atpack.adapters.megacache import blob_entries, write_blob
+from atpack.collect import pack_caches
 from atpack.env import LocalEnvironment, environment_from_json
+from atpack.populate import populate
 
 PROGRAMS = Path(__file__).parent / "programs"
 REPO = Path(__file__).resolve().parent.parent
@@ -33,7 +35,7 @@ def sample_blob(h100_sample_root: Path) -> bytes:
 @pytest.fixture(scope="session")
 def sample_pack(sample_blob: bytes, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("megacache") / "sample.atpack"
-    atpack.pack_caches(path, sources=[], megacache=sample_blob, environment=SAMPLE_ENV)
+    pack_caches(path, sources=[], megacache=sample_blob, environment=SAMPLE_ENV)
     return path
 
 
@@ -122,7 +124,7 @@ def test_writing_entries_gives_a_blob_that_reads_back_the_same() -> None:
 def test_without_trust_pickled_entries_are_skipped_and_data_is_replayed_where_torch_reads_it(
     sample_pack: Path, tmp_path: Path
 ) -> None:
-    report = atpack.populate(
+    report = populate(
         sample_pack, inductor_dir=str(tmp_path / "i"), triton_dir=str(tmp_path / "t"), ignore_environment=True
     )
     by_kind = {(o.kind, o.action) for o in report.outcomes}
@@ -144,9 +146,7 @@ def test_without_trust_pickled_entries_are_skipped_and_data_is_replayed_where_to
 
 
 def test_megacache_entries_of_another_environment_are_skipped(sample_pack: Path, tmp_path: Path) -> None:
-    report = atpack.populate(
-        sample_pack, inductor_dir=str(tmp_path / "i"), triton_dir=str(tmp_path / "t"), trust_pickles=True
-    )
+    report = populate(sample_pack, inductor_dir=str(tmp_path / "i"), triton_dir=str(tmp_path / "t"), trust_pickles=True)
     assert {o.action for o in report.outcomes} == {"skipped"}
     # the fields this machine differs in from the H100 (with torch 2.11.0+cu130, not the torch version)
     here = LocalEnvironment().snapshot()

@@ -17,6 +17,7 @@ import pytest
 from h100_sample import Sample
 
 import atpack
+from atpack.populate import populate
 
 COMPILERS = ("torch._inductor", "torch._dynamo", "triton.compiler", "triton.runtime.driver")
 
@@ -76,7 +77,7 @@ def test_a_trusted_compiled_graph_is_written_byte_for_byte_where_torch_writes_it
     full_pack: Path, tmp_path: Path
 ) -> None:
     inductor = tmp_path / "inductor"
-    report = atpack.populate(
+    report = populate(
         full_pack,
         inductor_dir=str(inductor),
         triton_dir=str(tmp_path / "t"),

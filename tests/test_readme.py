@@ -39,7 +39,7 @@ def test_the_walkthrough_has_every_step() -> None:
         "atpack populate",
         "atpack inspect my-model",
         "atpack verify my-model",
-        "atpack.load('my-model')",
+        "atpack.load_cache_artifacts('my-model')",
         "atpack report",
     ):
         assert command in text

@@ -11,6 +11,7 @@ import pytest
 
 import atpack
 from atpack.artifacts import InductorBestConfig
+from atpack.populate import populate
 from atpack.signing import SIGNATURE_PREFIX, SignatureError, generate_key, sign, verify_signature
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,9 +92,9 @@ def test_populate_with_trusted_keys_writes_only_a_pack_they_signed(
     trusted = [keys["alice"][1]]
     for refused in (VECTOR, foreign):
         with pytest.raises(SignatureError):
-            atpack.populate(refused, ignore_environment=True, trusted_keys=trusted, **dirs)
+            populate(refused, ignore_environment=True, trusted_keys=trusted, **dirs)
         assert _files(tmp_path / "inductor") == _files(tmp_path / "triton") == []
-    report = atpack.populate(signed, ignore_environment=True, trusted_keys=trusted, **dirs)
+    report = populate(signed, ignore_environment=True, trusted_keys=trusted, **dirs)
     assert report.signed_by and report.count("written") > 0
     assert f"trusted key {report.signed_by}" in report.format()
 

@@ -53,7 +53,7 @@ from atpack.collect import CollectReport, pack_caches
 from atpack.digest import digest_bytes
 from atpack.errors import AtpackError, UnsafeContentError
 from atpack.files import CacheDir
-from atpack.populate import PopulateReport
+from atpack.populate import PopulateReport, populate
 
 SECRET = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA-the-victims-key\n"
 OTHER_UID = 54321  # a user that is not the one running the tests
@@ -82,7 +82,7 @@ class Site:
     def populate(self, pack: bytes, **options: Any) -> PopulateReport:
         path = self.packs / "pack.atpack"
         path.write_bytes(pack)
-        return atpack.populate(
+        return populate(
             path, inductor_dir=str(self.inductor), triton_dir=str(self.triton), ignore_environment=True, **options
         )
 
@@ -349,7 +349,7 @@ def test_populate_into_more_folders_than_it_may_keep_open_closes_the_ones_it_doe
     before = len(os.listdir(fds))
     resource.setrlimit(resource.RLIMIT_NOFILE, (before + 120, hard))
     try:
-        report = atpack.populate(path, inductor_dir=str(site.inductor), devices=range(8), ignore_environment=True)
+        report = populate(path, inductor_dir=str(site.inductor), devices=range(8), ignore_environment=True)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert report.ok and report.count("written") == 200, report.format()
@@ -366,7 +366,7 @@ def test_a_populate_that_turns_the_replay_on_leaves_no_descriptor_open(tmp_path:
         writer.add(best_config(writer.add_environment(INDUCTOR_ENV), 0))
     before = set(os.listdir(fds))
     folders = {"inductor_dir": str(tmp_path / "i"), "triton_dir": str(tmp_path / "t")}
-    report = atpack.populate(pack, ignore_environment=True, **folders)
+    report = populate(pack, ignore_environment=True, **folders)
     assert report.count("written") == 1 and (tmp_path / "i" / "atpack-replay.json").is_file()
     assert set(os.listdir(fds)) <= before
 
@@ -431,7 +431,7 @@ def test_a_cache_folder_symlink_planted_by_another_user_is_refused(site: Site, t
     theirs = listing(yours)
     pack = site.packs / "p.atpack"
     pack.write_bytes(pack_of(best_config(INDUCTOR_ENV.digest, 0)))
-    report = atpack.populate(pack, inductor_dir=str(link), triton_dir=str(site.triton), ignore_environment=True)
+    report = populate(pack, inductor_dir=str(link), triton_dir=str(site.triton), ignore_environment=True)
     assert failures(report) == [
         (
             "UnsafeContentError",
@@ -455,7 +455,7 @@ def test_a_cache_folder_that_is_your_own_symlink_is_written_and_collected_throug
     artifact = best_config(INDUCTOR_ENV.digest, 0)
     path = site.packs / "p.atpack"
     path.write_bytes(pack_of(artifact))
-    report = atpack.populate(path, inductor_dir=str(link), triton_dir=str(site.triton), ignore_environment=True)
+    report = populate(path, inductor_dir=str(link), triton_dir=str(site.triton), ignore_environment=True)
     assert report.ok and (real / artifact.path).is_file()
     collected, _ = site.pack_caches(inductor_dir=str(link))
     assert collected.kinds["inductor.best_config/1"] == 1 and not collected.skipped
@@ -465,7 +465,7 @@ def test_a_cache_folder_atpack_creates_belongs_to_you(site: Site) -> None:
     root = site.root / "caches" / "new" / "inductor"
     path = site.packs / "p.atpack"
     path.write_bytes(pack_of(best_config(INDUCTOR_ENV.digest, 0)))
-    report = atpack.populate(path, inductor_dir=str(root), triton_dir=str(site.triton), ignore_environment=True)
+    report = populate(path, inductor_dir=str(root), triton_dir=str(site.triton), ignore_environment=True)
     assert report.ok and root.stat().st_uid == os.geteuid()
 
 

@@ -31,6 +31,7 @@ from atpack.artifacts import MegacacheAotAutograd
 from atpack.digest import digest_bytes
 from atpack.merge import merge
 from atpack.pack import DEFAULT_LIMITS
+from atpack.populate import populate
 from atpack.registry import PackRecord, Store, _record_digest
 
 MiB = 1 << 20
@@ -69,7 +70,7 @@ class Caches:
     root: Path
 
     def populate(self, url: Path, **options: Any) -> atpack.PopulateReport:
-        return atpack.populate(
+        return populate(
             url,
             inductor_dir=str(self.root / "inductor"),
             triton_dir=str(self.root / "triton"),

@@ -23,11 +23,10 @@ import pytest
 from packtools import INDUCTOR_ENV, hex64
 from reliability import listing
 
-import atpack
 from atpack.adapters.megacache import write_blob
 from atpack.artifacts import MEGACACHE_TYPES, MegacacheOther
 from atpack.pack import PackWriter
-from atpack.populate import PopulateReport
+from atpack.populate import PopulateReport, populate
 from atpack.replay import MARKER
 
 BEST_CONFIG = b'{"XBLOCK": 128, "num_warps": 4, "num_stages": 1, "configs_hash": "abc", "found_by_coordesc": false}'
@@ -75,7 +74,7 @@ class Site:
         """Populate a pack of `entries`, as `megacache.other/1` artifacts if `other`."""
         path = self.packs / f"pack{len(list(self.packs.iterdir()))}.atpack"
         path.write_bytes(megacache_pack(*entries, other=other))
-        return atpack.populate(
+        return populate(
             path, inductor_dir=str(self.inductor), triton_dir=str(self.triton), ignore_environment=True, **options
         )
 

@@ -19,6 +19,7 @@ import pytest
 import atpack
 from atpack.artifacts import Environment, InductorBestConfig, InductorGemmTimings, TritonAutotune
 from atpack.merge import MergeConflictError, merge
+from atpack.populate import populate
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = Environment(torch_version="2.13.0", triton_version="3.9.0", device_name="NVIDIA H100 80GB HBM3")
@@ -209,7 +210,7 @@ def test_packs_beside_a_checkpoint_are_found_listed_and_loaded(ranks: list[Path]
     dirs = ["--inductor-dir", str(tmp_path / "i"), "--triton-dir", str(tmp_path / "t")]
     populated = atpack_cli("populate", str(model), *dirs)
     assert populated.returncode == 0 and "4 skipped" in populated.stdout  # this CPU machine is neither
-    report = atpack.populate(str(model), inductor_dir=str(tmp_path / "i"), triton_dir=str(tmp_path / "t"))
+    report = populate(str(model), inductor_dir=str(tmp_path / "i"), triton_dir=str(tmp_path / "t"))
     details = " | ".join(o.detail for o in report.outcomes)
     assert "device_name: recorded 'NVIDIA A100-SXM4-80GB', found none" in details
     assert "device_name: recorded 'NVIDIA H100 80GB HBM3', found none" in details

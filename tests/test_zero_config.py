@@ -27,7 +27,9 @@ import pytest
 
 import atpack
 from atpack import folders
+from atpack.collect import pack_caches
 from atpack.env import LocalEnvironment
+from atpack.populate import populate
 from atpack.replay import MARKER
 
 
@@ -213,8 +215,8 @@ def test_populate_gives_every_device_its_folder(h100_sample_root: Path, tmp_path
         monkeypatch.delenv(name, raising=False)
     made = tmp_path / "made"
     kernels = _compiled_kernels(h100_sample_root, made, n=3)
-    atpack.pack_caches(tmp_path / "p.atpack", triton_dir=str(made), sources=["triton"], environment=_h100_here())
-    report = atpack.populate(
+    pack_caches(tmp_path / "p.atpack", triton_dir=str(made), sources=["triton"], environment=_h100_here())
+    report = populate(
         tmp_path / "p.atpack", inductor_dir=str(machine.inductor), devices=[0, 1, 2], ignore_environment=True
     )
     folders = [machine.inductor / "triton" / str(d) for d in range(3)] + [machine.triton]

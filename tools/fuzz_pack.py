@@ -84,6 +84,8 @@ from typing import Any, TypeVar
 import msgspec
 import zstandard
 
+from atpack.populate import populate
+
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "tools" / "fuzz_corpus"
 RESULTS = REPO / "tools" / "results"
@@ -1282,7 +1284,7 @@ def populate_checked(pack: Any, site: Site, run: str, before: Listing) -> tuple[
     atpack = _atpack
     with site.defaults() if run == "defaults" else site.explicit() as options:
         try:
-            report = atpack.populate(
+            report = populate(
                 pack,
                 ignore_environment=True,
                 trust_pickles=False,
