@@ -135,7 +135,8 @@ INTERNALS: tuple[Internal, ...] = tuple(_entry(*row) for row in (
     ("2.8", "2.13", "called",  f"{_MANAGER}.with_fresh_cache",           "capture: the Megacache entries of a block"),
     ("2.8", "2.13", "written", f"{_MANAGER}._new_cache_artifacts",       "capture: hands them back to torch"),
     ("2.8", "2.13", "written", f"{_MANAGER}._seen_artifacts",            "capture: hands them back to torch"),
-    ("3.4", "3.9", "patched",  f"{_AUTOTUNER}.Autotuner.run",            "capture: a @triton.autotune kernel ran"),
+    ("3.4", "3.7", "patched",  f"{_AUTOTUNER}.Autotuner.run",            "capture: a @triton.autotune kernel ran"),
+    ("3.8", "3.9", "written",  "triton.knobs.autotuning.listener",       "capture: the same, Triton's own way"),
     ("2.8", "2.13", "called",  "torch._inductor.codecache.torch_key",    "dry run: torch's build key"),
     ("3.5", "3.9", "called",   "triton.runtime.cache.triton_key",        "dry run: Triton's build key"),
     ("3.4", "3.4", "called",   "triton.compiler.compiler.triton_key",    "dry run: Triton's build key"),
@@ -590,10 +591,16 @@ def _saved(record: Callable[[str, tuple[Any, ...]], None], cache: Any, config: A
 
 
 def watch_autotune_runs(ran: Callable[[], None], undo: contextlib.ExitStack) -> None:
-    """Call `ran()` whenever a ``@triton.autotune`` kernel runs, from when Triton's autotuner is imported."""
+    """Call `ran()` whenever a ``@triton.autotune`` kernel tunes, from when Triton's autotuner is
+    imported: through Triton's own autotune listener where it has one (3.8+), else by wrapping
+    its autotuner's run."""
 
     def watch(module: types.ModuleType) -> None:
         if not _known("triton", "noticing @triton.autotune runs"):
+            return
+        tuning = getattr(getattr(sys.modules.get("triton"), "knobs", None), "autotuning", None)
+        if tuning is not None and hasattr(tuning, "listener"):
+            _listen(tuning, ran, undo)
             return
 
         def run(original: Any) -> Any:
@@ -607,6 +614,19 @@ def watch_autotune_runs(ran: Callable[[], None], undo: contextlib.ExitStack) -> 
         undo.callback(_unpatch, patch)
 
     undo.callback(after_import(_AUTOTUNER, watch))
+
+
+def _listen(tuning: Any, ran: Callable[[], None], undo: contextlib.ExitStack) -> None:
+    """Triton's autotune listener (one slot): atpack's, calling whoever listened before."""
+    before = tuning.listener
+
+    def listener(**event: Any) -> None:
+        _guarded(_CAPTURE, ran)
+        if before is not None:
+            before(**event)
+
+    tuning.listener = listener
+    undo.callback(lambda: setattr(tuning, "listener", before) if tuning.listener is listener else None)
 
 
 def watch_winners(won: Callable[[str], None], undo: contextlib.ExitStack) -> None:

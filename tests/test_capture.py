@@ -20,10 +20,11 @@ def test_every_patch_a_capture_makes_is_undone_when_its_block_raises(imported: s
     assert result.returncode == 0, result.stderr[-3000:]
     outcome = json.loads(result.stdout.splitlines()[-1])
     assert set(outcome["inside"].values()) == {"atpack.seam"}  # the capture did patch them (through the seam)
+    triton_own = {"listener": "__main__"} if "listener" in outcome["after"] else {"run": "triton.runtime.autotuner"}
     assert outcome["after"] == {
         "save": "torch._inductor.runtime.autotune_cache",
         "put_winner": "torch._inductor.triton_bundler",
-        "run": "triton.runtime.autotuner",
+        **triton_own,  # Triton's autotune listener back to none (3.8+), or its own run
     }
     assert outcome["fresh_recording_inside"] and outcome["own_recording_after"]
     assert outcome["waiting"]  # no import hook of the capture is left waiting

@@ -126,31 +126,37 @@ def test_uninstall_puts_back_torchs_own_functions() -> None:
         from torch._inductor.runtime import autotune_cache, triton_heuristics
         from torch._inductor import triton_bundler
         from triton.runtime import autotuner
+        import triton
         owners = [
             (triton_heuristics.CachingAutotuner, "coordinate_descent_tuning"),
             (triton_heuristics.CachingAutotuner, "autotune_to_one_config"),
             (triton_heuristics, "check_autotune_cache"),
             (autotune_cache.AutotuneCache, "save"),
             (triton_bundler.TritonBundler, "put_winner"),
-            (autotuner.Autotuner, "run"),
+            (autotuner.Autotuner, "run") if not hasattr(triton.knobs.autotuning, "listener")
+            else (triton.knobs.autotuning, "listener"),  # 3.8+: Triton's own listener, not a patch
         ]
-        before = [vars(owner)[name] for owner, name in owners]
+
+        def current(owner, name):  # a class's or module's own entry; else what the object holds
+            return vars(owner)[name] if isinstance(owner, (type, type(json))) else getattr(owner, name)
+
+        before = [current(owner, name) for owner, name in owners]
         from atpack import seam
         assert seam.install_replay()
         undo = contextlib.ExitStack()
         seam.watch_records(lambda path, found: None, undo)
         seam.watch_winners(lambda folder: None, undo)
         seam.watch_autotune_runs(lambda: None, undo)
-        during = [vars(owner)[name] is was for (owner, name), was in zip(owners, before)]
+        during = [current(owner, name) is was for (owner, name), was in zip(owners, before)]
         patched = seam.patched()
         seam.uninstall()
         undo.close()
-        after = [vars(owner)[name] is was for (owner, name), was in zip(owners, before)]
+        after = [current(owner, name) is was for (owner, name), was in zip(owners, before)]
         print(json.dumps([during, len(patched), after, seam.patched()]))
     """)
     assert result.returncode == 0, result.stderr
     during, patched, after, left = json.loads(result.stdout)
-    assert during == [False] * 6 and patched == 6
+    assert during == [False] * 6 and patched in (5, 6)  # Triton 3.8+ has a listener: no patch
     assert after == [True] * 6 and left == []
 
 

@@ -24,8 +24,14 @@ def patched_functions() -> dict[str, str]:
     from torch._inductor.triton_bundler import TritonBundler
     from triton.runtime.autotuner import Autotuner
 
+    import triton
+
     found = {"save": vars(AutotuneCache)["save"], "put_winner": vars(TritonBundler)["put_winner"]}
-    found["run"] = vars(Autotuner)["run"]
+    tuning = triton.knobs.autotuning
+    if hasattr(tuning, "listener"):  # triton 3.8+: atpack listens, Triton's own way
+        found["listener"] = tuning.listener or (lambda: None)
+    else:
+        found["run"] = vars(Autotuner)["run"]
     return {name: getattr(f, "__func__", f).__module__ for name, f in found.items()}
 
 
