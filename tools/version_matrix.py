@@ -37,13 +37,13 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "tools" / "results"
-PYPI = "https://pypi.org/simple"
-
 TESTS = [
     "tests/test_read_paths.py",
     "tests/test_megacache.py",
     "tests/test_collect_populate.py",
     "tests/test_zero_config.py",
+    "tests/test_seam.py",  # every entry of atpack.seam.INTERNALS claimed for the pair's releases
+    "tests/test_foreign_builds.py",
 ]
 
 # The test tools and atpack's own dependencies, pinned so that only torch and triton differ
@@ -102,17 +102,17 @@ def install(pair: Pair, env: Path, find_links: str | None) -> float:
         shutil.rmtree(env)
     run([sys.executable, "-m", "venv", str(env)], check=True)
     python = str(env / "bin" / "python")
-    pip = [python, "-m", "pip", "--isolated", "--disable-pip-version-check", "install", "--no-cache-dir", "-q"]
-    pip += ["--timeout", "180", "--retries", "10"]  # --isolated drops the configured timeout (pip's own: 15 s)
-    index = ["--index-url", PYPI]
+    pip = [python, "-m", "pip", "--disable-pip-version-check", "install", "--no-cache-dir", "-q"]
+    pip += ["--timeout", "180", "--retries", "10"]  # CUDA wheels of several GB (pip's own timeout: 15 s)
+    index: list[str] = []  # the index pip's configuration names
     if pair.local:
         assert find_links, "checked by main()"
         index += ["--find-links", find_links]
     # torch and triton together with the tools, so that nothing the tools need moves them
     run([*pip, *index, *pair.requirements(), *TOOLS], check=True, env=clean_environment())
     # atpack itself: editable from this repository (its torch plug-in entry point registered),
-    # without dependencies (pinned above); hatchling, its build backend, from PyPI
-    run([*pip, "--index-url", PYPI, "--no-deps", "-e", str(REPO)], check=True, env=clean_environment())
+    # without dependencies (pinned above); hatchling, its build backend, from the index
+    run([*pip, "--no-deps", "-e", str(REPO)], check=True, env=clean_environment())
     return time.monotonic() - started
 
 
