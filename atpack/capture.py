@@ -156,7 +156,7 @@ class Capture:
         from .adapters import megacache
         from .collect import first_answers
 
-        env = environment or LocalEnvironment().snapshot()
+        env = environment or LocalEnvironment().snapshot(build_keys=False)
         folders = self.triton_folders | self.kernel_folders
         with create(url, storage_options=storage_options, level=level) as writer:
             env_digest = writer.add_environment(env)

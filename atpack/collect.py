@@ -18,6 +18,7 @@ from . import (
 )
 from .artifacts import Artifact, Environment, artifact_digest
 from .digest import digest_bytes
+from .env import BUILD_KEYS, LocalEnvironment
 from .errors import AtpackError, NotFoundError
 from .kinds import Collected, Skipped
 from .pack import CREATED, DEFAULT_LEVEL, PackInfo, PackWriter, create, created_now
@@ -87,7 +88,6 @@ def pack_caches(
     is found, no pack is written (`AtpackError`, naming the folders read) unless `allow_empty`.
     """
     from .adapters import megacache as megacache_adapter
-    from .env import LocalEnvironment
     from .folders import default_inductor_dir, triton_dirs_to_collect
 
     sources = set(sources)
@@ -97,7 +97,7 @@ def pack_caches(
     for system, named in (("inductor", inductor_dir), ("triton", triton_dir)):
         if named and system in sources and not os.path.isdir(named):
             raise NotFoundError(f"{named}: no such folder (named as the {system.capitalize()} cache folder)")
-    env = environment or LocalEnvironment().snapshot()
+    env = environment or LocalEnvironment().snapshot(build_keys=False)
     report = CollectReport(os.fspath(url))
     inductor_root = inductor_dir or default_inductor_dir()
     if "inductor" in sources:
@@ -160,6 +160,7 @@ def _recorded_environment(
     if given:
         evidence.check(stated, env, "the given", measured=False)
         return env
+    env = _with_stated_build_keys(stated, env)
     found = evidence.contradictions(stated, env, measured=True)
     if not found:
         return env
@@ -167,6 +168,17 @@ def _recorded_environment(
     report.made_elsewhere = evidence.describe(found, "this machine's")
     log.warning("these caches were made elsewhere (%s): recording what they state", report.made_elsewhere)
     return stated_env
+
+
+def _with_stated_build_keys(stated: list[tuple[Artifact, dict[str, str]]], env: Environment) -> Environment:
+    """This machine's environment with the build keys the artifacts state about themselves (a GEMM
+    timing file names Triton's), computed now where the snapshot left them out as costly: an
+    uncomputed key is not this machine's answer, and must not read as a contradiction."""
+    missing = {f for _, said in stated for f in said if f in BUILD_KEYS and getattr(env, f) is None}
+    if not missing:
+        return env
+    local = LocalEnvironment()
+    return msgspec.structs.replace(env, **{f: local.get(f) for f in sorted(missing)})
 
 
 def _add(

@@ -129,9 +129,24 @@ class LocalEnvironment:
             self._values[field] = self._compute(field)
         return self._values[field]
 
-    def snapshot(self) -> Environment:
-        """Every field, as an `Environment` to record with collected artifacts."""
-        return msgspec.convert({f: self.get(f) for f in FIELDS}, Environment)
+    def snapshot(self, *, build_keys: bool = True) -> Environment:
+        """Every field, as an `Environment` to record with collected artifacts. Without
+        `build_keys`, a build key (`BUILD_KEYS`) is recorded only where it costs nothing here:
+        known to atpack's cache of this installation, or torch's or Triton's compiler already
+        imported in this process (a capture in a training process). A pack without them is as
+        safe (the keys only explain, in a dry run: spec/FORMAT.md, §9), and `atpack pack` costs
+        what reading and compressing the files costs."""
+        fields = [f for f in FIELDS if build_keys or f not in BUILD_KEYS or self._costs_nothing(f)]
+        return msgspec.convert({f: self.get(f) for f in fields}, Environment)
+
+    def _costs_nothing(self, field: str) -> bool:
+        if field in self._values:
+            return True
+        imported = {"torch_key": "torch._inductor.codecache", "triton_key": "triton.compiler.compiler"}
+        if imported.get(field, "triton.compiler.compiler") in sys.modules:
+            return True
+        package = "torch" if field == "torch_key" else "triton"
+        return self._cached_only(package, field) is not None
 
     # -- fields
 
@@ -180,24 +195,37 @@ class LocalEnvironment:
 
     def _cached(self, package: str, name: str, compute: Callable[[], str | None]) -> str | None:
         """A value derived from an installed package, cached until the installation changes."""
-        stamp = _install_stamp(package)
-        if stamp is None:
+        path, cache = self._install_cache(package)
+        if cache is None:
             return None
-        path = os.path.join(atpack_cache_dir(), "installs", hashlib.sha256(stamp.encode()).hexdigest()[:32] + ".json")
-        cache = _InstallCache(stamp=stamp)
-        if self._use_cache:
-            with contextlib.suppress(OSError, msgspec.DecodeError):
-                with open(path, "rb") as f:
-                    found = msgspec.json.decode(f.read(), type=_InstallCache)
-                if found.stamp == stamp:
-                    cache = found
-                    if name in cache.values:
-                        return cache.values[name]
+        if name in cache.values:
+            return cache.values[name]
         value = compute()
         if value is not None and self._use_cache:
             cache.values[name] = value
             _write_quietly(path, msgspec.json.encode(cache))
         return value
+
+    def _cached_only(self, package: str, name: str) -> str | None:
+        """A build key of atpack's cache of this installation, if there (never computed)."""
+        if name == "backend_hash":
+            name = f"backend_hash:{self.get('compute_capability')}"
+        _, cache = self._install_cache(package)
+        return cache.values.get(name) if cache is not None else None
+
+    def _install_cache(self, package: str) -> tuple[str, _InstallCache | None]:
+        """Where atpack caches what it derived from this installation of `package`, and what it holds."""
+        stamp = _install_stamp(package)
+        if stamp is None:
+            return "", None
+        path = os.path.join(atpack_cache_dir(), "installs", hashlib.sha256(stamp.encode()).hexdigest()[:32] + ".json")
+        if self._use_cache:
+            with contextlib.suppress(OSError, msgspec.DecodeError):
+                with open(path, "rb") as f:
+                    found = msgspec.json.decode(f.read(), type=_InstallCache)
+                if found.stamp == stamp:
+                    return path, found
+        return path, _InstallCache(stamp=stamp)
 
 
 def _dist_version(name: str) -> str | None:
