@@ -9,7 +9,6 @@ Tracebacks only with ``--debug`` or ``ATPACK_DEBUG=1``.
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import json
 import logging
@@ -597,77 +596,18 @@ def _populate(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     from .pack import open_pack
     from .populate import find_packs
+    from .report import contents, describe
 
     urls = find_packs(args.url, storage_options=args.storage_options)
-    found = []
+    found: list[Any] = []
     for url in urls:
         with open_pack(url, storage_options=args.storage_options) as pack:
-            found.append(_inspect_data(pack) if args.json else _inspect_text(pack, verbose=args.verbose))
+            found.append(contents(pack) if args.json else describe(pack, verbose=args.verbose))
     if args.json:
         print(json.dumps(found[0] if len(urls) == 1 else {"url": args.url, "packs": found}, indent=2))
     else:
-        print("\n\n".join(str(text) for text in found))
+        print("\n\n".join(found))
     return 0
-
-
-def _inspect_data(pack: Any) -> dict[str, Any]:
-    from .artifacts import UnknownArtifact, artifact_digest
-
-    def body(a: Any) -> Any:
-        return msgspec.json.decode(a.raw) if isinstance(a, UnknownArtifact) else msgspec.to_builtins(a)
-
-    return {
-        "url": pack.name,
-        "size": pack.size,
-        "format": list(pack.format_version),
-        "digest": pack.digest,
-        "annotations": pack.manifest.annotations,
-        "environments": {d: msgspec.to_builtins(e) for d, e in pack.manifest.environments.items()},
-        "artifacts": [
-            {
-                "kind": a.kind,
-                "env": a.env,
-                "key": a.key,
-                "digest": artifact_digest(a),
-                "summary": a.summary(),
-                "artifact": body(a),
-            }
-            for a in pack.artifacts
-        ],
-    }
-
-
-def _inspect_text(pack: Any, *, verbose: bool) -> str:
-    from .kinds import Shown, of
-
-    m = pack.manifest
-    lines = [
-        f"{pack.name}: atpack format {pack.format_version[0]}.{pack.format_version[1]}, {pack.size:,} bytes",
-        f"digest {pack.digest}",
-    ]
-    lines += [f"annotation {k} = {v}" for k, v in sorted(m.annotations.items())]
-    by_env: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-    shown: dict[str, Shown] = collections.defaultdict(Shown)
-    for a in pack.artifacts:
-        by_env[a.env][a.kind] += 1
-        of(a).show(a, shown[a.env])
-    kernels = {env: collections.Counter(k["name"] for k in s.kernels) for env, s in shown.items()}
-    for digest, env in m.environments.items():
-        where = ", ".join(
-            f"{f} {getattr(env, f)}"
-            for f in ("device_name", "torch_version", "triton_version", "cuda_version", "python_abi")
-            if getattr(env, f) is not None
-        )
-        lines.append(f"environment {digest[7:19]}: {where or 'unrecorded'}")
-        lines += [f"  {n:6d}  {kind}" for kind, n in sorted(by_env[digest].items())]
-        if kernels.get(digest):
-            top = ", ".join(f"{name} x{n}" for name, n in kernels[digest].most_common(6))
-            more = len(kernels[digest]) - 6
-            lines.append(f"          kernels: {top}" + (f" and {more} more" if more > 0 else ""))
-    if verbose:
-        lines.append(f"{'KIND':24s} {'ENV':12s} SUMMARY")
-        lines += [f"{a.kind:24s} {a.env[7:19]:12s} {a.summary()}" for a in pack.artifacts]
-    return "\n".join(lines)
 
 
 def _verify(args: argparse.Namespace) -> int:
