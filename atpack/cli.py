@@ -4,25 +4,37 @@ Exit codes: 0 success; 1 an error (bad pack, storage, cache folder), printed as 
 2 bad usage (a flag, or a value atpack does not understand in a variable it reads); 3 ``populate
 --require-applied`` applied nothing; ``diff --exit-code`` exits 1 when the packs differ.
 Tracebacks only with ``--debug`` or ``ATPACK_DEBUG=1``.
+
+Each command is one unit here: ``_NAME_command(sub)`` declares its arguments and sets its run
+function, ``_NAME(args)``, defined just below it; `_parser` loops over the commands. A run
+function handles arguments and prints; what a command computes or renders is the library's
+(``inspect`` prints `atpack.report.describe`), and it imports its library modules when it runs,
+so ``import atpack.cli`` stays cheap. The commands share this module rather than each having
+its own (huggingface_hub's shape): each is a few dozen lines, and the checks, argument types and
+progress bar they share sit below them, not in a further module that every command would import.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 from . import __version__, settings
 from .errors import AtpackError, IsAFolderError, NotFoundError, SettingError
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    _Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 __all__ = ["main"]
 
@@ -124,31 +136,10 @@ class _UsageError(Exception):
     """The command line asks for something that cannot be (exit code 2)."""
 
 
-def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:
-    """--debug and -v, taken before the command (`default` False) and after it (`default`
-    SUPPRESS: given there, they set the value; not given, they leave the one given before)."""
-    parser.add_argument("--debug", action="store_true", default=default, help="show tracebacks (also ATPACK_DEBUG=1)")
-    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="more detail")
+# --------------------------------------------------------------------------- the parser
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    _global_options(common, argparse.SUPPRESS)
-    storage = argparse.ArgumentParser(add_help=False)
-    storage.add_argument(
-        "--storage-options",
-        metavar="JSON",
-        type=_json_object,
-        default=None,
-        help="fsspec storage_options, passed through unchanged (e.g. '{\"anon\": true}')",
-    )
-    storage.add_argument(
-        "--timeout",
-        metavar="SECONDS",
-        type=_seconds,
-        default=None,
-        help="give up on a call to a remote store after this long, retries included (default 60; also ATPACK_TIMEOUT)",
-    )
     parser = argparse.ArgumentParser(
         prog="atpack",
         description="Autotune results as packs: collect, inspect, verify, populate.",
@@ -158,10 +149,80 @@ def _parser() -> argparse.ArgumentParser:
     _global_options(parser, False)
     parser.add_argument("--version", action="version", version=f"atpack {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in (
+        _pack_command,
+        _capture_command,
+        _replay_command,
+        _populate_command,
+        _inspect_command,
+        _sign_command,
+        _keygen_command,
+        _verify_command,
+        _megacache_command,
+        _env_command,
+        _diff_command,
+        _merge_command,
+        _push_command,
+        _pull_command,
+        _tag_command,
+        _report_command,
+    ):
+        command(sub)
+    return parser
 
-    p = sub.add_parser(
+
+def _command(
+    sub: _Commands,
+    name: str,
+    run: Callable[[argparse.Namespace], int],
+    *,
+    help: str,
+    description: str,
+    storage: bool = True,
+) -> argparse.ArgumentParser:
+    """Adds command `name`, which `run` runs, with --debug and -v (which it takes after its
+    name too) and, with `storage`, the options of the commands that read or write URLs."""
+    p = sub.add_parser(name, help=help, description=description)
+    _global_options(p, argparse.SUPPRESS)
+    if storage:
+        _storage_options(p)
+    p.set_defaults(run=run)
+    return p
+
+
+def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """--debug and -v, taken before the command (`default` False) and after it (`default`
+    SUPPRESS: given there, they set the value; not given, they leave the one given before)."""
+    parser.add_argument("--debug", action="store_true", default=default, help="show tracebacks (also ATPACK_DEBUG=1)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="more detail")
+
+
+def _storage_options(parser: argparse.ArgumentParser) -> None:
+    """--storage-options and --timeout, for the commands that read or write URLs."""
+    parser.add_argument(
+        "--storage-options",
+        metavar="JSON",
+        type=_json_object,
+        default=None,
+        help="fsspec storage_options, passed through unchanged (e.g. '{\"anon\": true}')",
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=None,
+        help="give up on a call to a remote store after this long, retries included (default 60; also ATPACK_TIMEOUT)",
+    )
+
+
+# --------------------------------------------------------------------------- the commands
+
+
+def _pack_command(sub: _Commands) -> None:
+    p = _command(
+        sub,
         "pack",
-        parents=[common, storage],
+        _pack,
         help="collect cache folders into a pack",
         description="Collect every supported artifact from Inductor's and Triton's cache folders.",
     )
@@ -193,298 +254,6 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write a pack even when no artifact is found (by default that is an error)",
     )
-    p.set_defaults(run=_pack)
-
-    p = sub.add_parser(
-        "capture",
-        parents=[common, storage],
-        help="run a command and pack what it tuned",
-        description="Run COMMAND (unchanged: it need not import atpack) and pack what its processes compiled and "
-        "tuned, as atpack.capture() does in code: Megacache entries, .best_config files with coordinate descent's "
-        "results, GEMM timings, Triton autotune results and the kernels the compiled code launches.",
-    )
-    p.add_argument("-o", "--output", required=True, metavar="URL", help="where to write the pack (any fsspec URL)")
-    p.add_argument("--binaries-only", action="store_true", help="kernels: metadata and binary only (no IR, no source)")
-    p.add_argument(
-        "--partial",
-        action="store_true",
-        help="write the pack even if the command fails (by default a failed run publishes nothing)",
-    )
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command to run")
-    p.set_defaults(run=_capture)
-
-    p = sub.add_parser(
-        "replay",
-        parents=[common],
-        help="show or switch the replay of tuning results in processes that never import atpack",
-        description="atpack populate turns on, for the processes that use the Inductor folder it populated, the "
-        "replay of tuning results torch would search again (atpack's torch plug-in). Show it, or turn it on or off.",
-    )
-    p.add_argument("action", nargs="?", choices=["status", "on", "off"], default="status")
-    p.add_argument("--inductor-dir", metavar="DIR", help="Inductor cache folder (default: the one torch uses)")
-    p.set_defaults(run=_replay)
-
-    p = sub.add_parser(
-        "populate",
-        parents=[common, storage],
-        help="write a pack's artifacts into this machine's caches",
-        description="Write every artifact valid on this machine into the cache folders; explain the rest.",
-    )
-    p.add_argument("url", metavar="URL")
-    p.add_argument("--inductor-dir", metavar="DIR", help="Inductor cache folder (default: the one torch uses)")
-    p.add_argument("--triton-dir", metavar="DIR", help="Triton cache folder (default: the one triton uses)")
-    p.add_argument("--dry-run", action="store_true", help="show what would be written; write nothing")
-    p.add_argument(
-        "--ignore-environment", action="store_true", help="write artifacts made elsewhere too (you know better)"
-    )
-    p.add_argument(
-        "--trust-pickles",
-        action="store_true",
-        help="also load what runs code when loaded: pickled Megacache entries, Triton's host modules",
-    )
-    p.add_argument(
-        "--trusted-key",
-        action="append",
-        default=[],
-        metavar="PUBLIC.pem",
-        help="populate only a pack signed by one of these public keys (repeatable)",
-    )
-    p.add_argument(
-        "--require-applied",
-        action="store_true",
-        help=f"exit {NOTHING_APPLIED} when no artifact applies here (none written, merged or already present): "
-        "for startup checks that need the caches warm",
-    )
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(run=_populate)
-
-    p = sub.add_parser(
-        "inspect",
-        parents=[common, storage],
-        help="show what a pack holds",
-        description="Show a pack's environments and artifacts (reads only its index); for a model folder, "
-        "every pack beside the weights.",
-    )
-    p.add_argument("url", metavar="URL")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(run=_inspect)
-
-    p = sub.add_parser(
-        "sign",
-        parents=[common, storage],
-        help="sign a pack's content digest with an Ed25519 key",
-        description="Sign a pack (the signature is stored in the pack; its content digest does not change).",
-    )
-    p.add_argument("url", metavar="URL")
-    p.add_argument("--key", required=True, metavar="PRIVATE.pem", help="an Ed25519 private key (atpack keygen)")
-    p.add_argument("-o", "--output", metavar="URL", help="write the signed pack here (default: over the pack)")
-    p.set_defaults(run=_sign)
-
-    p = sub.add_parser(
-        "keygen",
-        parents=[common],
-        help="make an Ed25519 key pair for signing packs",
-        description="Write NAME.key (private, mode 600) and NAME.pub (public, to hand to verifiers).",
-    )
-    p.add_argument("name", metavar="NAME")
-    p.set_defaults(run=_keygen)
-
-    p = sub.add_parser(
-        "verify",
-        parents=[common, storage],
-        help="check every digest of a pack",
-        description="Read every byte of a pack and check every checksum and digest; for a model folder, of "
-        "every pack beside the weights.",
-    )
-    p.add_argument("url", metavar="URL")
-    p.add_argument(
-        "--key",
-        action="append",
-        default=[],
-        metavar="PUBLIC.pem",
-        help="also require a valid signature by one of these public keys (repeatable)",
-    )
-    p.set_defaults(run=_verify)
-
-    p = sub.add_parser(
-        "megacache",
-        parents=[common, storage],
-        help="write a pack's Megacache entries as a torch blob",
-        description="Write the Megacache entries of a pack as a blob torch.compiler.load_cache_artifacts reads.",
-    )
-    p.add_argument("url", metavar="URL")
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the blob")
-    p.set_defaults(run=_megacache)
-
-    p = sub.add_parser(
-        "env",
-        parents=[common],
-        help="show this machine's environment",
-        description="The environment fields artifacts are checked against here.",
-    )
-    p.add_argument("--json", action="store_true", help="machine-readable output (usable with pack --environment)")
-    p.set_defaults(run=_env)
-
-    p = sub.add_parser(
-        "diff",
-        parents=[common, storage],
-        help="what changed between two packs",
-        description="Results added, removed and changed from pack A to pack B, with timing deltas.",
-    )
-    p.add_argument("before", metavar="A")
-    p.add_argument("after", metavar="B")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--exit-code", action="store_true", help="exit 1 when the packs differ, 0 when not (as git diff)")
-    p.set_defaults(run=_diff)
-
-    p = sub.add_parser(
-        "merge",
-        parents=[common, storage],
-        help="merge packs (say, from several ranks) into one",
-        description="Merge packs into one. The result does not depend on the order of the inputs. A model folder "
-        "stands for the packs beside its weights. Signatures are not carried over: sign the merged pack.",
-    )
-    p.add_argument("inputs", nargs="+", metavar="URL", help="packs, or model folders")
-    p.add_argument("-o", "--output", required=True, metavar="URL")
-    p.add_argument(
-        "--policy",
-        choices=["fastest", "newest", "fail"],
-        default="fail",
-        help="for one question answered differently: keep the fastest result, the newest, or fail (default)",
-    )
-    p.set_defaults(run=_merge)
-
-    p = sub.add_parser(
-        "push",
-        parents=[common, storage],
-        help="put a pack in a store, optionally under tags",
-        description="Put a pack in a store (blobs the store has are not sent again) and point tags at it.",
-    )
-    p.add_argument("pack", metavar="PACK")
-    p.add_argument("store", metavar="STORE", help="the store's URL (any fsspec URL)")
-    p.add_argument("-t", "--tag", action="append", default=[], help="a tag to point at the pack (repeatable)")
-    p.set_defaults(run=_push)
-
-    p = sub.add_parser(
-        "pull",
-        parents=[common, storage],
-        help="get a pack from a store by tag or digest",
-        description="Assemble a pack from a store, fetching only the blobs the local store lacks.",
-    )
-    p.add_argument("store", metavar="STORE")
-    p.add_argument("ref", metavar="TAG|DIGEST")
-    p.add_argument("-o", "--output", metavar="URL", help="where to write the pack (default: in the local store)")
-    p.add_argument("--local", metavar="DIR", help="the node-local store (default: $ATPACK_CACHE_DIR/store)")
-    p.set_defaults(run=_pull)
-
-    p = sub.add_parser(
-        "tag",
-        parents=[common, storage],
-        help="list a store's tags, or point a tag at a pack",
-        description="With NAME and REF, point tag NAME at REF (a digest or a tag), atomically; else list tags.",
-    )
-    p.add_argument("store", metavar="STORE")
-    p.add_argument("name", nargs="?", metavar="NAME")
-    p.add_argument("ref", nargs="?", metavar="REF")
-    p.set_defaults(run=_tag)
-
-    p = sub.add_parser(
-        "report",
-        parents=[common, storage],
-        help="write an HTML page about a pack",
-        description="A self-contained HTML page: environments, signatures, kernels, chosen configs, candidate "
-        "timings. It reads without JavaScript.",
-    )
-    p.add_argument("url", metavar="URL")
-    p.add_argument("-o", "--output", required=True, metavar="FILE.html")
-    p.add_argument(
-        "--key",
-        action="append",
-        default=[],
-        metavar="PUBLIC.pem",
-        help="check the pack's signatures against these public keys (repeatable); else they are listed unverified",
-    )
-    p.set_defaults(run=_report)
-    return parser
-
-
-class _TerminalBar(Callback):  # type: ignore[misc]  # fsspec is untyped
-    """A progress bar on stderr."""
-
-    def __init__(self, label: str) -> None:
-        super().__init__()
-        self.label = label
-
-    def call(self, *args: Any, **kwargs: Any) -> None:
-        width, total = 30, self.size or 0
-        filled = width * min(self.value, total) // max(total, 1)
-        end = "\n" if self.value >= total else ""
-        print(
-            f"\r{self.label} [{'#' * filled}{' ' * (width - filled)}] {self.value}/{total}",
-            end=end,
-            file=sys.stderr,
-            flush=True,
-        )
-
-
-def _bar(label: str) -> Callback:
-    """A progress bar on stderr, only when stderr is a terminal (never in logs or pipes)."""
-    return _TerminalBar(label) if sys.stderr.isatty() else DEFAULT_CALLBACK
-
-
-def _progress(callback: Callback) -> Callable[[int, int], None]:
-    """`progress(done, total)`, for the calls that take one (a store's push and pull), fed to `callback`."""
-
-    def update(done: int, total: int) -> None:
-        if callback.size != total:
-            callback.set_size(total)
-        callback.absolute_update(done)
-
-    return update
-
-
-def _zstd_level(text: str) -> int:
-    try:
-        level = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 1 <= level <= 22:
-        raise argparse.ArgumentTypeError(f"{level}: zstd levels are 1..22")
-    return level
-
-
-def _annotation(text: str) -> tuple[str, str]:
-    from .pack import _ANNOTATION_KEY
-
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE")
-    if not _ANNOTATION_KEY.match(key):
-        raise argparse.ArgumentTypeError(f"{key!r}: a key is reverse-DNS, like org.example.model")
-    return key, value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"not a number of seconds above 0: {text!r}")
-    return value
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not JSON: {e}") from e
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object")
-    return value
-
-
-# --------------------------------------------------------------------------- commands
 
 
 def _pack(args: argparse.Namespace) -> int:
@@ -529,6 +298,26 @@ def _pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _capture_command(sub: _Commands) -> None:
+    p = _command(
+        sub,
+        "capture",
+        _capture,
+        help="run a command and pack what it tuned",
+        description="Run COMMAND (unchanged: it need not import atpack) and pack what its processes compiled and "
+        "tuned, as atpack.capture() does in code: Megacache entries, .best_config files with coordinate descent's "
+        "results, GEMM timings, Triton autotune results and the kernels the compiled code launches.",
+    )
+    p.add_argument("-o", "--output", required=True, metavar="URL", help="where to write the pack (any fsspec URL)")
+    p.add_argument("--binaries-only", action="store_true", help="kernels: metadata and binary only (no IR, no source)")
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="write the pack even if the command fails (by default a failed run publishes nothing)",
+    )
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command to run")
+
+
 def _capture(args: argparse.Namespace) -> int:
     from .capture import capture_command
 
@@ -550,6 +339,20 @@ def _capture(args: argparse.Namespace) -> int:
     return report.returncode if report.returncode >= 0 else 128 - report.returncode  # a signal: as sh says
 
 
+def _replay_command(sub: _Commands) -> None:
+    p = _command(
+        sub,
+        "replay",
+        _replay,
+        storage=False,
+        help="show or switch the replay of tuning results in processes that never import atpack",
+        description="atpack populate turns on, for the processes that use the Inductor folder it populated, the "
+        "replay of tuning results torch would search again (atpack's torch plug-in). Show it, or turn it on or off.",
+    )
+    p.add_argument("action", nargs="?", choices=["status", "on", "off"], default="status")
+    p.add_argument("--inductor-dir", metavar="DIR", help="Inductor cache folder (default: the one torch uses)")
+
+
 def _replay(args: argparse.Namespace) -> int:
     from . import replay
     from .folders import default_inductor_dir
@@ -563,6 +366,42 @@ def _replay(args: argparse.Namespace) -> int:
     on, why = replay.state(folder)
     print(f"replay {'on' if on else 'off'} for processes using {folder}: {why}")
     return 0
+
+
+def _populate_command(sub: _Commands) -> None:
+    p = _command(
+        sub,
+        "populate",
+        _populate,
+        help="write a pack's artifacts into this machine's caches",
+        description="Write every artifact valid on this machine into the cache folders; explain the rest.",
+    )
+    p.add_argument("url", metavar="URL")
+    p.add_argument("--inductor-dir", metavar="DIR", help="Inductor cache folder (default: the one torch uses)")
+    p.add_argument("--triton-dir", metavar="DIR", help="Triton cache folder (default: the one triton uses)")
+    p.add_argument("--dry-run", action="store_true", help="show what would be written; write nothing")
+    p.add_argument(
+        "--ignore-environment", action="store_true", help="write artifacts made elsewhere too (you know better)"
+    )
+    p.add_argument(
+        "--trust-pickles",
+        action="store_true",
+        help="also load what runs code when loaded: pickled Megacache entries, Triton's host modules",
+    )
+    p.add_argument(
+        "--trusted-key",
+        action="append",
+        default=[],
+        metavar="PUBLIC.pem",
+        help="populate only a pack signed by one of these public keys (repeatable)",
+    )
+    p.add_argument(
+        "--require-applied",
+        action="store_true",
+        help=f"exit {NOTHING_APPLIED} when no artifact applies here (none written, merged or already present): "
+        "for startup checks that need the caches warm",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def _populate(args: argparse.Namespace) -> int:
@@ -594,80 +433,100 @@ def _populate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect_command(sub: _Commands) -> None:
+    p = _command(
+        sub,
+        "inspect",
+        _inspect,
+        help="show what a pack holds",
+        description="Show a pack's environments and artifacts (reads only its index); for a model folder, "
+        "every pack beside the weights.",
+    )
+    p.add_argument("url", metavar="URL")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from .pack import open_pack
     from .populate import find_packs
+    from .report import contents, describe
 
     urls = find_packs(args.url, storage_options=args.storage_options)
-    found = []
+    found: list[Any] = []
     for url in urls:
         with open_pack(url, storage_options=args.storage_options) as pack:
-            found.append(_inspect_data(pack) if args.json else _inspect_text(pack, verbose=args.verbose))
+            found.append(contents(pack) if args.json else describe(pack, verbose=args.verbose))
     if args.json:
         print(json.dumps(found[0] if len(urls) == 1 else {"url": args.url, "packs": found}, indent=2))
     else:
-        print("\n\n".join(str(text) for text in found))
+        print("\n\n".join(found))
     return 0
 
 
-def _inspect_data(pack: Any) -> dict[str, Any]:
-    from .artifacts import UnknownArtifact, artifact_digest
-
-    def body(a: Any) -> Any:
-        return msgspec.json.decode(a.raw) if isinstance(a, UnknownArtifact) else msgspec.to_builtins(a)
-
-    return {
-        "url": pack.name,
-        "size": pack.size,
-        "format": list(pack.format_version),
-        "digest": pack.digest,
-        "annotations": pack.manifest.annotations,
-        "environments": {d: msgspec.to_builtins(e) for d, e in pack.manifest.environments.items()},
-        "artifacts": [
-            {
-                "kind": a.kind,
-                "env": a.env,
-                "key": a.key,
-                "digest": artifact_digest(a),
-                "summary": a.summary(),
-                "artifact": body(a),
-            }
-            for a in pack.artifacts
-        ],
-    }
+def _sign_command(sub: _Commands) -> None:
+    p = _command(
+        sub,
+        "sign",
+        _sign,
+        help="sign a pack's content digest with an Ed25519 key",
+        description="Sign a pack (the signature is stored in the pack; its content digest does not change).",
+    )
+    p.add_argument("url", metavar="URL")
+    p.add_argument("--key", required=True, metavar="PRIVATE.pem", help="an Ed25519 private key (atpack keygen)")
+    p.add_argument("-o", "--output", metavar="URL", help="write the signed pack here (default: over the pack)")
 
 
-def _inspect_text(pack: Any, *, verbose: bool) -> str:
-    from .kinds import Shown, of
+def _sign(args: argparse.Namespace) -> int:
+    from .signing import sign
 
-    m = pack.manifest
-    lines = [
-        f"{pack.name}: atpack format {pack.format_version[0]}.{pack.format_version[1]}, {pack.size:,} bytes",
-        f"digest {pack.digest}",
-    ]
-    lines += [f"annotation {k} = {v}" for k, v in sorted(m.annotations.items())]
-    by_env: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-    shown: dict[str, Shown] = collections.defaultdict(Shown)
-    for a in pack.artifacts:
-        by_env[a.env][a.kind] += 1
-        of(a).show(a, shown[a.env])
-    kernels = {env: collections.Counter(k["name"] for k in s.kernels) for env, s in shown.items()}
-    for digest, env in m.environments.items():
-        where = ", ".join(
-            f"{f} {getattr(env, f)}"
-            for f in ("device_name", "torch_version", "triton_version", "cuda_version", "python_abi")
-            if getattr(env, f) is not None
-        )
-        lines.append(f"environment {digest[7:19]}: {where or 'unrecorded'}")
-        lines += [f"  {n:6d}  {kind}" for kind, n in sorted(by_env[digest].items())]
-        if kernels.get(digest):
-            top = ", ".join(f"{name} x{n}" for name, n in kernels[digest].most_common(6))
-            more = len(kernels[digest]) - 6
-            lines.append(f"          kernels: {top}" + (f" and {more} more" if more > 0 else ""))
-    if verbose:
-        lines.append(f"{'KIND':24s} {'ENV':12s} SUMMARY")
-        lines += [f"{a.kind:24s} {a.env[7:19]:12s} {a.summary()}" for a in pack.artifacts]
-    return "\n".join(lines)
+    if args.output:
+        _check_output(args.output, args.storage_options)
+    with _one_pack("sign", [args.url], args.storage_options):
+        kid = sign(args.url, args.key, out=args.output, storage_options=args.storage_options)
+    print(f"signed {args.output or args.url} with key {kid}")
+    return 0
+
+
+def _keygen_command(sub: _Commands) -> None:
+    p = _command(
+        sub,
+        "keygen",
+        _keygen,
+        storage=False,
+        help="make an Ed25519 key pair for signing packs",
+        description="Write NAME.key (private, mode 600) and NAME.pub (public, to hand to verifiers).",
+    )
+    p.add_argument("name", metavar="NAME")
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from .signing import generate_key
+
+    try:
+        kid = generate_key(f"{args.name}.key", f"{args.name}.pub")
+    except FileExistsError as e:
+        raise AtpackError(f"{args.name}.key exists: not overwriting a key") from e
+    print(f"wrote {args.name}.key (private) and {args.name}.pub (public), key {kid}")
+    return 0
+
+
+def _verify_command(sub: _Commands) -> None:
+    p = _command(
+        sub,
+        "verify",
+        _verify,
+        help="check every digest of a pack",
+        description="Read every byte of a pack and check every checksum and digest; for a model folder, of "
+        "every pack beside the weights.",
+    )
+    p.add_argument("url", metavar="URL")
+    p.add_argument(
+        "--key",
+        action="append",
+        default=[],
+        metavar="PUBLIC.pem",
+        help="also require a valid signature by one of these public keys (repeatable)",
+    )
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -689,26 +548,16 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sign(args: argparse.Namespace) -> int:
-    from .signing import sign
-
-    if args.output:
-        _check_output(args.output, args.storage_options)
-    with _one_pack("sign", [args.url], args.storage_options):
-        kid = sign(args.url, args.key, out=args.output, storage_options=args.storage_options)
-    print(f"signed {args.output or args.url} with key {kid}")
-    return 0
-
-
-def _keygen(args: argparse.Namespace) -> int:
-    from .signing import generate_key
-
-    try:
-        kid = generate_key(f"{args.name}.key", f"{args.name}.pub")
-    except FileExistsError as e:
-        raise AtpackError(f"{args.name}.key exists: not overwriting a key") from e
-    print(f"wrote {args.name}.key (private) and {args.name}.pub (public), key {kid}")
-    return 0
+def _megacache_command(sub: _Commands) -> None:
+    p = _command(
+        sub,
+        "megacache",
+        _megacache,
+        help="write a pack's Megacache entries as a torch blob",
+        description="Write the Megacache entries of a pack as a blob torch.compiler.load_cache_artifacts reads.",
+    )
+    p.add_argument("url", metavar="URL")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the blob")
 
 
 def _megacache(args: argparse.Namespace) -> int:
@@ -722,6 +571,46 @@ def _megacache(args: argparse.Namespace) -> int:
         f.write(blob)
     print(f"wrote {args.output} ({len(blob):,} bytes)")
     return 0
+
+
+def _env_command(sub: _Commands) -> None:
+    p = _command(
+        sub,
+        "env",
+        _env,
+        storage=False,
+        help="show this machine's environment",
+        description="The environment fields artifacts are checked against here.",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output (usable with pack --environment)")
+
+
+def _env(args: argparse.Namespace) -> int:
+    from .env import LocalEnvironment
+
+    env = LocalEnvironment().snapshot()
+    if args.json:
+        print(msgspec.json.format(msgspec.json.encode(env), indent=2).decode())
+    else:
+        for field in env.__struct_fields__:
+            value = getattr(env, field)
+            if field != "extra":
+                print(f"{field:20s} {value if value is not None else '-'}")
+    return 0
+
+
+def _diff_command(sub: _Commands) -> None:
+    p = _command(
+        sub,
+        "diff",
+        _diff,
+        help="what changed between two packs",
+        description="Results added, removed and changed from pack A to pack B, with timing deltas.",
+    )
+    p.add_argument("before", metavar="A")
+    p.add_argument("after", metavar="B")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--exit-code", action="store_true", help="exit 1 when the packs differ, 0 when not (as git diff)")
 
 
 def _diff(args: argparse.Namespace) -> int:
@@ -739,6 +628,25 @@ def _diff(args: argparse.Namespace) -> int:
     return 1 if args.exit_code and changes else 0
 
 
+def _merge_command(sub: _Commands) -> None:
+    p = _command(
+        sub,
+        "merge",
+        _merge,
+        help="merge packs (say, from several ranks) into one",
+        description="Merge packs into one. The result does not depend on the order of the inputs. A model folder "
+        "stands for the packs beside its weights. Signatures are not carried over: sign the merged pack.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="URL", help="packs, or model folders")
+    p.add_argument("-o", "--output", required=True, metavar="URL")
+    p.add_argument(
+        "--policy",
+        choices=["fastest", "newest", "fail"],
+        default="fail",
+        help="for one question answered differently: keep the fastest result, the newest, or fail (default)",
+    )
+
+
 def _merge(args: argparse.Namespace) -> int:
     from .merge import merge
     from .populate import find_packs
@@ -750,6 +658,19 @@ def _merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _push_command(sub: _Commands) -> None:
+    p = _command(
+        sub,
+        "push",
+        _push,
+        help="put a pack in a store, optionally under tags",
+        description="Put a pack in a store (blobs the store has are not sent again) and point tags at it.",
+    )
+    p.add_argument("pack", metavar="PACK")
+    p.add_argument("store", metavar="STORE", help="the store's URL (any fsspec URL)")
+    p.add_argument("-t", "--tag", action="append", default=[], help="a tag to point at the pack (repeatable)")
+
+
 def _push(args: argparse.Namespace) -> int:
     from .registry import Store
 
@@ -759,6 +680,20 @@ def _push(args: argparse.Namespace) -> int:
         )
     print(report.format())
     return 0
+
+
+def _pull_command(sub: _Commands) -> None:
+    p = _command(
+        sub,
+        "pull",
+        _pull,
+        help="get a pack from a store by tag or digest",
+        description="Assemble a pack from a store, fetching only the blobs the local store lacks.",
+    )
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("ref", metavar="TAG|DIGEST")
+    p.add_argument("-o", "--output", metavar="URL", help="where to write the pack (default: in the local store)")
+    p.add_argument("--local", metavar="DIR", help="the node-local store (default: $ATPACK_CACHE_DIR/store)")
 
 
 def _pull(args: argparse.Namespace) -> int:
@@ -777,6 +712,19 @@ def _pull(args: argparse.Namespace) -> int:
         )
     print(report.format())
     return 0
+
+
+def _tag_command(sub: _Commands) -> None:
+    p = _command(
+        sub,
+        "tag",
+        _tag,
+        help="list a store's tags, or point a tag at a pack",
+        description="With NAME and REF, point tag NAME at REF (a digest or a tag), atomically; else list tags.",
+    )
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("name", nargs="?", metavar="NAME")
+    p.add_argument("ref", nargs="?", metavar="REF")
 
 
 def _tag(args: argparse.Namespace) -> int:
@@ -800,6 +748,26 @@ def _tag(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_command(sub: _Commands) -> None:
+    p = _command(
+        sub,
+        "report",
+        _report,
+        help="write an HTML page about a pack",
+        description="A self-contained HTML page: environments, signatures, kernels, chosen configs, candidate "
+        "timings. It reads without JavaScript.",
+    )
+    p.add_argument("url", metavar="URL")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.html")
+    p.add_argument(
+        "--key",
+        action="append",
+        default=[],
+        metavar="PUBLIC.pem",
+        help="check the pack's signatures against these public keys (repeatable); else they are listed unverified",
+    )
+
+
 def _report(args: argparse.Namespace) -> int:
     from .report import write_report
 
@@ -810,18 +778,86 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _env(args: argparse.Namespace) -> int:
-    from .env import LocalEnvironment
+# --------------------------------------------------------------------------- argument types
 
-    env = LocalEnvironment().snapshot()
-    if args.json:
-        print(msgspec.json.format(msgspec.json.encode(env), indent=2).decode())
-    else:
-        for field in env.__struct_fields__:
-            value = getattr(env, field)
-            if field != "extra":
-                print(f"{field:20s} {value if value is not None else '-'}")
-    return 0
+
+def _zstd_level(text: str) -> int:
+    try:
+        level = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= level <= 22:
+        raise argparse.ArgumentTypeError(f"{level}: zstd levels are 1..22")
+    return level
+
+
+def _annotation(text: str) -> tuple[str, str]:
+    from .pack import _ANNOTATION_KEY
+
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE")
+    if not _ANNOTATION_KEY.match(key):
+        raise argparse.ArgumentTypeError(f"{key!r}: a key is reverse-DNS, like org.example.model")
+    return key, value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a number of seconds above 0: {text!r}")
+    return value
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not JSON: {e}") from e
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class _TerminalBar(Callback):  # type: ignore[misc]  # fsspec is untyped
+    """A progress bar on stderr."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.label = label
+
+    def call(self, *args: Any, **kwargs: Any) -> None:
+        width, total = 30, self.size or 0
+        filled = width * min(self.value, total) // max(total, 1)
+        end = "\n" if self.value >= total else ""
+        print(
+            f"\r{self.label} [{'#' * filled}{' ' * (width - filled)}] {self.value}/{total}",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _bar(label: str) -> Callback:
+    """A progress bar on stderr, only when stderr is a terminal (never in logs or pipes)."""
+    return _TerminalBar(label) if sys.stderr.isatty() else DEFAULT_CALLBACK
+
+
+def _progress(callback: Callback) -> Callable[[int, int], None]:
+    """`progress(done, total)`, for the calls that take one (a store's push and pull), fed to `callback`."""
+
+    def update(done: int, total: int) -> None:
+        if callback.size != total:
+            callback.set_size(total)
+        callback.absolute_update(done)
+
+    return update
 
 
 # --------------------------------------------------------------------------- shared checks

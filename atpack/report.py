@@ -1,10 +1,11 @@
-"""A picture of a pack: one self-contained HTML page (no network, no external files, no script).
+"""A picture of a pack: as text and as data (what ``atpack inspect`` prints, from the pack's
+index alone), and as one self-contained HTML page (no network, no external files, no script).
 
-It shows who signed the pack, the environments it covers, the kernels it carries, the config
-chosen for each tuned kernel with its candidates' timings, and what tuning cost when the pack
-was made, which a warm start from the pack does not pay again. Everything is rendered here, as
-HTML tables and SVG charts (each point's value in its tooltip), so the page reads the same in a
-browser with JavaScript off, in a mail client and in a code review; the data behind it is
+The page shows who signed the pack, the environments it covers, the kernels it carries, the
+config chosen for each tuned kernel with its candidates' timings, and what tuning cost when the
+pack was made, which a warm start from the pack does not pay again. Everything is rendered here,
+as HTML tables and SVG charts (each point's value in its tooltip), so the page reads the same in
+a browser with JavaScript off, in a mail client and in a code review; the data behind it is
 embedded as JSON (``<script type="application/json" id="data">``) for tools.
 """
 
@@ -20,13 +21,15 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from . import adapters, kinds  # noqa: F401  (adapters: registers the built-in kinds)
-from .artifacts import Artifact, Environment
+from .artifacts import Artifact, Environment, UnknownArtifact, artifact_digest
 from .pack import Pack, open_pack
 from .signing import SIGNATURE_PREFIX
 from .store import publish
 
-__all__ = ["render", "write_report"]
+__all__ = ["contents", "describe", "render", "write_report"]
 
 
 def write_report(
@@ -55,6 +58,73 @@ def render(pack: Pack, *, keys: Sequence[str | os.PathLike[str]] = (), name: str
     title = html.escape(f"atpack report: {os.path.basename(data['name'])}")
     page = importlib.resources.files("atpack").joinpath("report.html").read_text(encoding="utf-8")
     return page.replace("{{TITLE}}", title).replace("{{BODY}}", _body(data)).replace("{{DATA}}", payload)
+
+
+# --------------------------------------------------------------------------- text and data
+
+
+def describe(pack: Pack, *, verbose: bool = False) -> str:
+    """What `pack` holds, as text (``atpack inspect``): its format, size, digest and annotations,
+    then each environment with how many artifacts of each kind it has and the kernels it carries
+    most; `verbose` adds a line for each artifact."""
+    m = pack.manifest
+    lines = [
+        f"{pack.name}: atpack format {pack.format_version[0]}.{pack.format_version[1]}, {pack.size:,} bytes",
+        f"digest {pack.digest}",
+    ]
+    lines += [f"annotation {k} = {v}" for k, v in sorted(m.annotations.items())]
+    by_env: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    shown: dict[str, kinds.Shown] = collections.defaultdict(kinds.Shown)
+    for a in pack.artifacts:
+        by_env[a.env][a.kind] += 1
+        kinds.of(a).show(a, shown[a.env])
+    kernels = {env: collections.Counter(k["name"] for k in s.kernels) for env, s in shown.items()}
+    for digest, env in m.environments.items():
+        where = ", ".join(
+            f"{f} {getattr(env, f)}"
+            for f in ("device_name", "torch_version", "triton_version", "cuda_version", "python_abi")
+            if getattr(env, f) is not None
+        )
+        lines.append(f"environment {digest[7:19]}: {where or 'unrecorded'}")
+        lines += [f"  {n:6d}  {kind}" for kind, n in sorted(by_env[digest].items())]
+        if kernels.get(digest):
+            top = ", ".join(f"{name} x{n}" for name, n in kernels[digest].most_common(6))
+            more = len(kernels[digest]) - 6
+            lines.append(f"          kernels: {top}" + (f" and {more} more" if more > 0 else ""))
+    if verbose:
+        lines.append(f"{'KIND':24s} {'ENV':12s} SUMMARY")
+        lines += [f"{a.kind:24s} {a.env[7:19]:12s} {a.summary()}" for a in pack.artifacts]
+    return "\n".join(lines)
+
+
+def contents(pack: Pack) -> dict[str, Any]:
+    """What `pack` holds, as data for JSON (``atpack inspect --json``): its URL, size, format,
+    digest, annotations and environments, and every artifact in full, with its digest and the
+    one-line summary `describe` shows (an artifact of a kind this atpack does not know, as
+    stored)."""
+
+    def body(a: Artifact | UnknownArtifact) -> Any:
+        return msgspec.json.decode(a.raw) if isinstance(a, UnknownArtifact) else msgspec.to_builtins(a)
+
+    return {
+        "url": pack.name,
+        "size": pack.size,
+        "format": list(pack.format_version),
+        "digest": pack.digest,
+        "annotations": pack.manifest.annotations,
+        "environments": {d: msgspec.to_builtins(e) for d, e in pack.manifest.environments.items()},
+        "artifacts": [
+            {
+                "kind": a.kind,
+                "env": a.env,
+                "key": a.key,
+                "digest": artifact_digest(a),
+                "summary": a.summary(),
+                "artifact": body(a),
+            }
+            for a in pack.artifacts
+        ],
+    }
 
 
 # --------------------------------------------------------------------------- the data
