@@ -142,10 +142,9 @@ class LocalEnvironment:
     def _costs_nothing(self, field: str) -> bool:
         if field in self._values:
             return True
-        imported = {"torch_key": "torch._inductor.codecache", "triton_key": "triton.compiler.compiler"}
-        if imported.get(field, "triton.compiler.compiler") in sys.modules:
-            return True
         package = "torch" if field == "torch_key" else "triton"
+        if seam.compiler_imported(package):
+            return True
         return self._cached_only(package, field) is not None
 
     # -- fields

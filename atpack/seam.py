@@ -46,6 +46,7 @@ __all__ = [
     "after_import",
     "backend_hash",
     "check_internals",
+    "compiler_imported",
     "default_inductor_dir",
     "install_replay",
     "install_replay_on_import",
@@ -275,6 +276,12 @@ def tritons_own_dir() -> str | None:
 
 
 # --------------------------------------------------------------------------- build keys
+
+
+def compiler_imported(package: str) -> bool:
+    """Whether torch's (Inductor's) or Triton's compiler is imported in this process: then its
+    build key costs nothing more to compute."""
+    return ("torch._inductor.codecache" if package == "torch" else "triton.compiler.compiler") in sys.modules
 
 
 def torch_key() -> str | None:
