@@ -22,6 +22,7 @@ from reliability import listing
 from s3server import DenyingServer, dummy_aws_environment
 
 import atpack as atpack_lib
+from atpack.populate import populate
 
 REPO = Path(__file__).resolve().parent.parent
 MINIMAL = REPO / "spec" / "vectors" / "minimal.atpack"
@@ -541,7 +542,7 @@ def test_require_applied_exits_3_when_nothing_applies_here(sample_pack: Path, tm
     strict = atpack("populate", str(sample_pack), *dirs, "--require-applied")
     assert strict.returncode == 3 and "96 skipped" in strict.stdout
     assert strict.stderr == f"atpack: {last} (--require-applied)\n"
-    report = atpack_lib.populate(str(sample_pack), inductor_dir=str(tmp_path / "i"), triton_dir=str(tmp_path / "t"))
+    report = populate(str(sample_pack), inductor_dir=str(tmp_path / "i"), triton_dir=str(tmp_path / "t"))
     assert report.ok and report.applied == 0  # ok means "nothing failed"; applied says what the caches hold
     applied = atpack("populate", str(sample_pack), *dirs, "--ignore-environment", "--require-applied")
     assert applied.returncode == 0, applied.stderr
@@ -606,7 +607,7 @@ def test_populating_a_damaged_pack_writes_what_verifies_and_reports_every_artifa
     assert "does not match its sha256" in result.stdout and "failed 1 triton.kernel/1" in result.stdout
     # the kernel whose file the damaged frame held is not made visible; the 86 others are, whole
     assert len(list((tmp_path / "t").rglob("__grp__*.json"))) == 86
-    again = atpack_lib.populate(
+    again = populate(
         str(sample_pack), inductor_dir=str(tmp_path / "i"), triton_dir=str(tmp_path / "t"), ignore_environment=True
     )
     assert again.ok and again.count("written") == 1 and again.count("present") == 93

@@ -29,6 +29,7 @@ from s3server import FAULTS, FaultInjectingProxy, SilentServer, dummy_aws_enviro
 
 import atpack
 from atpack import store
+from atpack.populate import populate
 
 READ_KINDS = FAULTS  # every kind; stalls outlast the read timeout below, so they time out
 TIMEOUTS = {"read_timeout": 1, "connect_timeout": 1}  # botocore's (s3fs's defaults: 15 s and 5 s)
@@ -326,7 +327,7 @@ def test_populate_and_load_read_with_the_retry_policy_they_are_given(
     proxy.configure(rate=1.0, kinds=["503"], seed=0, methods=["HEAD"])  # the pack's size: read with the policy
     options = proxy.storage_options(s3, **TIMEOUTS, retries={"max_attempts": 1})  # atpack's retries alone
     folders = {"inductor_dir": str(tmp_path / "i"), "triton_dir": str(tmp_path / "t")}
-    for call in (atpack.populate, atpack.load_cache_artifacts):
+    for call in (populate, atpack.load_cache_artifacts):
         start = time.monotonic()
         with pytest.raises(atpack.StorageError, match=r"gave up after 2 attempts"):
             call(pack_url, storage_options=options, retry=atpack.Retry(attempts=2, backoff=0.01), **folders)

@@ -20,11 +20,10 @@ from atpack import seam
 
 
 def patched_functions() -> dict[str, str]:
+    import triton
     from torch._inductor.runtime.autotune_cache import AutotuneCache
     from torch._inductor.triton_bundler import TritonBundler
     from triton.runtime.autotuner import Autotuner
-
-    import triton
 
     found = {"save": vars(AutotuneCache)["save"], "put_winner": vars(TritonBundler)["put_winner"]}
     tuning = triton.knobs.autotuning
