@@ -35,7 +35,7 @@ def save_cache_artifacts(
     capture: Capture | None = None,
     inductor_dir: str | None = None,
     triton_dir: str | None = None,
-    binaries_only: bool = False,
+    with_ir: bool = False,
     annotations: dict[str, str] | None = None,
     storage_options: dict[str, Any] | None = None,
     level: int = DEFAULT_LEVEL,
@@ -44,11 +44,11 @@ def save_cache_artifacts(
     """Save this process's compile caches as a pack at `url`, like
     `torch.compiler.save_cache_artifacts()`: torch's Megacache entries recorded so far, plus
     everything in the cache folders. With `capture`, only what that capture recorded.
-    Where the caches hold nothing, no pack is written (`AtpackError`) unless `allow_empty`."""
+    Where the caches hold nothing, no pack is written (`AtpackError`) unless `allow_empty`.
+    Compiled kernels keep what a warm start reads, their metadata and binary; `with_ir`
+    keeps their IR and source too (PTX, LLVM IR, TTGIR, TTIR, .source), for debugging and profilers."""
     if capture is not None:
-        return capture.save(
-            url, binaries_only=binaries_only, annotations=annotations, storage_options=storage_options, level=level
-        )
+        return capture.save(url, with_ir=with_ir, annotations=annotations, storage_options=storage_options, level=level)
     blob = None
     try:
         import torch
@@ -62,7 +62,7 @@ def save_cache_artifacts(
         inductor_dir=inductor_dir,
         triton_dir=triton_dir,
         megacache=blob,
-        binaries_only=binaries_only,
+        with_ir=with_ir,
         annotations=annotations,
         storage_options=storage_options,
         level=level,

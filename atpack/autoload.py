@@ -61,8 +61,8 @@ def _save_process_capture(capture: Any, spool: str) -> None:
 
         capture.__exit__(None, None, None)
         if capture.recorded_anything():
-            binaries_only = settings.capture_binaries_only()
-            capture.save(os.path.join(spool, f"{os.getpid()}.atpack"), binaries_only=binaries_only)
+            with_ir = settings.capture_with_ir()
+            capture.save(os.path.join(spool, f"{os.getpid()}.atpack"), with_ir=with_ir)
     except Exception as e:
         _warn("atpack: could not save this process's capture (%s)", e)
 

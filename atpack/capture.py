@@ -147,12 +147,13 @@ class Capture:
         url: str | os.PathLike[str],
         *,
         environment: Environment | None = None,
-        binaries_only: bool = False,
+        with_ir: bool = False,
         annotations: dict[str, str] | None = None,
         storage_options: dict[str, Any] | None = None,
         level: int = DEFAULT_LEVEL,
     ) -> PackInfo:
-        """Write what was captured as a pack at `url` (published atomically)."""
+        """Write what was captured as a pack at `url` (published atomically). Compiled kernels
+        keep their metadata and binary (what a warm start reads); `with_ir`, their IR too."""
         from .adapters import megacache
         from .collect import first_answers
 
@@ -173,7 +174,7 @@ class Capture:
                             root,
                             env_digest,
                             add_blob,
-                            binaries_only=binaries_only,
+                            binaries_only=not with_ir,
                             include=lambda key, root=root: (root, key) in folders,  # type: ignore[misc]
                         )
                     )
@@ -277,7 +278,7 @@ def capture_command(
     command: list[str],
     url: str | os.PathLike[str],
     *,
-    binaries_only: bool = False,
+    with_ir: bool = False,
     partial: bool = False,
     storage_options: dict[str, Any] | None = None,
 ) -> CommandReport:
@@ -306,8 +307,8 @@ def capture_command(
     spool = tempfile.mkdtemp(prefix="atpack-capture-")
     try:
         env = {**os.environ, settings.CAPTURE: spool}
-        if binaries_only:
-            env[settings.CAPTURE_BINARIES_ONLY] = "1"
+        if with_ir:
+            env[settings.CAPTURE_WITH_IR] = "1"
         try:
             returncode = subprocess.call(command, env=env)
         except OSError as e:

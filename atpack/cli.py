@@ -190,6 +190,17 @@ def _command(
     return p
 
 
+def _ir_options(parser: argparse.ArgumentParser) -> None:
+    """What a pack keeps of each compiled kernel: by default what a warm start reads (its metadata
+    and binary); ``--with-ir`` keeps the rest, for debugging and profilers."""
+    parser.add_argument(
+        "--with-ir",
+        action="store_true",
+        help="kernels: also their IR and source (PTX, LLVM IR, TTGIR, TTIR, .source), which no warm start reads",
+    )
+    parser.add_argument("--binaries-only", action="store_true", help=argparse.SUPPRESS)  # the default since 0.2
+
+
 def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:
     """--debug and -v, taken before the command (`default` False) and after it (`default`
     SUPPRESS: given there, they set the value; not given, they leave the one given before)."""
@@ -236,7 +247,7 @@ def _pack_command(sub: _Commands) -> None:
         metavar="FILE",
         help="a blob from torch.compiler.save_cache_artifacts() to read (alone, unless cache folders are named)",
     )
-    p.add_argument("--binaries-only", action="store_true", help="kernels: metadata and binary only (no IR, no source)")
+    _ir_options(p)
     p.add_argument(
         "--environment", metavar="FILE", help="JSON environment the caches were made in (default: this machine's)"
     )
@@ -286,7 +297,7 @@ def _pack(args: argparse.Namespace) -> int:
             sources=sources,
             megacache=blob,
             environment=environment,
-            binaries_only=args.binaries_only,
+            with_ir=args.with_ir,
             annotations=annotations,
             storage_options=args.storage_options,
             level=args.level,
@@ -309,7 +320,7 @@ def _capture_command(sub: _Commands) -> None:
         "results, GEMM timings, Triton autotune results and the kernels the compiled code launches.",
     )
     p.add_argument("-o", "--output", required=True, metavar="URL", help="where to write the pack (any fsspec URL)")
-    p.add_argument("--binaries-only", action="store_true", help="kernels: metadata and binary only (no IR, no source)")
+    _ir_options(p)
     p.add_argument(
         "--partial",
         action="store_true",
@@ -327,7 +338,7 @@ def _capture(args: argparse.Namespace) -> int:
     report = capture_command(
         command,
         args.output,
-        binaries_only=args.binaries_only,
+        with_ir=args.with_ir,
         partial=args.partial,
         storage_options=args.storage_options,
     )

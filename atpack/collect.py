@@ -72,7 +72,7 @@ def pack_caches(
     sources: Iterable[str] = ("inductor", "triton"),
     megacache: bytes | None = None,
     environment: Environment | None = None,
-    binaries_only: bool = False,
+    with_ir: bool = False,
     annotations: dict[str, str] | None = None,
     storage_options: dict[str, Any] | None = None,
     level: int = DEFAULT_LEVEL,
@@ -86,6 +86,8 @@ def pack_caches(
     `environment` describes the machine the caches were made on; by default, this one.
     A folder named by `inductor_dir` or `triton_dir` must exist (`NotFoundError`). Where nothing
     is found, no pack is written (`AtpackError`, naming the folders read) unless `allow_empty`.
+    Compiled kernels keep what a warm start reads, their metadata and binary; `with_ir`
+    keeps their IR and source too (PTX, LLVM IR, TTGIR, TTIR, .source), for debugging and profilers.
     """
     from .adapters import megacache as megacache_adapter
     from .folders import default_inductor_dir, triton_dirs_to_collect
@@ -121,7 +123,7 @@ def pack_caches(
         collected: list[Artifact] = []
         stated: list[tuple[Artifact, dict[str, str]]] = []
         streams: list[Iterable[Collected]] = [
-            collect(kinds.Source(folder, env.digest, add_blob, binaries_only=binaries_only))
+            collect(kinds.Source(folder, env.digest, add_blob, binaries_only=not with_ir))
             for system, folder in report.folders
             for collect in kinds.collectors(system)
         ]

@@ -16,13 +16,13 @@ __all__ = [
     "AUTOLOAD",
     "CACHE_DIR",
     "CAPTURE",
-    "CAPTURE_BINARIES_ONLY",
+    "CAPTURE_WITH_IR",
     "DEBUG",
     "LOCAL_RANK",
     "REPLAY",
     "SOURCE_DATE_EPOCH",
     "TIMEOUT",
-    "capture_binaries_only",
+    "capture_with_ir",
     "debug",
     "local_rank",
     "plugins_autoload",
@@ -35,7 +35,8 @@ REPLAY = "ATPACK_REPLAY"
 """On or off in every process, whatever the replay markers say; unset: the markers decide."""
 CAPTURE = "ATPACK_CAPTURE"
 """Set by `atpack capture` for the command's processes: the folder their captures go to."""
-CAPTURE_BINARIES_ONLY = "ATPACK_CAPTURE_BINARIES_ONLY"
+CAPTURE_WITH_IR = "ATPACK_CAPTURE_WITH_IR"
+"""Set by `atpack capture --with-ir` for the command's processes: kernels keep their IR and source."""
 DEBUG = "ATPACK_DEBUG"
 TIMEOUT = "ATPACK_TIMEOUT"
 CACHE_DIR = "ATPACK_CACHE_DIR"
@@ -72,8 +73,8 @@ def debug() -> bool:
     return bool(_switch(DEBUG))
 
 
-def capture_binaries_only() -> bool:
-    return bool(_switch(CAPTURE_BINARIES_ONLY))
+def capture_with_ir() -> bool:
+    return bool(_switch(CAPTURE_WITH_IR))
 
 
 def plugins_autoload() -> tuple[bool, str]:

@@ -27,9 +27,7 @@ def test_the_commands_work_against_an_s3_protocol_server(s3: Any, h100_sample: S
     a, b = s3.url("packs/a.atpack"), s3.url("packs/b.atpack")
     folders = ["--inductor-dir", str(h100_sample.inductor), "--triton-dir", str(h100_sample.triton)]
     assert "packed 96 artifacts" in atpack("pack", *folders, "--environment", str(ENVIRONMENT), "-o", a)
-    assert "packed 96 artifacts" in atpack(
-        "pack", *folders, "--binaries-only", "--environment", str(ENVIRONMENT), "-o", b
-    )
+    assert "packed 96 artifacts" in atpack("pack", *folders, "--with-ir", "--environment", str(ENVIRONMENT), "-o", b)
     assert "87  triton.kernel/1" in atpack("inspect", a)
     assert atpack("verify", a).startswith("ok: ")
     assert "87 changed" in atpack("diff", a, b)

@@ -70,10 +70,13 @@ def test_host_modules_run_code_and_are_written_only_when_trusted(h100_sample: Sa
     assert sorted(p.name.split(".")[0] for p in (tmp_path / "out").rglob("*.so")) == ["__triton_launcher", "cuda_utils"]
 
 
-def test_binaries_only_keeps_metadata_and_binary(h100_sample: Sample, tmp_path: Path) -> None:
-    full = h100_sample.pack(tmp_path / "full.atpack")
-    small = h100_sample.pack(tmp_path / "small.atpack", binaries_only=True)
+def test_a_pack_keeps_what_a_warm_start_reads_and_the_ir_only_when_asked(h100_sample: Sample, tmp_path: Path) -> None:
+    full = h100_sample.pack(tmp_path / "full.atpack", with_ir=True)
+    small = h100_sample.pack(tmp_path / "small.atpack")
     assert small.stat().st_size < full.stat().st_size / 2
+    with atpack.open(full) as pack:
+        with_ir = [a for a in pack.artifacts if isinstance(a, TritonKernel)]
+        assert {os.path.splitext(f.name)[1] for k in with_ir for f in k.files} >= {".ptx", ".ttir", ".ttgir", ".llir"}
     kernels = [a for a in atpack.open(small).artifacts if isinstance(a, TritonKernel)]
     assert len(kernels) == 87
     for k in kernels:

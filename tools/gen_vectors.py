@@ -77,7 +77,7 @@ def h100_subset(path: Path) -> None:
             path,
             inductor_dir=str(root / "inductor"),
             triton_dir=str(root / "triton"),
-            binaries_only=True,
+            with_ir=False,
             environment=environment_from_json(SAMPLE_ENV.read_bytes()),
         )
 

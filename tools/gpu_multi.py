@@ -71,7 +71,7 @@ def worker(phase: str, work: Path, smoke: bool) -> dict[str, Any]:
     result["output_sum"] = float(out[0].float().sum())
     if recording is not None:
         recording.__exit__(None, None, None)
-        info = atpack.save_cache_artifacts(work / f"rank{rank}.atpack", capture=recording, binaries_only=True)
+        info = atpack.save_cache_artifacts(work / f"rank{rank}.atpack", capture=recording, with_ir=False)
         result["pack_bytes"] = info.size
     return result
 
