@@ -351,6 +351,7 @@ def measure(
     target: Target, workload: Workload, runs: int, reference_imports: list[str] | None, log: Callable[[str], None]
 ) -> dict[str, Any]:
     """Every method `runs` times into fresh folders on `target`, rotating the order."""
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     pack = target.base / workload.pack.name
     shutil.copyfile(workload.pack, pack)
     logs = target.base / "logs"
@@ -404,8 +405,10 @@ def measure(
     shutil.rmtree(target.container)
     medians = {m: statistics.median(x.seconds for x in v) for m, v in runs_of.items()}
     cpu = {m: statistics.median(x.cpu_seconds for x in v) for m, v in runs_of.items()}
+    mins = {m: min(x.seconds for x in v) for m, v in runs_of.items()}
     floor = min(FLOORS, key=lambda m: medians[m])
     result: dict[str, Any] = {
+        "load_average": {"before": load_before, "after": " ".join(f"{x:.2f}" for x in os.getloadavg())},
         "order": names,
         "seconds": {m: [round(x.seconds, 4) for x in v] for m, v in runs_of.items()},
         "cpu_seconds": {m: [round(x.cpu_seconds, 4) for x in v] for m, v in runs_of.items()},
@@ -419,6 +422,8 @@ def measure(
         "cpu_ratios": {m: {f: cpu[m] / cpu[f] for f in FLOORS} for m in names},
         "fastest_floor": floor,
         "populate_over_fastest_floor": medians[POPULATE] / medians[floor],
+        "min_seconds": mins,
+        "populate_min_over_fastest_floor_min": mins[POPULATE] / min(mins[f] for f in FLOORS),
         "tree": {
             "files": len(tree.files),
             "inodes": tree.inodes,
@@ -458,18 +463,30 @@ def report_seconds(run: Run) -> float:
 # --------------------------------------------------------------------------- profile
 
 
-def profile(target: Target, workload: Workload, import_rows: list[tuple[str, int, int]]) -> dict[str, Any]:
-    """Where populating the sample's time goes: import costs (``-X importtime``: self time summed
-    by top-level package, and the slowest modules by cumulative time), and one cProfile run."""
+def import_profile(import_rows: list[tuple[str, int, int]]) -> dict[str, Any]:
+    """Import costs (``-X importtime`` of populating the sample, beyond a bare interpreter's
+    imports): self time summed by top-level package, and the slowest modules, cumulative."""
+    by_package: dict[str, int] = {}
+    for name, self_us, _ in import_rows:
+        top = name.split(".")[0]
+        by_package[top] = by_package.get(top, 0) + self_us
+    return {
+        "self_ms_by_package": dict(sorted(((k, v / 1000) for k, v in by_package.items()), key=lambda kv: -kv[1])),
+        "total_ms": sum(by_package.values()) / 1000,
+        "slowest_cumulative_ms": [
+            (name, cumulative / 1000) for name, _, cumulative in sorted(import_rows, key=lambda r: -r[2])[:15]
+        ],
+    }
+
+
+def cprofile(target: Target, workload: Workload) -> dict[str, Any]:
+    """One run of populating `workload` into a fresh container on `target` under cProfile: the
+    cumulative time of each phase (`PROFILE_PHASES`) and the functions with the most own time."""
     pack = target.base / workload.pack.name
     if not pack.exists():
         shutil.copyfile(workload.pack, pack)
     logs = target.base / "logs"
     logs.mkdir(exist_ok=True)
-    by_package: dict[str, int] = {}
-    for name, self_us, _ in import_rows:
-        top = name.split(".")[0]
-        by_package[top] = by_package.get(top, 0) + self_us
     prof = target.base / "populate.prof"
     fresh(target.container)
     run = timed([PY, "-m", "cProfile", "-o", str(prof), *populate_argv(pack)[1:]], target.container, logs)
@@ -478,21 +495,13 @@ def profile(target: Target, workload: Workload, import_rows: list[tuple[str, int
     rows = []
     for (file, line, func), (_, nc, tt, ct, _) in stats.stats.items():  # type: ignore[attr-defined]
         rows.append({"function": _function(file, line, func), "calls": nc, "tottime": tt, "cumtime": ct})
-    total = max(r["cumtime"] for r in rows)
     atpack_rows = [r for r in rows if r["function"].startswith("atpack/")]
     return {
-        "imports_self_ms_by_package": dict(
-            sorted(((k, v / 1000) for k, v in by_package.items()), key=lambda kv: -kv[1])
-        ),
-        "imports_total_ms": sum(v for v in by_package.values()) / 1000,
-        "slowest_imports_cumulative_ms": [
-            (name, cumulative / 1000) for name, _, cumulative in sorted(import_rows, key=lambda r: -r[2])[:15]
-        ],
-        "cprofile_total_s": total,
-        "cprofile_wall_s": run.seconds,
+        "total_s": max(r["cumtime"] for r in rows),
+        "wall_s": run.seconds,
         "top_tottime": sorted(rows, key=lambda r: -r["tottime"])[:20],
         "top_atpack_cumtime": sorted(atpack_rows, key=lambda r: -r["cumtime"])[:25],
-        "selected": {
+        "phases": {
             label: sum(r["cumtime"] for r in rows if r["function"] == function)
             for label, function in PROFILE_PHASES.items()
         },
@@ -591,18 +600,21 @@ def markdown(result: dict[str, Any]) -> str:
     for target, per in result["targets"].items():
         for wname, r in per.items():
             med, cpu, rss = r["median_seconds"], r["median_cpu_seconds"], r["median_max_rss_kb"]
+            load = r["load_average"]
             lines += [
                 f"### {wname}, {target}",
                 "",
+                f"(load average {load['before']} before, {load['after']} after)",
+                "",
                 "| method | median wall s | / tar -xf | / python floor | / python floor, 8 threads "
-                "| median CPU s | peak RSS MiB |",
-                "|---|---:|---:|---:|---:|---:|---:|",
+                "| min wall s | median CPU s | peak RSS MiB |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|",
             ]
             for name in r["order"]:
                 ratio = r["ratios"][name]
                 lines.append(
                     f"| {name} | {med[name]:.3f} | {ratio[TAR]:.2f}x | {ratio[FLOOR1]:.2f}x | {ratio[FLOOR8]:.2f}x "
-                    f"| {cpu[name]:.3f} | {rss[name] / 1024:.0f} |"
+                    f"| {r['min_seconds'][name]:.3f} | {cpu[name]:.3f} | {rss[name] / 1024:.0f} |"
                 )
             lines += [
                 "",
@@ -612,7 +624,8 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{r['checked_files_left']} files left). In CPU time (less sensitive to the "
                 "other jobs on the machine), populate is "
                 + ", ".join(f"{r['cpu_ratios'][POPULATE][f]:.2f}x {f}" for f in FLOORS)
-                + ".",
+                + f". Fastest run against the fastest floor's fastest run: "
+                f"{r['populate_min_over_fastest_floor_min']:.2f}x.",
                 "",
             ]
     acc = result["acceptance"]
@@ -640,38 +653,43 @@ def profile_markdown(result: dict[str, Any]) -> list[str]:
             f"| {label_shown} | {wall[label]:.3f} | {wall[label] / wall['populate']:.0%} "
             f"| {cpu[label]:.3f} | {cpu[label] / cpu['populate']:.0%} |"
         )
+    imports, profiles = p["imports"], p["cprofile"]
     lines += [
         "",
-        f"Imports (`python -X importtime`, one run; {p['imports_total_ms']:.0f} ms of self time beyond a bare "
-        "interpreter's imports, which the profiler inflates), self time summed by top-level package:",
+        f"Imports (`python -X importtime`, one run of populating the sample; {imports['total_ms']:.0f} ms of self "
+        "time beyond a bare interpreter's imports, which the profiler inflates), self time summed by top-level "
+        "package:",
         "",
         "| package | ms |",
         "|---|---:|",
     ]
-    lines += [f"| {k} | {v:.1f} |" for k, v in list(p["imports_self_ms_by_package"].items())[:12]]
+    lines += [f"| {k} | {v:.1f} |" for k, v in list(imports["self_ms_by_package"].items())[:12]]
     lines += ["", "Slowest imports, cumulative (each includes what it imports):", "", "| module | ms |", "|---|---:|"]
-    lines += [f"| {k} | {v:.1f} |" for k, v in p["slowest_imports_cumulative_ms"][:12]]
+    lines += [f"| {k} | {v:.1f} |" for k, v in imports["slowest_cumulative_ms"][:12]]
+    names = list(profiles)
     lines += [
         "",
-        f"cProfile of one run (`python -m cProfile -m atpack populate ...`: {p['cprofile_wall_s']:.2f} s wall with "
-        f"the profiler, {p['cprofile_total_s']:.2f} s profiled; the profiler slows Python code more than C calls), "
-        "cumulative time of the phases:",
+        f"cProfile of one run of each workload into {b['target']} (`python -m cProfile -m atpack populate ...`; "
+        + "; ".join(f"{n}: {profiles[n]['wall_s']:.2f} s wall with the profiler" for n in names)
+        + "; the profiler slows Python code more than C calls), cumulative time of the phases:",
         "",
-        "| phase | s (cumulative) |",
-        "|---|---:|",
+        "| phase | " + " | ".join(f"{n} s" for n in names) + " |",
+        "|---|" + "---:|" * len(names),
     ]
-    lines += [f"| {k} | {v:.3f} |" for k, v in p["selected"].items()]
-    lines += [
-        "",
-        "Top functions by own time:",
-        "",
-        "| function | calls | own s | cumulative s |",
-        "|---|---:|---:|---:|",
-    ]
-    lines += [
-        f"| `{r['function']}` | {r['calls']:,} | {r['tottime']:.3f} | {r['cumtime']:.3f} |"
-        for r in p["top_tottime"][:15]
-    ]
+    for label in PROFILE_PHASES:
+        lines.append(f"| {label} | " + " | ".join(f"{profiles[n]['phases'][label]:.3f}" for n in names) + " |")
+    for n in names:
+        lines += [
+            "",
+            f"Top functions by own time, {n}:",
+            "",
+            "| function | calls | own s | cumulative s |",
+            "|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| `{r['function']}` | {r['calls']:,} | {r['tottime']:.3f} | {r['cumtime']:.3f} |"
+            for r in profiles[n]["top_tottime"][:12]
+        ]
     return lines
 
 
@@ -791,7 +809,10 @@ def main() -> None:
         result["acceptance"] = acceptance(result)
         if not args.no_profile:
             shm = next((t for t in made if t.folder == "/dev/shm"), made[0])
-            result["profile"] = profile(shm, sample, import_rows)
+            result["profile"] = {
+                "imports": import_profile(import_rows),
+                "cprofile": {w.name: cprofile(shm, w) for w in workloads},
+            }
             result["breakdown"] = breakdown(by_target[shm.folder][sample.name], shm.folder)
             log("profiled")
     finally:
