@@ -32,7 +32,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def test_every_sample_result_round_trips_byte_for_byte(h100_sample: Sample, tmp_path: Path) -> None:
-    pack = h100_sample.pack(tmp_path / "sample.atpack")
+    pack = h100_sample.pack(tmp_path / "sample.atpack", with_ir=True)
     report = _populate(pack, tmp_path / "out", ignore_environment=True, trust_pickles=True)
     assert report.ok and report.count("written") == len(atpack.open(pack).artifacts) == 96
 

@@ -173,7 +173,7 @@ def test_pulling_a_tag_from_s3_fetches_only_what_the_node_lacks(s3: Any, h100_sa
     pack = h100_sample.pack(tmp_path / "sample.atpack")
     remote = Store(s3.url("store"), storage_options=s3.storage_options)
     first = remote.push(pack, tags=["mlp"])
-    assert first.blobs_sent == first.blobs > 500
+    assert first.blobs_sent == first.blobs > 150  # the sample: each kernel's metadata and binary, and more
     again = remote.push(pack)
     assert again.blobs_sent == 0  # the store has every blob already
     local = Store(tmp_path / "node")
