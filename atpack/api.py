@@ -15,12 +15,10 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from fsspec.callbacks import DEFAULT_CALLBACK, Callback
-
 from .capture import Capture
 from .collect import pack_caches
 from .errors import AtpackError
-from .pack import DEFAULT_LEVEL, DEFAULT_LIMITS, Limits, PackInfo, open_pack
+from .pack import DEFAULT_LEVEL, DEFAULT_LIMITS, SILENT, Limits, PackInfo, Progress, open_pack
 from .populate import PopulateReport, populate
 from .store import Retry
 
@@ -84,7 +82,7 @@ def load_cache_artifacts(
     storage_options: dict[str, Any] | None = None,
     retry: Retry | None = None,
     limits: Limits = DEFAULT_LIMITS,
-    callback: Callback = DEFAULT_CALLBACK,
+    callback: Progress = SILENT,
 ) -> PopulateReport:
     """Populate this machine's caches from the pack at `url` (or the packs of a model folder,
     see `atpack.populate.find_packs`), like `torch.compiler.load_cache_artifacts()`: what applies
@@ -99,7 +97,7 @@ def load_cache_artifacts(
     spec/FORMAT.md, §9). By default the folders are the ones torch and Triton use here
     (`atpack.folders`). `retry` (an `atpack.Retry`) says how reads from a remote store are retried;
     `limits` bounds what a pack may make populate write; `callback` (an fsspec callback, such
-    as `TqdmCallback`) follows the blobs read.
+    as `TqdmCallback`: `atpack.pack.Progress`) follows the blobs read.
 
     In this process, coordinate-descent results that torch would re-tune are replayed too
     (`atpack.replay`), from when Inductor's runtime is imported (unless ``ATPACK_REPLAY`` is

@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 from . import __version__, settings
 from .errors import AtpackError, IsAFolderError, NotFoundError, SettingError
@@ -427,7 +426,7 @@ def _populate(args: argparse.Namespace) -> int:
         trust_pickles=args.trust_pickles,
         storage_options=args.storage_options,
         trusted_keys=args.trusted_key,
-        callback=DEFAULT_CALLBACK if args.json else _bar("reading blobs"),
+        callback=_silent() if args.json else _bar("reading blobs"),
     )
     if args.json:
         print(json.dumps(msgspec.to_builtins(report), indent=2))
@@ -836,15 +835,23 @@ def _json_object(text: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- progress
 
 
-class _TerminalBar(Callback):  # type: ignore[misc]  # fsspec is untyped
-    """A progress bar on stderr."""
+class _TerminalBar:
+    """A progress bar on stderr (an `atpack.pack.Progress`)."""
 
     def __init__(self, label: str) -> None:
-        super().__init__()
         self.label = label
+        self.size = self.value = 0
 
-    def call(self, *args: Any, **kwargs: Any) -> None:
-        width, total = 30, self.size or 0
+    def set_size(self, size: int) -> None:
+        self.size = size
+        self._draw()
+
+    def relative_update(self, inc: int = 1) -> None:
+        self.value += inc
+        self._draw()
+
+    def _draw(self) -> None:
+        width, total = 30, self.size
         filled = width * min(self.value, total) // max(total, 1)
         end = "\n" if self.value >= total else ""
         print(
@@ -855,18 +862,26 @@ class _TerminalBar(Callback):  # type: ignore[misc]  # fsspec is untyped
         )
 
 
-def _bar(label: str) -> Callback:
+def _silent() -> Any:
+    from .pack import SILENT
+
+    return SILENT
+
+
+def _bar(label: str) -> Any:
     """A progress bar on stderr, only when stderr is a terminal (never in logs or pipes)."""
-    return _TerminalBar(label) if sys.stderr.isatty() else DEFAULT_CALLBACK
+    from .pack import SILENT
+
+    return _TerminalBar(label) if sys.stderr.isatty() else SILENT
 
 
-def _progress(callback: Callback) -> Callable[[int, int], None]:
-    """`progress(done, total)`, for the calls that take one (a store's push and pull), fed to `callback`."""
+def _progress(bar: Any) -> Callable[[int, int], None]:
+    """`progress(done, total)`, for the calls that take one (a store's push and pull), fed to `bar`."""
 
     def update(done: int, total: int) -> None:
-        if callback.size != total:
-            callback.set_size(total)
-        callback.absolute_update(done)
+        if getattr(bar, "size", None) != total:
+            bar.set_size(total)
+        bar.relative_update(done - getattr(bar, "value", done))
 
     return update
 
@@ -876,12 +891,10 @@ def _progress(callback: Callback) -> Callable[[int, int], None]:
 
 def _check_output(url: str, storage_options: dict[str, Any] | None) -> None:
     """Refuse, before any work, an output that names an existing local folder."""
-    from fsspec.implementations.local import LocalFileSystem
+    from .store import local_path
 
-    from .store import resolve
-
-    fs, path = resolve(url, storage_options)
-    if isinstance(fs, LocalFileSystem) and os.path.isdir(path):
+    path = local_path(url, storage_options)
+    if path is not None and os.path.isdir(path):
         raise IsAFolderError(f"{url}: a folder; -o names the file to write")
 
 

@@ -14,13 +14,11 @@ Where torch has already initialised CUDA in this process, torch is asked.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import functools
 import json
 import logging
 import os
-import subprocess
 import sys
 from typing import Any
 
@@ -114,6 +112,8 @@ print(json.dumps([name.value.decode(errors="replace"), f"{major.value}.{minor.va
 
 def _from_driver(index: int) -> Device | None:
     """Device `index` as CUDA's driver API numbers it, asked in a child process."""
+    import subprocess
+
     try:
         out = subprocess.run(
             [sys.executable, "-c", _ASK_DRIVER, str(index)], capture_output=True, text=True, timeout=60, check=True
@@ -133,6 +133,8 @@ class _Nvml:
 
     @classmethod
     def open(cls) -> _Nvml | None:
+        import ctypes
+
         try:
             lib = ctypes.CDLL("libnvidia-ml.so.1")
         except OSError:
@@ -146,6 +148,8 @@ class _Nvml:
 
     def devices(self) -> list[tuple[Device, str]]:
         """Every device with its UUID, in NVML's order (the first it cannot read ends the list)."""
+        import ctypes
+
         lib, n = self._lib, ctypes.c_uint()
         if lib.nvmlDeviceGetCount_v2(ctypes.byref(n)) != 0:
             return []

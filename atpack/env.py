@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -228,6 +227,8 @@ class LocalEnvironment:
 
 
 def _dist_version(name: str) -> str | None:
+    import importlib.metadata  # where it is needed only: importing it costs what a populate does
+
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
@@ -279,6 +280,8 @@ def _install_stamp(package: str) -> str | None:
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
             st = entry.stat(follow_symlinks=False)
             parts.append(f"{entry.name}:{st.st_size}:{st.st_mtime_ns}")
+    import importlib.metadata
+
     with contextlib.suppress(importlib.metadata.PackageNotFoundError, OSError):
         dist = importlib.metadata.distribution(package)
         record = dist.locate_file(f"{dist.metadata['Name'].replace('-', '_')}-{dist.version}.dist-info/RECORD")

@@ -25,11 +25,10 @@ import struct
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Annotated, Any, Union
+from typing import IO, Annotated, Any, Protocol, Union
 
 import msgspec
 import zstandard
-from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 from . import kinds, settings, store
 from .artifacts import (
@@ -44,6 +43,8 @@ from .digest import Digest, canonical, digest_bytes
 from .errors import AtpackError, BlobNotFoundError, FormatError, IntegrityError, LimitError
 
 __all__ = [
+    "SILENT",
+    "Progress",
     "CREATED",
     "created_now",
     "DEFAULT_LIMITS",
@@ -69,6 +70,27 @@ TAIL_READ = 64 * 1024
 
 MAX_ZSTD_RATIO = 1 << 15
 """No zstd frame expands more than this: a block holds at most 128 KiB and takes at least 4 bytes."""
+
+
+class Progress(Protocol):
+    """Follows work done in steps (blobs read, frames checked). An fsspec ``Callback`` (such as
+    ``TqdmCallback``) is one; atpack does not import fsspec for it."""
+
+    def set_size(self, size: int) -> None: ...
+
+    def relative_update(self, inc: int = 1) -> None: ...
+
+
+class _Silent:
+    def set_size(self, size: int) -> None:
+        pass
+
+    def relative_update(self, inc: int = 1) -> None:
+        pass
+
+
+SILENT: Progress = _Silent()
+"""Progress that nobody follows."""
 
 CREATED = "io.atpack.created"
 """Annotation: when a pack was made (ISO 8601, UTC); ``SOURCE_DATE_EPOCH`` overrides the clock."""
@@ -577,9 +599,9 @@ class Pack:
         if batch:
             yield batch
 
-    def verify(self, *, callback: Callback = DEFAULT_CALLBACK) -> None:
+    def verify(self, *, callback: Progress = SILENT) -> None:
         """Check every byte: header, each frame's digest and checksum, each blob's digest.
-        Raises on the first bad entry, naming it. `callback` (an `fsspec.callbacks.Callback`,
+        Raises on the first bad entry, naming it. `callback` (a `Progress`: an fsspec callback,
         such as `TqdmCallback`) follows the frames."""
         header = self._source.read(0, HEADER_SIZE)
         _check_header(header, self.format_version)

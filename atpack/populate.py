@@ -15,15 +15,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fsspec.callbacks import DEFAULT_CALLBACK, Callback
-
 from . import adapters, kinds, store  # noqa: F401  (adapters: registers the built-in kinds)
 from .artifacts import Artifact, MegacacheEntry, UnknownArtifact
 from .env import LocalEnvironment, Mismatch, cuda_devices, mismatches, shown
 from .errors import AtpackError, FormatError, LimitError, StorageError
 from .files import CacheDir, FileWrite, Writes
 from .folders import default_inductor_dir, triton_dirs_to_populate
-from .pack import DEFAULT_LIMITS, Limits, Pack, open_pack
+from .pack import DEFAULT_LIMITS, SILENT, Limits, Pack, Progress, open_pack
 from .store import Retry
 
 __all__ = ["Outcome", "PopulateReport", "find_packs", "populate"]
@@ -188,7 +186,7 @@ def populate(
     storage_options: dict[str, Any] | None = None,
     environment: LocalEnvironment | None = None,
     trusted_keys: Sequence[str | os.PathLike[str]] = (),
-    callback: Callback = DEFAULT_CALLBACK,
+    callback: Progress = SILENT,
     devices: Sequence[int] | None = None,
     limits: Limits = DEFAULT_LIMITS,
     retry: Retry | None = None,
@@ -213,7 +211,7 @@ def populate(
 
     A frame of the pack that does not verify fails the artifacts whose files it holds (none of
     their files made visible) and the others are written: the report lists both.
-    `callback` (an `fsspec.callbacks.Callback`, such as `TqdmCallback`) follows the blobs read
+    `callback` (a `atpack.pack.Progress`: an fsspec callback such as `TqdmCallback`) follows the blobs read
     to be written; `retry` (an `atpack.Retry`) says how reads from a remote store are retried.
     """
     budget = _Budget(limits)
@@ -262,7 +260,7 @@ def _populate_one(
     storage_options: dict[str, Any] | None,
     environment: LocalEnvironment | None,
     trusted_keys: Sequence[str | os.PathLike[str]],
-    callback: Callback,
+    callback: Progress,
     retry: Retry | None,
 ) -> PopulateReport:
     start = time.perf_counter()
@@ -389,7 +387,7 @@ def _populate(
     pack: Pack,
     report: PopulateReport,
     local: LocalEnvironment,
-    callback: Callback,
+    callback: Progress,
     limits: Limits,
 ) -> None:
     dirs = _Dirs(CacheDir(report.inductor_dir), [])
@@ -405,7 +403,7 @@ def _populate_into(
     pack: Pack,
     report: PopulateReport,
     local: LocalEnvironment,
-    callback: Callback,
+    callback: Progress,
     limits: Limits,
 ) -> None:
     planned: list[_Planned] = []
@@ -615,7 +613,7 @@ class _Dirs:
             root.close()
 
 
-def _write(pack: Pack, planned: list[_Planned], link_root: CacheDir, callback: Callback) -> None:
+def _write(pack: Pack, planned: list[_Planned], link_root: CacheDir, callback: Progress) -> None:
     """Inline files first, then blobs in storage order (each frame fetched once), then the
     files that make the others visible (Triton's group files), each stage complete before the
     next. A blob that cannot be read fails the artifacts it belongs to, not the others. A blob

@@ -87,7 +87,12 @@ def disable(inductor_dir: str) -> bool:
 
 
 def plugin_registered() -> bool:
-    """Whether torch will load atpack's plug-in (its entry point is installed where torch looks)."""
-    from importlib.metadata import entry_points
+    """Whether torch will load atpack's plug-in: atpack's installed metadata declares the entry
+    point torch looks for (this distribution's alone is read, not every package's)."""
+    from importlib.metadata import PackageNotFoundError, distribution
 
-    return any(ep.value == "atpack.autoload:load" for ep in entry_points(group="torch.backends"))
+    try:
+        points = distribution("atpack").entry_points
+    except PackageNotFoundError:
+        return False
+    return any(ep.group == "torch.backends" and ep.value == "atpack.autoload:load" for ep in points)

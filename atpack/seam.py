@@ -22,11 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import importlib
-import importlib.abc
-import importlib.machinery
-import json
 import logging
 import os
 import re
@@ -543,6 +539,8 @@ def _recorded(autotuner: Any) -> dict[str, Any] | None:
     path = record_path(_here(filename), getattr(autotuner, "inductor_meta", {})) if filename else None
     if path is None:
         return None
+    import json
+
     try:
         with open(path, "rb") as f:
             best = json.load(f)
@@ -672,6 +670,8 @@ def launched_kernel_folders() -> set[str]:
     autotuner = getattr(heuristics, "CachingAutotuner", None)
     if autotuner is None:
         return set()
+    import gc
+
     folders: set[str] = set()
     benchmark: dict[str, bool] = {}
     for value in gc.get_objects():
@@ -805,13 +805,13 @@ def _call(then: Callable[[types.ModuleType], None], module: types.ModuleType) ->
             log.debug("traceback", exc_info=e)
 
 
-class _AfterImportFinder(importlib.abc.MetaPathFinder):
+class _AfterImportFinder:
     """Finds nothing itself: for a module someone waits for, it asks the other finders and wraps
     the loader they return, so that the waiting calls run once the module is executed."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
+    ) -> Any:
         if not _pending.get(fullname):
             return None
         for finder in sys.meta_path:
@@ -823,18 +823,18 @@ class _AfterImportFinder(importlib.abc.MetaPathFinder):
         else:
             return None
         if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _NotifyingLoader(spec.loader, fullname)
+            spec.loader = _NotifyingLoader(spec.loader, fullname)  # type: ignore[assignment]  # a Loader by its methods
         return spec
 
 
-class _NotifyingLoader(importlib.abc.Loader):
+class _NotifyingLoader:
     """A loader that runs the calls waiting for its module after executing it."""
 
     def __init__(self, loader: Any, name: str) -> None:
         self._loader = loader
         self._name = name
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+    def create_module(self, spec: Any) -> types.ModuleType | None:
         return self._loader.create_module(spec)  # type: ignore[no-any-return]
 
     def exec_module(self, module: types.ModuleType) -> None:

@@ -17,20 +17,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import glob as _glob
 import io
 import logging
 import math
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any, Protocol, TypeVar
-
-import fsspec
-import fsspec.asyn
-from fsspec.implementations.local import LocalFileSystem
-from fsspec.implementations.memory import MemoryFileSystem
 
 from . import atomic, settings
 from .causes import Cause, cause_of
@@ -70,8 +67,26 @@ class RangeSource(Protocol):
     def close(self) -> None: ...
 
 
+def local_path(url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> str | None:
+    """The local path `url` names, where it is a path or a ``file://`` URL given no options
+    (fsspec, whose import costs a command line more than its own work, is not needed); else None."""
+    text = os.fspath(url)
+    if storage_options:
+        return None
+    if text.startswith("file://"):
+        return text[len("file://") :] or "/"
+    if "::" in text or _PROTOCOL.match(text):
+        return None
+    return text
+
+
+_PROTOCOL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+
+
 def resolve(url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
     """The fsspec filesystem and path for `url`; options are passed through unchanged."""
+    import fsspec
+
     try:
         fs, path = fsspec.core.url_to_fs(os.fspath(url), **(storage_options or {}))
     except (ValueError, ImportError) as e:
@@ -209,6 +224,10 @@ def _gave_up(tries: int, seconds: float, policy: Retry, last: Exception) -> str:
 
 def _call(fs: Any, method: str, timeout: float | None, *args: Any, **kwargs: Any) -> Any:
     """``fs.method(*args, **kwargs)``, given up after `timeout` seconds (a `TimeoutError`)."""
+    import fsspec.asyn
+    from fsspec.implementations.local import LocalFileSystem
+    from fsspec.implementations.memory import MemoryFileSystem
+
     if timeout is None or isinstance(fs, (LocalFileSystem, MemoryFileSystem)):
         return getattr(fs, method)(*args, **kwargs)
     if isinstance(fs, fsspec.asyn.AsyncFileSystem) and not fs.asynchronous:
@@ -308,6 +327,8 @@ def present(fs: Any, url: str, what: str, paths: Sequence[str], *, retry: Retry 
     """Whether each file of `paths` exists, at a cost that depends on how many paths there are,
     not on what else is there: on an async filesystem (s3fs, gcsfs, http), one request per path
     (its first byte), all concurrently; elsewhere, one lookup each."""
+    import fsspec.asyn
+
     if isinstance(fs, fsspec.asyn.AsyncFileSystem) and not fs.asynchronous:
         got = fetch(fs, url, what, paths, [0] * len(paths), [1] * len(paths), retry=retry)
         return [not isinstance(result, FileNotFoundError) for result in got]
@@ -318,6 +339,8 @@ def is_folder(
     url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None, *, retry: Retry | None = None
 ) -> bool:
     """Whether `url` is a folder (a missing one is not), within the deadline."""
+    if (local := local_path(url, storage_options)) is not None:
+        return os.path.isdir(local)
     fs, path = resolve(url, storage_options)
     return bool(call(fs, os.fspath(url), "checking whether it is a folder", "isdir", path, retry=retry))
 
@@ -327,6 +350,11 @@ def glob(
 ) -> list[str]:
     """The names (last parts) of the files matching `pattern`, a URL with wildcards in its last
     part, within the deadline."""
+    if (local := local_path(pattern, storage_options)) is not None:
+        return sorted(
+            os.path.basename(p)
+            for p in _glob.glob(_glob.escape(os.path.dirname(local)) + "/" + os.path.basename(local))
+        )
     fs, path = resolve(pattern, storage_options)
     found = call(fs, os.fspath(pattern), "listing", "glob", path, retry=retry)
     return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in found)
@@ -394,6 +422,10 @@ def open_source(
 ) -> RangeSource:
     """Open `url` for ranged reads; reads from remote stores are retried, and bounded in time,
     as `retry` (default: `default_retry()`) says."""
+    if (local := local_path(url, storage_options)) is not None:
+        return _LocalSource(local)
+    from fsspec.implementations.local import LocalFileSystem
+
     fs, path = resolve(url, storage_options)
     if isinstance(fs, LocalFileSystem):
         return _LocalSource(path)
@@ -412,8 +444,15 @@ def publish(
     upload, each chunk of at least `_CHUNK` bytes, closing, committing) ends within the
     deadline of `retry` (default: `default_retry()`); the filesystem retries its own requests.
     """
-    fs, path = resolve(url, storage_options)
     name = os.fspath(url)
+    if (local := local_path(url, storage_options)) is not None:
+        with _publish_local(local) as f:
+            yield _GuardedSink(f, name)
+        return
+    from fsspec.implementations.local import LocalFileSystem
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    fs, path = resolve(url, storage_options)
     if isinstance(fs, LocalFileSystem):
         with _publish_local(path) as f:
             yield _GuardedSink(f, name)
