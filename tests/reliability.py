@@ -11,8 +11,8 @@
   delay, each time from a fresh copy of the start state, then run again to completion;
 * races: N spawned processes released together by a barrier, for several rounds.
 
-Plain functions, no fixtures (like `packtools`). The kill loops fork, so they run in a fresh
-interpreter (`tests/programs/crash.py`), never inside pytest.
+Plain functions, no fixtures. The kill loops fork, so they run in a fresh interpreter
+(`tests/programs/crash.py`), never inside pytest.
 """
 
 from __future__ import annotations
@@ -34,13 +34,21 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from packtools import INDUCTOR_ENV, TRITON_ENV, alnum, best_config, hex64, kernel_perf, triton_autotune, triton_kernel
-
 import atpack
 from atpack import store
 from atpack.adapters import inductor
 from atpack.artifacts import ChoiceTiming, GemmEntry, GemmSystem, InductorGemmTimings
 from atpack.pack import PackWriter
+from atpack.testing.packs import (
+    INDUCTOR_ENV,
+    TRITON_ENV,
+    alnum,
+    best_config,
+    hex64,
+    kernel_perf,
+    triton_autotune,
+    triton_kernel,
+)
 
 TEMP_PREFIX = ".atpack-"
 """How populate names its temporary files: hidden, beside their target."""

@@ -31,7 +31,13 @@ from typing import Any
 
 import msgspec
 import pytest
-from packtools import (
+from reliability import listing
+
+import atpack
+from atpack.artifacts import KernelFile, MegacacheAutotune, TritonHostModule
+from atpack.digest import digest_bytes
+from atpack.populate import PopulateReport
+from atpack.testing.packs import (
     FOOTER,
     HEADER,
     INDUCTOR_ENV,
@@ -57,12 +63,6 @@ from packtools import (
     triton_kernel,
     with_footer,
 )
-from reliability import listing
-
-import atpack
-from atpack.artifacts import KernelFile, MegacacheAutotune, TritonHostModule
-from atpack.digest import digest_bytes
-from atpack.populate import PopulateReport
 
 GROUP = 256  # a small group size: the sample pack has blobs in shared frames and one in its own
 

@@ -23,7 +23,6 @@ from typing import Any
 import msgspec
 import pytest
 import zstandard
-from packtools import INDUCTOR_ENV, TRITON_ENV, pack_of, peak_allocation_while, triton_kernel
 from reliability import listing
 
 import atpack
@@ -32,6 +31,7 @@ from atpack.digest import digest_bytes
 from atpack.merge import merge
 from atpack.pack import DEFAULT_LIMITS
 from atpack.registry import PackRecord, Store, _record_digest
+from atpack.testing.packs import INDUCTOR_ENV, TRITON_ENV, pack_of, peak_allocation_while, triton_kernel
 
 MiB = 1 << 20
 
