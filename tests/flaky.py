@@ -18,13 +18,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import msgspec
-from s3server import FaultInjectingProxy
 
 import atpack
 from atpack import store
 from atpack.artifacts import KernelFile
 from atpack.digest import digest_bytes
 from atpack.registry import PackRecord, _frame, _record_digest
+from atpack.testing.s3 import FaultInjectingProxy
 
 MiB = 1 << 20
 ENV = atpack.Environment(triton_version="3.4.0", device_name="NVIDIA H100 80GB HBM3")

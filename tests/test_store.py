@@ -1,7 +1,7 @@
 """Where packs live: local files, memory://, S3 and fsspec chained URLs.
 
 S3 here is a real S3-protocol server (moto in server mode on 127.0.0.1, see
-`s3server.py`) behind a proxy that counts the bytes it sends, so what a reader fetches is
+`atpack.testing.s3`) behind a proxy that counts the bytes it sends, so what a reader fetches is
 measured on the wire, not inferred.
 
 What this module pins down:
