@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 from h100_sample import ENVIRONMENT, Sample
-from reliability import listing
 
 import atpack as atpack_lib
+from atpack.testing.faults import listing
 from atpack.testing.s3 import DenyingServer, dummy_aws_environment
 
 REPO = Path(__file__).resolve().parent.parent

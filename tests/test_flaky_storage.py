@@ -24,10 +24,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flaky import MiB, counting_retries, pack_bytes, read_through, sample_blobs, upload_through, write_pack
 
 import atpack
 from atpack import store
+from atpack.testing.faults import (
+    MiB,
+    counting_retries,
+    pack_bytes,
+    read_through,
+    sample_blobs,
+    upload_through,
+    write_pack,
+)
 from atpack.testing.s3 import FAULTS, FaultInjectingProxy, SilentServer, dummy_aws_environment
 
 READ_KINDS = FAULTS  # every kind; stalls outlast the read timeout below, so they time out

@@ -24,10 +24,10 @@ from typing import Any
 
 import fsspec
 import pytest
-from flaky import pack_bytes, sample_blobs, write_pack
 
 import atpack
 from atpack.registry import Store
+from atpack.testing.faults import pack_bytes, sample_blobs, write_pack
 from atpack.testing.s3 import FaultInjectingProxy
 
 BUCKET = "atpack-test"

@@ -37,11 +37,11 @@ from typing import Any
 import fsspec
 import pytest
 import s3fs
-from flaky import sample_blobs, store_objects, write_pack
 
 import atpack
 from atpack.artifacts import InductorBestConfig, KernelFile, TritonKernel, artifact_digest
 from atpack.registry import Store
+from atpack.testing.faults import sample_blobs, store_objects, write_pack
 
 MB = 1_000_000
 MiB = 1 << 20

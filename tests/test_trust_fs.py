@@ -32,7 +32,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from reliability import listing
 
 import atpack
 from atpack.artifacts import KernelFile, TritonHostModule
@@ -41,6 +40,7 @@ from atpack.digest import digest_bytes
 from atpack.errors import AtpackError, UnsafeContentError
 from atpack.files import CacheDir
 from atpack.populate import PopulateReport
+from atpack.testing.faults import listing
 from atpack.testing.packs import (
     INDUCTOR_ENV,
     TRITON_ENV,

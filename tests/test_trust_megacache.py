@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability import listing
 
 import atpack
 from atpack.adapters.megacache import write_blob
@@ -28,6 +27,7 @@ from atpack.artifacts import MEGACACHE_TYPES, MegacacheOther
 from atpack.pack import PackWriter
 from atpack.populate import PopulateReport
 from atpack.replay import MARKER
+from atpack.testing.faults import listing
 from atpack.testing.packs import INDUCTOR_ENV, hex64
 
 BEST_CONFIG = b'{"XBLOCK": 128, "num_warps": 4, "num_stages": 1, "configs_hash": "abc", "found_by_coordesc": false}'

@@ -32,20 +32,17 @@ import math
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from atpack import store
+from atpack.testing.faults import MiB, Outcome, pack_bytes, read_through, sample_blobs, upload_through, write_pack
+from atpack.testing.s3 import FAULTS, S3Server, dummy_aws_environment
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from flaky import MiB, Outcome, pack_bytes, read_through, sample_blobs, upload_through, write_pack  # noqa: E402
-
-from atpack import store  # noqa: E402
-from atpack.testing.s3 import FAULTS, S3Server, dummy_aws_environment  # noqa: E402
 
 TIMEOUTS = {"read_timeout": 1, "connect_timeout": 1}
 STALL = 3.0
