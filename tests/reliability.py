@@ -1,5 +1,6 @@
 """The reliability scenarios of `test_crash.py` and `test_concurrency.py`, which
-`tools/bench_reliability.py` runs at a larger scale.
+`tools/bench_reliability.py` runs at a larger scale (through `tests/programs/crash.py` and
+`tests/programs/race.py`).
 
 * a scenario: a pack with every kind populate writes as files (``.best_config``,
   ``.kernel_perf``, a GEMM timing file merged into an existing one, ``@triton.autotune``
