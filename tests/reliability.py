@@ -1,18 +1,20 @@
-"""Helpers for the reliability tests (`test_crash.py`, `test_concurrency.py`) and for
-`tools/bench_reliability.py`, which runs the same scenarios at a larger scale.
+"""The reliability scenarios of `test_crash.py` and `test_concurrency.py`, which
+`tools/bench_reliability.py` runs at a larger scale (through `tests/programs/crash.py` and
+`tests/programs/race.py`).
 
 * a scenario: a pack with every kind populate writes as files (``.best_config``,
   ``.kernel_perf``, a GEMM timing file merged into an existing one, ``@triton.autotune``
   results, kernel folders with blobs in shared and in their own frames), and the state of the
   cache folders before populate (an existing GEMM timing file, an unrelated file);
-* listings of folders (every file's bytes, every folder, every symlink) and the checks run on
-  them after a crash: every visible file whole, temporary files hidden;
 * kill loops: populate or a pack write killed with SIGKILL at a chosen write, or after a random
-  delay, each time from a fresh copy of the start state, then run again to completion;
-* races: N spawned processes released together by a barrier, for several rounds.
+  delay, each time from a fresh copy of the start state, then run again to completion, and
+  what they saw (`CrashResult`);
+* races: N spawned processes populating, merging or saving into the same folders, released
+  together by a barrier, for several rounds, and what they saw (`RaceResult`).
 
-Plain functions, no fixtures (like `packtools`). The kill loops fork, so they run in a fresh
-interpreter (`tests/programs/crash.py`), never inside pytest.
+The tools they are made of (kill points, tripwires, listings of folders and the checks run on
+them after a crash, `race`) are `atpack.testing.faults`. Plain functions, no fixtures. The kill
+loops fork, so they run in a fresh interpreter (`tests/programs/crash.py`), never inside pytest.
 """
 
 from __future__ import annotations
@@ -21,127 +23,46 @@ import contextlib
 import dataclasses
 import io
 import json
-import multiprocessing
 import os
 import random
 import shutil
-import signal
-import stat
-import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from packtools import INDUCTOR_ENV, TRITON_ENV, alnum, best_config, hex64, kernel_perf, triton_autotune, triton_kernel
-
 import atpack
-from atpack import store
 from atpack.adapters import inductor
 from atpack.artifacts import ChoiceTiming, GemmEntry, GemmSystem, InductorGemmTimings
 from atpack.pack import PackWriter
 from atpack.populate import populate
-
-TEMP_PREFIX = ".atpack-"
-"""How populate names its temporary files: hidden, beside their target."""
-
-# --------------------------------------------------------------------------- listings
-
-Entry = tuple[str, Any]
-"""("dir", None), ("file", bytes), ("link", target) or ("other", mode)."""
-
-
-def listing(root: str | Path) -> dict[str, Entry]:
-    """Everything under `root` (not following symlinks), by path relative to `root`."""
-    root = str(root)
-    out: dict[str, Entry] = {}
-    if not os.path.lexists(root):
-        return out
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = os.path.join(folder, name)
-            rel = os.path.relpath(path, root)
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", os.readlink(path))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("dir", None)
-            elif stat.S_ISREG(st.st_mode):
-                with open(path, "rb") as f:
-                    out[rel] = ("file", f.read())
-            else:
-                out[rel] = ("other", stat.S_IFMT(st.st_mode))
-    return out
-
-
-def restore(root: str | Path, state: dict[str, Entry]) -> None:
-    """Make `root` hold exactly `state` (a `listing`)."""
-    root = str(root)
-    if os.path.lexists(root):
-        shutil.rmtree(root)
-    os.makedirs(root)
-    for rel, (kind, value) in sorted(state.items()):
-        path = os.path.join(root, rel)
-        if kind == "dir":
-            os.makedirs(path, exist_ok=True)
-        elif kind == "file":
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as f:
-                f.write(value)
-        elif kind == "link":
-            os.symlink(value, path)
-        else:
-            raise ValueError(f"cannot restore {rel}: {kind}")
-
-
-def is_temporary(rel: str) -> bool:
-    return os.path.basename(rel).startswith(TEMP_PREFIX)
-
-
-def visible(state: dict[str, Entry]) -> dict[str, Entry]:
-    """What torch and triton can see: everything but populate's hidden temporary files."""
-    return {rel: entry for rel, entry in state.items() if not is_temporary(rel)}
-
-
-@dataclasses.dataclass
-class Damage:
-    """What a look at cache folders after a crash found wrong (every count must be 0)."""
-
-    partial: list[str] = dataclasses.field(default_factory=list)  # a file neither as before nor as expected
-    foreign: list[str] = dataclasses.field(default_factory=list)  # a visible name populate never writes
-    orphan_groups: list[str] = dataclasses.field(default_factory=list)  # a __grp__ file naming missing children
-    odd_temporaries: list[str] = dataclasses.field(default_factory=list)  # a temporary that is not a plain file
-
-    def count(self) -> int:
-        return len(self.partial) + len(self.foreign) + len(self.orphan_groups) + len(self.odd_temporaries)
-
-
-def inspect_crash(state: dict[str, Entry], before: dict[str, Entry], after: dict[str, Entry], root: str) -> Damage:
-    """Check cache folders (`state`, a listing of `root`) left by a killed populate that started
-    from `before` and, left alone, ends at `after`: each visible file is byte-identical to one of
-    the two, temporary files are hidden plain files, and a Triton group file (which makes a kernel
-    visible) only exists once every file it names is in place."""
-    damage = Damage()
-    for rel, entry in state.items():
-        if is_temporary(rel):
-            if entry[0] != "file":
-                damage.odd_temporaries.append(rel)
-            continue
-        if rel not in before and rel not in after:
-            damage.foreign.append(rel)
-        elif entry != before.get(rel) and entry != after.get(rel):
-            damage.partial.append(rel)
-    for rel, (kind, value) in state.items():
-        if kind == "file" and os.path.basename(rel).startswith("__grp__") and rel not in damage.partial:
-            children = json.loads(value)["child_paths"].values()
-            for child in children:
-                child_rel = os.path.relpath(child, root)
-                if state.get(child_rel) != after.get(child_rel):
-                    damage.orphan_groups.append(rel)
-                    break
-    return damage
-
+from atpack.testing.faults import (
+    TEMP_PREFIX,
+    Damage,
+    Entry,
+    Kill,
+    count_calls,
+    even_points,
+    inspect_crash,
+    is_temporary,
+    kill_after,
+    kill_at,
+    listing,
+    race,
+    restore,
+    run_forked,
+    visible,
+)
+from atpack.testing.packs import (
+    INDUCTOR_ENV,
+    TRITON_ENV,
+    alnum,
+    best_config,
+    hex64,
+    kernel_perf,
+    triton_autotune,
+    triton_kernel,
+)
 
 # --------------------------------------------------------------------------- the scenario
 
@@ -250,135 +171,7 @@ def populate_into(pack: str | Path, caches: str | Path) -> atpack.PopulateReport
     )
 
 
-# --------------------------------------------------------------------------- killing
-
-
-class _Tripwire:
-    """Counts the calls that change files (open, mkdir, write, rename, fsync, and a pack
-    writer's writes) and, once armed, SIGKILLs this process at call number `at`: before it, or
-    for a write, after writing half of its bytes."""
-
-    def __init__(self, at: int | None) -> None:
-        self.at = at
-        self.calls = 0
-        self._lock = threading.Lock()
-        self._saved: list[tuple[Any, str, Any]] = []
-
-    def _hit(self) -> bool:
-        with self._lock:
-            self.calls += 1
-            return self.calls == self.at
-
-    @staticmethod
-    def die() -> None:
-        os.kill(os.getpid(), signal.SIGKILL)
-        time.sleep(10)  # never reached
-
-    def _patch(self, owner: Any, name: str, replacement: Any) -> None:
-        self._saved.append((owner, name, getattr(owner, name)))
-        setattr(owner, name, replacement)
-
-    def __enter__(self) -> _Tripwire:
-        real_write = os.write
-
-        def write(fd: int, data: Any) -> int:
-            if self._hit():
-                real_write(fd, memoryview(data)[: len(data) // 2])
-                self.die()
-            return real_write(fd, data)
-
-        def sink_write(sink: Any, data: Any) -> int:
-            if self._hit():
-                sink._f.write(memoryview(data)[: len(data) // 2])
-                sink._f.flush()
-                self.die()
-            return real_sink_write(sink, data)
-
-        def before(fn: Callable[..., Any]) -> Callable[..., Any]:
-            def call(*args: Any, **kwargs: Any) -> Any:
-                if self._hit():
-                    self.die()
-                return fn(*args, **kwargs)
-
-            return call
-
-        real_open = os.open
-
-        def open_(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
-            # only an open that can change a file is a kill point: opening to read changes nothing
-            if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC) and self._hit():
-                self.die()
-            return real_open(path, flags, *args, **kwargs)
-
-        real_sink_write = store._GuardedSink.write
-        self._patch(os, "write", write)
-        self._patch(os, "open", open_)
-        self._patch(store._GuardedSink, "write", sink_write)
-        for name in ("mkdir", "replace", "rename", "fsync"):
-            self._patch(os, name, before(getattr(os, name)))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for owner, name, value in reversed(self._saved):
-            setattr(owner, name, value)
-
-
-def count_calls(work: Callable[[], object]) -> int:
-    """How many file-changing calls `work` makes (the kill points `kill_at` can choose)."""
-    with _Tripwire(None) as wire:
-        work()
-    return wire.calls
-
-
-def kill_at(work: Callable[[], object], at: int) -> bool:
-    """Run `work` in a forked child that SIGKILLs itself at file-changing call number `at`.
-    True if it was killed, False if it finished first."""
-
-    def armed() -> None:
-        with _Tripwire(at):
-            work()
-
-    return _died_of_sigkill(_fork(armed))
-
-
-def _fork(work: Callable[[], object]) -> int:
-    pid = os.fork()
-    if pid == 0:  # the child
-        code = 0
-        try:
-            work()
-        except BaseException:
-            traceback.print_exc()
-            code = 3
-        os._exit(code)
-    return pid
-
-
-def _died_of_sigkill(pid: int) -> bool:
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
-        return True
-    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-        return False
-    raise RuntimeError(f"child failed: wait status {status:#x}")
-
-
-def run_forked(work: Callable[[], object]) -> float:
-    """Run `work` in a forked child to the end; how long it took, fork to exit."""
-    begin = time.perf_counter()
-    if _died_of_sigkill(_fork(work)):
-        raise RuntimeError("killed")
-    return time.perf_counter() - begin
-
-
-def kill_after(work: Callable[[], object], delay: float) -> bool:
-    """Run `work` in a forked child and SIGKILL it after `delay` seconds. True if it was killed
-    before it finished."""
-    pid = _fork(work)
-    time.sleep(delay)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)  # a child that finished is a zombie until waited for: still there
-    return _died_of_sigkill(pid)
+# --------------------------------------------------------------------------- kill loops
 
 
 @dataclasses.dataclass
@@ -426,10 +219,6 @@ class CrashResult:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CrashResult:
         return cls(**{k: v for k, v in data.items() if k != "failures"})
-
-
-Kill = Callable[[Callable[[], object]], bool]
-"""Runs some work in a child and kills it at some point; True if it died before finishing."""
 
 
 def populate_kills(
@@ -539,67 +328,7 @@ def create_kill_points(folder: Path, scale: Scale, count: int | None = None) -> 
     return result
 
 
-def even_points(total: int, count: int) -> list[int]:
-    """`count` kill points spread evenly over 1..total (all of them if there are fewer)."""
-    if count >= total:
-        return list(range(1, total + 1))
-    return sorted({1 + round(i * (total - 1) / max(1, count - 1)) for i in range(count)})
-
-
-# --------------------------------------------------------------------------- races
-
-
-def _racer(barrier: Any, results: Any, index: int, work: Callable[[int, int], Any], rounds: int) -> None:
-    for r in range(rounds):
-        barrier.wait()
-        try:
-            results.put((r, index, work(index, r), None))
-        except BaseException as e:
-            results.put((r, index, None, f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
-        barrier.wait()
-
-
-def race(
-    work: Callable[[int, int], Any],
-    processes: int,
-    rounds: int,
-    *,
-    before_round: Callable[[int], None] = lambda r: None,
-    after_round: Callable[[int, list[Any]], None] = lambda r, results: None,
-    timeout: float = 120,
-) -> None:
-    """Start `processes` spawned processes; for each round, run `before_round(r)` here, release
-    every process at once to run ``work(index, r)`` (a module-level function), wait for all of
-    them, then call ``after_round(r, results)`` with their results (in index order).
-    A process that raised fails the race."""
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(processes + 1, timeout=timeout)
-    results = ctx.Queue()
-    procs = [
-        ctx.Process(target=_racer, args=(barrier, results, i, work, rounds), daemon=True) for i in range(processes)
-    ]
-    for p in procs:
-        p.start()
-    try:
-        for r in range(rounds):
-            before_round(r)
-            barrier.wait()  # go
-            barrier.wait()  # all done
-            got = sorted((results.get(timeout=timeout) for _ in range(processes)), key=lambda x: x[1])
-            errors = [e for _, _, _, e in got if e is not None]
-            if errors:
-                raise AssertionError(f"round {r}: {len(errors)} process(es) failed:\n{errors[0]}")
-            after_round(r, [value for _, _, value, _ in got])
-    except BaseException:
-        barrier.abort()  # (only on failure: aborting a barrier that just released breaks it for its waiters)
-        raise
-    finally:
-        for p in procs:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.kill()
-
-
+# --------------------------------------------------------------------------- race work
 # work functions for `race` (module level, so spawned processes can import them)
 
 RACE_DIR = "ATPACK_RACE_DIR"

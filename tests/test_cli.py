@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 from h100_sample import ENVIRONMENT, Sample
-from reliability import listing
-from s3server import DenyingServer, dummy_aws_environment
 
 import atpack as atpack_lib
 from atpack.populate import populate
+from atpack.testing.faults import listing
+from atpack.testing.s3 import DenyingServer, dummy_aws_environment
 
 REPO = Path(__file__).resolve().parent.parent
 MINIMAL = REPO / "spec" / "vectors" / "minimal.atpack"

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import msgspec
-import packtools
 from fsspec.callbacks import Callback
 from h100_sample import CAPTURE_ROOT, Sample
 
@@ -18,6 +17,7 @@ from atpack.artifacts import InductorBestConfig, InductorGemmTimings, TritonKern
 from atpack.collect import pack_caches
 from atpack.env import LocalEnvironment
 from atpack.populate import PopulateReport, populate
+from atpack.testing import packs
 
 
 def _populate(pack: Path, dest: Path, **kwargs: object) -> PopulateReport:
@@ -118,10 +118,10 @@ def _pack_of_every_kind(pack: Path, environment: atpack.Environment) -> Path:
         for name, data in files:
             writer.add_blob(data, hint=os.path.splitext(name)[1])
         for artifact in (
-            packtools.triton_kernel(env, 0, files),
-            packtools.triton_autotune(env, 0),
-            packtools.gemm_timings(env, 0),
-            packtools.best_config(env, 0),
+            packs.triton_kernel(env, 0, files),
+            packs.triton_autotune(env, 0),
+            packs.gemm_timings(env, 0),
+            packs.best_config(env, 0),
         ):
             writer.add(artifact)
     return pack

@@ -3,8 +3,9 @@ file or save packs into the same folder, all at once, never leave a partial file
 one another's work.
 
 Each test starts 8 spawned processes and runs several rounds; in each round a barrier releases
-all of them at the same moment (`reliability.race`). The figures are printed (`pytest -s`);
-`tools/bench_reliability.py` runs more rounds.
+all of them at the same moment (`atpack.testing.faults.race`; the races are in
+`tests/reliability.py`). The figures are printed (`pytest -s`); `tools/bench_reliability.py` runs
+more rounds.
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 torch, triton or a pack reader could take for a result, and the next run completes the work.
 
 The kill loops run in a fresh interpreter (`tests/programs/crash.py`, which forks once per kill
-point; the loops and checks are in `tests/reliability.py`). The scenario: a pack of every kind
-populate writes as files (``.best_config``, ``.kernel_perf``, ``@triton.autotune`` results,
-Triton kernel folders with blobs in shared frames and in frames of their own, and GEMM timings
-merged into an existing timing file), populated into cache folders that already hold files.
+point; the loops are in `tests/reliability.py`, the kill points and the checks in
+`atpack.testing.faults`). The scenario: a pack of every kind populate writes as files
+(``.best_config``, ``.kernel_perf``, ``@triton.autotune`` results, Triton kernel folders with
+blobs in shared frames and in frames of their own, and GEMM timings merged into an existing
+timing file), populated into cache folders that already hold files.
 
 After each kill, every visible file in the cache folders is byte-identical to what was there
 before or to what a full run writes; the only other names are hidden temporary files

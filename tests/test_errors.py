@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
-from packtools import best_config, hex64, open_bytes
 
 import atpack
 from atpack import errors
 from atpack.registry import Store
+from atpack.testing.packs import best_config, hex64, open_bytes
 
 VECTOR = Path(__file__).resolve().parent.parent / "spec" / "vectors" / "minimal.atpack"
 

@@ -1,6 +1,6 @@
 """Packs on flaky storage: the S3 test server behind a proxy that answers a fixed share of
 requests with a fault (connection resets, HTTP 500 and 503, slow and stalled responses, cut
-and short bodies: see `s3server.FAULTS`).
+and short bodies: see `atpack.testing.s3.FAULTS`).
 
 Reads retry (s3fs and botocore retry much themselves; atpack adds retries of what still fails,
 of short reads, and a deadline) and either return the right bytes or raise `StorageError`
@@ -24,12 +24,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flaky import MiB, counting_retries, pack_bytes, read_through, sample_blobs, upload_through, write_pack
-from s3server import FAULTS, FaultInjectingProxy, SilentServer, dummy_aws_environment
 
 import atpack
 from atpack import store
 from atpack.populate import populate
+from atpack.testing.faults import (
+    MiB,
+    counting_retries,
+    pack_bytes,
+    read_through,
+    sample_blobs,
+    upload_through,
+    write_pack,
+)
+from atpack.testing.s3 import FAULTS, FaultInjectingProxy, SilentServer, dummy_aws_environment
 
 READ_KINDS = FAULTS  # every kind; stalls outlast the read timeout below, so they time out
 TIMEOUTS = {"read_timeout": 1, "connect_timeout": 1}  # botocore's (s3fs's defaults: 15 s and 5 s)

@@ -3,8 +3,9 @@
 Hostile inputs are made from valid ones: random byte edits of whole packs (flips, insertions,
 deletions, splices of two packs), edits of the index JSON, as a tree or as text, and of the zstd
 frames, each re-sealed with a valid footer (and frame table) by the surgery tools of
-`packtools`, so that they get past the checksums and reach the decoders and table checks behind
-them; for Megacache blobs, random bytes and edited real-format blobs with a recomputed CRC.
+`atpack.testing.packs`, so that they get past the checksums and reach the decoders and table
+checks behind them; for Megacache blobs, random bytes and edited real-format blobs with a
+recomputed CRC.
 
 The property is the same everywhere: only `atpack.AtpackError` subclasses escape, nothing
 hangs (hypothesis's deadline), and whatever reads without an error is right (every blob
@@ -40,7 +41,11 @@ import hypothesis.strategies as st
 import msgspec
 import pytest
 import zstandard
-from packtools import (
+
+import atpack
+from atpack.adapters.megacache import MAX_ENTRIES, blob_entries, collect, write_blob
+from atpack.digest import digest_bytes
+from atpack.testing.packs import (
     FOOTER,
     HEADER,
     frames_region,
@@ -51,10 +56,6 @@ from packtools import (
     sample_content,
     seal,
 )
-
-import atpack
-from atpack.adapters.megacache import MAX_ENTRIES, blob_entries, collect, write_blob
-from atpack.digest import digest_bytes
 
 REPO = Path(__file__).resolve().parent.parent
 VECTORS = REPO / "spec" / "vectors"

@@ -24,11 +24,11 @@ from typing import Any
 
 import fsspec
 import pytest
-from flaky import pack_bytes, sample_blobs, write_pack
-from s3server import FaultInjectingProxy
 
 import atpack
 from atpack.registry import Store
+from atpack.testing.faults import pack_bytes, sample_blobs, write_pack
+from atpack.testing.s3 import FaultInjectingProxy
 
 BUCKET = "atpack-test"
 BLOBS = sample_blobs(12, 3000, seed=4)

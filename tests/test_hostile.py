@@ -16,8 +16,8 @@ Two levels of refusal:
   file): populate refuses that artifact (its outcome is ``failed`` and names the
   `AtpackError` subclass) and goes on with the others.
 
-Hostile packs are made from valid ones with the surgery tools of `packtools`, which change one
-thing and fix every digest and offset around it.
+Hostile packs are made from valid ones with the surgery tools of `atpack.testing.packs`, which
+change one thing and fix every digest and offset around it.
 """
 
 from __future__ import annotations
@@ -31,7 +31,13 @@ from typing import Any
 
 import msgspec
 import pytest
-from packtools import (
+
+import atpack
+from atpack.artifacts import KernelFile, MegacacheAutotune, TritonHostModule
+from atpack.digest import digest_bytes
+from atpack.populate import PopulateReport, populate
+from atpack.testing.faults import listing
+from atpack.testing.packs import (
     FOOTER,
     HEADER,
     INDUCTOR_ENV,
@@ -57,12 +63,6 @@ from packtools import (
     triton_kernel,
     with_footer,
 )
-from reliability import listing
-
-import atpack
-from atpack.artifacts import KernelFile, MegacacheAutotune, TritonHostModule
-from atpack.digest import digest_bytes
-from atpack.populate import PopulateReport, populate
 
 GROUP = 256  # a small group size: the sample pack has blobs in shared frames and one in its own
 

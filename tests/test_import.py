@@ -1,7 +1,8 @@
-"""`import atpack` stays light: no torch, no triton."""
+"""`import atpack` stays light: no torch, no triton, no test tooling."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +44,53 @@ def test_packs_are_read_and_written_where_fcntl_does_not_exist(tmp_path: Path) -
         "print(sorted(m for m in ('atpack.files', 'fcntl') if sys.modules.get(m)))"
     )
     assert _run(code).strip().splitlines()[-1] == "[]"
+
+
+def test_import_atpack_does_not_import_its_test_tooling() -> None:
+    code = (
+        "import sys, atpack, atpack.cli, atpack.pack, atpack.store, atpack.registry, atpack.populate; "
+        "atpack.Pack, atpack.create, atpack.populate; "  # the lazy names, imported on first use
+        "print(sorted(m for m in sys.modules if m.startswith('atpack.testing')))"
+    )
+    assert _run(code).strip() == "[]"
+
+
+def test_no_library_module_imports_the_test_tooling() -> None:
+    for path in sorted((REPO / "atpack").rglob("*.py")):
+        if "testing" in path.relative_to(REPO / "atpack").parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):  # `from . import testing`, `from .testing import x`
+                names = [f"{node.module or ''}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                relative = isinstance(node, ast.ImportFrom) and node.level > 0
+                assert not ((relative or parts[0] == "atpack") and "testing" in parts), (
+                    f"{path.relative_to(REPO)}:{node.lineno} imports {name}"
+                )
+
+
+def test_the_test_tooling_imports_without_moto() -> None:
+    """moto is a test-only dependency: atpack.testing imports it only when an S3 server starts."""
+    code = (
+        "import sys, atpack.testing, atpack.testing.packs, atpack.testing.s3, atpack.testing.faults; "
+        "print(sorted(m for m in sys.modules if m == 'moto' or m.startswith('moto.')))"
+    )
+    assert _run(code).strip() == "[]"
+
+
+def test_starting_an_s3_server_without_moto_says_what_to_install() -> None:
+    code = (
+        "import sys; sys.modules['moto'] = None\n"  # any `import moto...` now fails, as if it were not installed
+        "from atpack.testing.s3 import S3Server\n"
+        "try:\n"
+        "    S3Server()\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+    )
+    message = _run(code)
+    assert message.count("\n") == 1 and "pip install 'moto[server]'" in message, message

@@ -2,7 +2,8 @@
 
 Layout: header (16 bytes) | zstd frames holding blobs | zstd frame of index JSON | footer (72 bytes).
 Each test states one behaviour. Hostile packs are made from valid ones with the surgery tools
-in `packtools`, which change exactly one thing and fix up every digest and offset around it.
+in `atpack.testing.packs`, which change exactly one thing and fix up every digest and offset
+around it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ import hypothesis.strategies as st
 import msgspec
 import pytest
 import zstandard
-from packtools import (
+
+import atpack
+from atpack.artifacts import KERNEL_SUFFIXES
+from atpack.digest import canonical, digest_bytes
+from atpack.pack import TAIL_READ, PackWriter
+from atpack.testing.packs import (
     FOOTER,
     HEADER,
     INDUCTOR_ENV,
@@ -51,11 +57,6 @@ from packtools import (
     with_header,
     with_version,
 )
-
-import atpack
-from atpack.artifacts import KERNEL_SUFFIXES
-from atpack.digest import canonical, digest_bytes
-from atpack.pack import TAIL_READ, PackWriter
 
 GROUP = 256  # a small group size keeps packs with "large" blobs small
 

@@ -1,7 +1,7 @@
 """Where packs live: local files, memory://, S3 and fsspec chained URLs.
 
 S3 here is a real S3-protocol server (moto in server mode on 127.0.0.1, see
-`s3server.py`) behind a proxy that counts the bytes it sends, so what a reader fetches is
+`atpack.testing.s3`) behind a proxy that counts the bytes it sends, so what a reader fetches is
 measured on the wire, not inferred.
 
 What this module pins down:
@@ -37,11 +37,11 @@ from typing import Any
 import fsspec
 import pytest
 import s3fs
-from flaky import sample_blobs, store_objects, write_pack
 
 import atpack
 from atpack.artifacts import InductorBestConfig, KernelFile, TritonKernel, artifact_digest
 from atpack.registry import Store
+from atpack.testing.faults import sample_blobs, store_objects, write_pack
 
 MB = 1_000_000
 MiB = 1 << 20

@@ -9,9 +9,9 @@ bytes populate writes. A kernel's metadata must name the kernel. A kernel folder
 already loads (it has a group file) is never changed through its group file. JSON nested too
 deeply for Python's parser is a one-line typed error, in a pack or in a cache file.
 
-Each attack is built here, with `packtools`' surgery where the writer would refuse the pack;
-every test checks that the site (cache folders with results in them, and a folder outside) is
-unchanged, byte for byte.
+Each attack is built here, with the surgery of `atpack.testing.packs` where the writer would
+refuse the pack; every test checks that the site (cache folders with results in them, and a
+folder outside) is unchanged, byte for byte.
 """
 
 from __future__ import annotations
@@ -27,7 +27,14 @@ from unittest import mock
 import msgspec
 import pytest
 from h100_sample import Sample
-from packtools import (
+from test_hostile import Site, with_artifact
+
+import atpack
+from atpack.artifacts import MAX_EXTRA_DEPTH, KernelFile, TritonAutotune, TritonHostModule, TritonKernel
+from atpack.collect import pack_caches
+from atpack.digest import canonical, digest_bytes
+from atpack.populate import PopulateReport
+from atpack.testing.packs import (
     INDUCTOR_ENV,
     TRITON_ENV,
     best_config,
@@ -38,13 +45,6 @@ from packtools import (
     triton_autotune,
     triton_kernel,
 )
-from test_hostile import Site, with_artifact
-
-import atpack
-from atpack.artifacts import MAX_EXTRA_DEPTH, KernelFile, TritonAutotune, TritonHostModule, TritonKernel
-from atpack.collect import pack_caches
-from atpack.digest import canonical, digest_bytes
-from atpack.populate import PopulateReport
 
 CUDA_UTILS_KEY = "XU5DT2AO5BD5AEHEYGLPP5LRDFHHCUEJT4LGDVLB4STXUGVGHFPA"
 """The folder of Triton's compiled CUDA utilities in the H100 sample: Triton loads

@@ -32,7 +32,16 @@ from typing import Any
 
 import msgspec
 import pytest
-from packtools import (
+
+import atpack
+from atpack.artifacts import KernelFile, TritonHostModule
+from atpack.collect import CollectReport, pack_caches
+from atpack.digest import digest_bytes
+from atpack.errors import AtpackError, UnsafeContentError
+from atpack.files import CacheDir
+from atpack.populate import PopulateReport, populate
+from atpack.testing.faults import listing
+from atpack.testing.packs import (
     INDUCTOR_ENV,
     TRITON_ENV,
     alnum,
@@ -43,17 +52,8 @@ from packtools import (
     open_bytes,
     pack_of,
 )
-from packtools import triton_autotune as autotune_artifact
-from packtools import triton_kernel as kernel_artifact
-from reliability import listing
-
-import atpack
-from atpack.artifacts import KernelFile, TritonHostModule
-from atpack.collect import CollectReport, pack_caches
-from atpack.digest import digest_bytes
-from atpack.errors import AtpackError, UnsafeContentError
-from atpack.files import CacheDir
-from atpack.populate import PopulateReport, populate
+from atpack.testing.packs import triton_autotune as autotune_artifact
+from atpack.testing.packs import triton_kernel as kernel_artifact
 
 SECRET = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA-the-victims-key\n"
 OTHER_UID = 54321  # a user that is not the one running the tests

@@ -23,8 +23,6 @@ from typing import Any
 import msgspec
 import pytest
 import zstandard
-from packtools import INDUCTOR_ENV, TRITON_ENV, pack_of, peak_allocation_while, triton_kernel
-from reliability import listing
 
 import atpack
 from atpack.artifacts import MegacacheAotAutograd
@@ -33,6 +31,8 @@ from atpack.merge import merge
 from atpack.pack import DEFAULT_LIMITS
 from atpack.populate import populate
 from atpack.registry import PackRecord, Store, _record_digest
+from atpack.testing.faults import listing
+from atpack.testing.packs import INDUCTOR_ENV, TRITON_ENV, pack_of, peak_allocation_while, triton_kernel
 
 MiB = 1 << 20
 

@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from packtools import INDUCTOR_ENV, hex64
-from reliability import listing
 
 from atpack.adapters.megacache import write_blob
 from atpack.artifacts import MEGACACHE_TYPES, MegacacheOther
 from atpack.pack import PackWriter
 from atpack.populate import PopulateReport, populate
 from atpack.replay import MARKER
+from atpack.testing.faults import listing
+from atpack.testing.packs import INDUCTOR_ENV, hex64
 
 BEST_CONFIG = b'{"XBLOCK": 128, "num_warps": 4, "num_stages": 1, "configs_hash": "abc", "found_by_coordesc": false}'
 AUTOTUNE_KEY = "ab/" + hex64("kernel") + ".best_config"

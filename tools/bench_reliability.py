@@ -30,26 +30,35 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-import reliability  # noqa: E402
-
 RESULTS = REPO / "tools" / "results"
 CRASH = REPO / "tests" / "programs" / "crash.py"
+RACE = REPO / "tests" / "programs" / "race.py"
 
 POPULATE_SCALE = ["configs=40", "perfs=8", "autotunes=8", "kernels=16", "files_per_kernel=5"]
 CREATE_SCALE = ["kernels=40", "files_per_kernel=5", "big_every=2"]
-RACE_SCALE = reliability.Scale(configs=60, perfs=10, autotunes=10, kernels=20, files_per_kernel=5)
+RACE_SCALE = ["configs=60", "perfs=10", "autotunes=10", "kernels=20", "files_per_kernel=5"]
 
 
-def crash(mode: str, workdir: Path, *args: str) -> dict[str, Any]:
+def run(program: Path, mode: str, workdir: Path, *args: str) -> dict[str, Any]:
+    """Run one of the test programs (each prints one JSON object) in an interpreter of its own."""
     done = subprocess.run(
-        [sys.executable, str(CRASH), mode, str(workdir), *args], capture_output=True, text=True, check=False
+        [sys.executable, str(program), mode, str(workdir), *args], capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def crash(mode: str, workdir: Path, *args: str) -> dict[str, Any]:
+    result = run(CRASH, mode, workdir, *args)
     print(f"  {result['scenario']}: {result['kill_points']} kill points, {result['failures']} failures", flush=True)
+    return result
+
+
+def race(mode: str, workdir: Path, processes: int, rounds: int, *args: str) -> dict[str, Any]:
+    result = run(RACE, mode, workdir, "--processes", str(processes), "--rounds", str(rounds), *args)
+    print(f"  {result['scenario']}: {result['failures']} failures", flush=True)
     return result
 
 
@@ -76,19 +85,13 @@ def main() -> None:
         control["scenario"] += " (CONTROL: files written in place)"
         crashes.append(control)
         print("races:", flush=True)
-        n, rounds = args.processes, args.rounds
-        for name, run in (
-            ("populate", lambda d: reliability.populate_race(d, n, rounds, RACE_SCALE)),
-            ("gemm", lambda d: reliability.gemm_race(d, n, rounds, per_pack=50)),
-            ("save", lambda d: reliability.save_race(d, n, rounds)),
-            ("gemm-control", lambda d: reliability.gemm_race(d, n, rounds, per_pack=50, lock=False)),
+        for name, options in (
+            ("populate", ["--scale", *RACE_SCALE]),
+            ("gemm", ["--per-pack", "50"]),
+            ("save", []),
+            ("gemm-control", ["--per-pack", "50"]),
         ):
-            folder = base / f"race-{name}"
-            folder.mkdir()
-            os.environ[reliability.RACE_DIR] = str(folder)
-            result = run(folder).to_json()
-            print(f"  {result['scenario']}: {result['failures']} failures", flush=True)
-            races.append(result)
+            races.append(race(name, base / f"race-{name}", args.processes, args.rounds, *options))
     seconds = time.perf_counter() - begin
     machine = f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     RESULTS.mkdir(parents=True, exist_ok=True)

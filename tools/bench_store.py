@@ -3,10 +3,11 @@
     python tools/bench_store.py            writes tools/results/bench_store.md and .json
     python tools/bench_store.py --quick    fewer runs, stores of 10 and 1,000 packs, to a temporary folder
 
-Stores: a local folder, and S3 (moto in server mode on 127.0.0.1, tests/s3server.py) reached
+Stores: a local folder, and S3 (moto in server mode on 127.0.0.1, `atpack.testing.s3`) reached
 through the test proxy, which counts requests and body bytes. Each store holds N small packs
-(`flaky.store_objects`: 5 blobs of their own each, a record each, a tag every 10 packs: 6.1 N
-objects, 5 N of them under ``blobs/``), put straight into moto's backend or written as files.
+(`atpack.testing.faults.store_objects`: 5 blobs of their own each, a record each, a tag every 10
+packs: 6.1 N objects, 5 N of them under ``blobs/``), put straight into moto's backend or written
+as files.
 
 Each run pushes a new pack (50 blobs of 4 KiB, none in any store) into every store with a tag,
 then pulls that tag into an empty node-local store: runs interleaved, the order of the stores
@@ -30,21 +31,19 @@ import platform
 import random
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import fsspec.asyn
+
+from atpack.registry import Store
+from atpack.testing.faults import sample_blobs, store_objects, write_pack
+from atpack.testing.s3 import FaultInjectingProxy, S3Server, dummy_aws_environment
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-import fsspec.asyn  # noqa: E402
-from flaky import sample_blobs, store_objects, write_pack  # noqa: E402
-from s3server import FaultInjectingProxy, S3Server, dummy_aws_environment  # noqa: E402
-
-from atpack.registry import Store  # noqa: E402
 
 PACK_BLOBS = 50
 BLOB_SIZE = 4096

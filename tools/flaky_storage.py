@@ -4,7 +4,7 @@ what atpack's retries add, and how long it all takes.
     python tools/flaky_storage.py            writes tools/results/flaky_storage.md and .json
     python tools/flaky_storage.py --quick    fewer seeds and rates, to a temporary folder
 
-The S3 server is moto in server mode on 127.0.0.1 (tests/s3server.py), reached through a proxy
+The S3 server is moto in server mode on 127.0.0.1 (`atpack.testing.s3`), reached through a proxy
 that injects faults into a share of requests (`FAULTS` there: connection resets before and
 after the server handled the request, HTTP 500 and 503, slow responses, stalls longer than the
 read timeout, bodies cut mid-way, well-formed short bodies). No network, no AWS.
@@ -32,20 +32,17 @@ import math
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from atpack import store
+from atpack.testing.faults import MiB, Outcome, pack_bytes, read_through, sample_blobs, upload_through, write_pack
+from atpack.testing.s3 import FAULTS, S3Server, dummy_aws_environment
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from flaky import MiB, Outcome, pack_bytes, read_through, sample_blobs, upload_through, write_pack  # noqa: E402
-from s3server import FAULTS, S3Server, dummy_aws_environment  # noqa: E402
-
-from atpack import store  # noqa: E402
 
 TIMEOUTS = {"read_timeout": 1, "connect_timeout": 1}
 STALL = 3.0
@@ -228,7 +225,7 @@ def markdown(
         f"botocore {meta['botocore']}, moto {meta['moto']}.",
         "",
         "The S3 server (moto, 127.0.0.1) sits behind a proxy that injects a fault into each request with "
-        "probability *rate* (`tests/s3server.py`, `FAULTS`): `reset` (connection reset before the server sees "
+        "probability *rate* (`atpack.testing.s3.FAULTS`): `reset` (connection reset before the server sees "
         "the request), `lost` (reset after it handled it), `500`/`503` (S3 `InternalError`/`SlowDown`), `slow` "
         "(0.2 s late), `stall` (3 s late, past botocore's 1 s read timeout), `cut` (body cut in half, connection "
         "reset), `short` (a well-formed 206 with half the range). botocore read/connect timeouts: 1 s.",

@@ -8,7 +8,8 @@ With --in-place-writes (the negative control), populate writes files in place in
 a temporary file and a rename, which the checks must catch.
 
 Prints one JSON object: the counts of `reliability.CrashResult`. Runs in a fresh interpreter
-because it forks once per kill point (tests/reliability.py has the loops and the checks).
+because it forks once per kill point (tests/reliability.py has the loops, atpack.testing.faults
+the kill points and the checks).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: reliability, packtools
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: reliability
 
 import reliability
 

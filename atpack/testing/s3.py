@@ -1,6 +1,10 @@
 """A real S3-protocol server for tests: moto in server mode on 127.0.0.1, behind a
 byte-counting TCP proxy, so a test can assert how many bytes the server sent.
 
+moto is imported when a server starts, not with this module: ``pip install 'moto[server]'``
+(the repository's ``test`` dependency group has it). `S3Server.filesystem` needs s3fs
+(``atpack[s3]``), `S3Server.client` boto3 (moto brings it).
+
 No AWS account, credentials or network are involved: `dummy_aws_environment` gives
 botocore dummy credentials and keeps it away from config files, instance metadata and
 HTTP proxies; everything listens on 127.0.0.1 only.
@@ -31,6 +35,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import http.client
 import http.server
 import itertools
@@ -49,6 +54,7 @@ __all__ = [
     "ByteCountingProxy",
     "DenyingServer",
     "FaultInjectingProxy",
+    "Request",
     "S3Bucket",
     "S3Server",
     "SilentServer",
@@ -165,7 +171,7 @@ class ByteCountingProxy:
                 continue
             with self._lock:
                 self._sockets.update((client, server))
-            done = threading.Barrier(2, action=lambda c=client, s=server: self._forget(c, s))
+            done = threading.Barrier(2, action=functools.partial(self._forget, client, server))
             for src, dst, downstream in ((server, client, True), (client, server, False)):
                 threading.Thread(target=self._pump, args=(src, dst, downstream, done), daemon=True).start()
 
@@ -540,7 +546,7 @@ class _FaultHandler(http.server.BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -605,13 +611,28 @@ def _shorter_range(content_range: str, length: int) -> str:
     return f"{unit} {start}-{start + length - 1}/{total}"
 
 
+MOTO_MISSING = "an S3 test server needs moto's server: pip install 'moto[server]'"
+"""What starting an `S3Server` without moto (or without its server's packages) raises."""
+
+
+@contextlib.contextmanager
+def _needs_moto() -> Iterator[None]:
+    """Imports of moto in it fail with a one-line hint to install it (moto, or flask and
+    werkzeug, which its server needs: ``moto[server]``)."""
+    try:
+        yield
+    except ImportError as e:
+        raise ImportError(f"{MOTO_MISSING} ({e})", name=e.name) from e
+
+
 class S3Server:
     """moto's S3 in server mode on 127.0.0.1, reached through a `ByteCountingProxy`.
 
     Use inside `dummy_aws_environment()`. Every bucket it creates is new and empty."""
 
     def __init__(self) -> None:
-        from moto.server import ThreadedMotoServer
+        with _needs_moto():
+            from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -647,7 +668,7 @@ class S3Server:
 
     def client(self) -> Any:
         """A boto3 S3 client for this server (through the proxy: its traffic is counted)."""
-        import boto3
+        import boto3  # type: ignore[import-untyped]
 
         return boto3.client(
             "s3",
@@ -720,8 +741,9 @@ class S3Bucket:
     def put_directly(self, objects: dict[str, bytes]) -> None:
         """Store `objects` (key: bytes) in the bucket through moto's backend, not HTTP: thousands
         a second, to fill a large store (nothing is counted)."""
-        from moto.core import DEFAULT_ACCOUNT_ID
-        from moto.s3.models import s3_backends
+        with _needs_moto():
+            from moto.core.models import DEFAULT_ACCOUNT_ID
+            from moto.s3.models import s3_backends
 
         backend = s3_backends[DEFAULT_ACCOUNT_ID]["global"]
         for key, data in objects.items():

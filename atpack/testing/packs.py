@@ -1,4 +1,4 @@
-"""Helpers for the pack-format tests (`test_pack.py`).
+"""Sample pack content and pack surgery, for tests of pack readers and writers.
 
 Two kinds of tool live here:
 
@@ -6,8 +6,12 @@ Two kinds of tool live here:
 * pack surgery: take a valid pack's bytes apart (header, frames, index JSON, footer) and put
   them back together with exactly one chosen defect, every other digest and offset fixed up.
 
-Plain functions, no fixtures, so that other test modules can import them without clashing
-with fixtures in `conftest.py`.
+    data = pack_bytes(sample_content(group_size=1024), group_size=1024)
+    bad = rewrite_index(data, lambda index: index["blobs"].clear())  # an index that lost its blobs
+    open_bytes(bad)  # atpack.FormatError: frame 0 holds 1025 bytes but its blobs cover 0
+
+Plain functions, no fixtures, so that test modules can import them without clashing with
+fixtures of their own.
 """
 
 from __future__ import annotations
@@ -252,7 +256,8 @@ def read_everything(pack: atpack.Pack) -> dict[str, bytes]:
     refs = sorted({ref for a in pack.artifacts for ref in a.blob_refs() if pack.has_blob(ref)})
     one_by_one = {ref: pack.read_blob(ref) for ref in refs}
     batched = dict(pack.read_blobs(refs))
-    assert batched == one_by_one
+    if batched != one_by_one:
+        raise AssertionError(f"{pack.name}: blobs read in one batch differ from the same blobs read one by one")
     return one_by_one
 
 
