@@ -36,6 +36,6 @@ def test_quick_run_writes_its_results(tmp_path: Path) -> None:
         "floor: tar -xf",
         "floor: python, atomic writes",
     }
-    assert sample["tree"]["files"] > 1000  # the sample's kernels, in two Triton folders
+    assert sample["tree"]["files"] > 500  # the sample's kernels (metadata and binary), in two Triton folders
     assert result["acceptance"] and all(isinstance(a["holds"], bool) for a in result["acceptance"])
     assert "Where the time goes" in (out / "bench_container_start.md").read_text()

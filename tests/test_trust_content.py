@@ -520,7 +520,7 @@ def test_a_gemm_timing_file_nested_too_deeply_is_left_as_it_is(site: Site) -> No
 def test_the_real_sample_passes_every_check_and_keeps_tritons_null_config_attributes(
     h100_sample: Sample, tmp_path: Path
 ) -> None:
-    with atpack.open(h100_sample.pack(tmp_path / "p.atpack")) as pack:
+    with atpack.open(h100_sample.pack(tmp_path / "p.atpack", with_ir=True)) as pack:
         autotunes = [a for a in pack.artifacts if isinstance(a, TritonAutotune)]
         kernels = [a for a in pack.artifacts if isinstance(a, TritonKernel)]
         assert len(autotunes) == 2 and len(kernels) == 87
