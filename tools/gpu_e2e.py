@@ -35,7 +35,8 @@ channels_last, 64 x 3 x 224 x 224); `mlp`, an fp16 MLP in inference; `block`, a 
 (24 configs, 2 tuning keys) at two shapes. Every model but `kernel` is compiled with
 torch.compile(mode="max-autotune-no-cudagraphs"). `gpt2` and `resnet18` run where transformers and
 torchvision import (else they are skipped, said so); with --smoke, tiny configs, or tiny stand-ins
-where those packages are missing (said so in the output and in results.json).
+where those packages are missing (said so in the output and in results.json), and `kernel` is
+2a + b compiled (no Triton on the CPU).
 
 Timed per run, on the wall clock, by the parent against marks the process prints:
   populate_s          the populate process, spawn to exit (cli-*)
@@ -68,7 +69,7 @@ fresh folder each time: each command writes the whole results.json to its own):
     python tools/gpu_e2e.py --out $OUT --work /tmp/e2e --budget-s 540 --resume
     python tools/gpu_e2e.py --out $OUT --work /tmp/e2e --budget-s 540 --resume   # if it says runs are left
     python tools/report_gpu_e2e.py $OUT/results.json --before tools/results/gpu_e2e.json
-Each command ends by saying what is left ("left: ..."), and nothing when all is done.
+Each command ends by saying what is left ("left: ...") or "all done".
 """
 
 from __future__ import annotations
@@ -293,8 +294,10 @@ def _block(smoke: bool) -> Any:
 def _kernel(smoke: bool) -> Any:
     import torch
 
-    if smoke:
-        return lambda: []  # no Triton on the CPU
+    if smoke:  # no Triton on the CPU: 2a + b compiled stands in (a run that records nothing packs nothing)
+        scaled = _compile(lambda a, b: 2.0 * a + b, smoke)
+        a, b = torch.randn(64, 32), torch.randn(64, 32)
+        return lambda: [scaled(a, b)]
     from gpu_e2e_kernel import scaled_rows
 
     a = torch.randn(8192, 2048, device="cuda")
@@ -821,11 +824,7 @@ def run_once(args: argparse.Namespace, work: Path, model: str, phase: str, round
             if phase.startswith("cli-"):
                 record.update(populate(files["pack"], phase == "cli-full", env, Path(f"{log}-populate")))
             if "error" not in record:
-                argv = [sys.executable, __file__, "--work", str(work), "--worker", phase, "--model", model]
-                argv += ["--smoke"] if args.smoke else []
-                if phase == "cold":
-                    capture = ["-m", "atpack", "capture", "-o", str(files["pack"]), "--binaries-only", "--"]
-                    argv = [sys.executable, *capture, *argv]
+                argv = _training_argv(args, work, model, phase, files["pack"])
                 record.update(training(spawn(argv, env, log), record.get("populate_s", 0.0)))
     except Exception as e:  # one run's failure is recorded; the others go on
         record["error"] = f"{type(e).__name__}: {e}\n{traceback.format_exc()[-3000:]}"
@@ -834,6 +833,15 @@ def run_once(args: argparse.Namespace, work: Path, model: str, phase: str, round
         record["pack"] = _pack_facts(files["pack"], record.pop("capture_output", ""))
     record.pop("capture_output", None)
     return record
+
+
+def _training_argv(args: argparse.Namespace, work: Path, model: str, phase: str, pack: Path) -> list[str]:
+    """The training process's command: this script as a worker; for the cold run, under `atpack capture`."""
+    argv = [sys.executable, __file__, "--work", str(work), "--worker", phase, "--model", model]
+    argv += ["--smoke"] if args.smoke else []
+    if phase == "cold":
+        argv = [sys.executable, "-m", "atpack", "capture", "-o", str(pack), "--binaries-only", "--", *argv]
+    return argv
 
 
 def populate(pack: Path, trust: bool, env: dict[str, str], log: Path) -> dict[str, Any]:
@@ -902,21 +910,20 @@ def _start_breakdown(marks: dict[str, float], spawned: float) -> dict[str, float
 
 
 def _exit_breakdown(marks: dict[str, float], exits: list[tuple[str, float, float]], exited: float) -> dict[str, Any]:
-    """Where the first step's end to the process's exit went: the process's remaining work (its
-    outputs compared or saved, its result printed), Python joining threads, the atexit handlers
-    (the slowest named), the teardown after them (modules, CUDA; for `cold`, atpack capture's merge)."""
-    handlers = [(n, a, b) for n, a, b in exits if n != "threading._shutdown"]
-    threads = [(a, b) for n, a, b in exits if n == "threading._shutdown"]
-    returned = marks.get("returned", marks["step_end"])
-    teardown = marks.get("atexit_end", max((b for _, _, b in exits), default=returned))
-    slowest = sorted(handlers, key=lambda h: h[1] - h[2])[:3]  # the longest first
-    return {
-        "after_step_s": exited - marks["step_end"],
-        "work_s": returned - marks["step_end"],
-        "threads_s": sum(b - a for a, b in threads),
-        "atexit_s": sum(b - a for _, a, b in handlers),
-        "slowest_atexit": [[n, round(b - a, 4)] for n, a, b in slowest],
-        "teardown_s": exited - teardown,
+    """Where the first step's end to the process's exit went, in parts that add up: the process's
+    remaining work (outputs compared or saved, the result printed), Python joining its threads,
+    the atexit handlers (the slowest named), the teardown after them (modules, CUDA; for `cold`,
+    atpack capture's merge too)."""
+    handlers = [(n, b - a) for n, a, b in exits if n != "threading._shutdown"]
+    joined = max((b for n, a, b in exits if n == "threading._shutdown"), default=None)
+    moments = (("work_s", marks.get("returned")), ("threads_s", joined), ("atexit_s", marks.get("atexit_end")))
+    parts: dict[str, Any] = {"after_step_s": exited - marks["step_end"]}
+    last = marks["step_end"]
+    for name, moment in (*moments, ("teardown_s", exited)):
+        parts[name] = 0.0 if moment is None else moment - last  # a part not seen took no time
+        last = last if moment is None else moment
+    return parts | {
+        "slowest_atexit": [[n, round(t, 4)] for n, t in sorted(handlers, key=lambda h: -h[1])[:3]],
         # alive when the teardown started: threads (Python's and native ones), processes not reaped
         "native_threads": marks.get("native_threads"),
         "child_processes": marks.get("child_processes"),
