@@ -998,11 +998,12 @@ class Schedule:
 
     def _one(self, work: Path, model: str, phase: str, round_: int, entry: dict[str, Any]) -> None:
         what = f"{model} {phase}" + (f" round {round_}" if round_ else "")
-        elapsed = time.perf_counter() - self.started
-        if elapsed + self._guess_s(model, phase, entry) > self.args.budget_s:
+        elapsed, guess = time.perf_counter() - self.started, self._guess_s(model, phase, entry)
+        if elapsed + guess > self.args.budget_s:
             self.left.append(what)
             print(f"[{elapsed:5.0f} s] {what}: not started (budget)", flush=True)
             return
+        print(f"[{elapsed:5.0f} s] {what}: started (guessed at most {guess:.0f} s)", flush=True)
         record = run_once(self.args, work, model, phase, round_)
         if phase == "cold":
             entry["cold"] = record
