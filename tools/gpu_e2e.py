@@ -985,8 +985,10 @@ class Schedule:
             rotated = warm[n % len(warm) :] + warm[: n % len(warm)]
             for model in self.models:
                 entry = self._entry(model)
-                if "pack" not in entry.get("cold", {}):
-                    continue  # no cold run yet, or a failed one: nothing to start warm from
+                if "pack" not in entry.get("cold", {}):  # nothing to start warm from
+                    if n == 0 and "skipped" not in entry:
+                        print(f"{model}: no warm run without a cold run that made a pack", flush=True)
+                    continue
                 for phase in rotated:
                     done = entry["runs"].setdefault(phase, [])
                     if len(done) <= n and not (phase in self.once and done):
