@@ -61,15 +61,21 @@ Order: the cold runs first (each skipped if its guessed length would overrun --b
 in --once run in the first round only), each run skipped if it would overrun --budget-s.
 DIR/results.json (and WORK/results.json) is written after every run; --resume goes on from WORK.
 
-On an H100, all models, 3 rounds (about 20 to 25 minutes of runs in all; the cold runs take most of
-one command: max-autotune compiles GPT-2's and the block's training graphs for minutes), in
-commands of at most 10 minutes on one machine kept warm between them (WORK survives; OUT may be a
-fresh folder each time: each command writes the whole results.json to its own):
+The H100 recipe: all models, 3 rounds, in commands of at most 10 minutes on one machine kept
+warm between them (WORK in /tmp survives from one command to the next; OUT may be a fresh folder
+each time: each command writes the whole results.json there):
     python tools/gpu_e2e.py --out $OUT --work /tmp/e2e --budget-s 540
     python tools/gpu_e2e.py --out $OUT --work /tmp/e2e --budget-s 540 --resume
-    python tools/gpu_e2e.py --out $OUT --work /tmp/e2e --budget-s 540 --resume   # if it says runs are left
+    python tools/gpu_e2e.py --out $OUT --work /tmp/e2e --budget-s 540 --resume   # if "left: ..."
     python tools/report_gpu_e2e.py $OUT/results.json --before tools/results/gpu_e2e.json
-Each command ends by saying what is left ("left: ...") or "all done".
+Each command starts no run that its guess says would end past --budget-s, and ends with "left:
+..." (what the next --resume runs) or "all done". Guessed from earlier H100 runs (per-model
+processes not measured yet): the cold runs take 8 to 12 minutes in all (the block's 3 to 3.5,
+GPT-2's training graphs most likely more), so the first command is mostly cold runs, the block's
+left to the second; the 50 warm runs (10 a model: 3 rounds of megacache, cli-full and hot, one
+of cli-safe) take 10 to 15 minutes: 20 to 27 minutes of commands in all, so the third command
+is likely needed. For less, the issue's models alone (about half): add `--models gpt2,resnet18`
+to every command.
 """
 
 from __future__ import annotations
