@@ -324,6 +324,8 @@ BUILDERS = {"gpt2": _gpt2, "resnet18": _resnet18, "mlp": _mlp, "block": _block, 
 def describe(name: str, smoke: bool) -> str:
     """What runs as model `name` here, for the output."""
     missing = stand_in(name)
+    if smoke and name == "kernel":
+        return "a stand-in: 2a + b compiled (no Triton on the CPU)"
     if missing:
         return f"a tiny stand-in ({missing})" if smoke else f"skipped ({missing})"
     return "tiny config" if smoke and name in NEEDS else "as described"
