@@ -1,155 +1,298 @@
-"""Turn tools/results/gpu_e2e.json (from tools/gpu_e2e.py) into a chart and a summary table.
+"""Turn tools/gpu_e2e.py's results.json into tables per model, and a chart where matplotlib imports.
 
-    python tools/report_gpu_e2e.py [RESULTS.json]     writes gpu_e2e.png and gpu_e2e.md beside it
-Needs matplotlib (not an atpack dependency).
+    python tools/report_gpu_e2e.py RESULTS.json [--before OLD.json]   writes RESULTS.md (and .png) beside it
+
+--before: the results of tools/gpu_e2e.py as it was before it ran each model in containers of its
+own (say tools/results/gpu_e2e.json): the acceptance compares the first step with its `cli-full`.
+Every figure is the median of a phase's runs (failed runs left out, and counted), but benchmark
+calls: the most any run made.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-PHASES = ("cold", "megacache", "atpack-safe", "atpack-full", "cli-safe", "cli-full", "hot")
+PHASES = ("cold", "megacache", "cli-full", "cli-safe", "atpack-full", "atpack-safe", "hot")
+TITLES = {
+    "gpt2": "GPT-2, training",
+    "resnet18": "ResNet-18, inference",
+    "mlp": "MLP, inference",
+    "block": "transformer block, training",
+    "kernel": "`@triton.autotune` kernel",
+}
 COLORS = {
     "cold": "#999",
     "megacache": "#c66",
-    "atpack-safe": "#6a6",
-    "atpack-full": "#393",
-    "cli-safe": "#b9a",
     "cli-full": "#856",
+    "cli-safe": "#b9a",
+    "atpack-full": "#393",
+    "atpack-safe": "#6a6",
     "hot": "#69c",
 }
-MODELS = {"mlp": "MLP, inference", "block": "transformer block, training", "kernel": "@triton.autotune kernel"}
+# The issue's bounds, for the `cli-full` phase (populate --trust-pickles, then the training process).
+POPULATE_MAX_S, VS_HOT_MAX, VS_MEGACACHE_MAX = 1.0, 1.0, 0.7
 
 
-def runs(r: dict[str, Any], phase: str) -> list[dict[str, Any]]:
-    """Every run of a phase that finished: the first round's and its repeats."""
-    first = r["phases"].get(phase)
-    if first is None:
-        return []
-    return [run for run in [first, *first.get("repeats", [])] if "models" in run]
+def runs(entry: dict[str, Any], phase: str) -> list[dict[str, Any]]:
+    """A model's runs of a phase that finished."""
+    done = [entry["cold"]] if phase == "cold" and "cold" in entry else entry["runs"].get(phase, [])
+    return [r for r in done if "error" not in r]
 
 
-def first_step(r: dict[str, Any], phase: str, model: str) -> float:
-    """The median first-step time of a phase's runs."""
-    return float(statistics.median(run["models"][model]["first_step_s"] for run in runs(r, phase)))
+def failed(entry: dict[str, Any], phase: str) -> int:
+    done = [entry["cold"]] if phase == "cold" and "cold" in entry else entry["runs"].get(phase, [])
+    return sum("error" in r for r in done)
 
 
-def bench(r: dict[str, Any], phase: str, model: str) -> tuple[int, int]:
-    """Benchmark calls (autotuning, coordinate descent) of the phase's run that made the most."""
-    counts = [run["models"][model]["benchmarks"] for run in runs(r, phase)]
+def median(done: list[dict[str, Any]], value: Callable[[dict[str, Any]], float | None]) -> float | None:
+    """The median of `value` over the runs that have one."""
+    values = [v for v in map(value, done) if v is not None]
+    return float(statistics.median(values)) if values else None
+
+
+def start_s(entry: dict[str, Any], phase: str) -> float | None:
+    """The container's start cost: populate (cli-*) and the training process to its first step's end."""
+    return median(runs(entry, phase), lambda r: r["start_s"])
+
+
+def bench(done: list[dict[str, Any]]) -> tuple[int, int]:
+    """Benchmark calls (tuning, coordinate descent) of the run that made the most."""
+    counts = [r["benchmarks"] for r in done]
     return (
-        max(b["autotune"] + b["other"] + b["triton_autotune"] for b in counts),
-        max(b["coordesc"] for b in counts),
+        max((b["autotune"] + b["other"] + b["triton_autotune"] for b in counts), default=0),
+        max((b["coordesc"] for b in counts), default=0),
     )
 
 
-def seconds(t: float) -> str:
-    return f"{t:.2f} s" if t >= 0.1 else f"{t * 1000:.1f} ms"
+def seconds(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return f"{t:.2f}" if t >= 0.1 else f"{t * 1000:.1f} ms"
 
 
-def table(r: dict[str, Any]) -> list[str]:
+def with_unit(t: float | None) -> str:
+    text = seconds(t)
+    return text if text.endswith("ms") or text == "-" else f"{text} s"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a is not None and b else "-"
+
+
+def model_table(entry: dict[str, Any]) -> list[str]:
+    """One row per phase: the start's parts and sum, against hot and Megacache, the first step, the exit."""
+    hot, megacache = start_s(entry, "hot"), start_s(entry, "megacache")
     lines = [
-        "| phase | runs | " + " | ".join(MODELS.values()) + " | populate s | bytes read |",
-        "|---|" + "---:|" * (len(MODELS) + 3),
+        "| phase | runs | populate s | to first step's end s | start s | vs hot | vs Megacache "
+        "| first step s | to exit s | benchmark calls |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for phase in PHASES:
-        done = runs(r, phase)
+        done = runs(entry, phase)
         if not done:
             continue
-        cells = []
-        for m in MODELS:
-            tuned, coordesc = bench(r, phase, m)
-            cells.append(f"{seconds(first_step(r, phase, m))} ({tuned} + {coordesc})")
-        loads = [run["load"] for run in done if "load" in run]
-        load = f"{statistics.median(x['seconds'] for x in loads):.2f}" if loads else "-"
-        read = f"{loads[0]['bytes_read']:,}" if loads else "-"
-        lines.append(f"| {phase} | {len(done)} | " + " | ".join(cells) + f" | {load} | {read} |")
+        start = start_s(entry, phase)
+        tuned, coordesc = bench(done)
+        bad = failed(entry, phase)
+        cells = [
+            f"{len(done)}" + (f" ({bad} failed)" if bad else ""),
+            seconds(median(done, lambda r: r["populate_s"]) if "populate_s" in done[0] else None),
+            seconds(median(done, lambda r: r["train_first_step_s"])),
+            seconds(start),
+            ratio(start, hot) if phase != "cold" else "-",
+            ratio(start, megacache) if phase != "cold" else "-",
+            seconds(median(done, lambda r: r["first_step_s"])),
+            seconds(median(done, lambda r: r["train_exit_s"])),
+            f"{tuned} + {coordesc}",
+        ]
+        lines.append(f"| {phase} | " + " | ".join(cells) + " |")
     return lines
 
 
-def acceptance(r: dict[str, Any]) -> list[str]:
-    """The issue's points, computed from the run."""
-    save = r["phases"]["cold"]["save"]
-    lines = ["| check | " + " | ".join(MODELS.values()) + " |", "|---|" + "---|" * len(MODELS)]
-    for phase in ("atpack-safe", "atpack-full", "cli-safe", "cli-full"):
-        if runs(r, phase):
-            calls = [bench(r, phase, m) for m in MODELS]
-            lines.append(f"| {phase} benchmark calls, every run | " + " | ".join(f"{a} + {c}" for a, c in calls) + " |")
-    for phase, against in (("atpack-full", ("hot", "megacache")), ("cli-full", ("atpack-full", "hot", "megacache"))):
-        present = [p for p in against if runs(r, p)]
-        if runs(r, phase) and present:
-            cells = [
-                ", ".join(f"{first_step(r, phase, m) / first_step(r, p, m):.3f}x {p}" for p in present) for m in MODELS
-            ]
-            lines.append(f"| {phase} first step (medians) | " + " | ".join(cells) + " |")
-    lines += ["", f"Megacache blob / pack: {save['megacache_bytes'] / save['pack_bytes']:.1f}x."]
+def sizes(entry: dict[str, Any]) -> str:
+    cold = entry.get("cold", {})
+    if "pack" not in cold:
+        return "No pack: the cold run failed or did not run."
+    pack, blob = cold["pack"]["pack_bytes"], cold["save"]["megacache_bytes"]
+    kinds = ", ".join(f"{n} {k}" for k, n in cold["pack"]["kinds"].items())
+    return (
+        f"Pack {pack:,} bytes; Megacache blob {blob:,} bytes ({ratio(blob, pack)} the pack). "
+        f"The pack holds {kinds or 'nothing'}."
+    )
+
+
+def acceptance(r: dict[str, Any], before: dict[str, float]) -> list[str]:
+    """The issue's bounds for `cli-full`, model by model."""
+    lines = [
+        f"| model | runs | populate <= {POPULATE_MAX_S} s | start <= {VS_HOT_MAX}x hot "
+        f"| start <= {VS_MEGACACHE_MAX}x Megacache | benchmark calls, every run | first step (before) |",
+        "|---|---:|---|---|---|---|---|",
+    ]
+    for model, entry in r["models"].items():
+        done = runs(entry, "cli-full")
+        if not done:
+            continue
+        populate = median(done, lambda x: x["populate_s"])
+        start, hot, megacache = start_s(entry, "cli-full"), start_s(entry, "hot"), start_s(entry, "megacache")
+        calls = [sum(x["benchmarks"].values()) for x in done]
+        step = median(done, lambda x: x["first_step_s"])
+        was = before.get(model)
+        cells = [
+            str(len(done)),
+            _verdict(with_unit(populate), populate is not None and populate <= POPULATE_MAX_S),
+            _verdict(ratio(start, hot), hot is not None and start is not None and start <= VS_HOT_MAX * hot),
+            _verdict(
+                ratio(start, megacache),
+                megacache is not None and start is not None and start <= VS_MEGACACHE_MAX * megacache,
+            ),
+            _verdict(", ".join(map(str, calls)), not any(calls)),
+            with_unit(step) + (f" ({with_unit(was)}: {ratio(step, was)})" if was else ""),
+        ]
+        lines.append(f"| {TITLES.get(model, model)} | " + " | ".join(cells) + " |")
     return lines
 
 
-def chart(r: dict[str, Any], path: Path) -> None:
-    import matplotlib
+def _verdict(value: str, ok: bool) -> str:
+    return f"{value} **{'yes' if ok else 'no'}**"
 
+
+def start_table(r: dict[str, Any]) -> list[str]:
+    """Where spawn to the first step's end went, stage by stage."""
+    stages = ("interpreter_s", "import_torch_s", "counting_s", "load_s", "triton_s", "build_s", "first_step_s")
+    lines = [
+        "| model | phase | interpreter | import torch | counters | load | Triton | model built | first step |",
+        "|---|---|" + "---:|" * len(stages),
+    ]
+    for model, entry in r["models"].items():
+        for phase in PHASES:
+            done = runs(entry, phase)
+            if done:
+                cells = [seconds(median(done, lambda x, s=s: x["start"].get(s))) for s in stages]  # type: ignore[misc]
+                lines.append(f"| {model} | {phase} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def exit_table(r: dict[str, Any]) -> list[str]:
+    """Where the first step's end to the process's exit went."""
+    parts = ("after_step_s", "work_s", "threads_s", "atexit_s", "teardown_s")
+    lines = [
+        "| model | phase | first step's end to exit | its own work | threads joined | atexit handlers "
+        "| slowest handler | teardown | alive then: threads, processes |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for model, entry in r["models"].items():
+        for phase in PHASES:
+            done = runs(entry, phase)
+            if done:
+                cells = [seconds(median(done, lambda x, p=p: x["exit"].get(p))) for p in parts]  # type: ignore[misc]
+                cells.insert(4, _slowest_handler(done))
+                alive = [median(done, lambda x, k=k: x["exit"].get(k)) for k in ("native_threads", "child_processes")]
+                cells.append(", ".join("-" if n is None else f"{n:.0f}" for n in alive))
+                lines.append(f"| {model} | {phase} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _slowest_handler(done: list[dict[str, Any]]) -> str:
+    """The atexit handler with the longest median time over the runs, and that median."""
+    times: dict[str, list[float]] = {}
+    for x in done:
+        for name, t in x["exit"]["slowest_atexit"]:
+            times.setdefault(name, []).append(t)
+    if not times:
+        return "-"
+    name, values = max(times.items(), key=lambda kv: statistics.median(kv[1]))
+    return f"`{name}` {seconds(statistics.median(values))}"
+
+
+def old_first_steps(path: Path) -> dict[str, float]:
+    """The median cli-full first step per model of tools/gpu_e2e.py's earlier results format."""
+    old = json.loads(path.read_text())
+    first = old.get("phases", {}).get("cli-full")
+    if first is None:
+        return {}
+    done = [x for x in [first, *first.get("repeats", [])] if "models" in x]
+    models = done[0]["models"] if done else {}
+    return {m: float(statistics.median(x["models"][m]["first_step_s"] for x in done)) for m in models}
+
+
+def chart(r: dict[str, Any], path: Path) -> bool:
+    """Each model's start per phase: populate and the training process to its first step's end."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(MODELS), figsize=(13, 4))
-    for ax, (m, title) in zip(axes, MODELS.items()):
-        phases = [p for p in PHASES if runs(r, p)]
-        values = [first_step(r, p, m) for p in phases]
-        bars = ax.bar(phases, values, color=[COLORS[p] for p in phases])
-        ax.set_yscale("log")
-        ax.set_title(title)
-        ax.set_ylabel("first step, s (median, log)")
-        ax.tick_params(axis="x", rotation=30)
-        for bar, value in zip(bars, values):
-            ax.annotate(
-                f"{value:.2f}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=8
-            )
-    fig.suptitle(f"First compiled step per phase: {r['machine'].get('device')}, torch {r['machine'].get('torch')}")
+    models = [m for m, e in r["models"].items() if runs(e, "hot") or runs(e, "megacache")]
+    if not models:
+        return False
+    fig, axes = plt.subplots(1, len(models), figsize=(3.4 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        entry = r["models"][model]
+        phases = [p for p in PHASES if p != "cold" and runs(entry, p)]
+        train = [median(runs(entry, p), lambda x: x["train_first_step_s"]) or 0.0 for p in phases]
+        populate = [median(runs(entry, p), lambda x: x.get("populate_s", 0.0)) or 0.0 for p in phases]
+        ax.bar(phases, populate, color="#ddd", label="populate")
+        ax.bar(phases, train, bottom=populate, color=[COLORS[p] for p in phases], label="to first step's end")
+        ax.set_title(TITLES.get(model, model).replace("`", ""))
+        ax.set_ylabel("start, s (median)")
+        ax.tick_params(axis="x", rotation=40)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"A container's start: {r['machine'].get('device', 'CPU')}, torch {r['machine'].get('torch')}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    return True
+
+
+def report(r: dict[str, Any], before: dict[str, float]) -> list[str]:
+    machine = r["machine"]
+    lines = [
+        "# A container's warm start on a GPU",
+        "",
+        f"`{r['command']}` on {machine.get('device', 'the CPU (--smoke)')}, torch {machine.get('torch')}, "
+        f"triton {machine.get('triton')}, Python {machine.get('python')}. Each run a fresh container (a new "
+        "machine folder, HOME and the temp folder in it, no cache folder variable set, nothing carried "
+        "from an earlier run), but `hot`, which gets the cold run's folder back; "
+        + ("each phase's folder at a path of its own" if r["settings"]["paths"] == "per-phase" else "all at one path")
+        + ". `start`: `atpack populate`'s process from spawn to exit (cli-*), plus the training process from "
+        "spawn to its first step's end; `vs`: ratios of medians. Medians of the runs; benchmark calls "
+        "(tuning + coordinate descent, counted at the source): the most any run made.",
+        "",
+    ]
+    for model, entry in r["models"].items():
+        lines += [f"## {TITLES.get(model, model)}", ""]
+        if "skipped" in entry:
+            lines += [f"Skipped: {entry['skipped']}.", ""]
+            continue
+        if entry.get("ran", "as described") != "as described":
+            lines += [f"Ran as {entry['ran']}.", ""]
+        lines += [*model_table(entry), "", sizes(entry), ""]
+    lines += ["## The issue's bounds (`cli-full`)", "", *acceptance(r, before), ""]
+    lines += ["## Where the start went (spawn to the first step's end, s)", "", *start_table(r), ""]
+    lines += ["## Where the exit went (the first step's end to the process's exit, s)", "", *exit_table(r), ""]
+    if r.get("left"):
+        lines += [f"Not run (budget): {', '.join(r['left'])}.", ""]
+    return lines
 
 
 def main() -> None:
-    source = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "results" / "gpu_e2e.json")
-    r = json.loads(source.read_text())
-    save = r["phases"]["cold"]["save"]
-    kinds = ", ".join(f"{n} {k}" for k, n in save["kinds"].items())
-    lines = [
-        "# Warm starts on a GPU",
-        "",
-        f"`{r['command']}` on {r['machine'].get('device')}, torch {r['machine'].get('torch')}, "
-        f"triton {r['machine'].get('triton')}, Python {r['machine'].get('python')}; "
-        "each run a fresh process with fresh cache folders (hot: the cold run's), torch's default folders "
-        "(neither TORCHINDUCTOR_CACHE_DIR nor TRITON_CACHE_DIR set; HOME and the temp folder per machine folder), "
-        + (
-            "each phase's at a path of its own, as on a machine whose cache folder path differs from the "
-            "capturing machine's."
-            if "per-phase" in r["command"]
-            else "all at one path, as on a fresh machine with torch's default cache folder."
-        )
-        + " Timed warm phases ran again in later rounds (rotated order) where the time budget allowed.",
-        "",
-        "First compiled step per model, the median of the phase's runs (benchmark calls made by a process, "
-        "the most of any run: autotuning + coordinate descent, counted at the source):",
-        "",
-        *table(r),
-        "",
-        *acceptance(r),
-        "",
-        f"Pack: {save['pack_bytes']:,} bytes; torch's Megacache blob of the same run: "
-        f"{save['megacache_bytes']:,} bytes "
-        f"({save['megacache_bytes'] / save['pack_bytes']:.1f}x larger); made by `atpack capture --binaries-only` "
-        f"around the cold run (a process that never imports atpack): {kinds}.",
-        "",
-    ]
-    out = source.with_suffix(".md")
-    out.write_text("\n".join(lines))
-    chart(r, source.with_suffix(".png"))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", type=Path, help="gpu_e2e.py's results.json")
+    parser.add_argument("--before", type=Path, help="earlier results, for the first step's comparison")
+    args = parser.parse_args()
+    r = json.loads(args.results.read_text())
+    if "models" not in r:
+        parser.error(f"{args.results} is in the earlier format (phases, not models): pass it as --before")
+    lines = report(r, old_first_steps(args.before) if args.before else {})
+    args.results.with_suffix(".md").write_text("\n".join(lines))
+    if not chart(r, args.results.with_suffix(".png")):
+        lines.append("(no chart: matplotlib is not installed)")
     print("\n".join(lines))
 
 
