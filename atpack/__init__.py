@@ -11,8 +11,6 @@ nothing).
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
@@ -45,16 +43,16 @@ if TYPE_CHECKING:
         TritonKernel,
         UnknownArtifact,
     )
-    from .capture import Capture, capture
-    from .merge import diff, merge
+    from .merging import diff, merge
     from .pack import Limits, Pack, PackInfo, PackWriter, create
     from .pack import open_pack as open
     from .populate import PopulateReport
-    from .registry import Store
+    from .recording import Capture, capture
     from .report import write_report
     from .seam import uninstall
     from .signing import generate_key, sign, verify_signature
-    from .store import Retry
+    from .storage import Retry
+    from .store import Store
 
 __version__ = "0.1.0"
 """The version of atpack: the one place it is written (the package metadata reads it from here)."""
@@ -63,8 +61,8 @@ _LAZY = {
     # save and load: the one way each
     "save_cache_artifacts": ".api",
     "load_cache_artifacts": ".api",
-    "capture": ".capture",
-    "Capture": ".capture",
+    "capture": ".recording",
+    "Capture": ".recording",
     "PopulateReport": ".populate",
     # packs
     "open": ".pack",
@@ -73,12 +71,12 @@ _LAZY = {
     "PackInfo": ".pack",
     "PackWriter": ".pack",
     "Limits": ".pack",
-    "merge": ".merge",
-    "diff": ".merge",
+    "merge": ".merging",
+    "diff": ".merging",
     "to_megacache": ".api",
     # stores, signatures, reports
-    "Store": ".registry",
-    "Retry": ".store",
+    "Store": ".store",
+    "Retry": ".storage",
     "sign": ".signing",
     "verify_signature": ".signing",
     "generate_key": ".signing",
@@ -109,20 +107,6 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
-
-
-class _Package(types.ModuleType):
-    """``atpack.capture``, ``atpack.merge`` and ``atpack.populate`` are functions, like the
-    submodules they live in: importing such a submodule must not put the module in the
-    function's place (the import system sets the submodule as an attribute of its package)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and _LAZY.get(name) == f".{name}":
-            return  # the submodule stays in sys.modules; the name stays the function's
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [

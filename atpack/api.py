@@ -15,12 +15,12 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from .capture import Capture
 from .collect import pack_caches
 from .errors import AtpackError
 from .pack import DEFAULT_LEVEL, DEFAULT_LIMITS, SILENT, Limits, PackInfo, Progress, open_pack
 from .populate import PopulateReport, populate
-from .store import Retry
+from .recording import Capture
+from .storage import Retry
 
 __all__ = ["load_cache_artifacts", "save_cache_artifacts", "to_megacache"]
 

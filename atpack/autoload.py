@@ -48,7 +48,7 @@ def load() -> None:
 def _capture_process(spool: str) -> None:
     import atexit
 
-    from .capture import Capture
+    from .recording import Capture
 
     capture = Capture(process=True)
     capture.__enter__()

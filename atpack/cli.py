@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if getattr(args, "timeout", None) is not None:
-        os.environ["ATPACK_TIMEOUT"] = str(args.timeout)  # what the storage layer reads (atpack.store)
+        os.environ["ATPACK_TIMEOUT"] = str(args.timeout)  # what the storage layer reads (atpack.storage)
     try:
         debug = args.debug or settings.debug()
     except SettingError as e:
@@ -329,7 +329,7 @@ def _capture_command(sub: _Commands) -> None:
 
 
 def _capture(args: argparse.Namespace) -> int:
-    from .capture import capture_command
+    from .recording import capture_command
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
@@ -572,7 +572,7 @@ def _megacache_command(sub: _Commands) -> None:
 
 def _megacache(args: argparse.Namespace) -> int:
     from .api import to_megacache
-    from .store import publish
+    from .storage import publish
 
     _check_output(args.output, None)
     with _one_pack("megacache", [args.url], args.storage_options):
@@ -624,7 +624,7 @@ def _diff_command(sub: _Commands) -> None:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from .merge import diff
+    from .merging import diff
 
     with _one_pack("diff", [args.before, args.after], args.storage_options):
         changes = diff(args.before, args.after, storage_options=args.storage_options)
@@ -658,7 +658,7 @@ def _merge_command(sub: _Commands) -> None:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from .merge import merge
+    from .merging import merge
     from .populate import find_packs
 
     _check_output(args.output, args.storage_options)
@@ -682,7 +682,7 @@ def _push_command(sub: _Commands) -> None:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from .registry import Store
+    from .store import Store
 
     with _one_pack("push", [args.pack], args.storage_options):
         report = Store(args.store, storage_options=args.storage_options).push(
@@ -707,7 +707,7 @@ def _pull_command(sub: _Commands) -> None:
 
 
 def _pull(args: argparse.Namespace) -> int:
-    from .registry import Store
+    from .store import Store
 
     if args.output:
         _check_output(args.output, args.storage_options)
@@ -738,7 +738,7 @@ def _tag_command(sub: _Commands) -> None:
 
 
 def _tag(args: argparse.Namespace) -> int:
-    from .registry import Store
+    from .store import Store
 
     registry = Store(args.store, storage_options=args.storage_options)
     if args.name is not None and args.ref is None:
@@ -891,7 +891,7 @@ def _progress(bar: Any) -> Callable[[int, int], None]:
 
 def _check_output(url: str, storage_options: dict[str, Any] | None) -> None:
     """Refuse, before any work, an output that names an existing local folder."""
-    from .store import local_path
+    from .storage import local_path
 
     path = local_path(url, storage_options)
     if path is not None and os.path.isdir(path):
@@ -941,9 +941,9 @@ def _store_must_exist(url: str, storage_options: dict[str, Any] | None) -> Itera
 
 
 def _no_store(url: str, storage_options: dict[str, Any] | None) -> bool:
-    from . import store
+    from . import storage
 
     try:
-        return not store.is_folder(url, storage_options)
+        return not storage.is_folder(url, storage_options)
     except Exception:  # cannot tell (no network, no credentials): the command's own error stands
         return False

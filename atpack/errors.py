@@ -104,7 +104,7 @@ class UnsafeContentError(AtpackError):
 
 
 class _Question(Protocol):
-    """What an error says of one question answered differently (`atpack.merge.Conflict`)."""
+    """What an error says of one question answered differently (`atpack.merging.Conflict`)."""
 
     @property
     def kind(self) -> str: ...
@@ -116,7 +116,7 @@ class _Question(Protocol):
 
 class MergeConflictError(AtpackError):
     """Packs disagree and the merge policy is ``fail``: `conflicts` lists each question
-    answered differently (`atpack.merge.Conflict`)."""
+    answered differently (`atpack.merging.Conflict`)."""
 
     def __init__(self, conflicts: Sequence[_Question]) -> None:
         self.conflicts = list(conflicts)

@@ -30,7 +30,7 @@ from typing import IO, Annotated, Any, Protocol, Union
 import msgspec
 import zstandard
 
-from . import kinds, settings, store
+from . import kinds, settings, storage
 from .artifacts import (
     AnyArtifact,
     Artifact,
@@ -263,7 +263,7 @@ class PackWriter:
     the same bytes whatever order it was added in.
     """
 
-    def __init__(self, out: store.Sink, *, level: int = DEFAULT_LEVEL, group_size: int = DEFAULT_GROUP_SIZE) -> None:
+    def __init__(self, out: storage.Sink, *, level: int = DEFAULT_LEVEL, group_size: int = DEFAULT_GROUP_SIZE) -> None:
         if not 1 <= level <= 22:
             raise ValueError(f"zstd level must be 1..22, not {level}")
         if group_size < 1:
@@ -498,7 +498,7 @@ class Pack:
     """A pack opened for reading. Opening reads the index only; blobs are fetched on demand
     (one ranged read per frame) and every digest is checked before anything is returned."""
 
-    def __init__(self, source: store.RangeSource, *, limits: Limits = DEFAULT_LIMITS, frame_cache: int = 4) -> None:
+    def __init__(self, source: storage.RangeSource, *, limits: Limits = DEFAULT_LIMITS, frame_cache: int = 4) -> None:
         self._source = source
         self._limits = limits
         self._frame_cache: collections.OrderedDict[int, bytes] = collections.OrderedDict()
@@ -946,7 +946,7 @@ def open_pack(
     *,
     storage_options: dict[str, Any] | None = None,
     limits: Limits = DEFAULT_LIMITS,
-    retry: store.Retry | None = None,
+    retry: storage.Retry | None = None,
 ) -> Pack:
     """Open a pack on any fsspec URL for reading (the index is read and checked now). Reads
     from a remote store are retried as `retry` (an `atpack.Retry`) says; by default, as
@@ -955,7 +955,7 @@ def open_pack(
     Raises `NotFoundError` (also a `FileNotFoundError`) where there is no such file,
     `IsAFolderError` (also an `IsADirectoryError`) for a folder, `FormatError` for a file
     that is not a pack."""
-    source = store.open_source(url, storage_options, retry=retry)
+    source = storage.open_source(url, storage_options, retry=retry)
     try:
         return Pack(source, limits=limits)
     except BaseException:
@@ -973,7 +973,7 @@ def create(
 ) -> Iterator[PackWriter]:
     """Write a pack to any fsspec URL. Readers see it only once it is complete; if the block
     raises, nothing is published."""
-    with store.publish(url, storage_options) as out:
+    with storage.publish(url, storage_options) as out:
         writer = PackWriter(out, level=level, group_size=group_size)
         try:
             yield writer

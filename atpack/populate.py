@@ -15,14 +15,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import adapters, kinds, store  # noqa: F401  (adapters: registers the built-in kinds)
+from . import adapters, kinds, storage  # noqa: F401  (adapters: registers the built-in kinds)
 from .artifacts import Artifact, MegacacheEntry, UnknownArtifact
 from .env import LocalEnvironment, Mismatch, cuda_devices, mismatches, shown
 from .errors import AtpackError, FormatError, LimitError, StorageError
 from .files import CacheDir, FileWrite, Writes
 from .folders import default_inductor_dir, triton_dirs_to_populate
 from .pack import DEFAULT_LIMITS, SILENT, Limits, Pack, Progress, open_pack
-from .store import Retry
+from .storage import Retry
 
 __all__ = ["Outcome", "PopulateReport", "find_packs", "populate"]
 
@@ -363,10 +363,10 @@ def find_packs(url: str | os.PathLike[str], *, storage_options: dict[str, Any] |
     URL, ``hf://`` included), the packs beside the weights: ``<folder>/atpack/*.atpack`` and
     ``<folder>/*.atpack``, sorted."""
     base = os.fspath(url).rstrip("/")
-    if not store.is_folder(url, storage_options):  # each call within the storage deadline
+    if not storage.is_folder(url, storage_options):  # each call within the storage deadline
         return [os.fspath(url)]
-    inside = {f"atpack/{name}" for name in store.glob(f"{base}/atpack/*.atpack", storage_options)}
-    beside = set(store.glob(f"{base}/*.atpack", storage_options))
+    inside = {f"atpack/{name}" for name in storage.glob(f"{base}/atpack/*.atpack", storage_options)}
+    beside = set(storage.glob(f"{base}/*.atpack", storage_options))
     if not inside | beside:
         raise StorageError(f"{base}: a folder with no pack (looked for atpack/*.atpack and *.atpack)")
     return [f"{base}/{name}" for name in sorted(inside | beside)]

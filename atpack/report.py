@@ -27,7 +27,7 @@ from . import adapters, kinds  # noqa: F401  (adapters: registers the built-in k
 from .artifacts import Artifact, Environment, UnknownArtifact, artifact_digest
 from .pack import Pack, open_pack
 from .signing import SIGNATURE_PREFIX
-from .store import publish
+from .storage import publish
 
 __all__ = ["contents", "describe", "render", "write_report"]
 

@@ -809,9 +809,7 @@ class _AfterImportFinder:
     """Finds nothing itself: for a module someone waits for, it asks the other finders and wraps
     the loader they return, so that the waiting calls run once the module is executed."""
 
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
-    ) -> Any:
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None) -> Any:
         if not _pending.get(fullname):
             return None
         for finder in sys.meta_path:

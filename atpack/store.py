@@ -1,601 +1,486 @@
-"""Byte access to packs on any fsspec filesystem: ranged reads and atomic publishing.
+"""A store of packs on any fsspec URL, content-addressed, with named tags.
 
-URLs and `storage_options` go to fsspec unchanged, so chained URLs
-(``simplecache::s3://bucket/x.atpack``) and every installed protocol work.
+Layout under the store's root::
 
-Every call to a remote store ends within a deadline (`Retry.deadline`, 60 s unless
-``ATPACK_TIMEOUT`` or a `Retry` given says otherwise), with its result or a one-line
-`StorageError` naming the URL, what was being done, the cause in atpack's words (a refused
-connection, a failed DNS lookup, missing credentials, a timeout: `atpack.causes`) and the
-deadline. On top of what the filesystem retries itself (s3fs and botocore retry connection
-errors, 5xx responses and cut bodies), a call that still fails with a transient error, or a read
-that returns fewer bytes than asked, is tried again with exponential backoff within that deadline.
+    blobs/<2 hex>/<64 hex>     a blob, as one zstd frame (content size and checksum set)
+    packs/<64 hex>.json.zst    a pack's record (zstd-compressed JSON): its environments,
+                               artifacts and annotations, each blob's digest and size; named by
+                               the pack's content digest
+    tags/<name>                the digest of a pack, and a newline
+
+Many machines push packs (blobs already in the store are not sent again); a deployment pulls
+one tag. A pull assembles the pack from a local store, fetching only the blobs that store lacks.
+Every object is written atomically, a tag last, so a reader that sees a tag sees all it needs.
+
+What a push or a pull costs depends on the pack, not on the store: blobs are looked up one by
+one (concurrently, on object stores), never by listing the store, and tags are listed without
+being read. Every call to the store ends within the deadline of its `storage.Retry` (``retry``,
+else ``ATPACK_TIMEOUT``, else 60 s), transient errors retried within it.
+
+A store is not trusted to be well-formed: what a record declares is checked against the
+store's `Limits` before anything is fetched, every object is read no further than the size it
+must have, blobs are fetched in batches bounded by bytes, and a pulled pack is published only if
+its digest is the one asked for.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
-import glob as _glob
-import io
 import logging
-import math
 import os
-import random
 import re
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import IO, Any, Protocol, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Annotated, Any
 
-from . import atomic, settings
-from .causes import Cause, cause_of
-from .errors import IsAFolderError, NotFoundError, StorageError, storage_error
+import fsspec.asyn
+import msgspec
+import zstandard
+from fsspec.implementations.local import LocalFileSystem
 
-__all__ = [
-    "RETRY",
-    "RangeSource",
-    "Retry",
-    "Sink",
-    "call",
-    "default_retry",
-    "fetch",
-    "glob",
-    "is_folder",
-    "open_source",
-    "present",
-    "publish",
-    "resolve",
-]
+from . import storage
+from .artifacts import Artifact, Environment
+from .digest import Digest, digest_bytes
+from .errors import AtpackError, IntegrityError, LimitError, NotFoundError, StorageError
+from .folders import atpack_cache_dir
+from .pack import (
+    DEFAULT_LEVEL,
+    DEFAULT_LIMITS,
+    AnnotationKey,
+    Limits,
+    Pack,
+    PackInfo,
+    _compress_bound,
+    _decompress,
+    create,
+    decode_artifact,
+    open_pack,
+)
 
-_T = TypeVar("_T")
+__all__ = ["PackRecord", "PullReport", "PushReport", "Store", "default_local_store"]
 
 log = logging.getLogger(__name__)
 
-
-class RangeSource(Protocol):
-    """Random access to the bytes of one file."""
-
-    name: str
-    size: int
-
-    def read(self, offset: int, length: int) -> bytes: ...
-
-    def read_many(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]: ...
-
-    def close(self) -> None: ...
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_TAG_SIZE = 128  # a tag file holds a digest and a newline (72 bytes)
 
 
-def local_path(url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> str | None:
-    """The local path `url` names, where it is a path or a ``file://`` URL given no options
-    (fsspec, whose import costs a command line more than its own work, is not needed); else None."""
-    text = os.fspath(url)
-    if storage_options:
-        return None
-    if text.startswith("file://"):
-        return text[len("file://") :] or "/"
-    if "::" in text or _PROTOCOL.match(text):
-        return None
-    return text
+class PackRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A pack as a store keeps it: everything but the bytes of its blobs (their digests, sorted,
+    and sizes)."""
+
+    annotations: dict[AnnotationKey, str] = {}
+    digested_annotations: tuple[AnnotationKey, ...] = ()
+    environments: tuple[Environment, ...] = ()
+    artifacts: tuple[msgspec.Raw, ...] = ()
+    blobs: tuple[tuple[Digest, Annotated[int, msgspec.Meta(ge=0)]], ...] = ()
 
 
-_PROTOCOL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+@dataclasses.dataclass
+class PushReport:
+    digest: str
+    blobs: int
+    blobs_sent: int
+    bytes_sent: int
+    tags: list[str]
+
+    def format(self) -> str:
+        tags = f", tagged {', '.join(self.tags)}" if self.tags else ""
+        moved = _moved(self.blobs, self.blobs_sent, self.bytes_sent, "sent", "the store")
+        return f"pushed {self.digest}: {moved}{tags}"
 
 
-def resolve(url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
-    """The fsspec filesystem and path for `url`; options are passed through unchanged."""
-    import fsspec
+@dataclasses.dataclass
+class PullReport:
+    digest: str
+    path: str
+    blobs: int
+    blobs_fetched: int
+    bytes_fetched: int
 
-    try:
-        fs, path = fsspec.core.url_to_fs(os.fspath(url), **(storage_options or {}))
-    except (ValueError, ImportError) as e:
-        raise StorageError(f"{url}: {e}") from e
-    return fs, path
+    def format(self) -> str:
+        moved = _moved(self.blobs, self.blobs_fetched, self.bytes_fetched, "fetched", "the local store")
+        return f"pulled {self.digest} into {self.path}: {moved}"
 
 
-class _LocalSource:
-    """A local file read with pread: no per-read open, no buffering between reads."""
+def _moved(total: int, moved: int, size: int, verb: str, holder: str) -> str:
+    """What a push sent (a pull fetched) of a pack's `total` blobs, and what `holder` had already:
+    each case in its own words (a store that had nothing is not said to have had the rest)."""
 
-    def __init__(self, path: str) -> None:
-        self.name = path
-        if os.path.isdir(path):  # a folder opens for reading here and fails only at its first read
-            raise IsAFolderError(f"{path}: a folder, not a pack file")
+    def blobs(n: int) -> str:
+        return f"{n:,} blob{'s' * (n != 1)}"
+
+    if total == 0:
+        return f"no blob {verb}: the pack has none"
+    if moved == 0:
+        return f"no blob {verb}: {holder} had {'it' if total == 1 else f'all {total:,}'}"
+    if moved == total:
+        return f"{'all ' * (total > 1)}{blobs(total)} {verb} ({size:,} bytes)"
+    return f"{moved:,} of {blobs(total)} {verb} ({size:,} bytes); {holder} had the other {total - moved:,}"
+
+
+def default_local_store() -> str:
+    """The node-local store pulls go through: ``$ATPACK_CACHE_DIR/store``."""
+    return os.path.join(atpack_cache_dir(), "store")
+
+
+class Store:
+    """A pack store at `url` (any fsspec URL; `storage_options` passed through). What is read
+    from it is held to `limits`; every call to it ends within the deadline of `retry` (default:
+    `storage.default_retry()`), transient errors retried within it."""
+
+    def __init__(
+        self,
+        url: str | os.PathLike[str],
+        *,
+        storage_options: dict[str, Any] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        retry: storage.Retry | None = None,
+    ) -> None:
+        self.url = os.fspath(url).rstrip("/")
+        self._options = storage_options
+        self._limits = limits
+        self._retry = retry
+        self._fs, self._root = storage.resolve(self.url, storage_options)
+
+    # -- names
+
+    def _path(self, *parts: str) -> str:
+        return "/".join([self._root.rstrip("/"), *parts])
+
+    def _url(self, *parts: str) -> str:
+        return "/".join([self.url, *parts])
+
+    @staticmethod
+    def _blob_parts(digest: str) -> tuple[str, str, str]:
+        hex_ = digest.split(":", 1)[1]
+        return "blobs", hex_[:2], hex_
+
+    def _call(self, parts: tuple[str, ...], what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``fs.method(path of parts, ...)`` within the deadline (see `storage.call`)."""
+        return storage.call(
+            self._fs, self._url(*parts), what, method, self._path(*parts), *args, retry=self._retry, **kwargs
+        )
+
+    # -- reading
+
+    def resolve(self, ref: str) -> str:
+        """The pack digest a tag names (a digest is returned as it is)."""
+        if _DIGEST.fullmatch(ref):
+            return ref
+        return self.resolve_many([ref])[ref]
+
+    def resolve_many(self, refs: Iterable[str]) -> dict[str, str]:
+        """The pack digest each tag names (digests are returned as they are); the tags are read
+        together (concurrently, on object stores)."""
+        refs = list(dict.fromkeys(refs))
+        names = [ref for ref in refs if not _DIGEST.fullmatch(ref)]
+        for name in names:
+            _check_tag(name)
+        paths = [self._path("tags", name) for name in names]
+        raws = storage.fetch(
+            self._fs,
+            self.url,
+            f"reading tag {names[0]!r}" if len(names) == 1 else f"reading {len(names)} tags",
+            paths,
+            [0] * len(names),
+            [_TAG_SIZE] * len(names),
+            retry=self._retry,
+        )
+        found = {ref: ref for ref in refs if _DIGEST.fullmatch(ref)}
+        for name, raw in zip(names, raws):
+            if isinstance(raw, FileNotFoundError):
+                raise NotFoundError(f"{self.url}: no tag {name!r}")
+            text = raw.decode("ascii", "replace").strip()
+            if not _DIGEST.fullmatch(text):
+                raise IntegrityError(f"{self.url}: tag {name!r} does not hold a pack digest")
+            found[name] = text
+        return {ref: found[ref] for ref in refs}
+
+    def record(self, digest: str) -> PackRecord:
+        """The record of a pack, checked against its digest and the store's limits (its size,
+        its counts, each blob's size and their total) before any of its blobs is fetched."""
+        what = f"{self.url}: pack record {digest}"
+        limit = self._limits.max_index_size
+        parts = ("packs", f"{digest.split(':', 1)[1]}.json.zst")
         try:
-            self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        except FileNotFoundError as e:
-            raise _no_local_pack(path) from e
-        except OSError as e:
-            raise storage_error(path, e) from e
-        self.size = os.fstat(self._fd).st_size
+            size = self._call(parts, "reading its size", "size")  # no more than it holds: a reader allocates that
+            bound = _compress_bound(limit)
+            if size is not None and size > bound:
+                raise LimitError(f"{what}: {size:,} bytes, more than any zstd frame of at most {limit:,} bytes")
+            frame = self._call(parts, "reading", "cat_file", start=0, end=(bound if size is None else size) + 1)
+        except StorageError as e:
+            if isinstance(e.__cause__, FileNotFoundError):
+                raise NotFoundError(f"{self.url}: no pack {digest}") from None
+            raise
+        raw = _unzstd(frame, limit, what)
+        try:
+            record = msgspec.json.decode(raw, type=PackRecord)
+        except (msgspec.DecodeError, UnicodeDecodeError) as e:
+            raise IntegrityError(f"{what}: {e}") from e
+        _check_record(record, self._limits, what)
+        if _record_digest(record) != digest:
+            raise IntegrityError(f"{what} does not match its digest")
+        return record
 
-    def read(self, offset: int, length: int) -> bytes:
-        return os.pread(self._fd, length, offset)
+    def tags(self) -> list[str]:
+        """The names of the store's tags, sorted (one listing; none is read: see `resolve_many`)."""
+        try:
+            found = self._call(("tags",), "listing tags", "ls", detail=False)
+        except StorageError as e:
+            if isinstance(e.__cause__, FileNotFoundError):
+                return []
+            raise
+        return sorted(name for name in (p.rstrip("/").rsplit("/", 1)[-1] for p in found) if _TAG.fullmatch(name))
 
-    def read_many(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
-        return [self.read(offset, length) for offset, length in ranges]
+    def has_blob(self, digest: str) -> bool:
+        return not self.missing([digest])
 
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+    def missing(self, digests: Iterable[str]) -> list[str]:
+        """The blobs of `digests` the store lacks: each looked up (concurrently, on object stores),
+        so that the cost depends on how many are asked for, not on how many the store holds."""
+        digests = list(digests)
+        paths = [self._path(*self._blob_parts(d)) for d in digests]
+        what = f"looking up {len(paths)} blob{'s' * (len(paths) != 1)}"
+        here = storage.present(self._fs, self.url, what, paths, retry=self._retry)
+        return [d for d, found in zip(digests, here) if not found]
+
+    def read_blobs(self, blobs: Iterable[tuple[str, int]]) -> Iterator[tuple[str, bytes, bytes]]:
+        """Each blob `(digest, size)` as `(digest, frame, data)`: its zstd frame as stored and its
+        bytes, checked: no more is read than a frame of `size` bytes can take, and a frame
+        declaring another size is refused before it is decompressed. Frames are fetched in
+        batches of at most `limits.batch_bytes` (concurrently where the filesystem can), so
+        memory holds one batch and one blob."""
+        for batch in _batches(list(blobs), self._limits.batch_bytes):
+            paths = [self._path(*self._blob_parts(d)) for d, _ in batch]
+            ends = [_compress_bound(size) + 1 for _, size in batch]
+            frames = storage.fetch(
+                self._fs, self.url, f"reading {len(paths)} blobs", paths, [0] * len(paths), ends, retry=self._retry
+            )
+            for (digest, size), frame in zip(batch, frames):
+                if isinstance(frame, FileNotFoundError):
+                    raise StorageError(f"{self.url}: missing blob {digest}")
+                yield digest, frame, self._checked(digest, size, frame)
+
+    def _checked(self, digest: str, size: int, frame: bytes) -> bytes:
+        what = f"{self.url}: blob {digest}"
+        if len(frame) > _compress_bound(size):
+            raise LimitError(
+                f"{what}: stored in more bytes than any zstd frame of the {size:,} bytes its record declares"
+            )
+        data = _decompress(frame, size, what)
+        if digest_bytes(data) != digest:
+            raise IntegrityError(f"{what} does not match its digest")
+        return data
+
+    # -- writing
+
+    def write_blob(self, digest: str, data: bytes, *, level: int = DEFAULT_LEVEL) -> int:
+        frame = _frame(data, level)
+        self._put(self._blob_parts(digest), frame)
+        return len(frame)
+
+    def _write_frames(self, frames: dict[str, bytes]) -> None:
+        """Store blobs' frames (as another store held them, or as `_frame` makes them: checked
+        by `read_blobs`), together (concurrently, on object stores)."""
+        if not isinstance(self._fs, fsspec.asyn.AsyncFileSystem) or len(frames) < 2:
+            for digest, frame in frames.items():
+                self._put(self._blob_parts(digest), frame)
+            return
+        objects = {self._path(*self._blob_parts(d)): frame for d, frame in frames.items()}
+        # a retry writes the same bytes again: blobs are named by their content
+        storage.call(
+            self._fs, self.url, f"cannot write: writing {len(objects)} blobs", "pipe", objects, retry=self._retry
+        )
+
+    def _put(self, parts: tuple[str, ...], data: bytes) -> None:
+        """Write one object atomically: on local disk through a rename; elsewhere with one
+        whole-object upload, which object stores make visible all at once."""
+        if isinstance(self._fs, LocalFileSystem):
+            with storage.publish(self._url(*parts), self._options) as out:
+                out.write(data)
+            return
+        self._call(parts, "cannot write", "pipe_file", data)
+
+    def tag(self, name: str, ref: str) -> str:
+        """Point tag `name` at a pack (a digest or another tag), atomically."""
+        _check_tag(name)
+        digest = self.resolve(ref)
+        self.record(digest)  # the pack must be in the store
+        self._put(("tags", name), f"{digest}\n".encode())
+        return digest
+
+    def push(
+        self,
+        pack: Pack | str | os.PathLike[str],
+        *,
+        tags: Iterable[str] = (),
+        level: int = DEFAULT_LEVEL,
+        storage_options: dict[str, Any] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> PushReport:
+        """Put a pack in the store: its missing blobs, its record, then its tags."""
+        tags = list(tags)
+        for name in tags:
+            _check_tag(name)
+        opened = not isinstance(pack, Pack)
+        source = open_pack(pack, storage_options=storage_options) if not isinstance(pack, Pack) else pack
+        try:
+            record = _record_of(source)
+            digest = _record_digest(record)
+            missing = self.missing(d for d, _ in record.blobs)
+            sent = done = held = 0
+            batch: dict[str, bytes] = {}  # frames sent together, at most batch_bytes of them
+            for d, data in source.read_blobs(missing):
+                batch[d] = _frame(data, level)
+                held += len(batch[d])
+                if held >= self._limits.batch_bytes or done + len(batch) == len(missing):
+                    self._write_frames(batch)
+                    sent, done, held, batch = sent + held, done + len(batch), 0, {}
+                    if progress is not None:
+                        progress(done, len(missing))
+            self._put(("packs", f"{digest.split(':', 1)[1]}.json.zst"), _frame(msgspec.json.encode(record), level))
+        finally:
+            if opened:
+                source.close()
+        for name in tags:  # the record was just written: no need to read it back
+            self._put(("tags", name), f"{digest}\n".encode())
+        return PushReport(digest, len(record.blobs), len(missing), sent, tags)
+
+    def pull(
+        self,
+        ref: str,
+        out: str | os.PathLike[str] | None = None,
+        *,
+        local: Store | None = None,
+        storage_options: dict[str, Any] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> PullReport:
+        """Assemble the pack `ref` names (a tag or a digest) at `out` (by default, in the local
+        store's `pulled/` folder), fetching into the local store only the blobs it lacks. The
+        pack is published at `out` only if its digest is the one `ref` names; on any error,
+        what was at `out` stays as it was."""
+        local = local or Store(default_local_store())
+        digest = self.resolve(ref)
+        record = self.record(digest)
+        sizes = dict(record.blobs)
+        wanted = local.missing(sizes)
+        fetched = fetched_bytes = 0
+        for blob, frame, _ in self.read_blobs((d, sizes[d]) for d in wanted):
+            local._write_frames({blob: frame})
+            fetched += 1
+            fetched_bytes += len(frame)
+            if progress is not None:
+                progress(fetched, len(wanted))
+        target = os.fspath(out) if out is not None else local._url("pulled", f"{digest.split(':', 1)[1]}.atpack")
+        _assemble(record, digest, local, target, storage_options)
+        return PullReport(digest, target, len(record.blobs), fetched, fetched_bytes)
 
 
-def _no_local_pack(path: str) -> NotFoundError:
-    """A pack file that is not there, said so that the step meant to write it gets checked: a
-    pull or a pack that failed leaves nothing at its -o (the error of the command that reads it
-    is then the user's first sight of that failure)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    missing = "no such file" if os.path.isdir(folder) else f"no folder {folder}"
-    return NotFoundError(
-        f"no pack at {path}: {missing} (check that the command meant to write it, such as atpack pull -o, succeeded)"
+def _frame(data: bytes, level: int) -> bytes:
+    """`data` as a store keeps it: one zstd frame declaring its size, with a checksum."""
+    return zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=True).compress(data)
+
+
+def _batches(blobs: list[tuple[str, int]], budget: int) -> Iterator[list[tuple[str, int]]]:
+    """Consecutive runs of blobs whose frames take at most `budget` bytes (a larger blob alone)."""
+    batch: list[tuple[str, int]] = []
+    size = 0
+    for digest, declared in blobs:
+        bound = _compress_bound(declared)
+        if batch and size + bound > budget:
+            yield batch
+            batch, size = [], 0
+        batch.append((digest, declared))
+        size += bound
+    if batch:
+        yield batch
+
+
+def _unzstd(frame: bytes, limit: int, what: str) -> bytes:
+    """The content of a zstd frame that declares a size of at most `limit` bytes, checked
+    before anything is allocated (zstd allocates what a frame declares)."""
+    try:
+        size = zstandard.frame_content_size(frame)
+    except zstandard.ZstdError as e:
+        raise IntegrityError(f"{what}: not a zstd frame ({e})") from e
+    if size < 0:
+        raise IntegrityError(f"{what}: a zstd frame that does not declare its size")
+    if size > limit:
+        raise LimitError(f"{what}: declares {size:,} bytes, over the limit of {limit:,}")
+    if len(frame) > _compress_bound(size):
+        raise LimitError(f"{what}: {len(frame):,} bytes, more than any zstd frame of {size:,} bytes")
+    return _decompress(frame, size, what)
+
+
+def _check_record(record: PackRecord, limits: Limits, what: str) -> None:
+    """A record's counts, blob sizes and total within `limits`, its blobs sorted and unique (as
+    a pack's blob table): checked before any blob is fetched."""
+    for name, count, limit in (
+        ("blobs", len(record.blobs), limits.max_blobs),
+        ("artifacts", len(record.artifacts), limits.max_artifacts),
+        ("environments", len(record.environments), limits.max_environments),
+    ):
+        if count > limit:
+            raise LimitError(f"{what}: {count:,} {name}, over the limit of {limit:,}")
+    previous, total = "", 0
+    for digest, size in record.blobs:
+        if digest <= previous:
+            raise IntegrityError(f"{what}: blobs not sorted, or one listed twice, at {digest}")
+        if size > limits.max_frame_size:
+            raise LimitError(
+                f"{what}: blob {digest} declares {size:,} bytes, over the limit of {limits.max_frame_size:,}"
+            )
+        previous, total = digest, total + size
+    if total > limits.max_write_bytes:
+        raise LimitError(f"{what}: {total:,} bytes of blobs, over the limit of {limits.max_write_bytes:,}")
+
+
+def _check_tag(name: str) -> None:
+    if not _TAG.fullmatch(name):
+        raise AtpackError(f"bad tag {name!r}: letters, digits, '.', '_', '-', at most 128, not starting with a sign")
+
+
+def _record_of(pack: Pack) -> PackRecord:
+    m = pack.manifest
+    return PackRecord(
+        annotations=dict(m.annotations),
+        digested_annotations=tuple(m.digested_annotations),
+        environments=tuple(m.environments[d] for d in sorted(m.environments)),
+        artifacts=tuple(msgspec.Raw(raw) for raw in pack.raw_artifacts),
+        blobs=tuple((d, pack.blob_size(d)) for d in pack.blob_digests),
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class Retry:
-    """How calls to a remote store are retried, and how long they may take.
-
-    A call is tried up to `attempts` times: again after a transient error (anything but a
-    missing file, missing or refused credentials, a host name DNS does not know, a failed TLS
-    handshake or a bad argument: see `atpack.causes`), and, for a read, again when it returns
-    fewer bytes than asked (short of the end of the file). The first retry waits
-    `backoff` seconds, each next one twice as long (up to `max_backoff`), each wait drawn
-    between half and all of that. No call takes more than `deadline` seconds, its waits and
-    attempts together: a request still running at the deadline is cancelled (async
-    filesystems: s3fs, gcsfs, http) or left to end on a thread of its own (others), and the
-    call is a `StorageError` at once. An infinite deadline (``math.inf``) sets no time limit.
-    """
-
-    attempts: int = 5
-    backoff: float = 0.1
-    max_backoff: float = 2.0
-    deadline: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1 or self.backoff < 0 or self.max_backoff < 0 or not self.deadline > 0:
-            raise ValueError(f"invalid {self}")
-
-
-RETRY = Retry()
-"""The policy used where none is given, its deadline replaced by ``ATPACK_TIMEOUT``'s when set
-(see `default_retry`)."""
-
-
-def default_retry() -> Retry:
-    """`RETRY`, with the deadline ``ATPACK_TIMEOUT`` sets (seconds; ``inf`` for none), if set."""
-    seconds = settings.timeout()
-    return RETRY if seconds is None else dataclasses.replace(RETRY, deadline=seconds)
-
-
-class _ShortRead(Exception):
-    """A read returned fewer bytes than asked."""
-
-
-def _cause(e: BaseException) -> Cause:
-    return Cause(str(e)) if isinstance(e, _ShortRead) else cause_of(e)
-
-
-def _retrying(
-    name: str,
-    what: str,
-    policy: Retry,
-    attempt: Callable[[float | None], _T],
-    on_retry: Callable[[], None] | None = None,
-) -> _T:
-    """`attempt(timeout)`, retried as `policy` says, each attempt given the time left to the
-    deadline; its failure as a `StorageError` naming `name`, `what` and the cause (see
-    `causes.cause_of`): at once for a permanent cause (no credentials, access denied, a missing
-    file), else once the attempts or the time are spent. An attempt the deadline cuts short
-    says nothing of why: the message names the last cause an attempt did tell (a refused
-    connection stays a refused connection), "timed out" only where none did."""
-    start = time.monotonic()
-    deadline = start + policy.deadline
-    backoff = policy.backoff
-    tries = 0
-    known: Cause | None = None
-    while True:
-        tries += 1
-        try:
-            return attempt(None if math.isinf(deadline) else max(0.001, deadline - time.monotonic()))
-        except Exception as e:
-            cause = _cause(e)
-            if cause.permanent:
-                raise StorageError(f"{name}: {what}: {cause}") from e
-            known = cause if cause.telling or known is None else known
-            wait = random.uniform(backoff / 2, backoff)
-            now = time.monotonic()
-            if tries >= policy.attempts or now + wait >= deadline:
-                raise StorageError(f"{name}: {what}: {known}{_gave_up(tries, now - start, policy, e)}") from e
-            log.debug("%s: %s: %s; retrying in %.2f s", name, what, cause, wait)
-        if on_retry is not None:
-            on_retry()
-        time.sleep(wait)
-        backoff = min(backoff * 2, policy.max_backoff)
-
-
-def _gave_up(tries: int, seconds: float, policy: Retry, last: Exception) -> str:
-    """How many attempts a call made in how long, and whether the deadline ended them."""
-    tried = f"{tries} attempt{'s' * (tries > 1)} in {seconds:.1f} s"
-    if tries < policy.attempts or isinstance(last, TimeoutError):
-        return f" (gave up after {tried}: the {policy.deadline:g} s deadline reached)"
-    return f" (gave up after {tried})" if tries > 1 else ""
-
-
-def _call(fs: Any, method: str, timeout: float | None, *args: Any, **kwargs: Any) -> Any:
-    """``fs.method(*args, **kwargs)``, given up after `timeout` seconds (a `TimeoutError`)."""
-    import fsspec.asyn
-    from fsspec.implementations.local import LocalFileSystem
-    from fsspec.implementations.memory import MemoryFileSystem
-
-    if timeout is None or isinstance(fs, (LocalFileSystem, MemoryFileSystem)):
-        return getattr(fs, method)(*args, **kwargs)
-    if isinstance(fs, fsspec.asyn.AsyncFileSystem) and not fs.asynchronous:
-        # fsspec's sync() cancels the coroutine at the timeout: nothing is left running
-        return fsspec.asyn.sync(fs.loop, getattr(fs, "_" + method), *args, timeout=timeout, **kwargs)
-    return _in_thread(functools.partial(getattr(fs, method), *args, **kwargs), timeout)
-
-
-def _in_thread(fn: Callable[[], _T], timeout: float | None) -> _T:
-    """`fn()` on a thread of its own, waited for at most `timeout` seconds. A call still running
-    then is left to end there (the filesystem's own timeouts end it; a daemon thread never holds
-    the process up)."""
-    if timeout is None:
-        return fn()
-    outcome: list[tuple[bool, Any]] = []
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            outcome.append((True, fn()))
-        except BaseException as e:
-            outcome.append((False, e))
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name="atpack-storage-call", daemon=True).start()
-    if not done.wait(timeout):
-        raise TimeoutError
-    ok, value = outcome[0]
-    if not ok:
-        raise value
-    return value  # type: ignore[no-any-return]
-
-
-def call(fs: Any, url: str, what: str, method: str, *args: Any, retry: Retry | None = None, **kwargs: Any) -> Any:
-    """``fs.method(*args, **kwargs)`` within the deadline, retried on transient errors, as `retry`
-    (default: `default_retry()`) says; a failure is a `StorageError` naming `url` and `what`
-    (caused by the filesystem's error: a `FileNotFoundError` for a missing file)."""
-    policy = default_retry() if retry is None else retry
-    return _retrying(url, what, policy, lambda timeout: _call(fs, method, timeout, *args, **kwargs))
-
-
-def fetch(
-    fs: Any,
-    url: str,
-    what: str,
-    paths: Sequence[str],
-    starts: Sequence[int],
-    ends: Sequence[int],
-    *,
-    expected: Sequence[int] | None = None,
-    retry: Retry | None = None,
-    on_retry: Callable[[], None] | None = None,
-) -> list[bytes | FileNotFoundError]:
-    """The byte ranges ``paths[i][starts[i]:ends[i]]``, fetched together (concurrently where the
-    filesystem can) within the deadline. A range whose file is missing is its
-    `FileNotFoundError`, in its place. A range that fails otherwise, or that comes back shorter
-    than ``expected[i]``, is fetched again (only the ranges that failed), as `retry` says; what
-    a retry cannot mend (no credentials, access denied) ends the whole fetch at once."""
-    policy = default_retry() if retry is None else retry
-    out: list[bytes | FileNotFoundError | None] = [None] * len(paths)
-
-    def attempt(timeout: float | None) -> list[bytes | FileNotFoundError]:
-        todo = [i for i, b in enumerate(out) if b is None]  # what the last attempts did not get
-        got = _call(
-            fs,
-            "cat_ranges",
-            timeout,
-            [paths[i] for i in todo],
-            [starts[i] for i in todo],
-            [ends[i] for i in todo],
-            on_error="return",
-        )
-        errors: list[BaseException] = []
-        short: list[str] = []
-        for i, data in zip(todo, got):
-            if isinstance(data, FileNotFoundError):
-                out[i] = data
-            elif isinstance(data, BaseException):
-                errors.append(data)
-            elif expected is not None and len(data) < expected[i]:
-                short.append(f"{paths[i]} at {starts[i]}: got {len(data)} of {expected[i]} bytes")
-            else:
-                out[i] = bytes(data)
-        if errors:  # named by its cause (mostly the same for every range): one that no retry mends first
-            raise next((e for e in errors if _cause(e).permanent), errors[0])
-        if short:
-            raise _ShortRead(f"{len(short)} of {len(todo)} ranges came back short, first {short[0]}")
-        return [b for b in out if b is not None]
-
-    if not paths:
-        return []
-    return _retrying(url, what, policy, attempt, on_retry)
-
-
-def present(fs: Any, url: str, what: str, paths: Sequence[str], *, retry: Retry | None = None) -> list[bool]:
-    """Whether each file of `paths` exists, at a cost that depends on how many paths there are,
-    not on what else is there: on an async filesystem (s3fs, gcsfs, http), one request per path
-    (its first byte), all concurrently; elsewhere, one lookup each."""
-    import fsspec.asyn
-
-    if isinstance(fs, fsspec.asyn.AsyncFileSystem) and not fs.asynchronous:
-        got = fetch(fs, url, what, paths, [0] * len(paths), [1] * len(paths), retry=retry)
-        return [not isinstance(result, FileNotFoundError) for result in got]
-    return [bool(call(fs, url, f"{what}: {path}", "exists", path, retry=retry)) for path in paths]
-
-
-def is_folder(
-    url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None, *, retry: Retry | None = None
-) -> bool:
-    """Whether `url` is a folder (a missing one is not), within the deadline."""
-    if (local := local_path(url, storage_options)) is not None:
-        return os.path.isdir(local)
-    fs, path = resolve(url, storage_options)
-    return bool(call(fs, os.fspath(url), "checking whether it is a folder", "isdir", path, retry=retry))
-
-
-def glob(
-    pattern: str | os.PathLike[str], storage_options: dict[str, Any] | None = None, *, retry: Retry | None = None
-) -> list[str]:
-    """The names (last parts) of the files matching `pattern`, a URL with wildcards in its last
-    part, within the deadline."""
-    if (local := local_path(pattern, storage_options)) is not None:
-        return sorted(
-            os.path.basename(p)
-            for p in _glob.glob(_glob.escape(os.path.dirname(local)) + "/" + os.path.basename(local))
-        )
-    fs, path = resolve(pattern, storage_options)
-    found = call(fs, os.fspath(pattern), "listing", "glob", path, retry=retry)
-    return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in found)
-
-
-class _FsspecSource:
-    """A file on any fsspec filesystem; every read is one ranged request, retried as `retry` says."""
-
-    def __init__(self, fs: Any, path: str, url: str, retry: Retry) -> None:
-        self.name = url
-        self._fs = fs
-        self._path = path
-        self._retry = retry
-        self.retries = 0
-        """How many times a read was tried again."""
-        try:
-            self.size = int(self._retrying("reading its size", lambda timeout: _call(fs, "size", timeout, path)))
-        except StorageError as e:
-            if isinstance(e.__cause__, FileNotFoundError):
-                raise NotFoundError(f"no pack at {url}: no such file") from e.__cause__
-            raise
-
-    def read(self, offset: int, length: int) -> bytes:
-        expected = max(0, min(length, self.size - offset))
-
-        def attempt(timeout: float | None) -> bytes:
-            data = bytes(_call(self._fs, "cat_file", timeout, self._path, start=offset, end=offset + length))
-            if len(data) < expected:
-                raise _ShortRead(f"got {len(data)} of {expected} bytes")
-            return data
-
-        return self._retrying(f"reading {length} bytes at {offset}", attempt)
-
-    def read_many(self, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
-        if len(ranges) <= 1:
-            return [self.read(o, n) for o, n in ranges]
-        got = fetch(
-            self._fs,
-            self.name,
-            f"reading {len(ranges)} ranges",
-            [self._path] * len(ranges),
-            [o for o, _ in ranges],
-            [o + n for o, n in ranges],
-            expected=[max(0, min(n, self.size - o)) for o, n in ranges],
-            retry=self._retry,
-            on_retry=self._count_retry,
-        )
-        for data in got:
-            if isinstance(data, FileNotFoundError):
-                raise NotFoundError(f"{self.name}: no longer there (deleted while it was read)") from data
-        return got  # type: ignore[return-value]
-
-    def close(self) -> None:
-        pass
-
-    def _count_retry(self) -> None:
-        self.retries += 1
-
-    def _retrying(self, what: str, attempt: Callable[[float | None], _T]) -> _T:
-        return _retrying(self.name, what, self._retry, attempt, self._count_retry)
-
-
-def open_source(
-    url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None, *, retry: Retry | None = None
-) -> RangeSource:
-    """Open `url` for ranged reads; reads from remote stores are retried, and bounded in time,
-    as `retry` (default: `default_retry()`) says."""
-    if (local := local_path(url, storage_options)) is not None:
-        return _LocalSource(local)
-    from fsspec.implementations.local import LocalFileSystem
-
-    fs, path = resolve(url, storage_options)
-    if isinstance(fs, LocalFileSystem):
-        return _LocalSource(path)
-    return _FsspecSource(fs, path, os.fspath(url), default_retry() if retry is None else retry)
-
-
-@contextlib.contextmanager
-def publish(
-    url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None, *, retry: Retry | None = None
-) -> Iterator[Sink]:
-    """Write a file that readers see whole or not at all.
-
-    Local files are written beside the target and renamed over it; other filesystems write
-    without autocommit and commit at the end (an object store's upload completes atomically).
-    If the block raises, nothing is published. On remote filesystems each step (opening the
-    upload, each chunk of at least `_CHUNK` bytes, closing, committing) ends within the
-    deadline of `retry` (default: `default_retry()`); the filesystem retries its own requests.
-    """
-    name = os.fspath(url)
-    if (local := local_path(url, storage_options)) is not None:
-        with _publish_local(local) as f:
-            yield _GuardedSink(f, name)
-        return
-    from fsspec.implementations.local import LocalFileSystem
-    from fsspec.implementations.memory import MemoryFileSystem
-
-    fs, path = resolve(url, storage_options)
-    if isinstance(fs, LocalFileSystem):
-        with _publish_local(path) as f:
-            yield _GuardedSink(f, name)
-        return
-    if isinstance(fs, MemoryFileSystem):
-        # memory:// ignores autocommit=False (it stores a file as it opens it): store it at the end
-        buffer = io.BytesIO()
-        yield buffer
-        fs.pipe_file(path, buffer.getvalue())
-        log.debug("published %s", url)
-        return
-    policy = default_retry() if retry is None else retry
-    once = dataclasses.replace(policy, attempts=1)  # a step of an upload cannot be done again
-
-    def step(what: str, fn: Callable[[], _T]) -> _T:
-        return _retrying(name, what, once, lambda timeout: _in_thread(fn, timeout))
-
-    upload = step("cannot write: starting the upload", lambda: fs.open(path, "wb", autocommit=False))
-    sink = _GuardedSink(upload, name, step)
-    try:
-        try:
-            yield sink
-            sink.flush()
-        except BaseException as e:
-            _discard(upload, step, wait=not _timed_out(e))
-            raise
-        try:
-            step("cannot write: completing the upload", upload.close)
-            if not getattr(upload, "autocommit", False):  # simplecache's file uploads on close, whatever it was asked
-                step("cannot write: committing the upload", upload.commit)
-        except StorageError as e:
-            _discard(upload, step, wait=not _timed_out(e))
-            if _timed_out(e) or not _landed(fs, path, sink, policy):
-                raise
-            log.warning("%s: the upload completed although its last response was lost (%s)", url, e)
-    finally:
-        # fs.open(autocommit=False) queues the file in fs.transaction.files, which no transaction drains
-        with contextlib.suppress(Exception):
-            fs.transaction.files.remove(upload)
-    log.debug("published %s", url)
-
-
-def _timed_out(e: BaseException) -> bool:
-    return isinstance(e, StorageError) and isinstance(e.__cause__, TimeoutError)
-
-
-class Sink(Protocol):
-    """Where a pack is written: a sequential byte stream."""
-
-    def write(self, data: bytes | memoryview, /) -> int: ...
-
-
-_Step = Callable[[str, Callable[[], Any]], Any]
-"""Runs one step of an upload within the deadline: ``step(what, fn)``."""
-
-
-class _GuardedSink:
-    """A stream whose failures (a full disk, a dropped connection) are `StorageError`s, which
-    remembers how many bytes went through it and the last of them. Given a `step`, writes go to
-    the file in chunks of at least `CHUNK` bytes, each a step (within the deadline): a remote
-    file uploads a part now and then as it is written."""
-
-    TAIL = 64 << 10
-    CHUNK = 4 << 20
-
-    def __init__(self, f: IO[bytes], url: str, step: _Step | None = None) -> None:
-        self._f = f
-        self._url = url
-        self._step = step
-        self._pending = bytearray()
-        self.size = 0
-        self._tail = bytearray()
-
-    def write(self, data: bytes | memoryview, /) -> int:
-        if self._step is None:
-            self._write(data)
-        else:
-            self._pending += data
-            if len(self._pending) >= self.CHUNK:
-                self.flush()
-        self.size += len(data)
-        self._tail += data[-self.TAIL :]
-        if len(self._tail) > 2 * self.TAIL:  # trimmed now and then: amortized, whatever the write sizes
-            del self._tail[: -self.TAIL]
-        return len(data)
-
-    def flush(self) -> None:
-        """Hand what is held to the file (a step)."""
-        if self._step is not None and self._pending:
-            chunk, self._pending = bytes(self._pending), bytearray()
-            self._step(f"cannot write: writing {len(chunk):,} bytes", lambda: self._write(chunk))
-
-    def _write(self, data: bytes | memoryview) -> None:
-        try:
-            self._f.write(data)
-        except Exception as e:
-            raise StorageError(f"{self._url}: cannot write: {type(e).__name__}: {e}") from e
-
-    @property
-    def tail(self) -> bytes:
-        """The last bytes written (up to `TAIL`)."""
-        return bytes(self._tail[-self.TAIL :])
-
-
-def _landed(fs: Any, path: str, sink: _GuardedSink, policy: Retry) -> bool:
-    """Whether an upload whose completion seemed to fail completed all the same (the store
-    handled the request, its response was lost): the object at `path` is as long as what was
-    written and ends with the same bytes (a pack's last bytes hold the digest of its index)."""
-    try:
-        fs.invalidate_cache(path)
-        if call(fs, path, "checking the upload", "size", path, retry=policy) != sink.size:
-            return False
-        start = sink.size - len(sink.tail)
-        tail = call(fs, path, "checking the upload", "cat_file", path, start=start, end=sink.size, retry=policy)
-        return bool(tail == sink.tail)
-    except Exception:
-        return False
-
-
-def _discard(f: Any, step: _Step, *, wait: bool) -> None:
-    """Abandon an upload (abort it on the store). After a timeout (the store does not answer)
-    the abort is sent but not waited for."""
-
-    # never close a discarded file: fsspec's close() (__del__ runs it too) would flush it, starting a new upload
-    with contextlib.suppress(Exception):
-        f.closed = True
-
-    def abandon() -> None:
-        with contextlib.suppress(Exception):
-            f.discard()
-
-    if wait:
-        with contextlib.suppress(StorageError):
-            step("abandoning the upload", abandon)
-    else:
-        threading.Thread(target=abandon, name="atpack-storage-discard", daemon=True).start()
-
-
-@contextlib.contextmanager
-def _publish_local(path: str) -> Iterator[IO[bytes]]:
-    try:
-        with atomic.replacing(path) as f:
-            yield f
-    except OSError as e:
-        raise StorageError(f"{path}: cannot write: {e.strerror or e}") from e
-    log.debug("published %s", path)
+def _record_digest(record: PackRecord) -> str:
+    """A record is named by the content digest of the pack it describes."""
+    from .artifacts import manifest_digest
+
+    annotations = {k: record.annotations[k] for k in record.digested_annotations if k in record.annotations}
+    return manifest_digest((digest_bytes(bytes(a)) for a in record.artifacts), annotations)
+
+
+def _assemble(
+    record: PackRecord, digest: str, local: Store, target: str, storage_options: dict[str, Any] | None
+) -> PackInfo:
+    """Write the pack `record` describes, from the local store's blobs, at `target`: published
+    only if its digest is `digest` (an error inside `create`'s block publishes nothing)."""
+    artifacts = [
+        decode_artifact(bytes(raw), f"{local.url}: record artifact #{i}") for i, raw in enumerate(record.artifacts)
+    ]
+    hints = {ref: a.blob_hint(ref) for a in artifacts if isinstance(a, Artifact) for ref in a.blob_refs()}
+    with create(target, storage_options=storage_options) as writer:
+        for env in record.environments:
+            writer.add_environment(env)
+        for artifact in artifacts:
+            writer.add(artifact)
+        for blob, _, data in local.read_blobs(record.blobs):
+            writer.add_blob(data, hint=hints.get(blob, ""))
+        for key, value in record.annotations.items():
+            writer.annotate(key, value, digested=key in record.digested_annotations)
+        info = writer.finish()
+        if info.digest != digest:
+            raise IntegrityError(
+                f"{local.url}: the pack assembled from record {digest} is {info.digest}: not published"
+            )
+    return info

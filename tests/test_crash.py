@@ -27,7 +27,7 @@ from pathlib import Path
 from reliability import CrashResult
 
 from atpack.files import STALE_SECONDS, CacheDir
-from atpack.store import publish
+from atpack.storage import publish
 
 PROGRAM = Path(__file__).parent / "programs" / "crash.py"
 

@@ -10,7 +10,7 @@ import pytest
 
 import atpack
 from atpack import errors
-from atpack.registry import Store
+from atpack.store import Store
 from atpack.testing.packs import best_config, hex64, open_bytes
 
 VECTOR = Path(__file__).resolve().parent.parent / "spec" / "vectors" / "minimal.atpack"

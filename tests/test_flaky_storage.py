@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 import atpack
-from atpack import store
+from atpack import storage
 from atpack.populate import populate
 from atpack.testing.faults import (
     MiB,
@@ -99,7 +99,7 @@ class FakeFs:
 
 
 def fake_source(fs: FakeFs, **policy: Any) -> Any:
-    return store._FsspecSource(fs, "p", "fake://p", store.Retry(**{"backoff": 0.001, **policy}))
+    return storage._FsspecSource(fs, "p", "fake://p", storage.Retry(**{"backoff": 0.001, **policy}))
 
 
 DATA = bytes(range(256)) * 4
@@ -283,7 +283,7 @@ def test_reads_under_faults_return_the_right_bytes(
 def test_short_reads_are_retried_by_atpack(pack_url: str, s3: Any, proxy: FaultInjectingProxy) -> None:
     # a well-formed response with fewer bytes than asked: neither botocore nor s3fs notice
     proxy.configure(rate=0.3, kinds=["short"], seed=5)
-    policy = store.Retry(attempts=10)  # only atpack retries these: 10 in a row fail once in 170,000 reads
+    policy = storage.Retry(attempts=10)  # only atpack retries these: 10 in a row fail once in 170,000 reads
     outcome = read_through(proxy, pack_url, proxy.storage_options(s3, **TIMEOUTS), BLOBS, policy=policy)
 
     assert outcome.outcome == "ok", outcome
@@ -296,7 +296,7 @@ def test_without_atpack_retries_a_short_read_is_an_error_not_wrong_bytes(
 ) -> None:
     proxy.configure(rate=1.0, kinds=["short"], seed=5, pass_first=2)  # the size and the index pass
     outcome = read_through(
-        proxy, pack_url, proxy.storage_options(s3, **TIMEOUTS), BLOBS, policy=store.Retry(attempts=1)
+        proxy, pack_url, proxy.storage_options(s3, **TIMEOUTS), BLOBS, policy=storage.Retry(attempts=1)
     )
     assert outcome.outcome == "StorageError"
     assert "got" in (outcome.error or "") and "bytes" in (outcome.error or "")
@@ -310,7 +310,7 @@ def test_a_store_that_always_fails_is_a_storage_error_within_the_deadline(
     proxy.configure(rate=1.0, kinds=[kind], seed=0, stall=30, pass_first=2)  # open works, every read fails
     options = proxy.storage_options(s3)  # s3fs's own timeouts (15 s): only atpack's deadline ends a stall
     start = time.monotonic()
-    outcome = read_through(proxy, pack_url, options, BLOBS, policy=store.Retry(attempts=100, deadline=deadline))
+    outcome = read_through(proxy, pack_url, options, BLOBS, policy=storage.Retry(attempts=100, deadline=deadline))
     elapsed = time.monotonic() - start
 
     assert outcome.outcome == "StorageError", outcome
@@ -486,7 +486,7 @@ def test_the_timeout_option_sets_the_deadline_over_the_environment(tmp_path: Pat
 
 
 def test_the_deadline_bounds_a_library_call_too(monkeypatch: pytest.MonkeyPatch) -> None:
-    from atpack.registry import Store
+    from atpack.store import Store
 
     with SilentServer() as silent:
         monkeypatch.setenv("ATPACK_TIMEOUT", "1.5")
@@ -494,7 +494,7 @@ def test_the_deadline_bounds_a_library_call_too(monkeypatch: pytest.MonkeyPatch)
         with pytest.raises(atpack.StorageError, match=r"x\.atpack: .*timed out.*the 1\.5 s deadline"):
             atpack.open(f"{silent.url}/x.atpack")
         with pytest.raises(atpack.StorageError, match=r"listing tags: timed out.*the 1 s deadline"):
-            Store(f"{silent.url}/store", retry=store.Retry(deadline=1.0)).tags()  # a parameter wins
+            Store(f"{silent.url}/store", retry=storage.Retry(deadline=1.0)).tags()  # a parameter wins
         assert time.monotonic() - start < 1.5 + 1.0 + 2.0
 
 

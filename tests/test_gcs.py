@@ -26,7 +26,7 @@ import fsspec
 import pytest
 
 import atpack
-from atpack.registry import Store
+from atpack.store import Store
 from atpack.testing.faults import pack_bytes, sample_blobs, write_pack
 from atpack.testing.s3 import FaultInjectingProxy
 

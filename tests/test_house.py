@@ -15,13 +15,13 @@ LAYERS: list[set[str]] = [
     {"errors", "settings", "digest", "causes"},
     {"artifacts", "atomic", "seam", "devices"},
     # bytes, folders, the registry of kinds
-    {"store", "folders", "files", "walk", "evidence", "kinds"},
+    {"storage", "folders", "files", "walk", "evidence", "kinds"},
     {"pack", "env", "replay"},
     # each cache system's kinds; what a pack vouches for
     {"adapters", "adapters.common", "adapters.inductor", "adapters.triton", "adapters.megacache", "signing"},
     # what is done with packs
-    {"registry", "merge", "collect", "populate", "report"},
-    {"capture"},
+    {"store", "merging", "collect", "populate", "report"},
+    {"recording"},
     # the doors: the API, torch's plug-in, the command line
     {"api", "autoload"},
     {"cli", "__main__"},

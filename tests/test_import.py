@@ -39,7 +39,7 @@ def test_packs_are_read_and_written_where_fcntl_does_not_exist(tmp_path: Path) -
         "pack = atpack.open('spec/vectors/minimal.atpack'); pack.verify()\n"
         f"with atpack.create({str(tmp_path / 'copy.atpack')!r}) as w:\n"
         "    w.copy_from(pack, pack.artifacts)\n"
-        "from atpack.registry import Store\n"
+        "from atpack.store import Store\n"
         f"print(Store({str(tmp_path / 'store')!r}).push({str(tmp_path / 'copy.atpack')!r}))\n"
         "print(sorted(m for m in ('atpack.files', 'fcntl') if sys.modules.get(m)))"
     )
@@ -48,7 +48,7 @@ def test_packs_are_read_and_written_where_fcntl_does_not_exist(tmp_path: Path) -
 
 def test_import_atpack_does_not_import_its_test_tooling() -> None:
     code = (
-        "import sys, atpack, atpack.cli, atpack.pack, atpack.store, atpack.registry, atpack.populate; "
+        "import sys, atpack, atpack.cli, atpack.pack, atpack.storage, atpack.store, atpack.populate; "
         "atpack.Pack, atpack.create, atpack.populate; "  # the lazy names, imported on first use
         "print(sorted(m for m in sys.modules if m.startswith('atpack.testing')))"
     )

@@ -27,7 +27,7 @@ from atpack.env import LocalEnvironment
 from atpack.errors import EnvironmentMismatchError
 from atpack.files import CacheDir, FileWrite
 from atpack.kinds import Collected, Kind, Shown, Skipped, Source
-from atpack.merge import diff, merge
+from atpack.merging import diff, merge
 from atpack.populate import populate
 from atpack.report import write_report
 

@@ -86,7 +86,7 @@ def test_every_error_class_lives_in_errors_and_is_exported() -> None:
     assert {module for module, _, _ in public} == {"atpack.errors"}
     assert all(exported and name in atpack.__all__ and name in errors.__all__ for _, name, exported in public)
     # where they were first defined, they still import
-    from atpack.merge import MergeConflictError
+    from atpack.merging import MergeConflictError
     from atpack.signing import SignatureError
 
     assert MergeConflictError is atpack.MergeConflictError and SignatureError is atpack.SignatureError

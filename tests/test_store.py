@@ -40,7 +40,7 @@ import s3fs
 
 import atpack
 from atpack.artifacts import InductorBestConfig, KernelFile, TritonKernel, artifact_digest
-from atpack.registry import Store
+from atpack.store import Store
 from atpack.testing.faults import sample_blobs, store_objects, write_pack
 
 MB = 1_000_000

@@ -27,10 +27,10 @@ import zstandard
 import atpack
 from atpack.artifacts import MegacacheAotAutograd
 from atpack.digest import digest_bytes
-from atpack.merge import merge
+from atpack.merging import merge
 from atpack.pack import DEFAULT_LIMITS
 from atpack.populate import populate
-from atpack.registry import PackRecord, Store, _record_digest
+from atpack.store import PackRecord, Store, _record_digest
 from atpack.testing.faults import listing
 from atpack.testing.packs import INDUCTOR_ENV, TRITON_ENV, pack_of, peak_allocation_while, triton_kernel
 

@@ -18,7 +18,7 @@ import pytest
 
 import atpack
 from atpack.artifacts import Environment, InductorBestConfig, InductorGemmTimings, TritonAutotune
-from atpack.merge import MergeConflictError, merge
+from atpack.merging import MergeConflictError, merge
 from atpack.populate import populate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -168,7 +168,7 @@ def test_push_pull_and_tags_on_a_local_store(ranks: list[Path], tmp_path: Path) 
 
 
 def test_pulling_a_tag_from_s3_fetches_only_what_the_node_lacks(s3: Any, h100_sample: Any, tmp_path: Path) -> None:
-    from atpack.registry import Store
+    from atpack.store import Store
 
     pack = h100_sample.pack(tmp_path / "sample.atpack")
     remote = Store(s3.url("store"), storage_options=s3.storage_options)

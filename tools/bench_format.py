@@ -52,7 +52,7 @@ import msgspec
 import zstandard
 
 import atpack
-from atpack import store
+from atpack import storage
 from atpack.adapters import inductor as inductor_adapter
 from atpack.adapters import triton as triton_adapter
 from atpack.digest import canonical, digest_bytes
@@ -618,7 +618,7 @@ def bench_blobs(settings: Settings, blobs: list[Blob], composition: dict, tmp: P
     # Add order is artifact order (kernel by kernel, a file of each hint): what copy_from does.
     def read_blob_in(order: list[str], frame_cache: int = 4) -> Callable[[], None]:
         def run() -> None:
-            with atpack.Pack(store.open_source(pack_path), frame_cache=frame_cache) as pack:
+            with atpack.Pack(storage.open_source(pack_path), frame_cache=frame_cache) as pack:
                 for d in order:
                     pack.read_blob(d)
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import fsspec.asyn
 
-from atpack.registry import Store
+from atpack.store import Store
 from atpack.testing.faults import sample_blobs, store_objects, write_pack
 from atpack.testing.s3 import FaultInjectingProxy, S3Server, dummy_aws_environment
 

@@ -11,7 +11,7 @@ read timeout, bodies cut mid-way, well-formed short bodies). No network, no AWS.
 
 Reads: a pack of 16 blobs of ~1.5-3 KB, one frame each, opened through the proxy, every blob
 read with `read_blob`, then all of them with `read_blobs` (16 + 16 ranged GETs, plus the size
-and the index). Each row is run with atpack's retries (`atpack.store.Retry`, with a 10 s
+and the index). Each row is run with atpack's retries (`atpack.storage.Retry`, with a 10 s
 deadline instead of the default 60 s to keep the 100% rows short) and without them
 (`Retry(attempts=1)`: what s3fs and botocore do alone). botocore's read and connect timeouts are
 1 s (s3fs's defaults are 15 s and 5 s) so that stalls (3 s) time out.
@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from atpack import store
+from atpack import storage
 from atpack.testing.faults import MiB, Outcome, pack_bytes, read_through, sample_blobs, upload_through, write_pack
 from atpack.testing.s3 import FAULTS, S3Server, dummy_aws_environment
 
@@ -46,9 +46,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 TIMEOUTS = {"read_timeout": 1, "connect_timeout": 1}
 STALL = 3.0
-WITH_RETRIES = store.Retry(deadline=10.0)
-WITHOUT_RETRIES = store.Retry(attempts=1, deadline=math.inf)  # atpack before it retried: s3fs and botocore alone
-DEFAULT = store.Retry()
+WITH_RETRIES = storage.Retry(deadline=10.0)
+WITHOUT_RETRIES = storage.Retry(attempts=1, deadline=math.inf)  # atpack before it retried: s3fs and botocore alone
+DEFAULT = storage.Retry()
 READ_BLOBS = sample_blobs(16, 1500)
 UPLOAD_BLOBS = sample_blobs(3, 4 * MiB, seed=7)
 OLD_BLOBS = sample_blobs(2, 1000, seed=8)

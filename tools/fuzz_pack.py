@@ -145,7 +145,7 @@ class Mismatch(AssertionError):
 
 
 class _BytesSource:
-    """A pack in memory, as a `atpack.store.RangeSource`."""
+    """A pack in memory, as a `atpack.storage.RangeSource`."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data

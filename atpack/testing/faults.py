@@ -45,10 +45,10 @@ from typing import Any
 import msgspec
 
 import atpack
-from atpack import store
+from atpack import storage
 from atpack.artifacts import KernelFile
 from atpack.digest import digest_bytes
-from atpack.registry import PackRecord, _frame, _record_digest
+from atpack.store import PackRecord, _frame, _record_digest
 
 from .s3 import FaultInjectingProxy
 
@@ -145,7 +145,7 @@ class RetryCounter(logging.Handler):
 @contextlib.contextmanager
 def counting_retries() -> Iterator[RetryCounter]:
     """Counts the retries atpack's store makes (it logs each at DEBUG)."""
-    logger = logging.getLogger("atpack.store")
+    logger = logging.getLogger("atpack.storage")
     counter = RetryCounter()
     level = logger.level
     logger.addHandler(counter)
@@ -187,7 +187,7 @@ def read_through(
     storage_options: dict[str, Any],
     blobs: dict[str, bytes],
     *,
-    policy: store.Retry | None = None,
+    policy: storage.Retry | None = None,
 ) -> Outcome:
     """Open the pack at `url` and read every blob one by one, then all in one batch, with the
     proxy's faults as configured; every blob read must be right (else AssertionError)."""
@@ -435,10 +435,10 @@ class Tripwire:
                 self.die()
             return real_open(path, flags, *args, **kwargs)
 
-        real_sink_write = store._GuardedSink.write
+        real_sink_write = storage._GuardedSink.write
         self._patch(os, "write", write)
         self._patch(os, "open", open_)
-        self._patch(store._GuardedSink, "write", sink_write)
+        self._patch(storage._GuardedSink, "write", sink_write)
         for name in ("mkdir", "replace", "rename", "fsync"):
             self._patch(os, name, before(getattr(os, name)))
         return self

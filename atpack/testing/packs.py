@@ -228,7 +228,7 @@ def pack_bytes(content: Content, *, shuffle_seed: int | None = None, **writer_op
 
 
 class BytesSource:
-    """An in-memory `atpack.store.RangeSource`, for reading packs that were never on disk."""
+    """An in-memory `atpack.storage.RangeSource`, for reading packs that were never on disk."""
 
     def __init__(self, data: bytes, name: str = "<memory>") -> None:
         self.data = bytes(data)

@@ -296,7 +296,7 @@ def capture_command(
 
     from . import replay
     from .errors import AtpackError
-    from .merge import merge
+    from .merging import merge
 
     loads, why = settings.plugins_autoload()
     if not loads:
