@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import socket
 from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit
 
@@ -142,15 +141,15 @@ def _refused_by_store(e: BaseException, where: str) -> Cause | None:
 
 
 def _dns(e: BaseException, where: str) -> Cause | None:
+    import socket  # here: a local pack's command never pays for it
+
     if not (isinstance(e, socket.gaierror) or _named(e, "ClientConnectorDNSError")):
         return None
     host = where.rsplit(":", 1)[0] if where.count(":") == 1 else where
-    unknown = getattr(e, "errno", None) in _NO_SUCH_NAME  # aiohttp's error carries the lookup's
+    no_such_name = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)}
+    unknown = getattr(e, "errno", None) in no_such_name  # aiohttp's error carries the lookup's
     what = "no such name" if unknown else "the DNS lookup failed"
     return Cause(f"cannot resolve host {host or 'of the store'}: {what}", permanent=unknown)
-
-
-_NO_SUCH_NAME = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)}
 
 
 def _connection(e: BaseException, where: str) -> Cause | None:

@@ -63,7 +63,8 @@ NOTHING_APPLIED = 3
 
 def main(argv: Sequence[str] | None = None) -> int:
     _printable_output()
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser(_named_command(argv))
     args = parser.parse_args(argv)
     if getattr(args, "timeout", None) is not None:
         os.environ["ATPACK_TIMEOUT"] = str(args.timeout)  # what the storage layer reads (atpack.storage)
@@ -138,7 +139,9 @@ class _UsageError(Exception):
 # --------------------------------------------------------------------------- the parser
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; with `only`, a known command's alone (the others' parsers cost
+    a command line more than some of its own work)."""
     parser = argparse.ArgumentParser(
         prog="atpack",
         description="Autotune results as packs: collect, inspect, verify, populate.",
@@ -148,26 +151,16 @@ def _parser() -> argparse.ArgumentParser:
     _global_options(parser, False)
     parser.add_argument("--version", action="version", version=f"atpack {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (
-        _pack_command,
-        _capture_command,
-        _replay_command,
-        _populate_command,
-        _inspect_command,
-        _sign_command,
-        _keygen_command,
-        _verify_command,
-        _megacache_command,
-        _env_command,
-        _diff_command,
-        _merge_command,
-        _push_command,
-        _pull_command,
-        _tag_command,
-        _report_command,
-    ):
-        command(sub)
+    for name, command in _COMMANDS.items():
+        if only in (None, name):
+            command(sub)
     return parser
+
+
+def _named_command(argv: Sequence[str]) -> str | None:
+    """The command `argv` names, where it names a known one first (the options before it take no value)."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in _COMMANDS else None
 
 
 def _command(
@@ -389,7 +382,12 @@ def _populate_command(sub: _Commands) -> None:
     p.add_argument("url", metavar="URL")
     p.add_argument("--inductor-dir", metavar="DIR", help="Inductor cache folder (default: the one torch uses)")
     p.add_argument("--triton-dir", metavar="DIR", help="Triton cache folder (default: the one triton uses)")
-    p.add_argument("--dry-run", action="store_true", help="show what would be written; write nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show what would be written and why not, comparing the build keys too (it imports torch's and "
+        "Triton's compilers: seconds); write nothing",
+    )
     p.add_argument(
         "--ignore-environment", action="store_true", help="write artifacts made elsewhere too (you know better)"
     )
@@ -947,3 +945,24 @@ def _no_store(url: str, storage_options: dict[str, Any] | None) -> bool:
         return not storage.is_folder(url, storage_options)
     except Exception:  # cannot tell (no network, no credentials): the command's own error stands
         return False
+
+
+_COMMANDS: dict[str, Callable[[_Commands], None]] = {
+    "pack": _pack_command,
+    "capture": _capture_command,
+    "replay": _replay_command,
+    "populate": _populate_command,
+    "inspect": _inspect_command,
+    "sign": _sign_command,
+    "keygen": _keygen_command,
+    "verify": _verify_command,
+    "megacache": _megacache_command,
+    "env": _env_command,
+    "diff": _diff_command,
+    "merge": _merge_command,
+    "push": _push_command,
+    "pull": _pull_command,
+    "tag": _tag_command,
+    "report": _report_command,
+}
+"""Every command, in the order the help lists them."""
