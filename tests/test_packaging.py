@@ -54,6 +54,14 @@ def test_test_tools_are_a_dependency_group_not_an_extra() -> None:
     assert all(tool in group for tool in ("pytest", "moto", "mypy", "ruff", "hypothesis"))
 
 
+def test_no_extra_installs_triton_which_torch_brings_where_it_runs_it() -> None:
+    """A CPU build of torch never runs Triton (286 MB); the GPU builds require their own Triton.
+    The test tools install it, for Triton's read paths on the CPU."""
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert not [r for requirements in extras.values() for r in requirements if r.startswith("triton")]
+    assert any(r.startswith("triton") for r in PYPROJECT["dependency-groups"]["test"])
+
+
 def test_the_torch_extra_brings_numpy_so_torch_does_not_warn_at_import() -> None:
     assert any(r.startswith("numpy") for r in PYPROJECT["project"]["optional-dependencies"]["torch"])
     imported = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True, timeout=300)
