@@ -441,7 +441,10 @@ def measure(
 
 
 def _shown(arg: str) -> str:
-    return "'<floor script>'" if arg == FLOOR_SCRIPT else arg
+    """An argument as the results show it: no path of this machine's interpreter, no script text."""
+    if arg == FLOOR_SCRIPT:
+        return "'<floor script>'"
+    return "python" if arg == PY else arg
 
 
 def check_report(run: Run, workload: Workload, *, written: bool) -> None:
