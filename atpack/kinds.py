@@ -116,10 +116,9 @@ class Kind(Generic[A]):
     artifact: type[A]
     folder: CacheFolder = "inductor"
     """The cache folder the kind is collected from and populated into."""
-    populate: Literal["files", "merged", "replayed"] = "files"
-    """How populate writes it: its `files`, never over a different existing one; merged into
-    the file already there (`merge_file`); or, a Megacache entry, replayed where torch's own
-    Megacache loader would write it (`atpack.adapters.megacache`)."""
+    populate: Literal["files", "merged"] = "files"
+    """How populate writes it: its `files`, never over a different existing one; or merged into
+    the file already there (`merge_file`)."""
     turns_replay_on: bool = False
     """Whether it is a tuning result that atpack's replay (`atpack.autoload`) acts on: populating
     one turns the replay on for the folder."""
@@ -132,6 +131,12 @@ class Kind(Generic[A]):
     def files(self, artifact: A, root: CacheDir) -> list[FileWrite]:
         """The files populate writes for `artifact` into the cache folder `root`."""
         raise AtpackError(f"no adapter populates {artifact.kind}")
+
+    def precedence(self, artifact: A) -> tuple[int, int]:
+        """Where two artifacts of a pack write one file with different content, the higher one's
+        is the file's and the other is superseded; equal ones are refused as a conflict. A
+        result collected from a cache folder is that file's final state: (1, 0)."""
+        return (1, 0)
 
     def check_blob(self, artifact: A) -> str | None:
         """A blob that `check` reads before any file of `artifact` is written (None: none)."""

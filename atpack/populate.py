@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import adapters, kinds, storage  # noqa: F401  (adapters: registers the built-in kinds)
-from .artifacts import Artifact, MegacacheEntry, UnknownArtifact
+from .artifacts import Artifact, UnknownArtifact
 from .env import LocalEnvironment, Mismatch, cuda_devices, mismatches, shown
 from .errors import AtpackError, FormatError, LimitError, StorageError
 from .files import CacheDir, FileWrite, Writes
@@ -163,6 +163,7 @@ class _Planned:
     states: list[str]
     note: str = ""
     kept: str = ""  # why what the folder holds is kept, and nothing of the artifact written
+    superseded: str = ""  # which artifact of the pack writes its file instead
     error: AtpackError | None = None  # the first file that could not be written
 
     def done(self, i: int) -> Callable[[], None]:
@@ -408,7 +409,6 @@ def _populate_into(
 ) -> None:
     planned: list[_Planned] = []
     merges: list[tuple[Artifact, str]] = []
-    replays: list[_Replay] = []
     checked: dict[tuple[str, type[Artifact]], list[Mismatch]] = {}
     for artifact in pack.artifacts:
         if isinstance(artifact, UnknownArtifact):
@@ -440,10 +440,6 @@ def _populate_into(
             report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, why))
             continue
         try:
-            if kind.populate == "replayed":
-                entry = _entry(artifact)
-                replays.append(_Replay(entry, _check_entry(pack, entry, dirs), note))
-                continue
             if kind.populate == "merged":
                 merges.append((artifact, note))
                 continue
@@ -452,39 +448,12 @@ def _populate_into(
             report.outcomes.append(_failed(artifact, e))
             continue
         planned += plans
-    replays = _not_superseded(replays, planned, dirs.inductor, report)
-    _refuse_conflicts(planned)
+    _resolve_conflicts(planned)
     _check_blobs(pack, planned)
     if not report.dry_run:
-        _write(pack, planned, dirs.inductor, callback)
+        _write(pack, planned, dirs.inductor, callback, limits.batch_bytes)
     report.outcomes += _outcomes(planned, report.dry_run)
     report.outcomes += [_merge(a, note, dirs.inductor, report.dry_run) for a, note in merges]
-    report.outcomes += _replay(pack, replays, report, dirs, limits.batch_bytes)
-
-
-def _not_superseded(
-    replays: list[_Replay], planned: list[_Planned], inductor: CacheDir, report: PopulateReport
-) -> list[_Replay]:
-    """The Megacache entries to replay: not those whose file another artifact of the pack writes
-    in the same environment (a captured .best_config). That file is its final state: torch's
-    Megacache records each distinct content once, so its last record may be an earlier one."""
-    writers = {(p.artifact.env, w.path): p.artifact for p in planned for w in p.writes}
-    kept = []
-    for r in replays:
-        writer = writers.get((r.entry.env, inductor.path(r.path)))
-        if writer is None:
-            kept.append(r)
-            continue
-        why = f"superseded by the pack's {writer.kind} for the same file"
-        report.outcomes.append(Outcome(r.entry.kind, r.entry.key, PRESENT, why))
-    return kept
-
-
-def _entry(artifact: Artifact) -> MegacacheEntry:
-    """A kind that populate replays is a Megacache entry (`Kind.populate`)."""
-    if not isinstance(artifact, MegacacheEntry):
-        raise AtpackError(f"{artifact.kind}: only Megacache entries are replayed")
-    return artifact
 
 
 def _plan(pack: Pack, artifact: Artifact, root: CacheDir, note: str) -> _Planned:
@@ -505,20 +474,6 @@ def _failed(artifact: Artifact, error: AtpackError) -> Outcome:
     return Outcome(artifact.kind, artifact.key, FAILED, str(error), type(error).__name__)
 
 
-def _check_entry(pack: Pack, entry: MegacacheEntry, dirs: _Dirs) -> str:
-    """The file a Megacache entry is replayed to, relative to the Inductor folder: where torch
-    would write it, once its key has the shape torch gives keys of its type, and the path is
-    inside the folder with no symlinked folder on the way. Its size must be its blob's."""
-    from .adapters import megacache
-
-    if pack.blob_size(entry.content) != entry.size:
-        size = pack.blob_size(entry.content)
-        raise FormatError(f"{entry.kind} {entry.entry_key!r}: declares {entry.size} bytes, its blob holds {size}")
-    target = megacache.target(entry)
-    dirs.inductor.path(target)
-    return target
-
-
 def _check_sizes(pack: Pack, writes: list[FileWrite]) -> None:
     for w in writes:
         if w.blob is not None and pack.blob_size(w.blob) != w.size:
@@ -527,15 +482,23 @@ def _check_sizes(pack: Pack, writes: list[FileWrite]) -> None:
             )
 
 
-def _refuse_conflicts(planned: list[_Planned]) -> None:
-    """Refuse every artifact that would write a file another artifact of the pack (or the same
-    one) writes with different content: which of them is right is not for populate to guess."""
+def _resolve_conflicts(planned: list[_Planned]) -> None:
+    """Where two artifacts of the pack write one file with different content, the one of higher
+    precedence (`Kind.precedence`: a later Megacache record over an earlier, a captured result
+    over torch's record of it) writes it and the other is superseded; where neither comes first,
+    both are refused: which of them is right is not for populate to guess."""
     claims: dict[str, tuple[bytes | str, _Planned]] = {}
     for p in planned:
         for w in p.writes:
             content: bytes | str = w.blob if w.blob is not None else (w.data or b"")
             first, owner = claims.setdefault(w.path, (content, p))
-            if first != content:
+            if first == content or owner is p:
+                continue
+            mine, theirs = (
+                kinds.of(p.artifact).precedence(p.artifact),
+                kinds.of(owner.artifact).precedence(owner.artifact),
+            )
+            if mine == theirs:
                 for culprit, other in ((p, owner), (owner, p)):
                     culprit.failed(
                         FormatError(
@@ -543,6 +506,10 @@ def _refuse_conflicts(planned: list[_Planned]) -> None:
                             f"{other.artifact.key} writes different content there"
                         )
                     )
+                continue
+            loser, winner = (p, owner) if mine < theirs else (owner, p)
+            loser.superseded = f"superseded by the pack's {winner.artifact.kind} for the same file"
+            claims[w.path] = (content, p) if winner is p else (first, owner)
 
 
 def _kept(artifact: Artifact, root: CacheDir, writes: list[FileWrite], states: list[str]) -> str:
@@ -598,6 +565,12 @@ def _check_blobs(pack: Pack, planned: list[_Planned]) -> None:
                 p.failed(e)
 
 
+def _relative(p: _Planned) -> str:
+    """The one file an artifact writes, by its path in its cache folder."""
+    path = next(w.path for w, s in zip(p.writes, p.states) if s in ("absent", "written", "different"))
+    return os.path.relpath(path, p.root.root)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Dirs:
     inductor: CacheDir
@@ -613,7 +586,7 @@ class _Dirs:
             root.close()
 
 
-def _write(pack: Pack, planned: list[_Planned], link_root: CacheDir, callback: Progress) -> None:
+def _write(pack: Pack, planned: list[_Planned], link_root: CacheDir, callback: Progress, batch_bytes: int) -> None:
     """Inline files first, then blobs in storage order (each frame fetched once), then the
     files that make the others visible (Triton's group files), each stage complete before the
     next. A blob that cannot be read fails the artifacts it belongs to, not the others. A blob
@@ -623,7 +596,7 @@ def _write(pack: Pack, planned: list[_Planned], link_root: CacheDir, callback: P
     last: list[tuple[_Planned, int]] = []
     with Writes() as writes:
         for p in planned:
-            if p.error is not None or p.kept:
+            if p.error is not None or p.kept or p.superseded:
                 continue  # refused, or kept: an existing result that differs is never mixed with the pack's files
             for i, (w, state) in enumerate(zip(p.writes, p.states)):
                 if state == "same":
@@ -644,7 +617,7 @@ def _write(pack: Pack, planned: list[_Planned], link_root: CacheDir, callback: P
 
         links: list[tuple[_Planned, int, _Planned, int]] = []
         callback.set_size(len(by_blob))
-        for digest, data in pack.read_blobs(by_blob, failed=unreadable):
+        for digest, data in pack.read_blobs(by_blob, batch_bytes=batch_bytes, failed=unreadable):
             first: tuple[_Planned, int] | None = None
             for p, i in by_blob[digest]:
                 if first is not None and _inside(p.writes[i].path, link_root.root):
@@ -696,12 +669,15 @@ def _outcomes(planned: list[_Planned], dry_run: bool) -> list[Outcome]:
 
 
 def _outcome(plans: list[_Planned], dry_run: bool) -> Outcome:
-    """Failed if it failed in one folder; else kept if a folder's content was kept; else
-    written if a file was written; else present."""
+    """Failed if it failed in one folder; else present if another artifact of the pack writes its
+    file (superseded); else kept if a folder's content was kept; else written if a file was
+    written; else present."""
     a = plans[0].artifact
     notes = [plans[0].note] if plans[0].note else []
     if error := next((p.error for p in plans if p.error is not None), None):
         return _failed(a, error)
+    if superseded := next((p.superseded for p in plans if p.superseded), ""):
+        return Outcome(a.kind, a.key, PRESENT, "; ".join([superseded, *notes]))
     if kept := next((p.kept for p in plans if p.kept), ""):
         return Outcome(a.kind, a.key, KEPT, "; ".join([kept, *notes]))
     todo = [p for p in plans for s in p.states if s in ("absent", "written", "different")]
@@ -709,66 +685,9 @@ def _outcome(plans: list[_Planned], dry_run: bool) -> Outcome:
         return Outcome(a.kind, a.key, PRESENT, "; ".join(notes))
     folders = len({id(p) for p in todo})
     where = f" in {folders} folders" if folders > 1 else ""
-    did = f"{'would write' if dry_run else 'wrote'} {len(todo)} file(s){where}"
+    what = f"{len(todo)} file(s)" if len(todo) > 1 else _relative(todo[0])
+    did = f"{'would write' if dry_run else 'wrote'} {what}{where}"
     return Outcome(a.kind, a.key, WRITTEN, "; ".join([did, *notes]))
-
-
-@dataclasses.dataclass(frozen=True)
-class _Replay:
-    entry: MegacacheEntry
-    path: str  # relative to the Inductor folder
-    note: str
-
-
-def _replay(pack: Pack, replays: list[_Replay], report: PopulateReport, dirs: _Dirs, batch_bytes: int) -> list[Outcome]:
-    """Megacache entries, each written to the file torch's own Megacache loader would write, but
-    atomically, never through a symlink and never over a different file (kept). Of the entries
-    for one file (torch records a key again when its content changes), the last in blob order is
-    replayed, as torch leaves it. Contents are read one batch of frames at a time."""
-    outcomes: dict[int, Outcome] = {}
-    last: dict[str, _Replay] = {}
-    for r in sorted(replays, key=lambda r: r.entry.seq):
-        earlier = last.get(r.path)
-        if earlier is not None:
-            why = f"superseded by a later entry (#{r.entry.seq}) for the same file"
-            outcomes[earlier.entry.seq] = Outcome(earlier.entry.kind, earlier.entry.key, PRESENT, why)
-        last[r.path] = r
-    by_blob: dict[str, list[_Replay]] = collections.defaultdict(list)
-    for r in last.values():
-        by_blob[r.entry.content].append(r)
-
-    def unreadable(digests: list[str], error: AtpackError) -> None:
-        for digest in digests:
-            for r in by_blob[digest]:
-                outcomes[r.entry.seq] = _failed(r.entry, error)
-
-    for digest, data in pack.read_blobs(by_blob, batch_bytes=batch_bytes, failed=unreadable):
-        for r in by_blob[digest]:
-            outcomes[r.entry.seq] = _replay_one(r, data, dirs, report)
-    return [outcomes[seq] for seq in sorted(outcomes)]
-
-
-def _replay_one(r: _Replay, data: bytes, dirs: _Dirs, report: PopulateReport) -> Outcome:
-    from .adapters import megacache
-
-    a, root = r.entry, dirs.inductor
-    try:
-        body = megacache.content(a, data)
-        path = root.path(r.path)
-        state = root.state(path, data=body)
-        if state == "different":
-            return Outcome(a.kind, a.key, KEPT, _joined(f"kept the existing {r.path}, which differs", r.note))
-        if state == "absent" and not report.dry_run:
-            root.write(path, body)
-    except AtpackError as e:
-        return _failed(a, e)
-    if state == "same":
-        return Outcome(a.kind, a.key, PRESENT, r.note)
-    return Outcome(a.kind, a.key, WRITTEN, _joined(f"{'would write' if report.dry_run else 'wrote'} {r.path}", r.note))
-
-
-def _joined(*notes: str) -> str:
-    return "; ".join(n for n in notes if n)
 
 
 def _merge(artifact: Artifact, note: str, root: CacheDir, dry_run: bool) -> Outcome:

@@ -138,7 +138,7 @@ def test_without_trust_pickled_entries_are_skipped_and_data_is_replayed_where_to
         if o.action == "skipped":
             assert "pickle, unpickled when loaded, which runs code" in o.detail and "trust_pickles" in o.detail
         if o.action == "present":
-            assert "superseded by a later entry" in o.detail
+            assert "superseded by the pack's megacache.autotune/1 for the same file" in o.detail
     # the .best_config files are where torch writes them; the later entry of each key won, as in torch
     best = tmp_path / "i" / "za" / "c897efa0cf0a3e13b280a5cc897e56facd82d55179f0561409d6a6dfbf3010dc.best_config"
     assert json.loads(best.read_text())["found_by_coordesc"] is True

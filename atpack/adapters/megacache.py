@@ -37,6 +37,7 @@ from ..artifacts import (
     MegacachePrecompile,
 )
 from ..errors import CacheFileError, FormatError, UnsafeContentError
+from ..files import CacheDir, FileWrite
 from ..kinds import Kind
 from .common import AddBlob
 from .inductor import parse_best_config, render_best_config
@@ -230,15 +231,33 @@ E = TypeVar("E", bound=MegacacheEntry)
 
 
 class _Entry(Kind[E]):
-    """A Megacache entry, replayed where torch's own Megacache loader would write it
-    (`target`, `content`)."""
-
-    populate = "replayed"
+    """A Megacache entry, written where torch's own Megacache loader would write it (`target`),
+    its bytes as they are; of two entries for one file, torch's later record wins."""
 
     def __init__(self, artifact: type[E], *, turns_replay_on: bool = False) -> None:
         super().__init__()
         self.artifact = artifact
         self.turns_replay_on = turns_replay_on
+
+    def files(self, artifact: E, root: CacheDir) -> list[FileWrite]:
+        return [FileWrite(root.path(target(artifact)), blob=artifact.content, size=artifact.size)]
+
+    def precedence(self, artifact: E) -> tuple[int, int]:
+        return (0, artifact.seq)  # below a collected result; torch's later record over its earlier
+
+
+class _Autotune(_Entry[MegacacheAutotune]):
+    """A ``.best_config`` torch recorded, data written without trust: refused unless its bytes are
+    a ``.best_config`` object as torch writes it (never a pickle at a path torch unpickles)."""
+
+    def check_blob(self, artifact: MegacacheAutotune) -> str | None:
+        return artifact.content
+
+    def check(self, artifact: MegacacheAutotune, data: bytes) -> None:
+        if content(artifact, data) != data:
+            raise UnsafeContentError(
+                f"refusing Megacache autotune entry {artifact.entry_key!r}: not a .best_config as torch writes it"
+            )
 
 
 class _Other(_Entry[MegacacheOther]):
@@ -247,7 +266,7 @@ class _Other(_Entry[MegacacheOther]):
 
 
 KINDS: tuple[Kind[Any], ...] = (
-    _Entry(MegacacheAutotune, turns_replay_on=True),  # a .best_config file: what the replay acts on
+    _Autotune(MegacacheAutotune, turns_replay_on=True),  # a .best_config file: what the replay acts on
     _Entry(MegacacheInductor),  # its Triton kernels: written by torch at the graph's first hit
     _Entry(MegacacheAotAutograd),
     _Entry(MegacachePgo),
