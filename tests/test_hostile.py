@@ -439,7 +439,7 @@ def test_a_megacache_autotune_entry_keeps_the_best_config_file_the_folder_holds(
     before = site.snapshot()
     report = site.populate(megacache_autotune(key))
     assert [(o.action, o.detail.split(";")[0]) for o in report.outcomes] == [
-        ("kept", f"kept the existing {key}, which differs")
+        ("kept", f"kept 1 existing file(s) that differ: {key.split('/')[-1]}")
     ]
     assert site.snapshot() == before
 
