@@ -77,12 +77,12 @@ Extra = tuple[tuple[str, Any], ...]
 """An ordered map of names to any JSON values: the keys an artifact does not type."""
 
 RelPath = Annotated[str, Meta(max_length=512)]
-CacheKey = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{16,128}$", description="a cache folder name")]
+CacheKey = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{16,128}(?!\n)$", description="a cache folder name")]
 FileName = Annotated[
     str,
-    Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,254}$", description="a plain file name, no folders"),
+    Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,254}(?!\n)$", description="a plain file name, no folders"),
 ]
-Hex64 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+Hex64 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}(?!\n)$")]
 Size = Annotated[int, Meta(ge=0)]
 
 MAX_EXTRA_DEPTH = 32
@@ -182,7 +182,7 @@ class InductorBestConfig(Artifact, tag="inductor.best_config/1", frozen=True):
     hashes the kernel module name, `cache_key_tag` and `torch_key()`.
     """
 
-    path: Annotated[RelPath, Meta(pattern=r"^[a-z0-9]{2}/[0-9a-f]{64}\.best_config$")]
+    path: Annotated[RelPath, Meta(pattern=r"^[a-z0-9]{2}/[0-9a-f]{64}\.best_config(?!\n)$")]
     kwargs: Params
     num_warps: int
     num_stages: int
@@ -217,7 +217,7 @@ class InductorKernelPerf(Artifact, tag="inductor.kernel_perf/1", frozen=True):
     """One Inductor ``.kernel_perf`` file: the measured time of a fused kernel, used to decide
     fusions (benchmark_fusion, combo kernels). Two values for combo kernels (time, clone time)."""
 
-    path: Annotated[RelPath, Meta(pattern=r"^[a-z0-9]{2}/c[a-z0-9]{51}\.kernel_perf$")]
+    path: Annotated[RelPath, Meta(pattern=r"^[a-z0-9]{2}/c[a-z0-9]{51}\.kernel_perf(?!\n)$")]
     timings: Annotated[tuple[Timing, ...], Meta(min_length=1, max_length=2)]
 
     depends_on: ClassVar[tuple[str, ...]] = ("torch_version", "torch_key", "device_name")
@@ -335,7 +335,7 @@ class TritonAutotune(Artifact, tag="triton.autotune/1", frozen=True):
     ``<triton cache>/<cache_key>/<fn_name>.autotune.json``."""
 
     cache_key: CacheKey
-    fn_name: Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,149}$")]
+    fn_name: Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,149}(?!\n)$")]
     tuning_key: tuple[Scalar, ...]
     configs_timings: tuple[TritonConfigTiming, ...]
     extra: Extra = ()
@@ -390,7 +390,7 @@ class TritonKernel(Artifact, tag="triton.kernel/1", frozen=True):
     """
 
     cache_key: CacheKey
-    name: Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")]
+    name: Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}(?!\n)$")]
     files: Annotated[tuple[KernelFile, ...], Meta(min_length=1)]
     group: tuple[FileName, ...] | UnsetType = UNSET
 
@@ -522,7 +522,7 @@ class MegacachePrecompile(MegacacheEntry, tag="megacache.precompile/1", frozen=T
 class MegacacheOther(MegacacheEntry, tag="megacache.other/1", frozen=True):
     """A Megacache entry of a type this version does not know by name; treated as code."""
 
-    type: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    type: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}(?!\n)$")]
 
     @property
     def type_name(self) -> str:

@@ -17,7 +17,7 @@ import msgspec
 __all__ = ["Digest", "canonical", "digest_bytes", "digest_of", "is_digest"]
 
 ALGORITHM = "sha256"
-_PATTERN = r"^sha256:[0-9a-f]{64}$"
+_PATTERN = r"^sha256:[0-9a-f]{64}(?!\n)$"
 _MATCH = re.compile(_PATTERN).match
 
 Digest = Annotated[str, msgspec.Meta(pattern=_PATTERN, description="sha256:<64 lowercase hex digits>")]

@@ -110,7 +110,7 @@ def created_now() -> str:
 DEFAULT_LEVEL = 9
 DEFAULT_GROUP_SIZE = 1 << 20
 
-_ANNOTATION_PATTERN = r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+([._/-][A-Za-z0-9][A-Za-z0-9-]*)*$"
+_ANNOTATION_PATTERN = r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+([._/][A-Za-z0-9][A-Za-z0-9-]*)*(?!\n)$"
 _ANNOTATION_KEY = re.compile(_ANNOTATION_PATTERN)
 AnnotationKey = Annotated[
     str,
@@ -149,7 +149,7 @@ class FrameEntry(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fi
     offset: Annotated[int, msgspec.Meta(ge=0)]
     length: Annotated[int, msgspec.Meta(ge=1)]
     size: Annotated[int, msgspec.Meta(ge=0)]
-    sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+    sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}(?!\n)$")]
 
 
 class BlobEntry(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
