@@ -128,8 +128,18 @@ def _terminated_as_interrupted() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _shown(text: str) -> str:
+    """Text holding a pack's or a store's names, each line shown escaped (`atpack.text`)."""
+    from .text import printable
+
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
 def _one_line(error: BaseException | str) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
+    """An error in one line, a pack's or a store's text in it shown escaped (`atpack.text`)."""
+    from .text import printable
+
+    return printable(" ".join(str(error).split())) or type(error).__name__
 
 
 class _UsageError(Exception):
@@ -297,7 +307,7 @@ def _pack(args: argparse.Namespace) -> int:
         )
     except ValueError as e:
         raise AtpackError(str(e)) from e
-    print(report.format())
+    print(_shown(report.format()))
     return 0
 
 
@@ -334,7 +344,7 @@ def _capture(args: argparse.Namespace) -> int:
         partial=args.partial,
         storage_options=args.storage_options,
     )
-    print(report.format())
+    print(_shown(report.format()))
     if report.merged is None:
         print(
             f"atpack: error: {command[0]} exited with {report.returncode}: {args.output} not written", file=sys.stderr
@@ -432,11 +442,11 @@ def _populate(args: argparse.Namespace) -> int:
         print(report.format(verbose=args.verbose))
     if not report.ok:
         failed = [o for o in report.outcomes if o.action == "failed"]
-        first = f"{failed[0].kind} {failed[0].key}: {_one_line(failed[0].detail)}"
+        first = _one_line(f"{failed[0].kind} {failed[0].key}: {failed[0].detail}")
         print(f"atpack: error: {len(failed)} artifact(s) failed, the first: {first}", file=sys.stderr)
         return 1
     if args.require_applied and not report.applied:
-        print(f"atpack: {report.nothing_applied()} (--require-applied)", file=sys.stderr)
+        print(f"atpack: {_one_line(report.nothing_applied())} (--require-applied)", file=sys.stderr)
         return NOTHING_APPLIED
     return 0
 
@@ -630,7 +640,7 @@ def _diff(args: argparse.Namespace) -> int:
         print(json.dumps([msgspec.to_builtins(c) for c in changes], indent=2))
     else:
         for c in changes:
-            print(f"{c.change:8s} {c.kind:24s} {c.key[:70]:70s} {c.detail}".rstrip())
+            print(_shown(f"{c.change:8s} {c.kind:24s} {c.key[:70]:70s} {c.detail}".rstrip()))
         counts = {k: sum(1 for c in changes if c.change == k) for k in ("added", "removed", "changed")}
         print(", ".join(f"{n} {k}" for k, n in counts.items()))
     return 1 if args.exit_code and changes else 0
@@ -662,7 +672,7 @@ def _merge(args: argparse.Namespace) -> int:
     _check_output(args.output, args.storage_options)
     inputs = [pack for url in args.inputs for pack in find_packs(url, storage_options=args.storage_options)]
     report = merge(inputs, args.output, policy=args.policy, storage_options=args.storage_options)
-    print(report.format())
+    print(_shown(report.format()))
     return 0
 
 
@@ -686,7 +696,7 @@ def _push(args: argparse.Namespace) -> int:
         report = Store(args.store, storage_options=args.storage_options).push(
             args.pack, tags=args.tag, progress=_progress(_bar("pushing blobs"))
         )
-    print(report.format())
+    print(_shown(report.format()))
     return 0
 
 
@@ -718,7 +728,7 @@ def _pull(args: argparse.Namespace) -> int:
             storage_options=args.storage_options,
             progress=_progress(_bar("fetching blobs")),
         )
-    print(report.format())
+    print(_shown(report.format()))
     return 0
 
 
@@ -750,7 +760,7 @@ def _tag(args: argparse.Namespace) -> int:
             raise NotFoundError(f"no store at {args.store}")
         tags = registry.resolve_many(names)
     for name, digest in tags.items():
-        print(f"{name}\t{digest}")
+        print(_shown(f"{name}\t{digest}"))
     if not tags:
         print(f"atpack: {args.store} holds no tag", file=sys.stderr)
     return 0

@@ -23,6 +23,7 @@ from .files import CacheDir, FileWrite, Writes
 from .folders import default_inductor_dir, triton_dirs_to_populate
 from .pack import DEFAULT_LIMITS, SILENT, Limits, Pack, Progress, open_pack
 from .storage import Retry
+from .text import printable
 
 __all__ = ["Outcome", "PopulateReport", "find_packs", "populate"]
 
@@ -112,7 +113,7 @@ class PopulateReport:
         )
         if not self.applied:
             lines.append(self.nothing_applied())
-        return "\n".join(lines)
+        return "\n".join(printable(line) for line in lines)  # a pack's keys and values: shown, never acting
 
     def nothing_applied(self) -> str:
         """Why nothing applied, in one line: the environment field that differs for the most

@@ -17,6 +17,7 @@ import importlib.resources
 import json
 import math
 import os
+import re
 import statistics
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +29,7 @@ from .artifacts import Artifact, Environment, UnknownArtifact, artifact_digest
 from .pack import Pack, open_pack
 from .signing import SIGNATURE_PREFIX
 from .storage import publish
+from .text import printable
 
 __all__ = ["contents", "describe", "render", "write_report"]
 
@@ -57,7 +59,12 @@ def render(pack: Pack, *, keys: Sequence[str | os.PathLike[str]] = (), name: str
     payload = json.dumps(data).replace("</", "<\\/")
     title = html.escape(f"atpack report: {os.path.basename(data['name'])}")
     page = importlib.resources.files("atpack").joinpath("report.html").read_text(encoding="utf-8")
-    return page.replace("{{TITLE}}", title).replace("{{BODY}}", _body(data)).replace("{{DATA}}", payload)
+    parts = {"TITLE": title, "BODY": _body(data), "DATA": payload}
+    # one pass: what a part holds (a pack's annotations, its names) is never read as a placeholder
+    return _PLACEHOLDER.sub(lambda m: parts[m[1]], page)
+
+
+_PLACEHOLDER = re.compile(r"\{\{(TITLE|BODY|DATA)\}\}")
 
 
 # --------------------------------------------------------------------------- text and data
@@ -94,7 +101,7 @@ def describe(pack: Pack, *, verbose: bool = False) -> str:
     if verbose:
         lines.append(f"{'KIND':24s} {'ENV':12s} SUMMARY")
         lines += [f"{a.kind:24s} {a.env[7:19]:12s} {a.summary()}" for a in pack.artifacts]
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # each line, so a value cannot add one
 
 
 def contents(pack: Pack) -> dict[str, Any]:
