@@ -760,7 +760,7 @@ def _tag(args: argparse.Namespace) -> int:
             raise NotFoundError(f"no store at {args.store}")
         tags = registry.resolve_many(names)
     for name, digest in tags.items():
-        print(_shown(f"{name}\t{digest}"))
+        print(f"{_shown(name)}\t{digest}")
     if not tags:
         print(f"atpack: {args.store} holds no tag", file=sys.stderr)
     return 0

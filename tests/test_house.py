@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "atpack"
 
 LAYERS: list[set[str]] = [
     # what everything stands on
-    {"errors", "settings", "digest", "causes"},
+    {"errors", "settings", "digest", "causes", "text"},
     {"artifacts", "atomic", "seam", "devices"},
     # bytes, folders, the registry of kinds
     {"storage", "folders", "files", "walk", "evidence", "kinds"},
