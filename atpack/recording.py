@@ -23,11 +23,12 @@ from typing import Any
 
 import msgspec
 
-from . import kinds, seam, settings
+from . import kinds, seam, settings, walk
 from .adapters import inductor
 from .adapters.megacache import Entry
 from .artifacts import Environment, InductorBestConfig, MegacacheEntry
 from .env import LocalEnvironment
+from .errors import CacheFileError
 from .folders import default_inductor_dir, triton_dirs_to_collect
 from .kinds import Collected, Skipped
 from .pack import CREATED, DEFAULT_LEVEL, PackInfo, create, created_now
@@ -240,9 +241,9 @@ class Capture:
         folders = set()
         for relative in self.inductor_files:
             if relative.endswith(".best_config"):
-                with contextlib.suppress(Exception):
-                    with open(os.path.join(self.inductor_dir, relative), "rb") as f:
-                        best = inductor.parse_best_config(relative, f.read(), "sha256:" + "0" * 64)
+                with contextlib.suppress(Exception):  # a FIFO or a device there is refused, never waited on
+                    data = walk.read_file(os.path.join(self.inductor_dir, relative), limit=_RECORD_READ)
+                    best = inductor.parse_best_config(relative, data, "sha256:" + "0" * 64)
                     if isinstance(best.triton_cache_hash, str):
                         folders.add(best.triton_cache_hash)
         return folders
@@ -393,12 +394,13 @@ def _normpath(path: str | None) -> str | None:
 
 
 def _kernel_names(module: str) -> set[str]:
-    with contextlib.suppress(OSError), open(module, encoding="utf-8", errors="replace") as f:
-        return seam.kernel_names(f.read(_MODULE_READ))
+    with contextlib.suppress(CacheFileError):
+        return seam.kernel_names(walk.read_file(module, limit=_MODULE_READ).decode("utf-8", "replace"))
     return set()
 
 
 _MODULE_READ = 1 << 22  # an Inductor kernel module is a few KB
+_RECORD_READ = 1 << 20  # a .best_config is a few hundred bytes
 
 
 def _changed(before: dict[Any, _Stamp], after: dict[Any, _Stamp]) -> set[Any]:

@@ -26,6 +26,7 @@ import importlib
 import logging
 import os
 import re
+import stat
 import sys
 import types
 from collections.abc import Callable, Sequence
@@ -691,12 +692,20 @@ def launched_kernel_folders() -> set[str]:
 
 
 def _head(path: str, size: int = 1 << 22) -> str:
-    """The start of a module's source (an Inductor kernel module is a few KB)."""
+    """The start of a module's source (an Inductor kernel module is a few KB); "" for anything
+    but a regular file, which is never waited on (a FIFO put where the module was)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read(size)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return os.read(fd, size).decode("utf-8", "replace")
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
 
 
 @dataclasses.dataclass

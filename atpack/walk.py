@@ -18,7 +18,7 @@ import stat
 from .errors import CacheFileError
 from .files import is_symlink, open_root
 
-__all__ = ["MAX_FILE", "Folder", "open_cache"]
+__all__ = ["MAX_FILE", "Folder", "open_cache", "read_file"]
 
 MAX_FILE = 1 << 30
 """The largest cache file collection reads (1 GiB): a compiled kernel is megabytes, a result
@@ -73,31 +73,40 @@ class Folder:
     def read(self, name: str, limit: int = MAX_FILE) -> bytes:
         """The content of the regular file `name`: a symlink, a FIFO, a socket, a device or a
         folder is refused without waiting on it, and so is a file of more than `limit` bytes."""
-        relative = self._relative(name)
-        try:
-            fd = os.open(name, _FILE, dir_fd=self.fd)
-        except OSError as e:
-            raise CacheFileError(f"{relative}: {_SYMLINK if e.errno == errno.ELOOP else e.strerror or e}") from e
-        try:
-            mode, size = (st := os.fstat(fd)).st_mode, st.st_size
-            if not stat.S_ISREG(mode):
-                raise CacheFileError(f"{relative}: {_what(mode)}, not a regular file")
-            if size > limit:
-                raise CacheFileError(f"{relative}: {size:,} bytes, more than the {limit:,} collection reads")
-            chunks, total = [], 0
-            while chunk := os.read(fd, 1 << 20):
-                chunks.append(chunk)
-                total += len(chunk)
-                if total > limit:
-                    raise CacheFileError(f"{relative}: grew past the {limit:,} bytes collection reads")
-            return b"".join(chunks)
-        except OSError as e:
-            raise CacheFileError(f"{relative}: cannot read: {e.strerror or e}") from e
-        finally:
-            os.close(fd)
+        return _read(name, self._relative(name), limit, self.fd)
 
     def _relative(self, name: str) -> str:
         return f"{self.relative}/{name}" if self.relative else name
+
+
+def read_file(path: str, limit: int = MAX_FILE) -> bytes:
+    """A cache file read as `Folder.read` reads one (never a symlink, a FIFO, a device, nor more
+    than `limit` bytes), by its path: for a file found by listing its folder."""
+    return _read(path, path, limit, None)
+
+
+def _read(name: str, relative: str, limit: int, folder: int | None) -> bytes:
+    try:
+        fd = os.open(name, _FILE, dir_fd=folder)
+    except OSError as e:
+        raise CacheFileError(f"{relative}: {_SYMLINK if e.errno == errno.ELOOP else e.strerror or e}") from e
+    try:
+        mode, size = (st := os.fstat(fd)).st_mode, st.st_size
+        if not stat.S_ISREG(mode):
+            raise CacheFileError(f"{relative}: {_what(mode)}, not a regular file")
+        if size > limit:
+            raise CacheFileError(f"{relative}: {size:,} bytes, more than the {limit:,} collection reads")
+        chunks, total = [], 0
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise CacheFileError(f"{relative}: grew past the {limit:,} bytes collection reads")
+        return b"".join(chunks)
+    except OSError as e:
+        raise CacheFileError(f"{relative}: cannot read: {e.strerror or e}") from e
+    finally:
+        os.close(fd)
 
 
 def open_cache(path: str) -> Folder | None:

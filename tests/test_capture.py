@@ -28,3 +28,20 @@ def test_every_patch_a_capture_makes_is_undone_when_its_block_raises(imported: s
     }
     assert outcome["fresh_recording_inside"] and outcome["own_recording_after"]
     assert outcome["waiting"]  # no import hook of the capture is left waiting
+
+
+def test_a_fifo_planted_where_a_capture_reads_a_result_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """A FIFO (or a device) in the Inductor folder where the capture reads a `.best_config`
+    would block a plain open() forever: the capture reads only regular files."""
+    inductor, planted = tmp_path / "inductor", "ab/" + "0" * 64 + ".best_config"
+    code = f"""
+import os, atpack
+with atpack.capture(inductor_dir={str(inductor)!r}, triton_dir={str(tmp_path / "t")!r}) as cap:
+    cap._saves = 1  # as if torch saved a record: the capture then reads the folder's records and modules
+    os.makedirs({str(inductor / "ab")!r}, exist_ok=True)
+    os.mkfifo({str(inductor / planted)!r})
+print("done", sorted(cap.inductor_files))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("done") and planted in result.stdout  # seen, and passed over
