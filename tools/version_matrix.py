@@ -11,9 +11,8 @@ the repository), torch and triton pinned (never an unpinned torch), atpack from 
 pytest's JUnit report read back per test; then the venv is removed (``--keep`` keeps it), since
 a Linux torch wheel from PyPI is a CUDA build that pulls several GB of nvidia packages.
 
-Installs ignore pip's configuration (``--isolated``: no machine-wide constraints file, index or
-find-links) and read PyPI proper, with ``--no-cache-dir``, except pairs marked ``local``: those
-take torch from ``--find-links`` (default ``$PIP_FIND_LINKS``: here, a CPU build) and the rest from PyPI.
+Installs read the index pip's configuration names, with ``--no-cache-dir``; pairs marked ``local``
+take torch from ``--find-links`` (default ``$PIP_FIND_LINKS``: here, a CPU build) too.
 
 A rerun of some pairs replaces those pairs' rows in the results and keeps the others.
 """
