@@ -30,10 +30,12 @@ def fake_bench(self, *args, config, **kwargs):  # a deterministic "measurement"
 
 Autotuner._bench = fake_bench
 if "--triton-key" in sys.argv:  # another build of this Triton release
+    import triton.compiler.compiler
     import triton.runtime.autotuner
 
     other = sys.argv[sys.argv.index("--triton-key") + 1]
-    triton.runtime.autotuner.triton_key = lambda: other
+    triton.runtime.autotuner.triton_key = lambda: other  # 3.5+ imports it at the top
+    triton.compiler.compiler.triton_key = lambda: other  # 3.4 imports it from here when it looks
 scale_add.fn.run = lambda *args, **kwargs: None  # no GPU: no launch
 hits = []
 if hasattr(triton.knobs.autotuning, "listener"):  # triton 3.8+: told by Triton's autotune listener
