@@ -16,10 +16,11 @@ a path of its own, as on a machine whose cache folder path differs from the capt
 After a run its folder is kept aside (the latest run of each model and phase).
 
 Phases, per model (M):
-  cold         `atpack capture -o PACK_M --binaries-only -- python gpu_e2e.py --worker cold --model M`:
-               the model compiled with mode="max-autotune-no-cudagraphs" by a process that never
-               imports atpack (torch loads atpack's plug-in, which records it); the process also
-               saves torch's Megacache blob of M
+  cold         `atpack capture -o PACK_M -- python gpu_e2e.py --worker cold --model M`
+               (the README's flags: the default pack, kernels without their IR): the model
+               compiled with mode="max-autotune-no-cudagraphs" by a process that never imports atpack
+               (torch loads atpack's plug-in, which records it); the process also saves torch's
+               Megacache blob of M
   megacache    torch.compiler.load_cache_artifacts(blob of M) in the process, then the first step
   cli-full     `atpack populate PACK_M --trust-pickles` in a process of its own, timed from spawn
                to exit, then the training process, which never imports atpack
@@ -859,7 +860,7 @@ def _training_argv(args: argparse.Namespace, work: Path, model: str, phase: str,
     argv = [sys.executable, __file__, "--work", str(work), "--worker", phase, "--model", model]
     argv += ["--smoke"] if args.smoke else []
     if phase == "cold":
-        argv = [sys.executable, "-m", "atpack", "capture", "-o", str(pack), "--binaries-only", "--", *argv]
+        argv = [sys.executable, "-m", "atpack", "capture", "-o", str(pack), "--", *argv]
     return argv
 
 

@@ -161,6 +161,41 @@ def run_tests(env: Path, workers: int, tests: list[str]) -> tuple[list[dict[str,
     return (test_outcomes(junit) if junit.exists() else []), seconds, result.returncode
 
 
+SEAM_TEST = "tests/test_seam.py::test_each_internal_claimed_for_the_installed_releases_is_as_described"
+
+
+def seam_outcomes(outcomes: list[dict[str, str]]) -> dict[str, str]:
+    """Each entry of atpack.seam.INTERNALS (its test's id) and how its check ended on this pair."""
+    found = {}
+    for o in outcomes:
+        test, _, entry = o["test"].partition("[")
+        if test == SEAM_TEST and entry:
+            found[entry[:-1]] = o["outcome"]
+    return found
+
+
+def seam_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Entries down, pairs across: checked and as described (yes), not claimed (-), or not as described."""
+    ran = [r for r in rows if r.get("seam")]
+    if not ran:
+        return []
+    mark = {"passed": "yes", "skipped": "-"}
+    lines = [
+        "## The seam's table, entry by entry",
+        "",
+        "Each entry of `atpack.seam.INTERNALS` checked on each pair (`yes`: there and as described;",
+        "`-`: the entry does not claim that release; formats: held to the real reader by the test named).",
+        "",
+        "| entry | " + " | ".join(r["pair"] for r in ran) + " |",
+        "|---|" + "---|" * len(ran),
+    ]
+    entries = dict.fromkeys(e for r in ran for e in r["seam"])
+    for entry in entries:
+        cells = [mark.get(r["seam"].get(entry, "absent"), r["seam"].get(entry, "absent").upper()) for r in ran]
+        lines.append(f"| `{entry}` | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def run_pair(pair: Pair, args: argparse.Namespace) -> dict[str, Any]:
     env = Path(args.envs) / pair.name.replace("/", "-")
     row: dict[str, Any] = {"pair": pair.name, "requested": pair.requirements(), "note": pair.note}
@@ -177,6 +212,7 @@ def run_pair(pair: Pair, args: argparse.Namespace) -> dict[str, Any]:
         row["pytest_exit"] = code
         row["counts"] = {k: sum(o["outcome"] == k for o in outcomes) for k in ("passed", "failed", "error", "skipped")}
         row["not_passed"] = [o for o in outcomes if o["outcome"] != "passed"]
+        row["seam"] = seam_outcomes(outcomes)
     except (subprocess.CalledProcessError, AssertionError, OSError) as e:
         row["setup_error"] = str(e)[-2000:]
     finally:
@@ -214,6 +250,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{r.get('commit', '?')} |"
         )
     lines += ["", "Run: " + ", ".join(f"{r['pair']} {r.get('date', '?')}" for r in rows) + ".", ""]
+    lines += seam_table(rows)
     for r in rows:
         lines.append(f"## {r['pair']}: {r['note']}")
         lines.append("")
