@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
 import logging
 import os
@@ -388,9 +389,13 @@ def _patch(owner: Any, attr: str, make: Callable[[Any], Any], feature: str) -> P
     original = vars(owner).get(attr)
     if original is None:
         raise LookupError(f"{getattr(owner, '__qualname__', getattr(owner, '__name__', owner))}.{attr} is not there")
-    wrapper = make(getattr(owner, attr))
+    current = getattr(owner, attr)
+    wrapper = make(current)
+    if isinstance(wrapper, types.FunctionType) and isinstance(current, types.FunctionType):
+        # torch's name, not "wrapper": pickle names a function, and a bound method, by its name
+        # (Inductor's compile workers send autotuners that hold `AutotuneCache.save` bound)
+        functools.update_wrapper(wrapper, current)
     with contextlib.suppress(AttributeError, TypeError):
-        wrapper.__doc__ = getattr(owner, attr).__doc__
         wrapper._atpack_feature = feature
     patch = Patch(owner, attr, original, wrapper, feature)
     setattr(owner, attr, wrapper)

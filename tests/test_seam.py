@@ -173,6 +173,32 @@ def test_uninstall_puts_back_torchs_own_functions() -> None:
     assert after == [True] * len(during) and left == []
 
 
+def test_torchs_functions_pickle_as_torchs_own_while_patched() -> None:
+    """Inductor's compile workers pickle autotuners that hold ``AutotuneCache.save`` bound; pickle
+    names a function, and a bound method, by its name, which a patched function keeps."""
+    result = _run("""
+        import contextlib, pickle
+        from torch._inductor.runtime import autotune_cache, triton_heuristics
+        from atpack import seam
+        assert seam.install_replay()
+        undo = contextlib.ExitStack()
+        seam.watch_records(lambda path, found: None, undo)
+        cache = object.__new__(autotune_cache.AutotuneCache)
+        again = pickle.loads(pickle.dumps(cache.save))
+        assert again.__func__ is autotune_cache.AutotuneCache.save, again
+        for function in (
+            autotune_cache.AutotuneCache.save,
+            triton_heuristics.CachingAutotuner.coordinate_descent_tuning,
+            triton_heuristics.CachingAutotuner.autotune_to_one_config,
+            triton_heuristics.check_autotune_cache,
+        ):
+            assert pickle.loads(pickle.dumps(function)) is function, function
+        print(len(seam.patched()))
+    """)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) >= 4
+
+
 # --------------------------------------------------------------------------- switches
 
 

@@ -32,6 +32,7 @@ from ..files import CacheDir, FileWrite
 from ..kinds import Answer, Collected, Kind, Shown, Skipped, Source
 from ..walk import Folder, open_cache
 from .common import as_float, config_text, dumps, finite, load_json, to_artifact
+from .configs import inductor_config_problem
 
 __all__ = [
     "KINDS",
@@ -41,6 +42,7 @@ __all__ = [
     "render_best_config",
     "render_gemm_timings",
     "render_kernel_perf",
+    "best_config_problem",
 ]
 
 log = logging.getLogger(__name__)
@@ -301,12 +303,26 @@ def _collect(source: Source) -> Iterator[Collected]:
     return collect(source.root, source.env, include=source.include)
 
 
+def best_config_problem(a: InductorBestConfig) -> str:
+    """Why torch would never have written this ``.best_config`` ("" where it could have): a config
+    Inductor does not emit (`configs`), or a key torch's file never holds, which its reader would
+    hand to the kernel as a parameter."""
+    if a.extra:
+        names = ", ".join(repr(name)[:40] for name, _ in a.extra)
+        return f"it holds {names}, which torch's .best_config never holds (it would reach the kernel as an argument)"
+    return inductor_config_problem(a.kwargs, a.num_warps, a.num_stages)
+
+
 class _BestConfig(Kind[InductorBestConfig]):
     artifact = InductorBestConfig
     turns_replay_on = True
 
     def files(self, artifact: InductorBestConfig, root: CacheDir) -> list[FileWrite]:
         return files(artifact, root)
+
+    def never(self, artifact: InductorBestConfig) -> str:
+        problem = best_config_problem(artifact)
+        return f"not a config Inductor emits: {problem}" if problem else ""
 
     def delta(self, before: InductorBestConfig, after: InductorBestConfig) -> str:
         return f"{_config(before)} -> {_config(after)}"

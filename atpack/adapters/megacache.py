@@ -40,7 +40,7 @@ from ..errors import CacheFileError, FormatError, UnsafeContentError
 from ..files import CacheDir, FileWrite
 from ..kinds import Kind
 from .common import AddBlob
-from .inductor import parse_best_config, render_best_config
+from .inductor import best_config_problem, parse_best_config, render_best_config
 
 __all__ = [
     "KINDS",
@@ -150,10 +150,15 @@ def content(entry: MegacacheEntry, data: bytes) -> bytes:
     if entry.type_name != "autotune":
         return data
     try:
-        return render_best_config(parse_best_config(entry.entry_key, data, entry.env))
+        best_config = parse_best_config(entry.entry_key, data, entry.env)
     except (CacheFileError, RecursionError) as e:  # JSON nested too deep for Python's parser
         why = str(e) if isinstance(e, CacheFileError) else "JSON nested too deeply"
         raise UnsafeContentError(f"refusing Megacache autotune entry {entry.entry_key!r}: {why}") from e
+    if problem := best_config_problem(best_config):
+        raise UnsafeContentError(
+            f"refusing Megacache autotune entry {entry.entry_key!r}: not a config Inductor emits: {problem}"
+        )
+    return render_best_config(best_config)
 
 
 _BASE32_KEY = "[a-z2-7]{51}"  # torch's sha256_hash: base32 of a SHA-256, 51 characters, lower case

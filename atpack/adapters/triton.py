@@ -22,6 +22,7 @@ from ..files import CacheDir, FileWrite
 from ..kinds import Collected, Kind, Shown, Skipped, Source
 from ..walk import Folder, open_cache
 from .common import AddBlob, as_float, config_text, dumps, finite, load_json, to_artifact
+from .configs import triton_config_problem
 
 __all__ = [
     "BINARY_SUFFIXES",
@@ -313,6 +314,14 @@ class _InTritonFolders(Kind[T]):
 class _Autotune(_InTritonFolders[TritonAutotune]):
     artifact = TritonAutotune
 
+    def never(self, artifact: TritonAutotune) -> str:
+        for timed in artifact.configs_timings:
+            c = timed.config
+            ctas, maxnreg = _given(c.num_ctas, 1), _given(c.maxnreg)
+            if problem := triton_config_problem(c.kwargs, c.num_warps, c.num_stages, ctas, maxnreg):
+                return f"not a config Triton runs: {problem}"
+        return ""
+
     def time(self, artifact: TritonAutotune) -> float | None:
         """The fastest median."""
         medians = [ct.timings[0] for ct in artifact.configs_timings if ct.timings and ct.timings[0] is not None]
@@ -328,6 +337,10 @@ class _Autotune(_InTritonFolders[TritonAutotune]):
         ]
         best = _config(chosen) if chosen else "-"
         shown.autotunes.append({"fn": artifact.fn_name, "key": list(artifact.tuning_key), "times": times, "best": best})
+
+
+def _given(value: Any, default: Any = None) -> Any:
+    return default if value is msgspec.UNSET else value
 
 
 def _config(c: TritonConfig) -> str:
