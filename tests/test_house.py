@@ -18,7 +18,15 @@ LAYERS: list[set[str]] = [
     {"storage", "folders", "files", "walk", "evidence", "kinds"},
     {"pack", "env", "replay"},
     # each cache system's kinds; what a pack vouches for
-    {"adapters", "adapters.common", "adapters.inductor", "adapters.triton", "adapters.megacache", "signing"},
+    {
+        "adapters",
+        "adapters.common",
+        "adapters.configs",
+        "adapters.inductor",
+        "adapters.triton",
+        "adapters.megacache",
+        "signing",
+    },
     # what is done with packs
     {"store", "merging", "collect", "populate", "report"},
     {"recording"},

@@ -8,7 +8,7 @@ then do is pick a slower config among those.
 
 Inductor's names are its own (block sizes, warps, stages and a few backend options); a user's
 ``@triton.autotune`` kernel names its own meta-parameters, so there only the launch options are
-held to Triton's ranges and the meta-parameters to JSON scalars.
+held to Triton's ranges.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ MAX_CTAS = 16
 MAX_REGISTERS = 255
 """Registers a thread may use on every NVIDIA GPU since Kepler (``maxnreg``)."""
 
-# torch/_inductor/runtime/hints.py TRITON_MAX_BLOCK (X: ROCm's 8,192; R0_/R1_: multi-kernel's x16);
+# Inductor's TRITON_MAX_BLOCK (runtime hints; X: ROCm's 8,192; R0_/R1_: multi-kernel's x16);
 # R: the reduction block before torch 2.6 named it R0_; _N: a combo kernel's sub-kernel
 _BLOCK = re.compile(r"(X|Y|Z|R0_|R1_|R)BLOCK(?:_[0-9]{1,2})?")
 _BLOCK_MAX = {"X": 8192, "Y": 1024, "Z": 1024, "R0_": 65536, "R1_": 32768, "R": 65536}
@@ -63,14 +63,9 @@ def inductor_config_problem(kwargs: Iterable[tuple[str, Any]], num_warps: Any, n
     return _launch_problem(num_warps, num_stages)
 
 
-def triton_config_problem(
-    kwargs: Iterable[tuple[str, Any]], num_warps: Any, num_stages: Any, num_ctas: Any = 1, maxnreg: Any = None
-) -> str:
-    """Why Triton never runs this config of a user's kernel ("" where it could): launch options
-    out of Triton's ranges, or a meta-parameter that is not a JSON scalar."""
-    for name, value in kwargs:
-        if isinstance(value, (dict, list)):
-            return f"{_shown(name)} is a JSON {type(value).__name__}; a meta-parameter is a scalar"
+def triton_config_problem(num_warps: Any, num_stages: Any, num_ctas: Any = 1, maxnreg: Any = None) -> str:
+    """Why Triton never runs a config with these launch options ("" where it could). A user's
+    meta-parameters are the user's own names; the pack's schema holds them to JSON scalars."""
     return (
         _launch_problem(num_warps, num_stages)
         or _integer_problem("num_ctas", num_ctas, range(1, MAX_CTAS + 1), power_of_two=True)

@@ -78,7 +78,7 @@ def best_config(env: str, n: int, *, num_warps: int = 4) -> atpack.InductorBestC
     return atpack.InductorBestConfig(
         env=env,
         path=f"{alnum(f'dir{n}', 2)}/{hex64(f'best{n}')}.best_config",
-        kwargs=(("XBLOCK", 128 * (n + 1)), ("R0_BLOCK", 8)),
+        kwargs=(("XBLOCK", 128 << (n % 6)), ("R0_BLOCK", 8)),  # powers of two, as Inductor emits
         num_warps=num_warps,
         num_stages=1,
         found_by_coordesc=n % 2 == 0,
