@@ -123,9 +123,13 @@ def load_cache_artifacts(
     return report
 
 
-def to_megacache(url: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> bytes:
-    """The pack's Megacache entries as a blob `torch.compiler.load_cache_artifacts()` reads;
-    `AtpackError` for a pack that holds none (where torch's own call returns None)."""
+def to_megacache(
+    url: str | os.PathLike[str], *, trust_pickles: bool = False, storage_options: dict[str, Any] | None = None
+) -> bytes:
+    """The pack's Megacache entries as a blob `torch.compiler.load_cache_artifacts()` reads,
+    each checked as `populate` checks it (`UnsafeContentError` for the first that fails; torch
+    unpickles graph entries, so they leave the pack only with `trust_pickles`); `AtpackError`
+    for a pack that holds none (where torch's own call returns None)."""
     from .adapters import megacache
 
     with open_pack(url, storage_options=storage_options) as pack:
@@ -134,5 +138,9 @@ def to_megacache(url: str | os.PathLike[str], *, storage_options: dict[str, Any]
             raise AtpackError(
                 f"{pack.name}: no Megacache entry in this pack ({len(pack.artifacts)} artifacts of other kinds)"
             )
+        for entry in entries:
+            megacache.check_export(entry, trust_pickles=trust_pickles)
         contents = dict(pack.read_blobs(a.content for a in entries))
-        return megacache.write_blob((a.type_name, a.entry_key, contents[a.content]) for a in entries)
+        return megacache.write_blob(
+            (a.type_name, a.entry_key, megacache.content(a, contents[a.content])) for a in entries
+        )

@@ -576,6 +576,11 @@ def _megacache_command(sub: _Commands) -> None:
     )
     p.add_argument("url", metavar="URL")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the blob")
+    p.add_argument(
+        "--trust-pickles",
+        action="store_true",
+        help="export its pickled entries too (graphs: torch unpickles them when it loads the blob)",
+    )
 
 
 def _megacache(args: argparse.Namespace) -> int:
@@ -584,7 +589,7 @@ def _megacache(args: argparse.Namespace) -> int:
 
     _check_output(args.output, None)
     with _one_pack("megacache", [args.url], args.storage_options):
-        blob = to_megacache(args.url, storage_options=args.storage_options)
+        blob = to_megacache(args.url, trust_pickles=args.trust_pickles, storage_options=args.storage_options)
     with publish(args.output) as f:
         f.write(blob)
     print(f"wrote {args.output} ({len(blob):,} bytes)")

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +22,11 @@ from typing import Any
 
 import pytest
 
-from atpack.adapters.megacache import write_blob
+from atpack.adapters.megacache import blob_entries, write_blob
+from atpack.api import to_megacache
 from atpack.artifacts import MEGACACHE_TYPES, MegacacheOther
+from atpack.collect import pack_caches
+from atpack.errors import FormatError, UnsafeContentError
 from atpack.pack import PackWriter
 from atpack.populate import PopulateReport, populate
 from atpack.replay import MARKER
@@ -353,3 +357,43 @@ def test_a_pickle_keyed_into_the_fx_graph_cache_runs_after_torchs_replay_and_nev
     site.refuses(("autotune", key, site.payload), match="not the shape torch gives autotune keys")
     assert outputs(compile_on_cpu(site.root / "caches")) == scout
     assert not site.marker.exists()
+
+
+# =========================================================================== export (atpack megacache)
+
+
+@pytest.mark.parametrize(
+    "entry, match",
+    [
+        (("autotune", "../../outside/x.best_config", BEST_CONFIG), "not the shape torch gives autotune keys"),
+        (("inductor", "/etc/" + "q" * 47, b"graph"), "not the shape torch gives inductor keys"),
+        (("inductor", GRAPH_KEY, b"a pickle"), "pass trust_pickles=True (--trust-pickles) to export it"),
+        (("autotune", AUTOTUNE_KEY, b'{"XBLOCK": 384, "num_warps": 4, "num_stages": 1}'), "not a power of two"),
+    ],
+    ids=["a key that climbs out", "an absolute key", "a pickle not trusted", "an invented config"],
+)
+def test_an_entry_populate_refuses_never_leaves_the_pack_as_a_torch_blob(
+    tmp_path: Path, entry: Entry, match: str
+) -> None:
+    pack = tmp_path / "hostile.atpack"
+    pack.write_bytes(megacache_pack(("autotune", AUTOTUNE_KEY, BEST_CONFIG), entry))
+    with pytest.raises(UnsafeContentError, match=re.escape(match)):
+        to_megacache(pack)
+
+
+def test_an_export_of_entries_populate_writes_is_the_blob_torch_reads(tmp_path: Path) -> None:
+    pack = tmp_path / "pack.atpack"
+    pack.write_bytes(megacache_pack(("autotune", AUTOTUNE_KEY, BEST_CONFIG), ("inductor", GRAPH_KEY, b"a pickle")))
+    blob = to_megacache(pack, trust_pickles=True)
+    assert blob_entries(blob) == [("autotune", AUTOTUNE_KEY, BEST_CONFIG), ("inductor", GRAPH_KEY, b"a pickle")]
+
+
+def test_a_torch_blob_atpack_could_not_read_back_is_never_packed(tmp_path: Path) -> None:
+    """The writer checks each artifact with the reader's decoder: `pack --megacache` never
+    publishes a pack that `atpack` itself refuses to open."""
+    blob = write_blob([("autotune", AUTOTUNE_KEY, BEST_CONFIG), ("pgo", "j" * 5000 + ":None:", b"profile")])
+    out = tmp_path / "pack.atpack"
+    with pytest.raises(FormatError, match=re.escape("megacache.pgo/1 'jjj")) as raised:
+        pack_caches(out, sources=(), megacache=blob, environment=INDUCTOR_ENV)
+    assert "\n" not in str(raised.value)
+    assert list(tmp_path.iterdir()) == []

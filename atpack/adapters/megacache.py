@@ -161,6 +161,19 @@ def content(entry: MegacacheEntry, data: bytes) -> bytes:
     return render_best_config(best_config)
 
 
+def check_export(entry: MegacacheEntry, *, trust_pickles: bool) -> None:
+    """Refuse (`UnsafeContentError`) an entry that populate would refuse before reading it, for a
+    blob torch's `load_cache_artifacts` reads: torch's loader writes each entry where its key says
+    and unpickles it later, so a key of another shape, an unknown type or a pickle not trusted
+    never leaves the pack that way either. Its bytes then go through `content`, as populate's."""
+    target(entry)
+    if entry.runs_code and not trust_pickles:
+        raise UnsafeContentError(
+            f"refusing Megacache {entry.type_name} entry {entry.entry_key!r}: {entry.runs_code}; "
+            "pass trust_pickles=True (--trust-pickles) to export it"
+        )
+
+
 _BASE32_KEY = "[a-z2-7]{51}"  # torch's sha256_hash: base32 of a SHA-256, 51 characters, lower case
 _KEY_SHAPES = {
     "autotune": re.compile(r"[a-z0-9]{2}/[0-9a-f]{64}\.best_config"),  # as inductor.best_config/1's path
