@@ -17,8 +17,8 @@ from typing import Any
 
 from . import adapters, kinds, storage  # noqa: F401  (adapters: registers the built-in kinds)
 from .artifacts import Artifact, UnknownArtifact
-from .env import LocalEnvironment, Mismatch, cuda_devices, mismatches, shown
-from .errors import AtpackError, FormatError, LimitError, StorageError
+from .env import BUILD_KEYS, LocalEnvironment, Mismatch, cuda_devices, mismatches, shown
+from .errors import AtpackError, EnvironmentMismatchError, FormatError, LimitError, StorageError
 from .files import CacheDir, FileWrite, Writes
 from .folders import default_inductor_dir, triton_dirs_to_populate
 from .pack import DEFAULT_LIMITS, SILENT, Limits, Pack, Progress, open_pack
@@ -436,6 +436,9 @@ def _populate_into(
                 report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, why, differs=tuple(reasons)))
                 continue
             note = "environment differs, overridden: " + why
+        if not report.ignored_environment and (contradiction := _contradiction(artifact, {}, local)):
+            report.outcomes.append(_failed(artifact, contradiction))
+            continue
         if artifact.runs_code and not report.trusted_pickles:
             why = f"{artifact.runs_code}, {_RUNS_CODE}: pass trust_pickles=True (--trust-pickles) to load it"
             report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, why))
@@ -450,7 +453,7 @@ def _populate_into(
             continue
         planned += plans
     _resolve_conflicts(planned)
-    _check_blobs(pack, planned)
+    _check_blobs(pack, planned, None if report.ignored_environment else local)
     if not report.dry_run:
         _write(pack, planned, dirs.inductor, callback, limits.batch_bytes)
     report.outcomes += _outcomes(planned, report.dry_run)
@@ -541,11 +544,11 @@ def _repairable(artifact: Artifact, root: CacheDir, path: str) -> bool:
     return existing is not None and kinds.of(artifact).repairable(artifact, existing)
 
 
-def _check_blobs(pack: Pack, planned: list[_Planned]) -> None:
+def _check_blobs(pack: Pack, planned: list[_Planned], local: LocalEnvironment | None) -> None:
     """Refuse, before any of its files is written, each artifact whose kind checks a blob first
-    (`Kind.check`: a kernel whose metadata does not name it). Only artifacts that write
-    something are checked, their blobs read in one pass (small frames: the write reads them
-    again)."""
+    (`Kind.check`: a kernel whose metadata does not name it), or whose blob states another
+    machine than `local` (None: not checked). Only artifacts that write something are checked,
+    their blobs read in one pass (small frames: the write reads them again)."""
     by_blob: dict[str, list[_Planned]] = collections.defaultdict(list)
     for p in planned:
         if p.error is None and not p.kept and any(s != "same" for s in p.states):
@@ -564,6 +567,26 @@ def _check_blobs(pack: Pack, planned: list[_Planned]) -> None:
                 kinds.of(p.artifact).check(p.artifact, data)
             except AtpackError as e:
                 p.failed(e)
+            if local is not None and (contradiction := _contradiction(p.artifact, {digest: data}, local)):
+                p.failed(contradiction)
+
+
+def _contradiction(artifact: Artifact, small: dict[str, bytes], local: LocalEnvironment) -> AtpackError | None:
+    """What an artifact states itself of the machine it was made for (a kernel's metadata: its
+    GPU architecture and Triton release; a GEMM timing file's device; a host module's Python),
+    where this machine differs. Checked whatever the pack's environment record says: a record
+    that leaves a field out vouches for nothing, so the artifact's own word is held to the
+    machine too. Build keys are compared by the dry run only (`mismatches`)."""
+    depends_on = type(artifact).depends_on
+    for field, stated in kinds.of(artifact).says(artifact, small).items():
+        if field in depends_on and field not in BUILD_KEYS:
+            have = local.get(field)
+            if have is not None and have != stated:
+                return EnvironmentMismatchError(
+                    f"{artifact.kind} {artifact.key}: it states {field} {shown(stated)} itself, "
+                    f"this machine has {shown(have)}"
+                )
+    return None
 
 
 def _relative(p: _Planned) -> str:
