@@ -649,12 +649,13 @@ def watch_winners(won: Callable[[str], None], undo: contextlib.ExitStack) -> Non
             return
 
         def put_winner(original: Any) -> Any:
-            def wrapper(kernel_hash: str, *args: Any, **kwargs: Any) -> Any:
+            @functools.wraps(original.__func__)  # torch's name: pickle names a method by it
+            def wrapper(cls: Any, kernel_hash: str, *args: Any, **kwargs: Any) -> Any:
                 result = original(kernel_hash, *args, **kwargs)
                 _guarded(_CAPTURE, won, kernel_hash)
                 return result
 
-            return classmethod(lambda cls, *a, **k: wrapper(*a, **k))
+            return classmethod(wrapper)
 
         patch = _patch(bundler, "put_winner", put_winner, _CAPTURE)
         undo.callback(_unpatch, patch)

@@ -3,7 +3,7 @@
     python capture_undo.py early|late
 `early`: torch's and triton's modules are imported before the capture starts (patched at once);
 `late`: they are first imported inside the block (patched as they are imported). Prints JSON:
-the module of each patched function inside the block and after it, whether torch's Megacache
+whose each patched function is (atpack's, or its module) inside the block and after it, whether torch's Megacache
 recording is the process's own again, and the imports atpack still waits for.
 """
 
@@ -31,7 +31,15 @@ def patched_functions() -> dict[str, str]:
         found["listener"] = tuning.listener or (lambda: None)
     else:
         found["run"] = vars(Autotuner)["run"]
-    return {name: getattr(f, "__func__", f).__module__ for name, f in found.items()}
+    return {name: _whose(f) for name, f in found.items()}
+
+
+def _whose(f: Any) -> str:
+    """ "atpack.seam" for atpack's wrapper (which keeps torch's names, so that pickle finds it),
+    else the module of the function."""
+    if getattr(f, "_atpack_feature", None) or getattr(getattr(f, "__func__", None), "_atpack_feature", None):
+        return "atpack.seam"
+    return str(getattr(f, "__func__", f).__module__)
 
 
 def recording() -> Any:
