@@ -21,6 +21,7 @@ __all__ = [
     "BlobNotFoundError",
     "CacheFileError",
     "EnvironmentMismatchError",
+    "FileCreatedMeanwhileError",
     "FormatError",
     "IntegrityError",
     "IsAFolderError",
@@ -73,6 +74,11 @@ class BlobNotFoundError(AtpackError, KeyError):
 
 class StorageError(AtpackError):
     """A pack or cache location cannot be read or written."""
+
+
+class FileCreatedMeanwhileError(StorageError, FileExistsError):
+    """A file populate was to create was made by another writer between its plan and its write:
+    theirs is kept, never replaced."""
 
 
 class NotFoundError(StorageError, FileNotFoundError):

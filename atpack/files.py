@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from .atomic import STALE_SECONDS, sweep
-from .errors import AtpackError, CacheFileError, StorageError, UnsafeContentError
+from .errors import AtpackError, CacheFileError, FileCreatedMeanwhileError, StorageError, UnsafeContentError
 
 __all__ = ["STALE_SECONDS", "CacheDir", "FileWrite", "Writes", "open_root", "sweep"]
 
@@ -283,12 +283,13 @@ class CacheDir:
         finally:
             self._release(fd, folder)
 
-    def write(self, path: str, data: bytes | memoryview) -> None:
-        """Write `data` to `path` through a temporary file in the same folder and a rename."""
+    def write(self, path: str, data: bytes | memoryview, *, create: bool = False) -> None:
+        """Write `data` to `path` through a temporary file in the same folder and a rename; with
+        `create`, only where no file is there when it lands (`FileCreatedMeanwhileError`)."""
         folder, name = self._split(path)
         fd = self._writable(folder)
         try:
-            _write_file(fd, name, data, path)
+            _write_file(fd, name, data, path, create=create)
         finally:
             self._release(fd, folder)
 
@@ -505,8 +506,10 @@ def _read_all(fd: int, path: str) -> bytes:
         raise StorageError(f"{path}: cannot read: {e.strerror or e}") from e
 
 
-def _write_file(folder: int, name: str, data: bytes | memoryview, path: str) -> None:
-    """Write `name` in `folder` through a hidden temporary beside it and a rename."""
+def _write_file(folder: int, name: str, data: bytes | memoryview, path: str, *, create: bool = False) -> None:
+    """Write `name` in `folder` through a hidden temporary beside it and a rename; with `create`,
+    through a hard link, which never replaces a file another writer made meanwhile (a rename
+    would), and a rename only where the filesystem has no hard links."""
     tmp = _temporary_name()
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644, dir_fd=folder)
@@ -516,13 +519,32 @@ def _write_file(folder: int, name: str, data: bytes | memoryview, path: str) -> 
                 view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
-        os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
+        if not create or not _linked(folder, tmp, name, path, data):
+            os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
     except BaseException as e:  # Ctrl-C included: no temporary is left in torch's folders
         with contextlib.suppress(OSError):
             os.unlink(tmp, dir_fd=folder)
-        if isinstance(e, OSError):
+        if isinstance(e, OSError) and not isinstance(e, AtpackError):
             raise StorageError(f"{path}: cannot write: {e.strerror or e}") from e
         raise
+
+
+def _linked(folder: int, tmp: str, name: str, path: str, data: bytes | memoryview) -> bool:
+    """Make `tmp` `name` if no file is there (and drop `tmp`); False where links are not made. A
+    file another writer made meanwhile with these very bytes (a second populate of the same
+    pack) is as good as written; one with other bytes is theirs (`FileCreatedMeanwhileError`)."""
+    try:
+        os.link(tmp, name, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
+    except FileExistsError:
+        there = os.stat(name, dir_fd=folder, follow_symlinks=False)
+        if not (stat.S_ISREG(there.st_mode) and there.st_size == len(data) and _read_file(folder, name, path) == data):
+            raise FileCreatedMeanwhileError(f"{path}: another writer created it meanwhile; theirs is kept") from None
+    except OSError as e:
+        if e.errno in _NO_HARD_LINKS:
+            return False
+        raise
+    os.unlink(tmp, dir_fd=folder)
+    return True
 
 
 _NO_HARD_LINKS = (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK)
@@ -607,19 +629,22 @@ class Writes:
         data: bytes,
         done: Callable[[], None],
         failed: Callable[[AtpackError], None] | None = None,
+        *,
+        create: bool = False,
     ) -> None:
-        """Write `data` to `path` in `root`; call `done` once it is there, or `failed` with the
-        error if it cannot be written (without `failed`, the error is raised)."""
+        """Write `data` to `path` in `root` (with `create`, only where no file is there: see
+        `CacheDir.write`); call `done` once it is there, or `failed` with the error if it cannot
+        be written (without `failed`, the error is raised)."""
         if self._pool is None:
             start = time.perf_counter()
-            _write_one((root, path, data, done, failed))
+            _write_one((root, path, data, done, failed, create))
             self._seconds += time.perf_counter() - start
             self._timed += 1
             if self._timed == self.PROBE and self._seconds / self._timed > self.SLOW:
                 self._pool = concurrent.futures.ThreadPoolExecutor(self.THREADS, thread_name_prefix="atpack-write")
                 self.threaded = True
             return
-        self._batch.append((root, path, data, done, failed))
+        self._batch.append((root, path, data, done, failed, create))
         if len(self._batch) >= self.BATCH:
             self._submit()
 
@@ -646,13 +671,13 @@ class Writes:
             self._batch = []
 
 
-_Write = tuple[CacheDir, str, bytes, Callable[[], None], Callable[[AtpackError], None] | None]
+_Write = tuple[CacheDir, str, bytes, Callable[[], None], Callable[[AtpackError], None] | None, bool]
 
 
 def _write_one(write: _Write) -> None:
-    root, path, data, done, failed = write
+    root, path, data, done, failed, create = write
     try:
-        root.write(path, data)
+        root.write(path, data, create=create)
     except AtpackError as e:
         if failed is None:
             raise

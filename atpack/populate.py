@@ -630,7 +630,7 @@ def _write(pack: Pack, planned: list[_Planned], link_root: CacheDir, callback: P
                 elif w.blob is not None:
                     by_blob[w.blob].append((p, i))
                 else:
-                    writes.add(p.root, w.path, w.data or b"", p.done(i), p.failed)
+                    writes.add(p.root, w.path, w.data or b"", p.done(i), p.failed, create=not w.replace)
         writes.flush()
 
         def unreadable(digests: list[str], error: AtpackError) -> None:
@@ -649,14 +649,15 @@ def _write(pack: Pack, planned: list[_Planned], link_root: CacheDir, callback: P
                     continue
                 if first is None and _inside(p.writes[i].path, link_root.root):
                     first = (p, i)
-                writes.add(p.root, p.writes[i].path, data, p.done(i), p.failed)
+                writes.add(p.root, p.writes[i].path, data, p.done(i), p.failed, create=not p.writes[i].replace)
             callback.relative_update(1)
         writes.flush()
         for p, i, source, j in links:
             _link(link_root, source, j, p, i)
         for p, i in last:
             if p.error is None:  # a kernel whose files are not all there is not made visible
-                writes.add(p.root, p.writes[i].path, p.writes[i].data or b"", p.done(i), p.failed)
+                w = p.writes[i]
+                writes.add(p.root, w.path, w.data or b"", p.done(i), p.failed, create=not w.replace)
         writes.flush()
         if writes.threaded:
             log.debug("creating files is slow here: wrote them on %d threads", Writes.THREADS)

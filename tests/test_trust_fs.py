@@ -158,11 +158,11 @@ def swapped_before_the_first_write(monkeypatch: pytest.MonkeyPatch, swap: Callab
     real_write = CacheDir.write
     swapped: list[bool] = []
 
-    def write(self: CacheDir, path: str, data: bytes | memoryview) -> None:
+    def write(self: CacheDir, path: str, data: bytes | memoryview, **options: bool) -> None:
         if not swapped:
             swapped.append(True)
             swap()
-        real_write(self, path, data)
+        real_write(self, path, data, **options)
 
     monkeypatch.setattr(CacheDir, "write", write)
     yield

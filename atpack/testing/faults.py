@@ -439,7 +439,7 @@ class Tripwire:
         self._patch(os, "write", write)
         self._patch(os, "open", open_)
         self._patch(storage._GuardedSink, "write", sink_write)
-        for name in ("mkdir", "replace", "rename", "fsync"):
+        for name in ("mkdir", "replace", "rename", "link", "unlink", "fsync"):
             self._patch(os, name, before(getattr(os, name)))
         return self
 

@@ -28,7 +28,7 @@ import reliability
 import atpack.files
 
 
-def _write_in_place(self: atpack.files.CacheDir, path: str, data: bytes | memoryview) -> None:
+def _write_in_place(self: atpack.files.CacheDir, path: str, data: bytes | memoryview, **options: bool) -> None:
     self._make_folder(path.rpartition("/")[0])
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
