@@ -39,8 +39,10 @@ __all__ = [
     "InductorBestConfig",
     "InductorGemmTimings",
     "InductorKernelPerf",
+    "InductorLocalValues",
     "KERNEL_SUFFIXES",
     "KernelFile",
+    "LocalValue",
     "MEGACACHE_TYPES",
     "MAX_EXTRA_DEPTH",
     "Manifest",
@@ -293,6 +295,38 @@ class InductorGemmTimings(Artifact, tag="inductor.gemm_timings/1", frozen=True):
     def summary(self) -> str:
         n = sum(len(e.timings) for e in self.entries)
         return f"cache/{self.system.hash[:12]}… {len(self.entries)} GEMMs, {n} timings"
+
+
+class LocalValue(Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """One value torch's `LocalCache.set_value` recorded under one key."""
+
+    key: Annotated[str, Meta(max_length=4096)]
+    value: bool | float
+
+
+class InductorLocalValues(Artifact, tag="inductor.local_values/1", frozen=True):
+    """The other entries of the file of `InductorGemmTimings` (``cache/<system hash>``): what
+    Inductor's `LocalCache.set_value` records beside the GEMM timings, one value per key (the
+    padding pass's benchmark times and decisions, the scheduler's fusion benchmark times, ...),
+    in file order. Populate adds the missing ones to the file, never changing one there."""
+
+    system: GemmSystem
+    values: Annotated[tuple[LocalValue, ...], Meta(min_length=1)]
+
+    def __post_init__(self) -> None:
+        repeated = _repeated(v.key for v in self.values)
+        if repeated is not None:
+            _refuse(self, "values", f"the key {repeated!r} is listed twice")
+
+    depends_on: ClassVar[tuple[str, ...]] = InductorGemmTimings.depends_on
+    requires: ClassVar[tuple[str, ...]] = InductorGemmTimings.requires
+
+    @property
+    def key(self) -> str:
+        return self.system.hash
+
+    def summary(self) -> str:
+        return f"cache/{self.system.hash[:12]}… {len(self.values)} values"
 
 
 class TritonConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -572,6 +606,7 @@ AnyArtifact = Union[
     InductorBestConfig,
     InductorKernelPerf,
     InductorGemmTimings,
+    InductorLocalValues,
     TritonAutotune,
     TritonKernel,
     TritonHostModule,

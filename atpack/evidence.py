@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from .artifacts import Artifact, Environment, InductorGemmTimings, TritonHostModule, TritonKernel
+from .artifacts import Artifact, Environment, InductorGemmTimings, InductorLocalValues, TritonHostModule, TritonKernel
 from .errors import EnvironmentMismatchError
 
 __all__ = [
@@ -45,8 +45,8 @@ def kernel_says(artifact: TritonKernel, small_files: Mapping[str, bytes]) -> dic
     return _kernel_says(raw) if raw is not None else {}
 
 
-def gemm_timings_say(artifact: InductorGemmTimings) -> dict[str, str]:
-    """What a GEMM timing file's ``system`` record states."""
+def gemm_timings_say(artifact: InductorGemmTimings | InductorLocalValues) -> dict[str, str]:
+    """What Inductor's local cache file's ``system`` record states."""
     system = artifact.system
     said = {
         "device_name": system.device_name,

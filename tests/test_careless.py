@@ -53,15 +53,17 @@ INTERRUPT_AT = """
 import os, signal, sys
 from atpack.cli import main
 
-replace, count = os.replace, [0]
+count = [0]
 
-def interrupted_replace(*args, **kwargs):  # the signal arrives while the Nth file is being put in place
-    count[0] += 1
-    if count[0] == int(sys.argv[2]):
-        os.kill(os.getpid(), getattr(signal, sys.argv[1]))
-    return replace(*args, **kwargs)
+def interrupted(put):  # the signal arrives while the Nth file is being put in place (a link or a rename)
+    def call(*args, **kwargs):
+        count[0] += 1
+        if count[0] == int(sys.argv[2]):
+            os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+        return put(*args, **kwargs)
+    return call
 
-os.replace = interrupted_replace
+os.replace, os.link = interrupted(os.replace), interrupted(os.link)
 sys.exit(main(sys.argv[3:]))
 """
 

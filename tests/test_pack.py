@@ -962,7 +962,7 @@ def test_nonzero_header_flags_are_refused(tmp_path: Path, pack_data: bytes) -> N
 
 
 def test_header_and_footer_must_name_the_same_version(tmp_path: Path, pack_data: bytes) -> None:
-    expect_refused(put(tmp_path, with_footer(pack_data, minor=1)), atpack.FormatError, "header says format 1.0")
+    expect_refused(put(tmp_path, with_footer(pack_data, minor=0)), atpack.FormatError, "header says format 1.1")
 
 
 # =========================================================================== writer errors

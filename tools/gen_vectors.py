@@ -122,12 +122,39 @@ def megacache_and_host(path: Path) -> None:
         )
 
 
+def local_values(path: Path) -> None:
+    """Format 1.1: one local cache file, its GEMM timings and its other values."""
+    from atpack.artifacts import (
+        ChoiceTiming,
+        GemmEntry,
+        GemmSystem,
+        InductorGemmTimings,
+        InductorLocalValues,
+        LocalValue,
+    )
+
+    system = GemmSystem(hash="3f" * 32, device_name="NVIDIA H100 80GB HBM3", triton="3.6.0", cuda="13.0")
+    with atpack.create(path) as w:
+        env = w.add_environment(ENV)
+        timings = (ChoiceTiming("triton_mm_7", 0.0123), ChoiceTiming("extern_mm", None))
+        w.add(
+            InductorGemmTimings(
+                env=env,
+                system=system,
+                entries=(GemmEntry(op="mm", inputs="[[64, 64], [64, 64]]", precision="highest", timings=timings),),
+            )
+        )
+        values = (LocalValue("mm-time-key", 0.0123), LocalValue("should-pad-key", True), LocalValue("fusion", 0.5))
+        w.add(InductorLocalValues(env=env, system=system, values=values))
+
+
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "empty": empty,
     "minimal": minimal,
     "h100-subset": h100_subset,
     "unknown-kind": unknown_kind,
     "megacache-and-host": megacache_and_host,
+    "local-values": local_values,
 }
 
 

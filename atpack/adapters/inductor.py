@@ -26,6 +26,8 @@ from ..artifacts import (
     InductorBestConfig,
     InductorGemmTimings,
     InductorKernelPerf,
+    InductorLocalValues,
+    LocalValue,
 )
 from ..errors import CacheFileError
 from ..files import CacheDir, FileWrite
@@ -38,7 +40,7 @@ __all__ = [
     "KINDS",
     "collect",
     "files",
-    "merge_gemm_timings",
+    "merge_local_cache",
     "render_best_config",
     "render_gemm_timings",
     "render_kernel_perf",
@@ -49,7 +51,7 @@ log = logging.getLogger(__name__)
 
 _SHARD = re.compile(r"^[a-z0-9]{2}$")
 _GEMM_FILE = re.compile(r"^[0-9a-f]{64}$")
-_Result = Union[InductorBestConfig, InductorKernelPerf, InductorGemmTimings]
+_Result = Union[InductorBestConfig, InductorKernelPerf, InductorGemmTimings, InductorLocalValues]
 _BEST_CONFIG_FIELDS = (
     "num_warps",
     "num_stages",
@@ -77,10 +79,10 @@ def collect(root: str, env: str, *, include: Callable[[str], bool] | None = None
             if _SHARD.match(shard):
                 yield from _collect_folder(cache, shard, _result_parser, env, include)
         if "cache" in names:
-            yield from _collect_folder(cache, "cache", _gemm_parser, env, include)
+            yield from _collect_folder(cache, "cache", _local_cache_parser, env, include)
 
 
-_Parse = Callable[[str, bytes, str], _Result]
+_Parse = Callable[[str, bytes, str], Union[_Result, list[_Result]]]
 
 
 def _collect_folder(
@@ -97,7 +99,7 @@ def _collect_folder(
         for file in folder.names():
             parse = parser(file)
             if parse is not None and (include is None or include(f"{name}/{file}")):
-                yield _parsed(parse, folder, file, env)
+                yield from _parsed(parse, folder, file, env)
 
 
 def _result_parser(name: str) -> _Parse | None:
@@ -108,22 +110,23 @@ def _result_parser(name: str) -> _Parse | None:
     return None
 
 
-def _gemm_parser(name: str) -> _Parse | None:
+def _local_cache_parser(name: str) -> _Parse | None:
     if not _GEMM_FILE.match(name):
         return None
-    return lambda relative, raw, env: parse_gemm_timings(name, raw, env)
+    return lambda relative, raw, env: parse_local_cache(name, raw, env)
 
 
-def _parsed(parse: _Parse, folder: Folder, name: str, env: str) -> Collected:
+def _parsed(parse: _Parse, folder: Folder, name: str, env: str) -> list[Collected]:
     path = os.path.join(folder.path, name)
     try:
         raw = folder.read(name)
-        artifact = parse(f"{folder.relative}/{name}", raw, env)
+        parsed = parse(f"{folder.relative}/{name}", raw, env)
     except CacheFileError as e:
-        return Skipped(path, str(e))
-    if render(artifact) != raw:
+        return [Skipped(path, str(e))]
+    artifacts = parsed if isinstance(parsed, list) else [parsed]
+    if render(*artifacts) != raw:
         log.warning("%s: unusual formatting; it will be written back with torch's formatting", path)
-    return artifact
+    return list(artifacts)
 
 
 def parse_best_config(relative: str, raw: bytes, env: str) -> InductorBestConfig:
@@ -150,7 +153,10 @@ def parse_kernel_perf(relative: str, raw: bytes, env: str) -> InductorKernelPerf
     return to_artifact(InductorKernelPerf, {"env": env, "path": relative, "timings": timings}, relative)  # type: ignore[no-any-return]
 
 
-def parse_gemm_timings(name: str, raw: bytes, env: str) -> InductorGemmTimings:
+def parse_local_cache(name: str, raw: bytes, env: str) -> list[_Result]:
+    """Inductor's local cache file ``cache/<system hash>``: its GEMM timings (objects nested by
+    op, inputs and precision) as `InductorGemmTimings`, its other entries (one value under one
+    key, `LocalCache.set_value`) as `InductorLocalValues`; each only where the file has some."""
     data = load_json(raw, name)
     try:
         system, cache = data["system"], data["cache"]
@@ -169,27 +175,55 @@ def parse_gemm_timings(name: str, raw: bytes, env: str) -> InductorGemmTimings:
                 "timings": [[choice, finite(ms)] for choice, ms in choices.items()],
             }
             for op, by_inputs in cache.items()
+            if isinstance(by_inputs, dict)
             for inputs, by_precision in by_inputs.items()
             for precision, choices in by_precision.items()
         ]
+        values = [[key, _local_value(value)] for key, value in cache.items() if not isinstance(value, dict)]
     except (KeyError, TypeError, AttributeError, ValueError) as e:
-        raise CacheFileError(f"cache/{name}: not a GEMM timing file ({type(e).__name__}: {e})") from e
+        raise CacheFileError(f"cache/{name}: not Inductor's local cache file ({type(e).__name__}: {e})") from e
     if fields["hash"] != name:
         raise CacheFileError(f"cache/{name}: names system hash {fields['hash']}")
-    return to_artifact(  # type: ignore[no-any-return]
-        InductorGemmTimings, {"env": env, "system": fields, "entries": entries}, f"cache/{name}"
-    )
+    found: list[_Result] = []
+    if entries or not values:  # a file of no entry at all is still its GEMM timings, empty
+        found.append(
+            to_artifact(InductorGemmTimings, {"env": env, "system": fields, "entries": entries}, f"cache/{name}")
+        )
+    if values:
+        found.append(
+            to_artifact(InductorLocalValues, {"env": env, "system": fields, "values": values}, f"cache/{name}")
+        )
+    return found
+
+
+def _local_value(value: Any) -> bool | float:
+    """A value `LocalCache.set_value` records: a decision (bool) or a time (a finite number)."""
+    if isinstance(value, bool):
+        return value
+    ms = finite(value)
+    if ms is None:
+        raise ValueError(f"not a finite number: {value!r}")
+    return ms
 
 
 # --------------------------------------------------------------------------- render
 
 
-def render(artifact: _Result) -> bytes:
-    if isinstance(artifact, InductorBestConfig):
-        return render_best_config(artifact)
-    if isinstance(artifact, InductorKernelPerf):
-        return render_kernel_perf(artifact)
-    return render_gemm_timings(artifact.system, _nested(artifact))
+def render(*artifacts: _Result) -> bytes:
+    """The file one artifact is, or the local cache file a GEMM timing and a values artifact
+    make together (timings first, as torch writes a file where GEMMs were tuned first)."""
+    first = artifacts[0]
+    if isinstance(first, InductorBestConfig):
+        return render_best_config(first)
+    if isinstance(first, InductorKernelPerf):
+        return render_kernel_perf(first)
+    cache: dict[str, Any] = {}
+    for a in artifacts:
+        if isinstance(a, InductorGemmTimings):
+            cache.update(_nested(a))
+        elif isinstance(a, InductorLocalValues):
+            cache.update((v.key, v.value) for v in a.values)
+    return render_gemm_timings(first.system, cache)
 
 
 def render_best_config(a: InductorBestConfig) -> bytes:
@@ -246,9 +280,13 @@ def files(artifact: InductorBestConfig | InductorKernelPerf, root: CacheDir) -> 
     return [FileWrite(root.path(artifact.path), data=render(artifact))]
 
 
-def merge_gemm_timings(artifact: InductorGemmTimings, root: CacheDir, *, dry_run: bool = False) -> tuple[str, str]:
-    """Merge the artifact's timings into the GEMM timing file under a lock, entry by entry:
-    timings already there are kept, missing ones added. Returns (action, detail)."""
+_Merged = Union[InductorGemmTimings, InductorLocalValues]
+
+
+def merge_local_cache(artifact: _Merged, root: CacheDir, *, dry_run: bool = False) -> tuple[str, str]:
+    """Merge the artifact's GEMM timings or values into Inductor's local cache file under a
+    lock, entry by entry: entries already there are kept, missing ones added. Returns
+    (action, detail)."""
     path = root.path(f"cache/{artifact.system.hash}")
     if dry_run:
         return _merge_file(artifact, root, path, dry_run=True)
@@ -257,27 +295,40 @@ def merge_gemm_timings(artifact: InductorGemmTimings, root: CacheDir, *, dry_run
         return _merge_file(artifact, root, path, dry_run=False)
 
 
-def _merge_file(artifact: InductorGemmTimings, root: CacheDir, path: str, *, dry_run: bool) -> tuple[str, str]:
+def _merge_file(artifact: _Merged, root: CacheDir, path: str, *, dry_run: bool) -> tuple[str, str]:
+    what = "timings" if isinstance(artifact, InductorGemmTimings) else "values"
     raw = root.read(path)
     if raw is None:
         if not dry_run:
             root.write(path, render(artifact))
-        return "written", f"{sum(len(e.timings) for e in artifact.entries)} timings"
+        return "written", f"{_count(artifact)} {what}"
     existing = load_json(raw, path)
     try:
         cache, system = existing["cache"], existing["system"]
         added = _merge_into(cache, artifact)
     except (KeyError, TypeError, AttributeError) as e:
-        raise CacheFileError(f"{path}: not a GEMM timing file ({type(e).__name__}: {e}); left as it is") from e
+        raise CacheFileError(f"{path}: not Inductor's local cache file ({type(e).__name__}: {e}); left as it is") from e
     if not added:
-        return "present", "every timing already there"
+        return "present", f"every one of its {what} already there"
     if not dry_run:
         root.write(path, render_gemm_timings(system, cache))
-    return "merged", f"{added} timings added"
+    return "merged", f"{added} {what} added"
 
 
-def _merge_into(cache: dict[str, Any], artifact: InductorGemmTimings) -> int:
+def _count(artifact: _Merged) -> int:
+    if isinstance(artifact, InductorGemmTimings):
+        return sum(len(e.timings) for e in artifact.entries)
+    return len(artifact.values)
+
+
+def _merge_into(cache: dict[str, Any], artifact: _Merged) -> int:
     added = 0
+    if isinstance(artifact, InductorLocalValues):
+        for v in artifact.values:
+            if v.key not in cache:  # a key there holds torch's own value (or timings): kept
+                cache[v.key] = v.value
+                added += 1
+        return added
     for e in artifact.entries:
         slot = _nested_dict(_nested_dict(_nested_dict(cache, e.op), e.inputs), e.precision)
         for t in e.timings:
@@ -356,7 +407,7 @@ class _GemmTimings(Kind[InductorGemmTimings]):
     populate = "merged"
 
     def merge_file(self, artifact: InductorGemmTimings, root: CacheDir, *, dry_run: bool) -> tuple[str, str]:
-        return merge_gemm_timings(artifact, root, dry_run=dry_run)
+        return merge_local_cache(artifact, root, dry_run=dry_run)
 
     def merge(self, answers: Sequence[Answer[InductorGemmTimings]], policy: str) -> tuple[InductorGemmTimings, str]:
         """Every entry and candidate of each file; a candidate timed differently is resolved by
@@ -405,6 +456,37 @@ class _GemmTimings(Kind[InductorGemmTimings]):
             shown.gemms.append({"op": e.op, "inputs": e.inputs, "precision": e.precision, "best": best, "times": times})
 
 
+class _LocalValues(Kind[InductorLocalValues]):
+    artifact = InductorLocalValues
+    populate = "merged"
+
+    def merge_file(self, artifact: InductorLocalValues, root: CacheDir, *, dry_run: bool) -> tuple[str, str]:
+        return merge_local_cache(artifact, root, dry_run=dry_run)
+
+    def merge(self, answers: Sequence[Answer[InductorLocalValues]], policy: str) -> tuple[InductorLocalValues, str]:
+        """Every key of each file; a key two answers gave different values is resolved by the
+        policy (newest: the newest pack's; otherwise the first pack's, as torch keeps the value
+        a key has)."""
+        chosen: dict[str, tuple[bool | float, Answer[InductorLocalValues]]] = {}
+        disputed = 0
+        for answer in answers:
+            for v in answer.artifact.values:
+                if v.key not in chosen:
+                    chosen[v.key] = (v.value, answer)
+                elif chosen[v.key][0] != v.value:
+                    disputed += 1
+                    if policy == "newest" and answer.newness > chosen[v.key][1].newness:
+                        chosen[v.key] = (v.value, answer)
+        first = answers[0].artifact
+        values = tuple(LocalValue(key, value) for key, (value, _) in sorted(chosen.items()))
+        merged = InductorLocalValues(env=first.env, system=first.system, values=values)
+        how = "kept the newest" if policy == "newest" else "kept the first pack's"
+        return merged, f"{disputed} values differed; {how}" if disputed else ""
+
+    def says(self, artifact: InductorLocalValues, small_files: Mapping[str, bytes]) -> dict[str, str]:
+        return evidence.gemm_timings_say(artifact)
+
+
 def _flat(a: InductorGemmTimings) -> dict[tuple[str, str, str, str], float | None]:
     return {(e.op, e.inputs, e.precision, t.choice): t.ms for e in a.entries for t in e.timings}
 
@@ -413,5 +495,6 @@ KINDS: tuple[Kind[Any], ...] = (
     _BestConfig(_collect),
     _KernelPerf(_collect),
     _GemmTimings(_collect),
+    _LocalValues(_collect),
 )
 """Inductor's kinds (`atpack.kinds`): read by one walk of its cache folder."""
