@@ -48,6 +48,7 @@ __all__ = [
     "CREATED",
     "created_now",
     "DEFAULT_LIMITS",
+    "EXPANSION_ALLOWANCE",
     "FORMAT_VERSION",
     "Limits",
     "Pack",
@@ -70,6 +71,8 @@ TAIL_READ = 64 * 1024
 
 MAX_ZSTD_RATIO = 1 << 15
 """No zstd frame expands more than this: a block holds at most 128 KiB and takes at least 4 bytes."""
+EXPANSION_ALLOWANCE = 16 << 20
+"""Decompressed bytes any pack may declare, whatever its size (`Limits.max_expansion`)."""
 
 
 class Progress(Protocol):
@@ -130,6 +133,10 @@ class Limits:
     max_blobs: int = 1 << 22
     max_artifacts: int = 1 << 22
     max_environments: int = 1 << 12
+    max_expansion: int = 1024
+    """Bytes a pack may declare decompressed (its index and frames together) per byte of its own,
+    beyond the first `EXPANSION_ALLOWANCE`: packs of real caches expand 1x to 50x (spec, §10), so
+    a few KiB declaring gigabytes is refused before any command decompresses a byte of it."""
     max_write_bytes: int = 64 << 30
     """Bytes one populate (all the packs of a model folder together) or one pull may write."""
     max_write_files: int = 2_000_000
@@ -663,6 +670,7 @@ class Pack:
             )
         if index_size > length * MAX_ZSTD_RATIO or length > _compress_bound(index_size):
             raise LimitError(f"{self.name}: no zstd frame of {length} bytes holds an index of {index_size} bytes")
+        self._check_expansion(index_size, "an index")
         if size <= tail_len:
             _check_header(tail[:HEADER_SIZE], self.format_version)
         start = size - tail_len
@@ -679,7 +687,17 @@ class Pack:
         except _DECODE_ERRORS as e:
             raise FormatError(f"{self.name}: index: {_why_undecodable(e, raw)}") from e
         self._check_tables(index, offset)
+        self._check_expansion(index_size + sum(f.size for f in index.frames), "an index and frames")
         return index, raw
+
+    def _check_expansion(self, declared: int, what: str) -> None:
+        """Refuse a pack that declares more decompressed bytes than `Limits.max_expansion` allows."""
+        budget = max(EXPANSION_ALLOWANCE, self.size * self._limits.max_expansion)
+        if declared > budget:
+            raise LimitError(
+                f"{self.name}: {what} of {declared:,} bytes decompressed from a pack of {self.size:,} bytes "
+                f"(over {self._limits.max_expansion}x, the limit of {budget:,})"
+            )
 
     def _not_a_pack(self) -> str:
         """Why a file that does not end with the footer is not a pack: one cut short (or with

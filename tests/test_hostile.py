@@ -25,6 +25,8 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -213,8 +215,35 @@ def test_a_frame_lying_about_its_size_is_refused_on_read_having_allocated_at_mos
     claim = 64 << 20
     data, length = lying_frame_pack(claim)
     assert length < claim // 30_000  # 2 KiB on the wire
-    peak = peak_allocation_while(lambda: site.refuses_artifacts(data, "IntegrityError", "frame 0"))
+    lenient = atpack.Limits(max_expansion=1 << 15)  # past the expansion limit (below), to reach the frame
+
+    def populate_lenient() -> None:
+        report = site.populate(data, limits=lenient)
+        assert [(o.action, o.error) for o in report.outcomes] == [("failed", "IntegrityError")]
+        assert "frame 0" in report.outcomes[0].detail
+
+    peak = peak_allocation_while(populate_lenient)
     assert peak < claim + (4 << 20)  # the declared size, which Limits.max_frame_size caps (below)
+
+
+def test_a_few_kib_declaring_far_more_decompressed_is_refused_when_opened(site: Site) -> None:
+    data, _ = lying_frame_pack(64 << 20)
+    peak = peak_allocation_while(lambda: site.refuses_pack(data, atpack.LimitError, "over 1024x"))
+    assert peak < 4 << 20  # nothing decompressed
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["inspect", "-v"], ["verify"], ["populate", "--dry-run"], ["megacache", "-o", "{out}"], ["merge", "-o", "{out}"]],
+    ids=lambda c: c[0],
+)
+def test_every_command_refuses_a_pack_that_declares_far_more_than_it_holds(site: Site, command: list[str]) -> None:
+    path = site.put(lying_frame_pack(64 << 20)[0])
+    out = site.packs / "out.bin"
+    argv = [sys.executable, "-m", "atpack", command[0], str(path), *(a.format(out=out) for a in command[1:])]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "over 1024x" in result.stderr and not out.exists()
 
 
 def test_a_frame_declaring_more_than_the_frame_limit_is_refused_before_it_is_read(site: Site) -> None:
