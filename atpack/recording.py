@@ -17,7 +17,9 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import shlex
+import stat
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,7 +28,7 @@ import msgspec
 from . import kinds, seam, settings, walk
 from .adapters import inductor
 from .adapters.megacache import Entry
-from .artifacts import Environment, InductorBestConfig, MegacacheEntry
+from .artifacts import Artifact, Environment, InductorBestConfig, MegacacheEntry
 from .env import LocalEnvironment
 from .errors import CacheFileError
 from .folders import default_inductor_dir, triton_dirs_to_collect
@@ -315,7 +317,7 @@ def capture_command(
         except OSError as e:
             raise AtpackError(f"cannot run {command[0]}: {e.strerror or e}") from e
         report = CommandReport(command, returncode, os.fspath(url))
-        packs = sorted(os.path.join(spool, name) for name in os.listdir(spool) if name.endswith(".atpack"))
+        packs = _spooled(spool)
         report.processes = len(packs)
         if not packs:
             raise AtpackError(
@@ -328,6 +330,52 @@ def capture_command(
         return report
     finally:
         shutil.rmtree(spool, ignore_errors=True)
+
+
+_SPOOLED = re.compile(r"[0-9]{1,10}\.atpack")
+"""What atpack's plug-in names the capture of a process (its pid)."""
+
+
+def _spooled(spool: str) -> list[str]:
+    """The captures the command's processes left in `spool`, each checked before it is merged: a
+    regular file named as atpack's plug-in names one, holding nothing populate would refuse
+    whatever the machine and trust (an unknown Megacache type, a key of another shape, a config
+    torch never emits). Any process of the command can write there; a pack that breaks a rule
+    is refused (`UnsafeContentError`), not merged into what is published."""
+    from .errors import UnsafeContentError
+    from .pack import open_pack
+
+    packs = []
+    for name in sorted(os.listdir(spool)):
+        path = os.path.join(spool, name)
+        if name.startswith("."):
+            continue  # the temporary of a process killed while it wrote its capture
+        if not _SPOOLED.fullmatch(name) or not stat.S_ISREG(os.lstat(path).st_mode):
+            raise UnsafeContentError(f"{path}: not a capture of atpack's plug-in (a process of the command made it)")
+        with open_pack(path) as pack:
+            for artifact in pack.artifacts:
+                if problem := _refused(artifact):
+                    left = f"{artifact.kind} {artifact.key!r}"[:200]
+                    raise UnsafeContentError(f"{path}: a process of the command left {left}: {problem}")
+        packs.append(path)
+    return packs
+
+
+def _refused(artifact: Any) -> str:
+    """Why populate refuses `artifact` on any machine, trusted or not ("" where it may write it)."""
+    from .adapters import megacache
+    from .errors import UnsafeContentError
+
+    if not isinstance(artifact, Artifact):
+        return ""  # a kind this atpack does not know: kept as it is, skipped by populate
+    if never := kinds.of(artifact).never(artifact):
+        return never
+    if isinstance(artifact, MegacacheEntry):
+        try:
+            megacache.target(artifact)
+        except UnsafeContentError as e:
+            return str(e)
+    return ""
 
 
 def _process_megacache() -> list[Entry]:

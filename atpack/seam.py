@@ -148,6 +148,8 @@ INTERNALS: tuple[Internal, ...] = tuple(_entry(*row) for row in (
      "tests/test_megacache.py"),
     ("2.8", "2.13", "format", ".best_config file", "rendered byte for byte", _READ_PATHS),
     ("2.8", "2.13", "format", "GEMM timing file (PersistentCache)", "merged entry by entry", _READ_PATHS),
+    ("2.8", "2.13", "format", "its other values (LocalCache.set_value)", "merged key by key",
+     "tests/test_local_values.py"),
     ("3.4", "3.9", "format", "Triton kernel folder, __grp__ file", "group files rewritten", _READ_PATHS),
     ("3.4", "3.9", "format", "Triton .autotune.json file", "rendered byte for byte", _READ_PATHS),
     ("2.8", "2.13", "format", "Inductor kernel module (names, harness)", "capture: which kernels it holds",

@@ -368,6 +368,48 @@ def test_atpack_capture_of_a_command_that_fails_keeps_the_published_pack(
     assert len(records) == 2
 
 
+PLANT = """
+import os, sys
+from pathlib import Path
+Path(os.environ["ATPACK_CAPTURE"], sys.argv[1]).write_bytes(Path(sys.argv[2]).read_bytes())
+"""
+
+
+@pytest.mark.parametrize(
+    "name, content, refusal",
+    [
+        ("999.atpack", "invented", "left inductor.best_config/1"),
+        ("999.atpack", "megacache", "not the shape torch gives autotune keys"),
+        ("evil.atpack", "honest", "not a capture of atpack's plug-in"),
+    ],
+    ids=["a config torch never emits", "a Megacache key that climbs out", "a name the plug-in never gives"],
+)
+def test_a_pack_another_process_of_the_command_leaves_in_the_spool_is_refused_not_published(
+    machines: tuple[Machine, ...], tmp_path: Path, name: str, content: str, refusal: str
+) -> None:
+    """Any process of the captured command can write where the plug-in leaves its captures: what
+    it leaves is checked as populate checks it, and a capture holding something populate refuses
+    everywhere publishes nothing."""
+    from test_trust_megacache import BEST_CONFIG, megacache_pack
+
+    from atpack.testing.packs import INDUCTOR_ENV, best_config, pack_of
+
+    made = machines[0]
+    planted = tmp_path / "planted.atpack"
+    if content == "megacache":
+        planted.write_bytes(megacache_pack(("autotune", "../../outside.best_config", BEST_CONFIG)))
+    else:
+        record = best_config(INDUCTOR_ENV.digest, 0)
+        if content == "invented":
+            record = msgspec.structs.replace(record, kwargs=(("XBLOCK", 384), ("xnumel", 1)))
+        planted.write_bytes(pack_of(record))
+    out = made.home / "c.atpack"
+    command = [sys.executable, "-c", PLANT, name, str(planted)]
+    result = made.process([sys.executable, "-m", "atpack", "capture", "-o", str(out), "--", *command], cwd=made.home)
+    assert result.returncode == 1 and not out.exists(), (result.stdout, result.stderr)
+    assert result.stderr.count("\n") == 1 and refusal in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("export", ["atpack capture", "in the process"])
 def test_kernels_compiled_before_inductor_chose_its_folder_are_packed_and_populated(
     machines: tuple[Machine, Machine, Machine], kernel_sources: list[str], h100_sample_root: Path, export: str

@@ -43,6 +43,7 @@ TESTS = [
     "tests/test_zero_config.py",
     "tests/test_seam.py",  # every entry of atpack.seam.INTERNALS claimed for the pair's releases
     "tests/test_foreign_builds.py",
+    "tests/test_local_values.py",  # Inductor's local cache values, through torch's own writers and readers
 ]
 
 # The test tools and atpack's own dependencies, pinned so that only torch and triton differ
