@@ -77,6 +77,43 @@ def test_the_replay_stands_aside_where_an_internal_it_patches_is_gone(internal: 
     assert len(_said(result)) == 1 and "is not the one atpack knows: the replay is off" in _said(result)[0]
 
 
+@pytest.mark.parametrize(
+    "module, owner, name",
+    [
+        ("torch._inductor.runtime.triton_heuristics", "", "check_autotune_cache"),
+        ("torch._inductor.triton_bundler", "TritonBundler", "put_winner"),
+        ("triton.runtime.autotuner", "Autotuner", "run"),
+    ],
+    ids=lambda v: v,
+)
+def test_every_other_patch_is_not_made_where_its_internal_is_gone_and_torch_runs_on(
+    module: str, owner: str, name: str
+) -> None:
+    """The replay's third patch and the capture's others: with the internal removed, atpack patches
+    nothing in its place, raises nothing, and leaves torch's and Triton's other functions to run."""
+    result = _run(f"""
+        import contextlib, importlib, json, logging
+        logging.basicConfig(format="%(name)s: %(message)s")
+        holder = importlib.import_module({module!r})
+        holder = getattr(holder, {owner!r}) if {owner!r} else holder
+        delattr(holder, {name!r})
+        from atpack import seam
+        seam.install_replay()
+        undo = contextlib.ExitStack()
+        seam.watch_records(lambda path, found: None, undo)
+        seam.watch_winners(lambda folder: None, undo)
+        seam.watch_autotune_runs(lambda: None, undo)
+        patched = seam.patched()
+        seam.uninstall()
+        undo.close()
+        print(json.dumps([patched, {name!r} in vars(holder)]))
+    """)
+    assert result.returncode == 0, result.stderr
+    patched, back = json.loads(result.stdout)
+    assert not [p for p in patched if p.endswith(f".{name}")] and not back  # nothing put in its place
+    assert len(_said(result)) <= 1  # said once where atpack needed it, or nothing where torch never had it
+
+
 def test_a_capture_whose_internals_are_gone_records_what_it_can_and_says_so_once(tmp_path: Path) -> None:
     result = _run(
         f"""
