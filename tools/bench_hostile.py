@@ -176,6 +176,7 @@ def main() -> int:
                         "pack": name,
                         "pack_bytes": len(data),
                         "declared_largest": largest,
+                        "index": index,
                         "command": command,
                         "bound_mib": round(bound, 1),
                         "within": within,
