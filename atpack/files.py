@@ -321,12 +321,15 @@ class CacheDir:
 
     @contextlib.contextmanager
     def locked(self, relative: str) -> Iterator[None]:
-        """An exclusive advisory lock (``flock``) on the file `relative`, created if missing."""
+        """An exclusive advisory lock (``flock``) on the file `relative`, created if missing,
+        readable by this user alone: anyone who can open a lock file can hold it forever, so one
+        another user owns is refused, and a lock held longer than `LOCK_WAIT_S` is an error, not
+        a wait without end."""
         path = self.path(relative)
         folder, name = self._split(path)
         dir_fd = self._writable(folder)
         try:
-            fd = os.open(name, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _NONBLOCK, 0o644, dir_fd=dir_fd)
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _NONBLOCK, 0o600, dir_fd=dir_fd)
         except OSError as e:
             if e.errno == errno.ELOOP:
                 raise UnsafeContentError(f"refusing to lock {path}: it is a symlink") from e
@@ -334,12 +337,14 @@ class CacheDir:
         finally:
             self._release(dir_fd, folder)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 raise CacheFileError(f"refusing to lock {path}: not a regular file")
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except OSError as e:
-                raise StorageError(f"{path}: cannot lock: {e.strerror or e}") from e
+            if st.st_uid != os.getuid():
+                raise UnsafeContentError(
+                    f"refusing to lock {path}: it belongs to another user (uid {st.st_uid}), who could hold it forever"
+                )
+            _flock(fd, path)
             yield
         finally:
             os.close(fd)
@@ -486,6 +491,27 @@ def _read_file(folder: int, name: str, path: str) -> bytes | None:
         return _read_all(fd, path)
     finally:
         os.close(fd)
+
+
+LOCK_WAIT_S = 60.0
+"""How long a lock another process holds is waited for (a merge holds it for milliseconds)."""
+
+
+def _flock(fd: int, path: str) -> None:
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise StorageError(
+                    f"{path}: held by another process for over {LOCK_WAIT_S:.0f} s; is one stuck? (remove the file "
+                    "once no atpack runs)"
+                ) from None
+            time.sleep(0.02)
+        except OSError as e:
+            raise StorageError(f"{path}: cannot lock: {e.strerror or e}") from e
 
 
 def _check_regular(fd: int, path: str) -> os.stat_result:

@@ -1,21 +1,28 @@
-"""Populate creates files; it never replaces one another writer made after it looked.
+"""Populate creates files; it never replaces one another writer made after it looked, and never
+waits without end for a lock someone else holds.
 
 Populate plans what to write from what the cache folder holds, then writes. A file another writer
 (a training process, a second populate) creates in between is theirs: populate lands each new file
 through a hard link, which fails where a file is already there (a rename would replace it), and
 reports that artifact failed with a one-line `FileCreatedMeanwhileError`; the kernel is not made
-visible (no group file), and the rest of the pack goes on.
+visible (no group file), and the rest of the pack goes on. The lock of a merged file (GEMM
+timings) is made for this user alone; one another user owns is refused, and one held longer than
+a minute is an error.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import stat
+import time
 from pathlib import Path
 
 import pytest
 from test_hostile import Site
 
 import atpack
+from atpack import files
 from atpack.files import CacheDir
 from atpack.testing.packs import TRITON_ENV, pack_of, triton_kernel
 
@@ -65,3 +72,43 @@ def test_a_write_that_may_create_only_never_replaces(tmp_path: Path) -> None:
     assert os.listdir(tmp_path / "ab") == ["file"]
     root.write(path, b"replaced")  # a write that may replace (a stale group file repaired)
     assert (tmp_path / "ab" / "file").read_bytes() == b"replaced"
+
+
+def _locks(root: CacheDir, tmp_path: Path) -> Path:
+    with root.locked("locks/x.atpack.lock"):
+        pass
+    return tmp_path / "locks" / "x.atpack.lock"
+
+
+def test_a_lock_file_is_made_for_this_user_alone(tmp_path: Path) -> None:
+    lock = _locks(CacheDir(str(tmp_path)), tmp_path)
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600  # no one else can open it, so no one else can hold it
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a file to another user needs root")
+def test_a_lock_file_another_user_owns_is_refused_not_waited_on(tmp_path: Path) -> None:
+    root = CacheDir(str(tmp_path))
+    lock = _locks(root, tmp_path)
+    os.chown(lock, 65534, 65534)  # nobody's: they could hold it forever
+    with pytest.raises(atpack.UnsafeContentError, match="belongs to another user"), root.locked("locks/x.atpack.lock"):
+        pass
+
+
+def test_a_lock_held_too_long_is_an_error_not_a_wait_without_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = CacheDir(str(tmp_path))
+    lock = _locks(root, tmp_path)
+    monkeypatch.setattr(files, "LOCK_WAIT_S", 0.3)
+    holder = os.open(lock, os.O_RDWR)  # another open file: a holder flock tells apart from us
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        started = time.monotonic()
+        refused = pytest.raises(atpack.StorageError, match="held by another process for over 0 s")
+        with refused, root.locked("locks/x.atpack.lock"):
+            pass
+        assert time.monotonic() - started < 5
+    finally:
+        os.close(holder)
+    with root.locked("locks/x.atpack.lock"):  # released: taken at once
+        pass
