@@ -21,6 +21,7 @@ __all__ = [
     "BlobNotFoundError",
     "CacheFileError",
     "EnvironmentMismatchError",
+    "FileChangedMeanwhileError",
     "FileCreatedMeanwhileError",
     "FormatError",
     "IntegrityError",
@@ -79,6 +80,11 @@ class StorageError(AtpackError):
 class FileCreatedMeanwhileError(StorageError, FileExistsError):
     """A file populate was to create was made by another writer between its plan and its write:
     theirs is kept, never replaced."""
+
+
+class FileChangedMeanwhileError(StorageError):
+    """A file populate merges into was replaced by another writer (torch) between populate's read
+    and its write: merged again from what is there now, never written over."""
 
 
 class NotFoundError(StorageError, FileNotFoundError):

@@ -34,7 +34,14 @@ import time
 from collections.abc import Callable, Iterator
 
 from .atomic import STALE_SECONDS, sweep
-from .errors import AtpackError, CacheFileError, FileCreatedMeanwhileError, StorageError, UnsafeContentError
+from .errors import (
+    AtpackError,
+    CacheFileError,
+    FileChangedMeanwhileError,
+    FileCreatedMeanwhileError,
+    StorageError,
+    UnsafeContentError,
+)
 
 __all__ = ["STALE_SECONDS", "CacheDir", "FileWrite", "Writes", "open_root", "sweep"]
 
@@ -283,13 +290,17 @@ class CacheDir:
         finally:
             self._release(fd, folder)
 
-    def write(self, path: str, data: bytes | memoryview, *, create: bool = False) -> None:
+    def write(
+        self, path: str, data: bytes | memoryview, *, create: bool = False, replacing: bytes | None = None
+    ) -> None:
         """Write `data` to `path` through a temporary file in the same folder and a rename; with
-        `create`, only where no file is there when it lands (`FileCreatedMeanwhileError`)."""
+        `create`, only where no file is there when it lands (`FileCreatedMeanwhileError`); with
+        `replacing`, only where the file still holds those bytes (`FileChangedMeanwhileError`:
+        another writer, torch, replaced it since it was read)."""
         folder, name = self._split(path)
         fd = self._writable(folder)
         try:
-            _write_file(fd, name, data, path, create=create)
+            _write_file(fd, name, data, path, create=create, replacing=replacing)
         finally:
             self._release(fd, folder)
 
@@ -532,7 +543,9 @@ def _read_all(fd: int, path: str) -> bytes:
         raise StorageError(f"{path}: cannot read: {e.strerror or e}") from e
 
 
-def _write_file(folder: int, name: str, data: bytes | memoryview, path: str, *, create: bool = False) -> None:
+def _write_file(
+    folder: int, name: str, data: bytes | memoryview, path: str, *, create: bool = False, replacing: bytes | None = None
+) -> None:
     """Write `name` in `folder` through a hidden temporary beside it and a rename; with `create`,
     through a hard link, which never replaces a file another writer made meanwhile (a rename
     would), and a rename only where the filesystem has no hard links."""
@@ -545,6 +558,8 @@ def _write_file(folder: int, name: str, data: bytes | memoryview, path: str, *, 
                 view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
+        if replacing is not None and _read_file(folder, name, path) != replacing:
+            raise FileChangedMeanwhileError(f"{path}: another writer replaced it meanwhile")
         if not create or not _linked(folder, tmp, name, path, data):
             os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
     except BaseException as e:  # Ctrl-C included: no temporary is left in torch's folders

@@ -13,18 +13,21 @@ a minute is an error.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_hostile import Site
 
 import atpack
 from atpack import files
+from atpack.adapters import inductor
 from atpack.files import CacheDir
-from atpack.testing.packs import TRITON_ENV, pack_of, triton_kernel
+from atpack.testing.packs import TRITON_ENV, gemm_timings, pack_of, triton_kernel
 
 THEIRS = b"written by another process meanwhile"
 
@@ -112,3 +115,33 @@ def test_a_lock_held_too_long_is_an_error_not_a_wait_without_end(
         os.close(holder)
     with root.locked("locks/x.atpack.lock"):  # released: taken at once
         pass
+
+
+def test_a_gemm_timing_torch_saves_between_populates_read_and_write_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Torch rewrites its local cache file (atomically, without atpack's lock) whenever it tunes:
+    a save that lands between populate's read and its write is merged again, never written over."""
+    site = Site(tmp_path)
+    ours = gemm_timings(TRITON_ENV.digest, 0)
+    target = site.inductor / "cache" / ours.system.hash
+    target.parent.mkdir(parents=True)
+    torchs = {"system": {"hash": ours.system.hash}, "cache": {"addmm": {"[[8, 8]]": {"high": {"torch_1": 0.5}}}}}
+    target.write_text(json.dumps(torchs, indent=4))
+    real_merge_into, saves = inductor._merge_into, []
+
+    def torch_saves_meanwhile(cache: dict[str, Any], artifact: Any) -> int:
+        if not saves:  # torch tunes one more GEMM and writes its file whole, as write_atomic does
+            saves.append(1)
+            newer = json.loads(target.read_text())
+            newer["cache"]["addmm"]["[[8, 8]]"]["high"]["torch_2"] = 0.25
+            (target.parent / "newer").write_text(json.dumps(newer, indent=4))
+            os.replace(target.parent / "newer", target)
+        return real_merge_into(cache, artifact)
+
+    monkeypatch.setattr(inductor, "_merge_into", torch_saves_meanwhile)
+    report = site.populate(pack_of(ours))
+    assert [o.action for o in report.outcomes] == ["merged"], report.format(verbose=True)
+    merged = json.loads(target.read_text())["cache"]
+    assert merged["addmm"]["[[8, 8]]"]["high"] == {"torch_1": 0.5, "torch_2": 0.25}  # torch's save kept
+    assert set(merged) >= {"addmm", ours.entries[0].op}  # and the pack's added

@@ -8,6 +8,7 @@ the same order), so a populated file is byte-identical to the collected one.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import math
@@ -29,7 +30,7 @@ from ..artifacts import (
     InductorLocalValues,
     LocalValue,
 )
-from ..errors import CacheFileError
+from ..errors import CacheFileError, FileChangedMeanwhileError, FileCreatedMeanwhileError
 from ..files import CacheDir, FileWrite
 from ..kinds import Answer, Collected, Kind, Shown, Skipped, Source
 from ..walk import Folder, open_cache
@@ -295,12 +296,24 @@ def merge_local_cache(artifact: _Merged, root: CacheDir, *, dry_run: bool = Fals
         return _merge_file(artifact, root, path, dry_run=False)
 
 
+_MERGE_TRIES = 5
+
+
 def _merge_file(artifact: _Merged, root: CacheDir, path: str, *, dry_run: bool) -> tuple[str, str]:
+    """Torch writes this file without atpack's lock: a file it creates or replaces between the
+    read and the write is merged again from what is there then, never written over."""
+    for _ in range(_MERGE_TRIES - 1):
+        with contextlib.suppress(FileCreatedMeanwhileError, FileChangedMeanwhileError):
+            return _merge_once(artifact, root, path, dry_run=dry_run)
+    return _merge_once(artifact, root, path, dry_run=dry_run)
+
+
+def _merge_once(artifact: _Merged, root: CacheDir, path: str, *, dry_run: bool) -> tuple[str, str]:
     what = "timings" if isinstance(artifact, InductorGemmTimings) else "values"
     raw = root.read(path)
     if raw is None:
         if not dry_run:
-            root.write(path, render(artifact))
+            root.write(path, render(artifact), create=True)
         return "written", f"{_count(artifact)} {what}"
     existing = load_json(raw, path)
     try:
@@ -311,7 +324,7 @@ def _merge_file(artifact: _Merged, root: CacheDir, path: str, *, dry_run: bool) 
     if not added:
         return "present", f"every one of its {what} already there"
     if not dry_run:
-        root.write(path, render_gemm_timings(system, cache))
+        root.write(path, render_gemm_timings(system, cache), replacing=raw)
     return "merged", f"{added} {what} added"
 
 
