@@ -31,16 +31,9 @@ WRITE = """
     pad_mm.set_cached_base_mm_benchmark_time("mm-time-key", 0.0123)
     pad_mm.set_cached_should_pad("should-pad-key", True)
     codecache.LocalCache().set_value("fusion-key", value=0.5)
-
-    class Choice:  # a GEMM candidate, as the autotuner hands them to its timing cache
-        def __init__(self, name):
-            self.name = name
-        def hash_key(self):
-            return self.name
-
-    choices = [Choice("triton_mm_1"), Choice("extern_mm")]
-    timed = codecache.PersistentCache().lookup(choices, "mm", "[[64, 64], [64, 64]]", lambda cs: {c: 0.01 for c in cs})
-    print(json.dumps(str(codecache.PersistentCache.get_local_cache_path())))
+    # a GEMM timing, nested op / inputs / precision / candidate as PersistentCache.lookup nests it
+    timed = codecache.LocalCache().set_value("mm", "[[64, 64], [64, 64]]", "high", "triton_mm_1", value=0.01)
+    print(json.dumps(str(codecache.LocalCache.get_local_cache_path())))
 """
 
 READ = """

@@ -96,6 +96,9 @@ def test_every_other_patch_is_not_made_where_its_internal_is_gone_and_torch_runs
         logging.basicConfig(format="%(name)s: %(message)s")
         holder = importlib.import_module({module!r})
         holder = getattr(holder, {owner!r}) if {owner!r} else holder
+        if {name!r} not in vars(holder):
+            print(json.dumps("not in this release"))
+            raise SystemExit
         delattr(holder, {name!r})
         from atpack import seam
         seam.install_replay()
@@ -109,6 +112,8 @@ def test_every_other_patch_is_not_made_where_its_internal_is_gone_and_torch_runs
         print(json.dumps([patched, {name!r} in vars(holder)]))
     """)
     assert result.returncode == 0, result.stderr
+    if json.loads(result.stdout) == "not in this release":
+        pytest.skip(f"{name} is not in this release (nothing to remove)")
     patched, back = json.loads(result.stdout)
     assert not [p for p in patched if p.endswith(f".{name}")] and not back  # nothing put in its place
     assert len(_said(result)) <= 1  # said once where atpack needed it, or nothing where torch never had it
