@@ -2,7 +2,8 @@
 
     python tools/bench_hostile.py [--timeout 60]
 
-Builds small packs that ask for much (below), runs every command that reads a pack on each, one
+Builds small packs that ask for much (below), runs every command that reads a pack on each (inspect,
+verify, populate and its dry run, megacache, merge, report, diff, sign, push to a local store), one
 process per run (`/usr/bin/time` reads the peak resident memory), and checks each against the
 bound the spec states (spec/FORMAT.md, 7.6): peak memory at most BASE_MIB plus
 DECLARED_MULTIPLE times the largest frame the pack declares (a command holds a frame and a blob
@@ -57,6 +58,9 @@ COMMANDS: dict[str, list[str]] = {
     "megacache": ["megacache", "{pack}", "-o", "{out}/blob.bin"],
     "merge": ["merge", "{pack}", "-o", "{out}/merged.atpack"],
     "report": ["report", "{pack}", "-o", "{out}/report.html"],
+    "diff": ["diff", "{pack}", "{pack}"],
+    "sign": ["sign", "{pack}", "--key", "{key}", "-o", "{out}/signed.atpack"],
+    "push": ["push", "{pack}", "{out}/store", "-t", "t"],
 }
 
 
@@ -158,6 +162,8 @@ def main() -> int:
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "atpack", "keygen", "bench"], cwd=tmp, check=True, capture_output=True)
+        key = Path(tmp) / "bench.key"
         for name, build in PACKS.items():
             data = build()
             pack = Path(tmp) / f"{name}.atpack"
@@ -167,7 +173,7 @@ def main() -> int:
             for command, template in COMMANDS.items():
                 work = Path(tempfile.mkdtemp(dir=tmp))
                 dirs = f"--inductor-dir {work}/i --triton-dir {work}/t"
-                argv = [a.format(pack=pack, out=work, dirs=dirs) for a in template]
+                argv = [a.format(pack=pack, out=work, dirs=dirs, key=key) for a in template]
                 argv = [w for a in argv for w in (a.split() if a.startswith("--inductor-dir") else [a])]
                 measured = run(argv, args.timeout)
                 within = not measured.get("timed_out") and (measured["peak_mib"] or 0) <= bound
