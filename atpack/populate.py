@@ -241,13 +241,21 @@ def populate(
         return _populate_one(urls[0], budget, **options)
     if len(urls) > limits.max_packs:
         raise LimitError(f"{os.fspath(pack)}: {len(urls)} packs, over the limit of {limits.max_packs}")
-    for url in urls:  # all or none: each pack checked, one open at a time, before any is written
-        with open_pack(url, storage_options=storage_options, limits=limits, retry=retry) as each:
+    # all or none: every pack opened, checked and held open before any is written, so that a pack
+    # swapped for another after its check is not what is written (a local pack is read through
+    # the descriptor opened here); the budget bounds what they hold together (max_write_files)
+    opened: list[Pack] = []
+    try:
+        for url in urls:
+            opened.append(open_pack(url, storage_options=storage_options, limits=limits, retry=retry))
             if trusted_keys:
-                _check_signature(each, trusted_keys)
-            budget.charge(each, os.fspath(pack), len(triton_dirs))
-    budget = _Budget(limits)  # charged again as each is written: a pack changed since is held to the limits too
-    return _combined([_populate_one(url, budget, **options) for url in urls], os.fspath(pack))
+                _check_signature(opened[-1], trusted_keys)
+            budget.charge(opened[-1], os.fspath(pack), len(triton_dirs))
+        budget = _Budget(limits)  # charged again as each is written
+        return _combined([_populate_one(each, budget, **options) for each in opened], os.fspath(pack))
+    finally:
+        for each in opened:
+            each.close()
 
 
 def _populate_one(

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
 import atpack
+from atpack import populate as populate_module
 from atpack.artifacts import InductorBestConfig
 from atpack.populate import populate
 from atpack.signing import SIGNATURE_PREFIX, SignatureError, generate_key, sign, verify_signature
@@ -126,3 +129,31 @@ def test_the_command_line_populates_only_with_a_trusted_signature(
     sign(VECTOR, keys["alice"][0], out=signed)
     ok = populate(signed)
     assert ok.returncode == 0 and "signature verified" in ok.stdout
+
+
+def test_a_pack_of_a_model_folder_swapped_after_its_check_is_not_what_is_written(
+    keys: dict[str, tuple[Path, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All or none: the packs of a model folder are opened and checked before any is written, and
+    held open until they are: one swapped for an unsigned pack after its check changes nothing."""
+    model = tmp_path / "model" / "atpack"
+    model.mkdir(parents=True)
+    for name in ("a", "b"):
+        sign(VECTOR, keys["alice"][0], out=model / f"{name}.atpack")
+    unsigned = tmp_path / "unsigned.atpack"
+    unsigned.write_bytes(VECTOR.read_bytes())
+    checked, real_check = [], populate_module._check_signature
+
+    def check_then_swap(pack: atpack.Pack, trusted: Any) -> str:
+        kid = real_check(pack, trusted)
+        checked.append(pack.name)
+        if pack.name.endswith("b.atpack") and checked.count(pack.name) == 1:
+            os.replace(unsigned, model / "b.atpack")  # another writer, right after b's check
+        return kid
+
+    monkeypatch.setattr(populate_module, "_check_signature", check_then_swap)
+    dirs = {"inductor_dir": str(tmp_path / "inductor"), "triton_dir": str(tmp_path / "triton")}
+    report = populate(model.parent, ignore_environment=True, trusted_keys=[keys["alice"][1]], **dirs)
+    assert SIGNATURE_PREFIX.encode() not in (model / "b.atpack").read_bytes()  # the swap happened
+    assert [n for n in checked if n.endswith("b.atpack")] == [checked[1]] * 2  # b checked again as written: signed
+    assert report.count("written") > 0
