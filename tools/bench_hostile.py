@@ -3,7 +3,8 @@
     python tools/bench_hostile.py [--timeout 60]
 
 Builds small packs that ask for much (below), runs every command that reads a pack on each (inspect,
-verify, populate and its dry run, megacache, merge, report, diff, sign, push to a local store), one
+verify, populate and its dry run, megacache, merge, report, diff, sign, push to a local store and
+pull back from it), one
 process per run (`/usr/bin/time` reads the peak resident memory), and checks each against the
 bound the spec states (spec/FORMAT.md, 7.6): peak memory at most BASE_MIB plus
 DECLARED_MULTIPLE times the largest frame the pack declares (a command holds a frame and a blob
@@ -61,6 +62,7 @@ COMMANDS: dict[str, list[str]] = {
     "diff": ["diff", "{pack}", "{pack}"],
     "sign": ["sign", "{pack}", "--key", "{key}", "-o", "{out}/signed.atpack"],
     "push": ["push", "{pack}", "{out}/store", "-t", "t"],
+    "pull": ["pull", "{store}", "t", "-o", "{out}/pulled.atpack", "--local", "{out}/local"],
 }
 
 
@@ -169,11 +171,15 @@ def main() -> int:
             pack = Path(tmp) / f"{name}.atpack"
             pack.write_bytes(data)
             largest, index = declared(data), read_footer(data).index_size
+            store = Path(tmp) / f"{name}-store"  # what `pull` reads: the pack pushed (where it opens at all)
+            subprocess.run(
+                [sys.executable, "-m", "atpack", "push", str(pack), str(store), "-t", "t"], capture_output=True
+            )
             bound = BASE_MIB + (DECLARED_MULTIPLE * largest + INDEX_MULTIPLE * index) / (1 << 20)
             for command, template in COMMANDS.items():
                 work = Path(tempfile.mkdtemp(dir=tmp))
                 dirs = f"--inductor-dir {work}/i --triton-dir {work}/t"
-                argv = [a.format(pack=pack, out=work, dirs=dirs, key=key) for a in template]
+                argv = [a.format(pack=pack, out=work, dirs=dirs, key=key, store=store) for a in template]
                 argv = [w for a in argv for w in (a.split() if a.startswith("--inductor-dir") else [a])]
                 measured = run(argv, args.timeout)
                 within = not measured.get("timed_out") and (measured["peak_mib"] or 0) <= bound
