@@ -364,7 +364,26 @@ class Store:
         digest = self.resolve(ref)
         record = self.record(digest)
         sizes = dict(record.blobs)
-        wanted = local.missing(sizes)
+        fetched, fetched_bytes = self._fetch_into(local, local.missing(sizes), sizes, progress)
+        target = os.fspath(out) if out is not None else local._url("pulled", f"{digest.split(':', 1)[1]}.atpack")
+        try:
+            _assemble(record, digest, local, target, storage_options)
+        except (IntegrityError, LimitError, StorageError):
+            # a local blob damaged since it was fetched (a disk error, a crash): fetched again,
+            # once, from this store, which its record vouches for; a second failure is final
+            damaged = local.damaged(record.blobs)
+            if not damaged:
+                raise
+            log.warning("%s: %d damaged blob(s), fetched again from %s", local.url, len(damaged), self.url)
+            again, again_bytes = self._fetch_into(local, damaged, sizes, progress)
+            fetched, fetched_bytes = fetched + again, fetched_bytes + again_bytes
+            _assemble(record, digest, local, target, storage_options)
+        return PullReport(digest, target, len(record.blobs), fetched, fetched_bytes)
+
+    def _fetch_into(
+        self, local: Store, wanted: list[str], sizes: dict[str, int], progress: Callable[[int, int], None] | None
+    ) -> tuple[int, int]:
+        """Copy the blobs `wanted` (each checked) from this store into `local`: (blobs, bytes)."""
         fetched = fetched_bytes = 0
         for blob, frame, _ in self.read_blobs((d, sizes[d]) for d in wanted):
             local._write_frames({blob: frame})
@@ -372,9 +391,18 @@ class Store:
             fetched_bytes += len(frame)
             if progress is not None:
                 progress(fetched, len(wanted))
-        target = os.fspath(out) if out is not None else local._url("pulled", f"{digest.split(':', 1)[1]}.atpack")
-        _assemble(record, digest, local, target, storage_options)
-        return PullReport(digest, target, len(record.blobs), fetched, fetched_bytes)
+        return fetched, fetched_bytes
+
+    def damaged(self, blobs: Iterable[tuple[str, int]]) -> list[str]:
+        """The blobs of `blobs` (digest, size) this store holds damaged, or lacks: each read alone."""
+        bad = []
+        for digest, size in blobs:
+            try:
+                for _ in self.read_blobs([(digest, size)]):
+                    pass
+            except AtpackError:
+                bad.append(digest)
+        return bad
 
 
 def _frame(data: bytes, level: int) -> bytes:

@@ -627,3 +627,20 @@ def test_tags_are_listed_without_being_read_and_read_together(s3: Any) -> None:
         assert sorted(_requests(proxy, s3)) == [("GET", f"/store/tags/{name}") for name in names]  # each read once
         assert all(d.startswith("sha256:") for d in digests.values())
         assert remote.resolve(names[0]) == digests[names[0]]
+
+
+def test_a_local_store_blob_damaged_after_its_fetch_is_fetched_again(tmp_path: pathlib.Path) -> None:
+    """A node-local store outlives a pull (a disk error, a crash mid-copy): a blob there that no
+    longer matches its digest is fetched again from the store the record comes from, once."""
+    vector = pathlib.Path(__file__).parent.parent / "spec" / "vectors" / "h100-subset.atpack"
+    remote, local = atpack.Store(str(tmp_path / "remote")), atpack.Store(str(tmp_path / "local"))
+    remote.push(vector, tags=["v1"])
+    first = remote.pull("v1", tmp_path / "first.atpack", local=local)
+    assert first.blobs_fetched == first.blobs > 1
+    blobs = sorted((tmp_path / "local" / "blobs").rglob("*"))
+    damaged = next(p for p in blobs if p.is_file())
+    damaged.write_bytes(damaged.read_bytes()[:-8] + b"\0" * 8)  # the frame's checksum no longer matches
+    again = remote.pull("v1", tmp_path / "again.atpack", local=local)
+    assert again.blobs_fetched == 1  # only the damaged one
+    assert atpack.open(tmp_path / "again.atpack").digest == atpack.open(vector).digest == again.digest
+    assert local.damaged(remote.record(remote.resolve("v1")).blobs) == []  # repaired in place
