@@ -374,7 +374,7 @@ class Store:
             damaged = local.damaged(record.blobs)
             if not damaged:
                 raise
-            log.warning("%s: %d damaged blob(s), fetched again from %s", local.url, len(damaged), self.url)
+            log.info("%s: %d damaged blob(s), fetched again from %s", local.url, len(damaged), self.url)
             again, again_bytes = self._fetch_into(local, damaged, sizes, progress)
             fetched, fetched_bytes = fetched + again, fetched_bytes + again_bytes
             _assemble(record, digest, local, target, storage_options)
