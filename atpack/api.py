@@ -139,7 +139,7 @@ def to_megacache(
                 f"{pack.name}: no Megacache entry in this pack ({len(pack.artifacts)} artifacts of other kinds)"
             )
         for entry in entries:
-            megacache.check_export(entry, trust_pickles=trust_pickles)
+            megacache.check_entry(entry, trust_pickles=trust_pickles)
         contents = dict(pack.read_blobs(a.content for a in entries))
         return megacache.write_blob(
             (a.type_name, a.entry_key, megacache.content(a, contents[a.content])) for a in entries

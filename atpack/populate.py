@@ -638,7 +638,7 @@ def _write(pack: Pack, planned: list[_Planned], link_root: CacheDir, callback: P
                 elif w.blob is not None:
                     by_blob[w.blob].append((p, i))
                 else:
-                    writes.add(p.root, w.path, w.data or b"", p.done(i), p.failed, create=not w.replace)
+                    _add(writes, p, i, w.data or b"")
         writes.flush()
 
         def unreadable(digests: list[str], error: AtpackError) -> None:
@@ -657,18 +657,24 @@ def _write(pack: Pack, planned: list[_Planned], link_root: CacheDir, callback: P
                     continue
                 if first is None and _inside(p.writes[i].path, link_root.root):
                     first = (p, i)
-                writes.add(p.root, p.writes[i].path, data, p.done(i), p.failed, create=not p.writes[i].replace)
+                _add(writes, p, i, data)
             callback.relative_update(1)
         writes.flush()
         for p, i, source, j in links:
             _link(link_root, source, j, p, i)
         for p, i in last:
             if p.error is None:  # a kernel whose files are not all there is not made visible
-                w = p.writes[i]
-                writes.add(p.root, w.path, w.data or b"", p.done(i), p.failed, create=not w.replace)
+                _add(writes, p, i, p.writes[i].data or b"")
         writes.flush()
         if writes.threaded:
             log.debug("creating files is slow here: wrote them on %d threads", Writes.THREADS)
+
+
+def _add(writes: Writes, p: _Planned, i: int, data: bytes) -> None:
+    """Write file `i` of `p`: created, never over a file another writer made since the plan,
+    unless it is one the kind may replace (`FileWrite.replace`)."""
+    w = p.writes[i]
+    writes.add(p.root, w.path, data, p.done(i), p.failed, create=not w.replace)
 
 
 def _inside(path: str, root: str) -> bool:

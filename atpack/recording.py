@@ -26,14 +26,14 @@ from typing import Any
 import msgspec
 
 from . import kinds, seam, settings, walk
-from .adapters import inductor
+from .adapters import inductor, megacache
 from .adapters.megacache import Entry
 from .artifacts import Artifact, Environment, InductorBestConfig, MegacacheEntry
 from .env import LocalEnvironment
-from .errors import CacheFileError
+from .errors import CacheFileError, UnsafeContentError
 from .folders import default_inductor_dir, triton_dirs_to_collect
 from .kinds import Collected, Skipped
-from .pack import CREATED, DEFAULT_LEVEL, PackInfo, create, created_now
+from .pack import CREATED, DEFAULT_LEVEL, Pack, PackInfo, create, created_now, open_pack
 
 __all__ = ["Capture", "CommandReport", "capture", "capture_command"]
 
@@ -339,12 +339,10 @@ _SPOOLED = re.compile(r"[0-9]{1,10}\.atpack")
 def _spooled(spool: str) -> list[str]:
     """The captures the command's processes left in `spool`, each checked before it is merged: a
     regular file named as atpack's plug-in names one, holding nothing populate would refuse
-    whatever the machine and trust (an unknown Megacache type, a key of another shape, a config
-    torch never emits). Any process of the command can write there; a pack that breaks a rule
-    is refused (`UnsafeContentError`), not merged into what is published."""
-    from .errors import UnsafeContentError
-    from .pack import open_pack
-
+    whatever the machine and trust (`Kind.never`; for a Megacache entry an unknown type or a key
+    of another shape, and for an autotune entry a config torch never emits). Any process of the
+    command can write there; a pack that breaks a rule is refused (`UnsafeContentError`), not
+    merged into what is published."""
     packs = []
     for name in sorted(os.listdir(spool)):
         path = os.path.join(spool, name)
@@ -353,29 +351,28 @@ def _spooled(spool: str) -> list[str]:
         if not _SPOOLED.fullmatch(name) or not stat.S_ISREG(os.lstat(path).st_mode):
             raise UnsafeContentError(f"{path}: not a capture of atpack's plug-in (a process of the command made it)")
         with open_pack(path) as pack:
-            for artifact in pack.artifacts:
-                if problem := _refused(artifact):
-                    left = f"{artifact.kind} {artifact.key!r}"[:200]
-                    raise UnsafeContentError(f"{path}: a process of the command left {left}: {problem}")
+            try:
+                _check_spooled(pack)
+            except UnsafeContentError as e:
+                raise UnsafeContentError(f"{path}: a process of the command left {e}") from e
         packs.append(path)
     return packs
 
 
-def _refused(artifact: Any) -> str:
-    """Why populate refuses `artifact` on any machine, trusted or not ("" where it may write it)."""
-    from .adapters import megacache
-    from .errors import UnsafeContentError
-
-    if not isinstance(artifact, Artifact):
-        return ""  # a kind this atpack does not know: kept as it is, skipped by populate
-    if never := kinds.of(artifact).never(artifact):
-        return never
-    if isinstance(artifact, MegacacheEntry):
-        try:
-            megacache.target(artifact)
-        except UnsafeContentError as e:
-            return str(e)
-    return ""
+def _check_spooled(pack: Pack) -> None:
+    autotune: dict[str, list[MegacacheEntry]] = {}
+    for artifact in pack.artifacts:
+        if not isinstance(artifact, Artifact):
+            continue  # a kind this atpack does not know: kept as it is, skipped by populate
+        if never := kinds.of(artifact).never(artifact):
+            raise UnsafeContentError(f"{artifact.kind} {artifact.key!r}"[:200] + f": {never}")
+        if isinstance(artifact, MegacacheEntry):
+            megacache.check_entry(artifact, trust_pickles=True)
+            if not artifact.runs_code:
+                autotune.setdefault(artifact.content, []).append(artifact)
+    for digest, data in pack.read_blobs(autotune):
+        for entry in autotune[digest]:
+            megacache.content(entry, data)
 
 
 def _process_megacache() -> list[Entry]:

@@ -380,9 +380,15 @@ Path(os.environ["ATPACK_CAPTURE"], sys.argv[1]).write_bytes(Path(sys.argv[2]).re
     [
         ("999.atpack", "invented", "left inductor.best_config/1"),
         ("999.atpack", "megacache", "not the shape torch gives autotune keys"),
+        ("999.atpack", "megacache-config", "not a power of two"),
         ("evil.atpack", "honest", "not a capture of atpack's plug-in"),
     ],
-    ids=["a config torch never emits", "a Megacache key that climbs out", "a name the plug-in never gives"],
+    ids=[
+        "a config torch never emits",
+        "a Megacache key that climbs out",
+        "a Megacache config torch never emits",
+        "a name the plug-in never gives",
+    ],
 )
 def test_a_pack_another_process_of_the_command_leaves_in_the_spool_is_refused_not_published(
     machines: tuple[Machine, ...], tmp_path: Path, name: str, content: str, refusal: str
@@ -390,7 +396,7 @@ def test_a_pack_another_process_of_the_command_leaves_in_the_spool_is_refused_no
     """Any process of the captured command can write where the plug-in leaves its captures: what
     it leaves is checked as populate checks it, and a capture holding something populate refuses
     everywhere publishes nothing."""
-    from test_trust_megacache import BEST_CONFIG, megacache_pack
+    from test_trust_megacache import AUTOTUNE_KEY, BEST_CONFIG, megacache_pack
 
     from atpack.testing.packs import INDUCTOR_ENV, best_config, pack_of
 
@@ -398,6 +404,9 @@ def test_a_pack_another_process_of_the_command_leaves_in_the_spool_is_refused_no
     planted = tmp_path / "planted.atpack"
     if content == "megacache":
         planted.write_bytes(megacache_pack(("autotune", "../../outside.best_config", BEST_CONFIG)))
+    elif content == "megacache-config":
+        invented = b'{"XBLOCK": 384, "num_warps": 4, "num_stages": 1}'
+        planted.write_bytes(megacache_pack(("autotune", AUTOTUNE_KEY, invented)))
     else:
         record = best_config(INDUCTOR_ENV.digest, 0)
         if content == "invented":

@@ -161,11 +161,12 @@ def content(entry: MegacacheEntry, data: bytes) -> bytes:
     return render_best_config(best_config)
 
 
-def check_export(entry: MegacacheEntry, *, trust_pickles: bool) -> None:
-    """Refuse (`UnsafeContentError`) an entry that populate would refuse before reading it, for a
-    blob torch's `load_cache_artifacts` reads: torch's loader writes each entry where its key says
-    and unpickles it later, so a key of another shape, an unknown type or a pickle not trusted
-    never leaves the pack that way either. Its bytes then go through `content`, as populate's."""
+def check_entry(entry: MegacacheEntry, *, trust_pickles: bool) -> None:
+    """Refuse (`UnsafeContentError`) an entry that populate would refuse before reading it, for
+    every way out of a pack (the export to torch's blob, a capture's spool): torch's loader writes
+    each entry where its key says and unpickles it later, so a key of another shape, an unknown
+    type or a pickle not trusted never leaves the pack. Its bytes then go through `content`, as
+    populate's."""
     target(entry)
     if entry.runs_code and not trust_pickles:
         raise UnsafeContentError(
