@@ -111,7 +111,7 @@ def created_now() -> str:
 
 
 DEFAULT_LEVEL = 9
-DEFAULT_GROUP_SIZE = 1 << 20
+DEFAULT_GROUP_SIZE = 1 << 26
 
 _ANNOTATION_PATTERN = r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+([._/][A-Za-z0-9][A-Za-z0-9-]*)*(?!\n)$"
 _ANNOTATION_KEY = re.compile(_ANNOTATION_PATTERN)
@@ -256,10 +256,8 @@ class PackInfo:
 @dataclasses.dataclass
 class _Spooled:
     pos: int
-    length: int
     size: int
     hint: str
-    compressed: bool
 
 
 class PackWriter:
@@ -301,19 +299,16 @@ class PackWriter:
         if known is not None:
             known.hint = min(known.hint, hint)
             return digest
-        size = len(data)
-        compressed = size > self._group_size
-        payload = self._large_compressor(size).compress(data) if compressed else data
         self._spool.seek(self._spool_end)
-        self._spool.write(payload)
-        self._blobs[digest] = _Spooled(self._spool_end, len(payload), size, hint, compressed)
-        self._spool_end += len(payload)
+        self._spool.write(data)
+        self._blobs[digest] = _Spooled(self._spool_end, len(data), hint)
+        self._spool_end += len(data)
         return digest
 
-    def _large_compressor(self, size: int) -> zstandard.ZstdCompressor:
-        """For a blob with a frame of its own: long-distance matching over a window as large as
-        the blob (up to 128 MiB, zstd's default decoder limit), which finds the repeats far apart
-        in large blobs (a pickled graph holds every candidate kernel's source)."""
+    def _compressor(self, size: int) -> zstandard.ZstdCompressor:
+        """For a frame of `size` bytes: long-distance matching over a window as large as the frame
+        (up to 128 MiB, zstd's default decoder limit), which finds the repeats far apart: a
+        pickled graph holds a copy of every candidate kernel, whose files the pack holds too."""
         window_log = max(10, min(27, (size - 1).bit_length()))
         params = zstandard.ZstdCompressionParameters.from_level(
             self._level, enable_ldm=True, window_log=window_log, write_content_size=True, write_checksum=True
@@ -448,39 +443,55 @@ class PackWriter:
     def _write_frames(self) -> tuple[list[FrameEntry], list[BlobEntry]]:
         frames: list[FrameEntry] = []
         blobs: list[BlobEntry] = []
-        group: list[tuple[str, bytes]] = []
-        group_size = 0
-
-        def emit(payload: bytes, size: int) -> None:
-            frames.append(FrameEntry(self._written, len(payload), size, hashlib.sha256(payload).hexdigest()))
-            self._write(payload)
-
-        def flush_group() -> None:
-            nonlocal group, group_size
-            if not group:
-                return
+        for group in self._groups():
             offset = 0
-            for digest, data in group:
-                blobs.append(BlobEntry(digest, len(frames), offset, len(data)))
-                offset += len(data)
-            emit(self._zstd.compress(b"".join(data for _, data in group)), group_size)
-            group, group_size = [], 0
-
-        for digest, spooled in sorted(self._blobs.items(), key=lambda kv: (kv[1].hint, kv[0])):
-            self._spool.seek(spooled.pos)
-            payload = self._spool.read(spooled.length)
-            if spooled.compressed:
-                flush_group()
-                blobs.append(BlobEntry(digest, len(frames), 0, spooled.size))
-                emit(payload, spooled.size)
-                continue
-            if group and group_size + spooled.size > self._group_size:
-                flush_group()
-            group.append((digest, payload))
-            group_size += spooled.size
-        flush_group()
+            for digest, spooled in group:
+                blobs.append(BlobEntry(digest, len(frames), offset, spooled.size))
+                offset += spooled.size
+            frames.append(self._write_frame(group, offset))
         blobs.sort(key=lambda b: b.digest)
         return frames, blobs
+
+    def _groups(self) -> Iterator[list[tuple[str, _Spooled]]]:
+        """The blobs cut into frames: an environment's blobs apart from another's (a machine
+        reads its own environment's frames), in `(hint, digest)` order, each frame at most the
+        group size (a larger blob alone)."""
+        envs = self._blob_environments()
+        group: list[tuple[str, _Spooled]] = []
+        size, env = 0, ""
+        for digest, spooled in sorted(self._blobs.items(), key=lambda kv: (envs.get(kv[0], ""), kv[1].hint, kv[0])):
+            if group and (size + spooled.size > self._group_size or envs.get(digest, "") != env):
+                yield group
+                group, size = [], 0
+            group.append((digest, spooled))
+            size += spooled.size
+            env = envs.get(digest, "")
+        if group:
+            yield group
+
+    def _blob_environments(self) -> dict[str, str]:
+        """Each blob's environment: the least digest among those of the artifacts that refer to it."""
+        envs: dict[str, str] = {}
+        for digest, raw in self._artifacts.items():
+            env = _probe_decoder.decode(raw).env
+            for ref in self._blob_refs[digest]:
+                envs[ref] = min(envs.get(ref, env), env)
+        return envs
+
+    def _write_frame(self, group: list[tuple[str, _Spooled]], size: int) -> FrameEntry:
+        """Compress the group's blobs into one frame, streamed from the spool."""
+        offset, sha256 = self._written, hashlib.sha256()
+        stream = self._compressor(size).compressobj(size=size)
+
+        def write(chunk: bytes) -> None:
+            sha256.update(chunk)
+            self._write(chunk)
+
+        for _, spooled in group:
+            self._spool.seek(spooled.pos)
+            write(stream.compress(self._spool.read(spooled.size)))
+        write(stream.flush())
+        return FrameEntry(offset, self._written - offset, size, sha256.hexdigest())
 
     def _index_bytes(self, frames: list[FrameEntry], blobs: list[BlobEntry]) -> bytes:
         used_envs = {_probe_decoder.decode(raw).env for raw in self._artifacts.values()}

@@ -337,12 +337,13 @@ def test_an_unknown_protocol_is_a_storage_error() -> None:
 
 @pytest.mark.slow
 def test_s3_reading_one_small_blob_of_a_50mb_pack_transfers_under_1mb(s3) -> None:
-    """60 incompressible blobs of about 1 MB (some above the group size, each in a frame of
-    its own, some below, each filling a shared frame) and 460 small artifacts."""
+    """60 incompressible blobs of about 1 MB (some above a 1 MB group size, each in a frame of
+    its own, some below, each filling a shared frame) and 460 small artifacts. A reader reads
+    whole frames: the default group size (64 MiB) would make this pack one frame."""
     rng = random.Random(50)
     url = s3.url("big.atpack")
     started = time.perf_counter()
-    with atpack.create(url, storage_options=s3.storage_options) as writer:
+    with atpack.create(url, storage_options=s3.storage_options, group_size=1 << 20) as writer:
         content = Content()
         for i in range(60):
             add_kernel(

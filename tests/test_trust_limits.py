@@ -28,7 +28,7 @@ import atpack
 from atpack.artifacts import MegacacheAotAutograd
 from atpack.digest import digest_bytes
 from atpack.merging import merge
-from atpack.pack import DEFAULT_LIMITS
+from atpack.pack import DEFAULT_GROUP_SIZE, DEFAULT_LIMITS
 from atpack.populate import populate
 from atpack.store import PackRecord, Store, _record_digest
 from atpack.testing.faults import listing
@@ -42,9 +42,11 @@ def one_line(error: pytest.ExceptionInfo[atpack.AtpackError]) -> str:
     return str(error.value)
 
 
-def write_pack(path: Path, *artifacts: atpack.Artifact, blobs: tuple[bytes, ...] = ()) -> Path:
+def write_pack(
+    path: Path, *artifacts: atpack.Artifact, blobs: tuple[bytes, ...] = (), group_size: int = DEFAULT_GROUP_SIZE
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(pack_of(*artifacts, blobs=blobs))
+    path.write_bytes(pack_of(*artifacts, blobs=blobs, group_size=group_size))
     return path
 
 
@@ -154,7 +156,8 @@ def test_megacache_replay_holds_one_batch_of_contents_not_every_entry(caches: Ca
         MegacacheAotAutograd(env=INDUCTOR_ENV.digest, entry_key=aot_key(i), seq=i, content=digest_bytes(c), size=len(c))
         for i, c in enumerate(contents)
     ]
-    pack = write_pack(tmp_path / "p.atpack", *entries, blobs=tuple(contents))
+    # a frame per entry: what this holds to is the batch (a frame is read whole)
+    pack = write_pack(tmp_path / "p.atpack", *entries, blobs=tuple(contents), group_size=4 * MiB)
     limits = dataclasses.replace(DEFAULT_LIMITS, batch_bytes=4 * MiB)
     reports: list[atpack.PopulateReport] = []
     peak = peak_allocation_while(lambda: reports.append(caches.populate(pack, trust_pickles=True, limits=limits)))

@@ -728,18 +728,27 @@ class Option:
     level: int
     dictionary: zstandard.ZstdCompressionDict | None = None
     runs: int = 1
+    long_distance: bool = False  # zstd's long-distance matching over a window as large as the frame
 
 
 def evaluate(option: Option, blobs: list[Blob], seed: int, samples: int) -> dict[str, Any]:
-    cctx = zstandard.ZstdCompressor(
-        level=option.level, write_content_size=True, write_checksum=True, dict_data=option.dictionary
-    )
     dctx = zstandard.ZstdDecompressor(dict_data=option.dictionary)
     joined = [b"".join(b.data for b in frame) for frame in option.frames]
     out: list[bytes] = []
 
+    def compressor(size: int) -> zstandard.ZstdCompressor:
+        if option.long_distance:  # as the pack writer does
+            window_log = max(10, min(27, (size - 1).bit_length()))
+            params = zstandard.ZstdCompressionParameters.from_level(
+                option.level, enable_ldm=True, window_log=window_log, write_content_size=True, write_checksum=True
+            )
+            return zstandard.ZstdCompressor(compression_params=params)
+        return zstandard.ZstdCompressor(
+            level=option.level, write_content_size=True, write_checksum=True, dict_data=option.dictionary
+        )
+
     def compress() -> None:
-        out[:] = [cctx.compress(j) for j in joined]
+        out[:] = [compressor(len(j)).compress(j) for j in joined]
 
     times = timed_rounds({"compress": compress}, option.runs)["compress"]
     raw = sum(len(j) for j in joined)
@@ -820,6 +829,8 @@ def bench_options(settings: Settings, name: str, blobs: list[Blob], level19_dige
             for level in levels:
                 run(Option(f"grouped {group_size // KIB} KiB, {order}", layout(blobs, group_size, by_hint), level))
     run(Option("one stream", [sorted(blobs, key=lambda b: (b.hint, b.digest))], DEFAULT_LEVEL))
+    default = f"grouped {DEFAULT_GROUP_SIZE // MIB} MiB, hint,digest, long-distance matching (the default)"
+    run(Option(default, layout(blobs, DEFAULT_GROUP_SIZE, True), DEFAULT_LEVEL, long_distance=True))
 
     # trained dictionary, frame per blob: trained on all blobs (optimistic) and on half (held out)
     samples_data = [b.data for b in blobs if b.data]

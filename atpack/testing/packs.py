@@ -38,7 +38,7 @@ from atpack.artifacts import (
     TritonConfigTiming,
 )
 from atpack.digest import canonical, digest_bytes
-from atpack.pack import DEFAULT_LIMITS, PackWriter
+from atpack.pack import DEFAULT_GROUP_SIZE, DEFAULT_LIMITS, PackWriter
 
 HEADER = struct.Struct("<8sHHI")  # magic, major, minor, flags
 FOOTER = struct.Struct("<QQQ32sHHI8s")  # index offset, length, size, sha256, major, minor, flags, magic
@@ -133,12 +133,15 @@ def triton_kernel(env: str, n: int, files: Sequence[tuple[str, bytes]]) -> atpac
 
 
 def pack_of(
-    *artifacts: atpack.Artifact, blobs: tuple[bytes, ...] = (), envs: tuple[atpack.Environment, ...] = ()
+    *artifacts: atpack.Artifact,
+    blobs: tuple[bytes, ...] = (),
+    envs: tuple[atpack.Environment, ...] = (),
+    group_size: int = DEFAULT_GROUP_SIZE,
 ) -> bytes:
     """A pack of `artifacts` and `blobs` by the reference writer, with `envs` as its environments
     (by default INDUCTOR_ENV and TRITON_ENV)."""
     out = io.BytesIO()
-    writer = PackWriter(out)
+    writer = PackWriter(out, group_size=group_size)
     for env in envs or (INDUCTOR_ENV, TRITON_ENV):
         writer.add_environment(env)
     for blob in blobs:
