@@ -243,19 +243,24 @@ class GemmSystem(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, 
     hip: str | UnsetType | None = UNSET
 
 
+GemmText = Annotated[str, Meta(max_length=65536)]
+"""A GEMM timing file's strings (an op, its inputs' layouts, a candidate's key): far below 64 KiB
+in torch's own files."""
+
+
 class ChoiceTiming(Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
     """One benchmarked GEMM candidate: its hash key and time."""
 
-    choice: str
+    choice: GemmText
     ms: Timing
 
 
 class GemmEntry(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The timings of every candidate of one GEMM (op, input layouts, float32 precision)."""
 
-    op: str
-    inputs: str
-    precision: str
+    op: GemmText
+    inputs: GemmText
+    precision: GemmText
     timings: tuple[ChoiceTiming, ...]
 
 

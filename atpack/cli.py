@@ -77,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if debug else (logging.INFO if args.verbose else logging.WARNING),
         format="atpack: %(levelname)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_PrintableFormatter(handler.formatter))
     try:
         with _terminated_as_interrupted():
             return int(args.run(args) or 0)
@@ -140,6 +142,24 @@ def _one_line(error: BaseException | str) -> str:
     from .text import printable
 
     return printable(" ".join(str(error).split())) or type(error).__name__
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Log lines as the terminal should show them: a name or reason from a cache folder, a pack or
+    a store (someone else's text) escaped, one line a record."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self._inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        import copy
+
+        from .text import printable
+
+        shown = copy.copy(record)
+        shown.msg, shown.args = printable(record.getMessage()), None  # a traceback (--debug) keeps its lines
+        return self._inner.format(shown)
 
 
 class _UsageError(Exception):
@@ -523,7 +543,7 @@ def _keygen(args: argparse.Namespace) -> int:
     try:
         kid = generate_key(f"{args.name}.key", f"{args.name}.pub")
     except FileExistsError as e:
-        raise AtpackError(f"{args.name}.key exists: not overwriting a key") from e
+        raise AtpackError(f"{e.filename} exists (a file or a symlink): not overwriting it") from e
     print(f"wrote {args.name}.key (private) and {args.name}.pub (public), key {kid}")
     return 0
 

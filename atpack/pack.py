@@ -49,6 +49,7 @@ __all__ = [
     "created_now",
     "DEFAULT_LIMITS",
     "EXPANSION_ALLOWANCE",
+    "INDEX_ALLOWANCE",
     "FORMAT_VERSION",
     "Limits",
     "Pack",
@@ -73,6 +74,8 @@ MAX_ZSTD_RATIO = 1 << 15
 """No zstd frame expands more than this: a block holds at most 128 KiB and takes at least 4 bytes."""
 EXPANSION_ALLOWANCE = 16 << 20
 """Decompressed bytes any pack may declare, whatever its size (`Limits.max_expansion`)."""
+INDEX_ALLOWANCE = 1 << 20
+"""Bytes any index may decompress to, whatever its compressed length (`Limits.max_index_expansion`)."""
 
 
 class Progress(Protocol):
@@ -137,6 +140,12 @@ class Limits:
     """Bytes a pack may declare decompressed (its index and frames together) per byte of its own,
     beyond the first `EXPANSION_ALLOWANCE`: packs of real caches expand 1x to 50x (spec, §10), so
     a few KiB declaring gigabytes is refused before any command decompresses a byte of it."""
+    max_index_expansion: int = 32
+    """Bytes an index may decompress to per compressed byte, beyond `INDEX_ALLOWANCE`: real
+    indexes expand 2x to 5x (digests and timings do not compress), while a decoded index takes
+    up to 17 bytes of memory a byte; so a pack of 250 KB declaring a 200 MiB index of repeated
+    records (gigabytes once decoded) is refused before it is decompressed, and the writer
+    refuses to write an index over it."""
     max_write_bytes: int = 64 << 30
     """Bytes one populate (all the packs of a model folder together) or one pull may write."""
     max_write_files: int = 2_000_000
@@ -389,6 +398,11 @@ class PackWriter:
         index = self._index_bytes(frames, blobs)
         index_offset = self._written
         compressed = self._zstd.compress(index)
+        if len(index) > max(INDEX_ALLOWANCE, len(compressed) * DEFAULT_LIMITS.max_index_expansion):
+            raise LimitError(
+                f"the index compresses {len(index) / len(compressed):.0f}x ({len(index):,} bytes): "
+                f"readers refuse an index over {DEFAULT_LIMITS.max_index_expansion}x past {INDEX_ALLOWANCE:,} bytes"
+            )
         self._write(compressed)
         self._write(
             _FOOTER.pack(
@@ -682,6 +696,11 @@ class Pack:
         if index_size > length * MAX_ZSTD_RATIO or length > _compress_bound(index_size):
             raise LimitError(f"{self.name}: no zstd frame of {length} bytes holds an index of {index_size} bytes")
         self._check_expansion(index_size, "an index")
+        if index_size > max(INDEX_ALLOWANCE, length * self._limits.max_index_expansion):
+            raise LimitError(
+                f"{self.name}: an index of {index_size:,} bytes decompressed from {length:,} "
+                f"(over {self._limits.max_index_expansion}x, the limit past {INDEX_ALLOWANCE:,} bytes)"
+            )
         if size <= tail_len:
             _check_header(tail[:HEADER_SIZE], self.format_version)
         start = size - tail_len

@@ -381,33 +381,40 @@ def _kernels(kernels: list[dict[str, Any]]) -> str:
 _W, _H, _PAD = 340, 46, 12
 
 
+_POINTS = 64
+"""Points one chart draws at most: the chosen one, then an even sample of the others by time
+(the numbers beside it count them all)."""
+
+
 def _chart(times: list[tuple[str, float]], chosen: str) -> str:
     """Candidates' times as points on a log axis with labelled ticks (the chosen point red),
-    each point's name and time in its tooltip; the numbers beside it."""
-    values = [t for _, t in times if t > 0]
-    if not values:
+    each point's name and time in its tooltip; the numbers beside it. Any finite time a pack
+    holds is placed (the axis is computed in logarithms: 1e308 ms or 5e-324 ms neither
+    overflows nor divides by zero)."""
+    timed = [(name, t) for name, t in times if 0 < t < math.inf]
+    if not timed:
         return '<span class="muted">no time recorded</span>'
+    values = [t for _, t in timed]
     lo, hi = min(values), max(values)
-    left, right = (lo / 1.15, hi * 1.15) if hi > lo else (lo / 2, lo * 2)
+    pad = _LOG_PAD if hi > lo else math.log10(2)
+    left, right = math.log10(lo) - pad, math.log10(hi) + pad
 
     def x(t: float) -> float:
-        return _PAD + (_W - 2 * _PAD) * math.log(t / left) / math.log(right / left)
+        return _PAD + (_W - 2 * _PAD) * (math.log10(t) - left) / (right - left)
 
     ticks = "".join(
-        f'<line class="tick" x1="{x(t):.1f}" x2="{x(t):.1f}" y1="26" y2="30"/>'
-        f'<text x="{x(t):.1f}" y="42">{_number(t)}</text>'
-        for t in _ticks(left, right)
+        f'<line class="tick" x1="{_PAD + (_W - 2 * _PAD) * (k - left) / (right - left):.1f}" '
+        f'x2="{_PAD + (_W - 2 * _PAD) * (k - left) / (right - left):.1f}" y1="26" y2="30"/>'
+        f'<text x="{_PAD + (_W - 2 * _PAD) * (k - left) / (right - left):.1f}" y="42">{_power(k)}</text>'
+        for k in _ticks(left, right)
     )
-    best = min(values)
     points = []
-    for name, t in sorted(times, key=lambda nt: (nt[0] == chosen, -nt[1])):  # the chosen one drawn last, on top
-        if t <= 0:
-            continue
+    for name, t in _drawn(timed, chosen):
         cls = "best" if name == chosen else "dot"
-        tip = f"{name}: {_number(t)} ms ({t / best:.2f}x the fastest)"
+        tip = f"{name}: {_number(t)} ms ({t / lo:.2f}x the fastest)"
         r = 4.5 if name == chosen else 3.2
         points.append(f'<circle class="{cls}" cx="{x(t):.1f}" cy="15" r="{r}"><title>{_e(tip)}</title></circle>')
-    picked = [t for name, t in times if name == chosen and t > 0]
+    picked = [t for name, t in timed if name == chosen]
     numbers = (
         (f"chosen <b>{_number(picked[0])} ms</b> · " if picked else "")
         + f"{len(values)} candidates, {hi / lo:.1f}x spread<br>"
@@ -422,18 +429,36 @@ def _chart(times: list[tuple[str, float]], chosen: str) -> str:
     )
 
 
-def _ticks(lo: float, hi: float) -> list[float]:
-    """Round values (1, 2, 5 times a power of ten) between `lo` and `hi`, two to six of them."""
+_LOG_PAD = math.log10(1.15)
+
+
+def _drawn(timed: list[tuple[str, float]], chosen: str) -> list[tuple[str, float]]:
+    """At most `_POINTS` of the candidates, slowest first and the chosen one last (drawn on top)."""
+    others = sorted(((name, t) for name, t in timed if name != chosen), key=lambda nt: -nt[1])
+    if len(others) >= _POINTS:
+        step = len(others) / (_POINTS - 1)
+        others = [others[int(i * step)] for i in range(_POINTS - 2)] + [others[-1]]  # the fastest kept
+    return others + [(name, t) for name, t in timed if name == chosen][:1]
+
+
+def _ticks(left: float, right: float) -> list[float]:
+    """Round values (1, 2, 5 times a power of ten) between 10**left and 10**right, two to six of
+    them, as their logarithms."""
+    first, last = math.floor(left), math.ceil(right)
     for steps in ((1,), (1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
-        ticks = [
-            m * 10.0**k
-            for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-            for m in steps
-            if lo <= m * 10.0**k <= hi
-        ]
+        ticks = [k + math.log10(m) for k in range(first, last + 1) for m in steps if left <= k + math.log10(m) <= right]
         if len(ticks) >= 2:
             return ticks if len(ticks) <= 6 else ticks[:: math.ceil(len(ticks) / 6)]
-    return [lo, hi]
+    return [left, right]
+
+
+def _power(k: float) -> str:
+    """A tick's label: 10**k, whatever k."""
+    exponent = math.floor(k)
+    mantissa = round(10 ** (k - exponent))
+    if mantissa == 10:
+        mantissa, exponent = 1, exponent + 1
+    return f"{mantissa:g}e{exponent}" if not -4 <= exponent <= 5 else _number(mantissa * 10.0**exponent)
 
 
 def _number(t: float) -> str:

@@ -46,19 +46,31 @@ def _crypto() -> Any:
 
 
 def generate_key(private_path: str | os.PathLike[str], public_path: str | os.PathLike[str]) -> str:
-    """Write a new Ed25519 key pair (the private key readable by its owner only); returns its id."""
+    """Write a new Ed25519 key pair (the private key readable by its owner only); returns its id.
+    Neither file may exist, not even as a symlink (`FileExistsError`): a link planted at either
+    name would have the key written wherever it points."""
     serialization, ed25519 = _crypto()
     private = ed25519.Ed25519PrivateKey.generate()
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    fd = os.open(os.fspath(private_path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    public = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    _create(private_path, pem, 0o600)
+    try:
+        _create(public_path, public, 0o644)
+    except BaseException:
+        os.unlink(private_path)  # no private key without its public one
+        raise
+    return key_id(private.public_key())
+
+
+def _create(path: str | os.PathLike[str], data: bytes, mode: int) -> None:
+    """A new file holding `data`: O_EXCL refuses an existing name, a symlink's included."""
+    fd = os.open(os.fspath(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
     with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-    public = private.public_key()
-    with open(public_path, "wb") as f:
-        f.write(public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    return key_id(public)
+        f.write(data)
 
 
 def key_id(public_key: Any) -> str:

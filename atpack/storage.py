@@ -24,6 +24,7 @@ import math
 import os
 import random
 import re
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -102,12 +103,18 @@ class _LocalSource:
         if os.path.isdir(path):  # a folder opens for reading here and fails only at its first read
             raise IsAFolderError(f"{path}: a folder, not a pack file")
         try:
-            self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            # without waiting: a FIFO opened for reading waits for a writer that may never come
+            self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
         except FileNotFoundError as e:
             raise _no_local_pack(path) from e
         except OSError as e:
             raise storage_error(path, e) from e
-        self.size = os.fstat(self._fd).st_size
+        st = os.fstat(self._fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(self._fd)
+            self._fd = -1
+            raise StorageError(f"{path}: not a regular file (a FIFO, socket or device never ends as a pack does)")
+        self.size = st.st_size
 
     def read(self, offset: int, length: int) -> bytes:
         return os.pread(self._fd, length, offset)

@@ -35,8 +35,8 @@ import msgspec
 import pytest
 
 import atpack
-from atpack.artifacts import KernelFile, MegacacheAutotune, TritonHostModule
-from atpack.digest import digest_bytes
+from atpack.artifacts import ChoiceTiming, GemmEntry, GemmSystem, KernelFile, MegacacheAutotune, TritonHostModule
+from atpack.digest import canonical, digest_bytes
 from atpack.populate import PopulateReport, populate
 from atpack.testing.faults import listing
 from atpack.testing.packs import (
@@ -60,6 +60,7 @@ from atpack.testing.packs import (
     read_index,
     rewrite_index,
     sample_content,
+    seal,
     sort_artifacts,
     triton_autotune,
     triton_kernel,
@@ -244,6 +245,38 @@ def test_every_command_refuses_a_pack_that_declares_far_more_than_it_holds(site:
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert "over 1024x" in result.stderr and not out.exists()
+
+
+def repeated_gemm_index(entries: int, candidates: int) -> bytes:
+    """A pack whose one GEMM timing artifact repeats one candidate list in every entry: zstd
+    stores it once, so a few hundred KB declare an index of hundreds of MiB (gigabytes decoded)."""
+    env = canonical(INDUCTOR_ENV)
+    timings = b"[" + b",".join(b'["c%d",1.0]' % i for i in range(candidates)) + b"]"
+    gemms = b",".join(b'{"inputs":"i%d","op":"mm","precision":"p","timings":%s}' % (n, timings) for n in range(entries))
+    artifact = b'{"entries":[%s],"env":"%s","kind":"inductor.gemm_timings/1","system":{"hash":"%s"}}' % (
+        gemms,
+        INDUCTOR_ENV.digest.encode(),
+        b"cd" * 32,
+    )
+    index = b'{"annotations":{},"artifacts":[%s],"blobs":[],"digested_annotations":[],"environments":[%s],"frames":[]}'
+    return seal(index % (artifact, env), frames=b"")
+
+
+def test_an_index_that_expands_over_32x_is_refused_before_it_is_decompressed(site: Site) -> None:
+    data = repeated_gemm_index(2000, 500)  # 6 MiB of index from a few KB
+    assert len(data) < 64 << 10
+    peak = peak_allocation_while(lambda: site.refuses_pack(data, atpack.LimitError, "over 32x"))
+    assert peak < 4 << 20  # nothing decompressed, nothing decoded
+
+
+def test_the_writer_refuses_an_index_readers_would_refuse(tmp_path: Path) -> None:
+    entries = tuple(
+        GemmEntry(op="mm", inputs=f"i{n}", precision="p", timings=tuple(ChoiceTiming(f"c{i}", 1.0) for i in range(500)))
+        for n in range(1000)
+    )
+    artifact = atpack.InductorGemmTimings(env=INDUCTOR_ENV.digest, system=GemmSystem(hash="cd" * 32), entries=entries)
+    with pytest.raises(atpack.LimitError, match="readers refuse an index over 32x"):
+        pack_of(artifact)
 
 
 def test_a_frame_declaring_more_than_the_frame_limit_is_refused_before_it_is_read(site: Site) -> None:

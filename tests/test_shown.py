@@ -53,3 +53,63 @@ def test_a_value_spelling_the_reports_placeholders_stays_text(tmp_path: Path) ->
     markup, data = page.split('<script id="data" type="application/json">')
     assert "<img" not in markup and "{{DATA}}{{BODY}}{{TITLE}}&lt;img" in markup  # shown as written, escaped
     assert "</" not in data.split("</script>")[0]  # the data stays inert JSON
+
+
+@pytest.mark.parametrize("ms", [1e308, 5e-324, 1e-300], ids=["1e308 ms", "5e-324 ms", "1e-300 ms"])
+def test_the_report_draws_any_finite_time_a_pack_holds(tmp_path: Path, ms: float) -> None:
+    """The axis is computed in logarithms: an edge of 1.15 times 1e308 overflowed, half of the
+    smallest float divided by zero (a traceback, not a report)."""
+    timings = (atpack.artifacts.ChoiceTiming("triton_mm_1", ms), atpack.artifacts.ChoiceTiming("triton_mm_2", 1.0))
+    entry = atpack.artifacts.GemmEntry(op="mm", inputs="[[8, 8], [8, 8]]", precision="high", timings=timings)
+    system = atpack.artifacts.GemmSystem(hash="cd" * 32)
+    with atpack.create(tmp_path / "p.atpack") as w:
+        env = w.add_environment(atpack.Environment(torch_version="2.13.0"))
+        w.add(atpack.InductorGemmTimings(env=env, system=system, entries=(entry,)))
+    page = tmp_path / "r.html"
+    result = subprocess.run(
+        [sys.executable, "-m", "atpack", "report", str(tmp_path / "p.atpack"), "-o", str(page)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert page.read_text().count('<circle class="') == 2
+
+
+def test_a_chart_draws_at_most_64_of_a_millions_candidates_and_counts_them_all() -> None:
+    from atpack.report import _chart
+
+    times = [(f"c{i}", 1.0 + i / 1000) for i in range(100_000)]
+    svg = _chart(times, "c500")
+    assert svg.count("<circle") == 64 and '<circle class="best"' in svg
+    assert "100000 candidates" in svg and "fastest 1 ·" in svg
+
+
+def test_a_cache_file_name_in_a_warning_is_shown_escaped_on_one_line(tmp_path: Path) -> None:
+    """Anyone who writes to a shared cache folder chooses its file names: `atpack pack`'s
+    warning about a file it skips shows the name escaped (every log line of the CLI is)."""
+    inductor, triton = tmp_path / "inductor", tmp_path / "triton"
+    (inductor / "ab").mkdir(parents=True)
+    triton.mkdir()
+    (inductor / "ab" / f"{HOSTILE}.best_config").write_text("not json")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "atpack",
+            "pack",
+            "--inductor-dir",
+            str(inductor),
+            "--triton-dir",
+            str(triton),
+            "-o",
+            str(tmp_path / "out.atpack"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "\x1b" not in result.stderr and "\r" not in result.stderr and "\u202e" not in result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("atpack: WARNING: skipped")]
+    assert len(warnings) == 1 and printable(HOSTILE) in warnings[0]
+    assert not [line for line in result.stderr.splitlines() if line.startswith("annotation io.atpack.signed")]

@@ -81,6 +81,21 @@ def test_the_command_line_signs_and_verifies(keys: dict[str, tuple[Path, Path]],
     assert cli("keygen", "carol").returncode == 1  # an existing key is never overwritten
 
 
+@pytest.mark.parametrize("planted", ["carol.pub", "carol.key"])
+def test_keygen_writes_through_no_symlink_and_leaves_no_half_pair(tmp_path: Path, planted: str) -> None:
+    """A link planted at either name (a shared folder, a checkout) would have the key written
+    wherever it points: keygen refuses it in one line, and leaves neither file of the pair."""
+    victim = tmp_path / "bashrc"
+    victim.write_text("export PATH=/usr/bin\n")
+    (tmp_path / planted).symlink_to(victim)
+    result = subprocess.run(
+        [sys.executable, "-m", "atpack", "keygen", "carol"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 1 and f"{planted} exists" in result.stderr, result.stderr
+    assert victim.read_text() == "export PATH=/usr/bin\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["bashrc", planted])
+
+
 def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 

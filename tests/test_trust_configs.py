@@ -85,6 +85,13 @@ TRITON_INVENTED = {
     "99 stages": ({"num_stages": 99}, "'num_stages' is 99"),
     "3 CTAs": ({"num_ctas": 3}, "'num_ctas' is 3, not a power of two"),
     "1000 registers": ({"maxnreg": 1000}, "'maxnreg' is 1000"),
+    # Triton's JIT takes a keyword that is not a kernel parameter as an option of its compiler
+    "ptxas options": ({"kwargs": (("BLOCK", 64), ("ptx_options", "/tmp/evil.ptx"))}, "'ptx_options', an option of"),
+    "libraries to link": ({"kwargs": (("extern_libs", "libdevice"),)}, "'extern_libs', an option of"),
+    "another target": ({"kwargs": (("arch", "sm_80"),)}, "'arch', an option of"),
+    "other numerics": ({"kwargs": (("default_dot_input_precision", "tf32"),)}, "'default_dot_input_precision'"),
+    "JIT's own keyword": ({"kwargs": (("grid", 1),)}, "'grid', an option of"),
+    "an AMD option out of range": ({"kwargs": (("waves_per_eu", 99),)}, "'waves_per_eu' is 99"),
 }
 
 
@@ -105,6 +112,33 @@ def test_a_triton_autotune_config_triton_never_runs_is_skipped_and_not_written(
     assert "not a config Triton runs" in outcome[invented.key].detail and reason in outcome[invented.key].detail
     assert not (site.triton / invented.cache_key).exists()
     assert outcome[honest.key].action == "written"
+
+
+def test_a_user_kernels_own_names_and_amds_tuning_options_pass(tmp_path: Path) -> None:
+    kwargs = (("BLOCK_SIZE", 1024), ("ACTIVATION", "relu"), ("waves_per_eu", 2), ("matrix_instr_nonkdim", 16))
+    honest = triton_autotune(TRITON_ENV.digest, 0)
+    config = msgspec.structs.replace(honest.configs_timings[0].config, kwargs=kwargs)
+    tuned = msgspec.structs.replace(honest, configs_timings=(TritonConfigTiming(config, (0.01,)),))
+    report = Site(tmp_path).populate(pack_of(tuned))
+    assert [o.action for o in report.outcomes] == ["written"], report.format(verbose=True)
+
+
+def test_every_compile_option_of_the_installed_triton_is_refused_as_a_meta_parameter() -> None:
+    """The list is Triton 3.4-3.9's; a release that adds an option fails here first."""
+    import dataclasses
+    import inspect
+
+    from triton.runtime.jit import JITFunction
+
+    from atpack.adapters.configs import TRITON_OPTIONS
+
+    backends = [("nvidia", "CUDAOptions"), ("amd", "HIPOptions")]
+    options = set()
+    for backend, name in backends:
+        module = pytest.importorskip(f"triton.backends.{backend}.compiler")
+        options |= {f.name for f in dataclasses.fields(getattr(module, name))}
+    keywords = {p.name for p in inspect.signature(JITFunction.run).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    assert options | keywords <= TRITON_OPTIONS, sorted((options | keywords) - TRITON_OPTIONS)
 
 
 def test_every_config_of_a_real_h100_capture_passes(

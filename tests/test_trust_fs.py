@@ -23,6 +23,7 @@ import json
 import os
 import resource
 import stat
+import subprocess
 import sys
 import threading
 import time
@@ -726,3 +727,29 @@ def test_link_copies_where_the_filesystem_cannot_link(
     assert kernels.link("A/k.cubin", "C/k.cubin") == "different"
     assert (site.triton / "C" / "k.cubin").read_bytes() == b"theirs"
     assert stat.S_ISREG(b.lstat().st_mode)
+
+
+SPECIAL_PACKS = {"a FIFO": "fifo", "a character device": "/dev/zero"}
+
+
+@pytest.mark.parametrize("special", SPECIAL_PACKS.values(), ids=SPECIAL_PACKS.keys())
+@pytest.mark.parametrize("command", ["inspect", "verify", "populate"])
+def test_a_special_file_given_as_a_pack_is_refused_without_waiting_or_reading_on(
+    tmp_path: Path, special: str, command: str
+) -> None:
+    """Opening a FIFO for reading waits for a writer, and /dev/zero never ends: a pack is a
+    regular file, checked before its first byte is read. `populate` meets it in a model folder."""
+    pack = tmp_path / "model" / "atpack" / "weights.atpack"
+    pack.parent.mkdir(parents=True)
+    if special == "fifo":
+        os.mkfifo(pack)
+    else:
+        pack.symlink_to(special)
+    target = tmp_path / "model" if command == "populate" else pack
+    dirs = ["--inductor-dir", str(tmp_path / "i"), "--triton-dir", str(tmp_path / "t")] if command == "populate" else []
+    result = subprocess.run(
+        [sys.executable, "-m", "atpack", command, str(target), *dirs], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 1 and "not a regular file" in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert not (tmp_path / "i").exists() and not (tmp_path / "t").exists()

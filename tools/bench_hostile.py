@@ -18,6 +18,9 @@ Packs (each at most a few hundred KiB):
   one-blob-many-files 5,000 kernels whose files are all one 64 KiB blob (writes 5,000 folders)
   wide-index          60,000 `.best_config` records (an index of about 17 MiB decompressed)
   many-megacache      4,000 Megacache autotune entries, each its own small blob
+  gemm-index          a GEMM timing file of 1,000,000 candidate timings (an index of about 20 MiB
+                      of the smallest records the schema has: each decodes to Python objects
+                      several times its size)
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import subprocess
 import sys
 import tempfile
@@ -36,7 +40,7 @@ from typing import Any
 
 import atpack
 from atpack.adapters import megacache
-from atpack.artifacts import KernelFile, TritonKernel
+from atpack.artifacts import ChoiceTiming, GemmEntry, GemmSystem, InductorGemmTimings, KernelFile, TritonKernel
 from atpack.collect import pack_caches
 from atpack.digest import digest_bytes
 from atpack.testing.packs import INDUCTOR_ENV, TRITON_ENV, alnum, best_config, hex64, pack_of, read_footer
@@ -113,12 +117,27 @@ def many_megacache(entries: int = 4000) -> bytes:
         return path.read_bytes()
 
 
+def gemm_index(entries: int = 200, candidates: int = 5000) -> bytes:
+    rng = random.Random(0)
+    gemms = tuple(
+        GemmEntry(
+            op="mm",
+            inputs=f"i{n}",
+            precision="p",
+            timings=tuple(ChoiceTiming(f"c{i}", round(rng.random(), 6)) for i in range(candidates)),
+        )
+        for n in range(entries)
+    )
+    return pack_of(InductorGemmTimings(env=INDUCTOR_ENV.digest, system=GemmSystem(hash="cd" * 32), entries=gemms))
+
+
 PACKS: dict[str, Callable[[], bytes]] = {
     "frame-at-the-limit": lambda: frame_of_zeros(15 << 20),
     "frame-over-limit": lambda: frame_of_zeros(64 << 20),
     "one-blob-many-files": one_blob_many_files,
     "wide-index": wide_index,
     "many-megacache": many_megacache,
+    "gemm-index": gemm_index,
 }
 
 

@@ -7,8 +7,11 @@ Triton could have tuned. Populate refuses any other, trusted or not: the worst a
 then do is pick a slower config among those.
 
 Inductor's names are its own (block sizes, warps, stages and a few backend options); a user's
-``@triton.autotune`` kernel names its own meta-parameters, so there only the launch options are
-held to Triton's ranges.
+``@triton.autotune`` kernel names its own meta-parameters, so there the launch options are held to
+Triton's ranges, and no name may be one of Triton's compile options: Triton's JIT takes every
+keyword that is not a parameter of the kernel as an option of its compiler (``ptx_options`` reach
+ptxas's command line, ``extern_libs`` name libraries to link, ``ir_override`` a file of IR), so a
+config that names one would make the pack choose how the kernel is built, not only how it runs.
 """
 
 from __future__ import annotations
@@ -63,9 +66,36 @@ def inductor_config_problem(kwargs: Iterable[tuple[str, Any]], num_warps: Any, n
     return _launch_problem(num_warps, num_stages)
 
 
-def triton_config_problem(num_warps: Any, num_stages: Any, num_ctas: Any = 1, maxnreg: Any = None) -> str:
-    """Why Triton never runs a config with these launch options ("" where it could). A user's
-    meta-parameters are the user's own names; the pack's schema holds them to JSON scalars."""
+# Every field of the compile options of Triton's backends (CUDAOptions, HIPOptions) in Triton 3.4
+# to 3.9, and the keywords of JITFunction.run itself; tests/test_trust_configs.py holds the list to
+# the installed Triton's. The AMD backend's three tuning options are allowed, in _OTHER's ranges.
+TRITON_OPTIONS = frozenset(
+    (
+        "allow_flush_denorm", "allowed_dot_input_precisions", "arch", "backend_name", "cluster_dims", "clc",
+        "debug", "default_dot_input_precision", "deprecated_fp8_dot_operand_dtypes", "deprecated_fp8_dtypes",
+        "enable_fp_fusion", "enable_reflect_ftz", "extern_libs", "fpsan_homomorphic_casts", "instrumentation_mode",
+        "ir_override", "kpack", "launch_cooperative_grid", "launch_pdl", "llvm_fn_attrs", "matrix_instr_nonkdim",
+        "max_num_imprecise_acc_default", "maxnreg", "min_shared_mem", "num_buffers_warp_spec", "num_consumer_groups",
+        "num_ctas", "num_stages", "num_warps", "ptx_options", "ptx_version", "sanitize_overflow", "sched4reg",
+        "schedule_hint", "supported_fp8_dtypes", "warp_size", "waves_per_eu", "wgp_cu_mode",
+        "grid", "warmup",
+    )
+)  # fmt: skip
+_TUNED_OPTIONS = ("waves_per_eu", "matrix_instr_nonkdim", "kpack")
+
+
+def triton_config_problem(
+    num_warps: Any, num_stages: Any, num_ctas: Any = 1, maxnreg: Any = None, kwargs: Iterable[tuple[str, Any]] = ()
+) -> str:
+    """Why Triton never runs a config with these launch options and meta-parameters ("" where
+    it could). A user's meta-parameters are the user's own names, but none of Triton's compile
+    options; the pack's schema holds their values to JSON scalars."""
+    for name, value in kwargs:
+        if name in _TUNED_OPTIONS:
+            if problem := _integer_problem(name, value, *_OTHER[name]):
+                return problem
+        elif name in TRITON_OPTIONS:
+            return f"{_shown(name)}, an option of Triton's compiler, not a parameter of the kernel"
     return (
         _launch_problem(num_warps, num_stages)
         or _integer_problem("num_ctas", num_ctas, range(1, MAX_CTAS + 1), power_of_two=True)

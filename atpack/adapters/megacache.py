@@ -180,7 +180,9 @@ _KEY_SHAPES = {
     "autotune": re.compile(r"[a-z0-9]{2}/[0-9a-f]{64}\.best_config"),  # as inductor.best_config/1's path
     "inductor": re.compile("f" + _BASE32_KEY),  # FxGraphCachePickler.get_key: "f" + sha256_hash
     "aot_autograd": re.compile("a" + _BASE32_KEY),  # autograd_cache_key: "a" + sha256_hash
-    "pgo": re.compile(r"[^\x00-\x1f\x7f]+:(?:None|[0-9]+):[^\x00-\x1f\x7f]*"),  # format_cache_key: <job>:<rank>:<tag>
+    # format_cache_key: <job>:<rank>:<tag>, no control character; one pass (a job may hold ":", and
+    # a pattern free to end it at any of them backtracks quadratically on a long key)
+    "pgo": re.compile(r"(?=[^\x00-\x1f\x7f]*\Z).*?.:(?:None|[0-9]+):.*"),
     "precompile": re.compile(r"[0-9a-f]{64}"),  # CompilePackage.source_id_from_fn: a SHA-256 in hex
 }
 _TYPES = ", ".join(_KEY_SHAPES)

@@ -318,7 +318,7 @@ class _Autotune(_InTritonFolders[TritonAutotune]):
         for timed in artifact.configs_timings:
             c = timed.config
             ctas, maxnreg = _given(c.num_ctas, 1), _given(c.maxnreg)
-            if problem := triton_config_problem(c.num_warps, c.num_stages, ctas, maxnreg):
+            if problem := triton_config_problem(c.num_warps, c.num_stages, ctas, maxnreg, c.kwargs):
                 return f"not a config Triton runs: {problem}"
         return ""
 
