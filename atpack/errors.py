@@ -84,13 +84,7 @@ class FileCreatedMeanwhileError(StorageError, FileExistsError):
 
 class FileChangedMeanwhileError(StorageError):
     """A file populate merges into was replaced by another writer (torch) between populate's read
-    and its write: merged again from what is there now, never written over. Where the write
-    swapped the files atomically, `written` is in place and `displaced` is the other writer's
-    content, taken out of the folder: the next merge starts from it."""
-
-    def __init__(self, message: str, *, displaced: bytes | None = None, written: bytes | None = None) -> None:
-        super().__init__(message)
-        self.displaced, self.written = displaced, written
+    and its write: merged again from what is there now, never written over."""
 
 
 class NotFoundError(StorageError, FileNotFoundError):

@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
-import functools
 import hashlib
 import itertools
 import logging
@@ -33,7 +32,6 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from .atomic import STALE_SECONDS, sweep
 from .errors import (
@@ -560,8 +558,6 @@ def _write_file(
                 view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
-        if replacing is not None and _swapped(folder, tmp, name, path, data, replacing):
-            return
         if replacing is not None and _read_file(folder, name, path) != replacing:
             raise FileChangedMeanwhileError(f"{path}: another writer replaced it meanwhile")
         if not create or not _linked(folder, tmp, name, path, data):
@@ -572,57 +568,6 @@ def _write_file(
         if isinstance(e, OSError) and not isinstance(e, AtpackError):
             raise StorageError(f"{path}: cannot write: {e.strerror or e}") from e
         raise
-
-
-def _swapped(folder: int, tmp: str, name: str, path: str, data: bytes | memoryview, replacing: bytes) -> bool:
-    """Put `tmp` in place of `name` and take out what was there in one step (Linux's
-    RENAME_EXCHANGE), so that a file another writer put there after `replacing` was read is never
-    lost: it comes back (`FileChangedMeanwhileError.displaced`) to be merged again. False where
-    the system cannot exchange (the caller checks, then renames)."""
-    if not _exchange(folder, tmp, name):
-        return False
-    try:
-        displaced = _read_file(folder, tmp, path)
-    finally:
-        os.unlink(tmp, dir_fd=folder)
-    if displaced != replacing:
-        raise FileChangedMeanwhileError(
-            f"{path}: another writer replaced it meanwhile", displaced=displaced, written=bytes(data)
-        )
-    return True
-
-
-_RENAME_EXCHANGE = 2
-
-
-@functools.lru_cache(maxsize=1)
-def _renameat2() -> Any:
-    import ctypes
-
-    try:
-        function = ctypes.CDLL(None, use_errno=True).renameat2  # glibc 2.28 and later
-    except (AttributeError, OSError):
-        return None
-    function.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
-    return function
-
-
-def _exchange(folder: int, a: str, b: str) -> bool:
-    """Swap the files `a` and `b` of `folder` atomically; False where the system or filesystem
-    cannot. A missing `b` (removed meanwhile) is a change another writer made."""
-    import ctypes
-
-    renameat2 = _renameat2()
-    if renameat2 is None:
-        return False
-    if renameat2(folder, os.fsencode(a), folder, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    error = ctypes.get_errno()
-    if error == errno.ENOENT:
-        raise FileChangedMeanwhileError(f"{b}: another writer removed it meanwhile")
-    if error in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
-        return False
-    raise OSError(error, os.strerror(error))
 
 
 def _linked(folder: int, tmp: str, name: str, path: str, data: bytes | memoryview) -> bool:

@@ -51,7 +51,7 @@ BASE_MIB = 160
 """A command's own footprint: Python, atpack, msgspec, zstandard, fsspec where it is used."""
 DECLARED_MULTIPLE = 3
 """A compressed frame, the frame decompressed and the blob cut from it."""
-INDEX_MULTIPLE = 12
+INDEX_MULTIPLE = 16
 """The index decompressed, and every artifact of it decoded into Python objects."""
 TIMEOUT = 60.0
 

@@ -8,12 +8,12 @@ the same order), so a populated file is byte-identical to the collected one.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import math
 import os
 import re
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Union
 
@@ -296,34 +296,21 @@ def merge_local_cache(artifact: _Merged, root: CacheDir, *, dry_run: bool = Fals
         return _merge_file(artifact, root, path, dry_run=False)
 
 
-MERGE_WAIT_S = 10.0
-"""How long populate goes on merging a file that another writer keeps replacing (torch writes it
-once per benchmark, so a merge meets another write rarely, and a second one almost never)."""
+_MERGE_TRIES = 5
 
 
 def _merge_file(artifact: _Merged, root: CacheDir, path: str, *, dry_run: bool) -> tuple[str, str]:
     """Torch writes this file without atpack's lock: a file it creates or replaces between the
-    read and the write is merged again, never written over. Where the write swapped the files,
-    ours is in place and torch's came back: the next merge starts from torch's and ours, so no
-    key either held is lost. Only a writer that replaces the file between every two of atpack's
-    writes for `MERGE_WAIT_S` can lose the keys of its last write; the artifact then fails."""
-    based_on: tuple[bytes, bytes] | None = None  # (torch's content, ours in place)
-    deadline = time.monotonic() + MERGE_WAIT_S
-    while True:
-        try:
-            return _merge_once(artifact, root, path, dry_run=dry_run, based_on=based_on)
-        except (FileCreatedMeanwhileError, FileChangedMeanwhileError) as e:
-            displaced, written = getattr(e, "displaced", None), getattr(e, "written", None)
-            based_on = (displaced, written) if displaced is not None and written is not None else None
-            if time.monotonic() > deadline:
-                raise
+    read and the write is merged again from what is there then, never written over."""
+    for _ in range(_MERGE_TRIES - 1):
+        with contextlib.suppress(FileCreatedMeanwhileError, FileChangedMeanwhileError):
+            return _merge_once(artifact, root, path, dry_run=dry_run)
+    return _merge_once(artifact, root, path, dry_run=dry_run)
 
 
-def _merge_once(
-    artifact: _Merged, root: CacheDir, path: str, *, dry_run: bool, based_on: tuple[bytes, bytes] | None = None
-) -> tuple[str, str]:
+def _merge_once(artifact: _Merged, root: CacheDir, path: str, *, dry_run: bool) -> tuple[str, str]:
     what = "timings" if isinstance(artifact, InductorGemmTimings) else "values"
-    raw, replacing = based_on if based_on is not None else (root.read(path), None)
+    raw = root.read(path)
     if raw is None:
         if not dry_run:
             root.write(path, render(artifact), create=True)
@@ -331,25 +318,14 @@ def _merge_once(
     existing = load_json(raw, path)
     try:
         cache, system = existing["cache"], existing["system"]
-        if replacing is not None:  # ours, in place: whatever it held that theirs lacks is kept too
-            _add_missing(cache, load_json(replacing, path)["cache"])
         added = _merge_into(cache, artifact)
     except (KeyError, TypeError, AttributeError) as e:
         raise CacheFileError(f"{path}: not Inductor's local cache file ({type(e).__name__}: {e}); left as it is") from e
-    if not added and based_on is None:
+    if not added:
         return "present", f"every one of its {what} already there"
     if not dry_run:
-        root.write(path, render_gemm_timings(system, cache), replacing=raw if replacing is None else replacing)
+        root.write(path, render_gemm_timings(system, cache), replacing=raw)
     return "merged", f"{added} {what} added"
-
-
-def _add_missing(into: dict[str, Any], other: dict[str, Any]) -> None:
-    """Add to `into` every key of `other` it lacks, level by level; a value there is kept."""
-    for key, value in other.items():
-        if key not in into:
-            into[key] = value
-        elif isinstance(into[key], dict) and isinstance(value, dict):
-            _add_missing(into[key], value)
 
 
 def _count(artifact: _Merged) -> int:
