@@ -474,8 +474,14 @@ SHADOWS = (
     "ir_override",
     "XBLOCK",
     "BLOCK",
+    "ptx_options",
+    "extern_libs",
+    "arch",
+    "grid",
+    "waves_per_eu",
 )
-"""Names that a free-form field (``extra``, ``kwargs``) must not repeat or shadow."""
+"""Names that a free-form field (``extra``, ``kwargs``) must not repeat or shadow, and Triton's
+compile options, which a config must not set."""
 
 
 def _megacache_keys(model: Model) -> list[str]:
@@ -1184,6 +1190,31 @@ def check_changes(before: Listing, after: Listing, inductor: str, tritons: list[
             raise Violation(
                 f"{rel} ({what}) is not a name {'Inductor' if rule is INDUCTOR_FILE else 'Triton'} reads as data"
             )
+        if problem := _config_problem(inner, after[rel][1]):
+            raise Violation(f"{rel} holds a config torch or Triton never runs: {problem}")
+
+
+def _config_problem(name: str, content: Any) -> str:
+    """Why a tuning result populate wrote holds a config its producer never emits ("" where none)."""
+    from atpack.adapters.configs import inductor_config_problem, triton_config_problem
+
+    try:
+        data = json.loads(content)
+    except (TypeError, ValueError):
+        return ""
+    if name.endswith(".best_config") and isinstance(data, dict):
+        typed = ("num_warps", "num_stages", "configs_hash", "found_by_coordesc", "time_taken_ms", "triton_cache_hash")
+        kwargs = [(k, v) for k, v in data.items() if k not in typed]
+        return inductor_config_problem(kwargs, data.get("num_warps"), data.get("num_stages"))
+    if name.endswith(".autotune.json") and isinstance(data, dict):
+        for config, _ in data.get("configs_timings", []):
+            kwargs = list(config.get("kwargs", {}).items())
+            warps, stages = config.get("num_warps"), config.get("num_stages")
+            if problem := triton_config_problem(
+                warps, stages, config.get("num_ctas", 1), config.get("maxnreg"), kwargs
+            ):
+                return problem
+    return ""
 
 
 def _updated(
