@@ -81,6 +81,7 @@ PAIRS = [
     Pair("2.12/3.7", "2.12.1", "3.7.1", "PyPI CUDA 13.0 build; triton as torch pins it"),
     Pair("2.13/3.7", "2.13.0", "3.7.1", "PyPI CUDA 13.0 build; triton as torch's PyPI wheel pins it"),
     Pair("2.13/3.9", "2.13.0+cpu", "3.9.0", "local CPU build; the newest triton (the development pair)", local=True),
+    Pair("2.14/3.8", "2.14.1", "3.8.0", "PyPI CUDA 13.0 build; triton as torch's PyPI wheel pins it"),
 ]
 
 
