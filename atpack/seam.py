@@ -192,8 +192,8 @@ def _resolve_problem(dotted: str) -> str:
 def _assigned_in(cls: type, attr: str) -> bool:
     import inspect
 
-    try:
-        return f"self.{attr} =" in inspect.getsource(cls)
+    try:  # assigned, annotated or not (torch 2.14: ``self.inductor_meta: InductorMeta = ...``)
+        return re.search(rf"self\.{re.escape(attr)}\s*(?::[^=\n]*)?=(?!=)", inspect.getsource(cls)) is not None
     except (OSError, TypeError):
         return False
 
