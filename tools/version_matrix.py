@@ -1,5 +1,5 @@
 """The torch/triton version matrix: the tests that touch torch's and triton's internals, run
-against each release pair atpack claims (torch 2.8 to 2.13, triton 3.4 to 3.9).
+against each release pair atpack claims (torch 2.8 to 2.14, triton 3.4 to 3.9).
 
     python tools/version_matrix.py                       every pair; writes tools/results/version_matrix.{json,md}
     python tools/version_matrix.py --pairs 2.8/3.4,2.13/3.9
