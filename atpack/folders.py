@@ -1,6 +1,6 @@
 """Where torch and triton keep their caches on this machine, by their own rules.
 
-Inductor (torch 2.8 to 2.13): ``$TORCHINDUCTOR_CACHE_DIR``, else ``<tempdir>/torchinductor_<user>``.
+Inductor (torch 2.8 to 2.14): ``$TORCHINDUCTOR_CACHE_DIR``, else ``<tempdir>/torchinductor_<user>``.
 
 Triton has two folders in practice. A process that builds Inductor kernels reads and writes
 ``$TRITON_CACHE_DIR`` if it is set, else ``<inductor>/triton/<device index>``: Inductor sets the

@@ -2,7 +2,7 @@
 
 With coordinate descent on (max-autotune turns it on), Inductor saves the config the search found
 in the kernel's ``.best_config`` file, marked ``"found_by_coordesc": true``, and reads it back on
-a warm start. Between that read and the kernel's first launch, torch 2.8 to 2.13 can lose the
+a warm start. Between that read and the kernel's first launch, torch 2.8 to 2.14 can lose the
 mark, and the launch searches again from the winner it already had: on an H100 training step, up
 to 9 + 35 benchmark calls from a hot cache (`tools/results/gpu_e2e.md`), for results on disk. A
 kernel restored from the FX graph cache also looks for its record beside the path it was compiled

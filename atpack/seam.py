@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-TORCH = ((2, 8), (2, 13))
+TORCH = ((2, 8), (2, 14))
 """The torch releases whose internals this module was written for (first, last)."""
 TRITON = ((3, 4), (3, 9))
 """The Triton releases likewise."""
@@ -118,41 +118,41 @@ _READ_PATHS = "tests/test_read_paths.py"
 # fmt: off
 INTERNALS: tuple[Internal, ...] = tuple(_entry(*row) for row in (
     # since  until   use        name                                      what atpack does with it
-    ("2.8", "2.13", "called",  f"{_DIRS}.cache_dir",                     "finds this process's Inductor folder"),
-    ("2.8", "2.13", "called",  f"{_DIRS}.default_cache_dir",             "finds Inductor's default folder"),
-    ("2.8", "2.13", "read",    HEURISTICS,                               "installs the replay when it is imported"),
-    ("2.8", "2.13", "patched", f"{_TUNER}.coordinate_descent_tuning",    "replay: no second search"),
-    ("2.8", "2.13", "patched", f"{_TUNER}.autotune_to_one_config",       "replay: keeps the recorded winner"),
-    ("2.8", "2.13", "patched", f"{HEURISTICS}.check_autotune_cache",     "replay: looks in this process's folder"),
-    ("2.8", "2.13", "read",    f"{_TUNER}.launchers",                    "replay, capture: a kernel's configs"),
-    ("2.8", "2.13", "read",    f"{_TUNER}.filename",                     "replay, capture: a kernel's module"),
-    ("2.8", "2.13", "read",    f"{_TUNER}.inductor_meta",                "replay: what a record's path depends on"),
-    ("2.8", "2.13", "called",  f"{_CACHE}.create",                       "a kernel's .best_config path"),
-    ("2.8", "2.13", "read",    f"{_CACHE}.local_cache",                  "that path"),
-    ("2.8", "2.13", "patched", f"{_CACHE}.save",                         "capture: coordinate descent's results"),
-    ("2.12", "2.13", "patched", f"{_BUNDLER}.TritonBundler.put_winner",  "capture: the kernels compiled code runs"),
-    ("2.8", "2.13", "called",  f"{_MANAGER}.with_fresh_cache",           "capture: the Megacache entries of a block"),
-    ("2.8", "2.13", "written", f"{_MANAGER}._new_cache_artifacts",       "capture: hands them back to torch"),
-    ("2.8", "2.13", "written", f"{_MANAGER}._seen_artifacts",            "capture: hands them back to torch"),
+    ("2.8", "2.14", "called",  f"{_DIRS}.cache_dir",                     "finds this process's Inductor folder"),
+    ("2.8", "2.14", "called",  f"{_DIRS}.default_cache_dir",             "finds Inductor's default folder"),
+    ("2.8", "2.14", "read",    HEURISTICS,                               "installs the replay when it is imported"),
+    ("2.8", "2.14", "patched", f"{_TUNER}.coordinate_descent_tuning",    "replay: no second search"),
+    ("2.8", "2.14", "patched", f"{_TUNER}.autotune_to_one_config",       "replay: keeps the recorded winner"),
+    ("2.8", "2.14", "patched", f"{HEURISTICS}.check_autotune_cache",     "replay: looks in this process's folder"),
+    ("2.8", "2.14", "read",    f"{_TUNER}.launchers",                    "replay, capture: a kernel's configs"),
+    ("2.8", "2.14", "read",    f"{_TUNER}.filename",                     "replay, capture: a kernel's module"),
+    ("2.8", "2.14", "read",    f"{_TUNER}.inductor_meta",                "replay: what a record's path depends on"),
+    ("2.8", "2.14", "called",  f"{_CACHE}.create",                       "a kernel's .best_config path"),
+    ("2.8", "2.14", "read",    f"{_CACHE}.local_cache",                  "that path"),
+    ("2.8", "2.14", "patched", f"{_CACHE}.save",                         "capture: coordinate descent's results"),
+    ("2.12", "2.14", "patched", f"{_BUNDLER}.TritonBundler.put_winner",  "capture: the kernels compiled code runs"),
+    ("2.8", "2.14", "called",  f"{_MANAGER}.with_fresh_cache",           "capture: the Megacache entries of a block"),
+    ("2.8", "2.14", "written", f"{_MANAGER}._new_cache_artifacts",       "capture: hands them back to torch"),
+    ("2.8", "2.14", "written", f"{_MANAGER}._seen_artifacts",            "capture: hands them back to torch"),
     ("3.4", "3.7", "patched",  f"{_AUTOTUNER}.Autotuner.run",            "capture: a @triton.autotune kernel ran"),
     ("3.8", "3.9", "written",  "triton.knobs.autotuning.listener",       "capture: the same, Triton's own way"),
-    ("2.8", "2.13", "called",  "torch._inductor.codecache.torch_key",    "dry run: torch's build key"),
+    ("2.8", "2.14", "called",  "torch._inductor.codecache.torch_key",    "dry run: torch's build key"),
     ("3.5", "3.9", "called",   "triton.runtime.cache.triton_key",        "dry run: Triton's build key"),
     ("3.4", "3.4", "called",   "triton.compiler.compiler.triton_key",    "dry run: Triton's build key"),
     ("3.4", "3.9", "called",   "triton.compiler.compiler.make_backend",  "dry run: Triton's backend hash"),
     ("3.4", "3.9", "read",     "triton.knobs.cache.dir",                 "finds Triton's own folder"),
     # formats atpack reads and writes itself, each held to torch's or Triton's reader by a test
-    ("2.8", "2.13", "format", "Megacache blob (appending byte serializer)", "pack --megacache, megacache",
+    ("2.8", "2.14", "format", "Megacache blob (appending byte serializer)", "pack --megacache, megacache",
      "tests/test_megacache.py"),
-    ("2.8", "2.13", "format", "Megacache populate_cache() paths, key shapes", "where entries are written",
+    ("2.8", "2.14", "format", "Megacache populate_cache() paths, key shapes", "where entries are written",
      "tests/test_megacache.py"),
-    ("2.8", "2.13", "format", ".best_config file", "rendered byte for byte", _READ_PATHS),
-    ("2.8", "2.13", "format", "GEMM timing file (PersistentCache)", "merged entry by entry", _READ_PATHS),
-    ("2.8", "2.13", "format", "its other values (LocalCache.set_value)", "merged key by key",
+    ("2.8", "2.14", "format", ".best_config file", "rendered byte for byte", _READ_PATHS),
+    ("2.8", "2.14", "format", "GEMM timing file (PersistentCache)", "merged entry by entry", _READ_PATHS),
+    ("2.8", "2.14", "format", "its other values (LocalCache.set_value)", "merged key by key",
      "tests/test_local_values.py"),
     ("3.4", "3.9", "format", "Triton kernel folder, __grp__ file", "group files rewritten", _READ_PATHS),
     ("3.4", "3.9", "format", "Triton .autotune.json file", "rendered byte for byte", _READ_PATHS),
-    ("2.8", "2.13", "format", "Inductor kernel module (names, harness)", "capture: which kernels it holds",
+    ("2.8", "2.14", "format", "Inductor kernel module (names, harness)", "capture: which kernels it holds",
      "tests/test_zero_config.py"),
 ))
 # fmt: on
@@ -192,8 +192,8 @@ def _resolve_problem(dotted: str) -> str:
 def _assigned_in(cls: type, attr: str) -> bool:
     import inspect
 
-    try:
-        return f"self.{attr} =" in inspect.getsource(cls)
+    try:  # assigned, annotated or not (torch 2.14: ``self.inductor_meta: InductorMeta = ...``)
+        return re.search(rf"self\.{re.escape(attr)}\s*(?::[^=\n]*)?=(?!=)", inspect.getsource(cls)) is not None
     except (OSError, TypeError):
         return False
 

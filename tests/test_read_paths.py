@@ -76,7 +76,7 @@ def test_triton_hits_populated_autotune_results_without_benchmarking(tmp_path: P
 
 
 def test_a_recorded_coordinate_descent_result_is_not_searched_again(kernel_sources: list[str], tmp_path: Path) -> None:
-    """Torch 2.8-2.13 lose the found_by_coordesc mark between reading a `.best_config` and
+    """Torch 2.8-2.14 lose the found_by_coordesc mark between reading a `.best_config` and
     launching: without atpack's replay the process searches again; with it, it does not."""
     reduction = kernel_sources[0]
     plain = _run("coordesc_replay.py", reduction, TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "a"))

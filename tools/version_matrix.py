@@ -1,5 +1,5 @@
 """The torch/triton version matrix: the tests that touch torch's and triton's internals, run
-against each release pair atpack claims (torch 2.8 to 2.13, triton 3.4 to 3.9).
+against each release pair atpack claims (torch 2.8 to 2.14, triton 3.4 to 3.9).
 
     python tools/version_matrix.py                       every pair; writes tools/results/version_matrix.{json,md}
     python tools/version_matrix.py --pairs 2.8/3.4,2.13/3.9
@@ -81,6 +81,7 @@ PAIRS = [
     Pair("2.12/3.7", "2.12.1", "3.7.1", "PyPI CUDA 13.0 build; triton as torch pins it"),
     Pair("2.13/3.7", "2.13.0", "3.7.1", "PyPI CUDA 13.0 build; triton as torch's PyPI wheel pins it"),
     Pair("2.13/3.9", "2.13.0+cpu", "3.9.0", "local CPU build; the newest triton (the development pair)", local=True),
+    Pair("2.14/3.8", "2.14.1", "3.8.0", "PyPI CUDA 13.0 build; triton as torch's PyPI wheel pins it"),
 ]
 
 
