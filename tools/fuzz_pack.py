@@ -1200,9 +1200,9 @@ def _config_problem(name: str, content: Any) -> str:
 
     try:
         data = json.loads(content)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # not JSON torch reads as a result
         return ""
-    if name.endswith(".best_config") and isinstance(data, dict):
+    if name.endswith(".best_config") and isinstance(data, dict) and "num_warps" in data:
         typed = ("num_warps", "num_stages", "configs_hash", "found_by_coordesc", "time_taken_ms", "triton_cache_hash")
         kwargs = [(k, v) for k, v in data.items() if k not in typed]
         return inductor_config_problem(kwargs, data.get("num_warps"), data.get("num_stages"))
