@@ -40,7 +40,8 @@ else is a crash, and so is a blob that does not match its digest):
                  pickles. A crash is also: anything created, changed or removed outside the cache
                  folders; an existing file changed or removed (but GEMM timings merged in, a
                  kernel's group file pointed at its own folder); a new file whose name is not one
-                 its folder's reader takes as data (`INDUCTOR_FILE`, `TRITON_FILE`); a dry run or
+                 its folder's reader takes as data (`INDUCTOR_FILE`, `TRITON_FILE`); a tuning
+                 result whose config its producer never emits (atpack.adapters.configs); a dry run or
                  a second populate that changes anything; an artifact without exactly one outcome;
                  a kind that runs code not skipped; a failure or an error of more than one line
 
@@ -83,8 +84,6 @@ from typing import Any, TypeVar
 
 import msgspec
 import zstandard
-
-from atpack.populate import populate
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "tools" / "fuzz_corpus"
@@ -1312,6 +1311,8 @@ def populate_checked(pack: Any, site: Site, run: str, before: Listing) -> tuple[
     its pickles, whatever environment it names, and check what it did (`check_changes`,
     `check_report`). Returns the site's listing after it, and "populate:" and the error it
     raised, or "populated:" and the outcomes ("failed CacheFileError, written")."""
+    from atpack.populate import populate  # here, after `load`: atheris instruments atpack as it is imported
+
     atpack = _atpack
     with site.defaults() if run == "defaults" else site.explicit() as options:
         try:
