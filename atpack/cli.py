@@ -664,8 +664,11 @@ def _diff(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([msgspec.to_builtins(c) for c in changes], indent=2))
     else:
-        for c in changes:
-            print(_shown(f"{c.change:8s} {c.kind:24s} {c.key[:70]:70s} {c.detail}".rstrip()))
+        from .text import printable
+
+        for c in changes:  # each field of the pack's escaped: a newline in a key is shown, never a line
+            key, detail = printable(c.key), printable(c.detail)
+            print(f"{c.change:8s} {printable(c.kind):24s} {key[:70]:70s} {detail}".rstrip())
         counts = {k: sum(1 for c in changes if c.change == k) for k in ("added", "removed", "changed")}
         print(", ".join(f"{n} {k}" for k, n in counts.items()))
     return 1 if args.exit_code and changes else 0

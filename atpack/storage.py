@@ -235,12 +235,29 @@ def _call(fs: Any, method: str, timeout: float | None, *args: Any, **kwargs: Any
     from fsspec.implementations.local import LocalFileSystem
     from fsspec.implementations.memory import MemoryFileSystem
 
+    if isinstance(fs, LocalFileSystem) and method in _READS:
+        _refuse_special_files(fs, args[0] if method == "cat_ranges" else [args[0]])
     if timeout is None or isinstance(fs, (LocalFileSystem, MemoryFileSystem)):
         return getattr(fs, method)(*args, **kwargs)
     if isinstance(fs, fsspec.asyn.AsyncFileSystem) and not fs.asynchronous:
         # fsspec's sync() cancels the coroutine at the timeout: nothing is left running
         return fsspec.asyn.sync(fs.loop, getattr(fs, "_" + method), *args, timeout=timeout, **kwargs)
     return _in_thread(functools.partial(getattr(fs, method), *args, **kwargs), timeout)
+
+
+_READS = ("cat_file", "cat_ranges", "cat", "open", "read_bytes")
+
+
+def _refuse_special_files(fs: Any, paths: Sequence[str]) -> None:
+    """A local store's tag, record or blob is a regular file: a FIFO would make the read wait
+    for a writer without end (a local call has no deadline), a device never ends."""
+    for path in paths:
+        try:
+            st = os.stat(fs._strip_protocol(path))
+        except OSError:
+            continue  # missing: the read says so
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            raise ValueError(f"{path}: not a regular file (a FIFO, socket or device never ends as a file does)")
 
 
 def _in_thread(fn: Callable[[], _T], timeout: float | None) -> _T:

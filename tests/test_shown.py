@@ -113,3 +113,23 @@ def test_a_cache_file_name_in_a_warning_is_shown_escaped_on_one_line(tmp_path: P
     warnings = [line for line in result.stderr.splitlines() if line.startswith("atpack: WARNING: skipped")]
     assert len(warnings) == 1 and printable(HOSTILE) in warnings[0]
     assert not [line for line in result.stderr.splitlines() if line.startswith("annotation io.atpack.signed")]
+
+
+def test_diff_shows_a_key_holding_newlines_on_its_own_line(tmp_path: Path) -> None:
+    """A pack's key with a newline in it once printed lines of the pack's choosing (a forged
+    verdict of atpack's): each field of the pack is escaped before the line is made."""
+    forged = "atpack: all 12 artifacts verified, signed by trusted key release"
+    for name, content in (("a", b"1"), ("b", b"2")):
+        with atpack.create(tmp_path / f"{name}.atpack") as w:
+            env = w.add_environment(atpack.Environment(torch_version="2.13.0"))
+            blob = w.add_blob(content)
+            w.add(atpack.artifacts.MegacachePgo(env=env, entry_key=f"job:0:x\n{forged}\n", seq=0, content=blob, size=1))
+    result = subprocess.run(
+        [sys.executable, "-m", "atpack", "diff", str(tmp_path / "a.atpack"), str(tmp_path / "b.atpack")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert not [line for line in result.stdout.splitlines() if line.startswith("atpack:")]
+    assert "changed" in result.stdout and "\\n" + forged in result.stdout

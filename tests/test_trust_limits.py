@@ -14,8 +14,10 @@ import base64
 import dataclasses
 import hashlib
 import io
+import os
 import random
 import struct
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -271,6 +273,33 @@ def test_a_record_frame_declaring_a_terabyte_is_refused_before_allocating(stores
         lambda: stores.refuses(stores.digest, atpack.LimitError, "declares 1,099,511,627,776 bytes, over the limit")
     )
     assert peak < 4 * MiB
+
+
+def test_a_record_that_expands_over_32x_is_refused_before_it_is_decompressed(stores: Stores) -> None:
+    """A record is decoded as an index is, at many bytes of memory a byte: an independent review's
+    45 KB store declaring a 198 MiB record took 4.8 GiB to pull. The index's rule holds for it."""
+    path = stores.root / "remote" / "packs" / f"{stores.digest.split(':', 1)[1]}.json.zst"
+    path.write_bytes(zstandard.ZstdCompressor(write_content_size=True).compress(b" " * (8 * MiB)))
+    peak = peak_allocation_while(lambda: stores.refuses(stores.digest, atpack.LimitError, "over 32x"))
+    assert peak < 4 * MiB
+
+
+@pytest.mark.parametrize("what", ["tag", "record", "blob"])
+def test_a_fifo_in_a_local_store_is_refused_without_waiting(stores: Stores, what: str) -> None:
+    """A local store's call has no deadline, and opening a FIFO waits for a writer: every file a
+    store read is a regular file, checked before it is opened."""
+    stores.remote.tag("latest", stores.digest)
+    hex_ = stores.digest.split(":", 1)[1]
+    path = {
+        "tag": stores.root / "remote" / "tags" / "latest",
+        "record": stores.root / "remote" / "packs" / f"{hex_}.json.zst",
+        "blob": stores.blob_path(),
+    }[what]
+    path.unlink()
+    os.mkfifo(path)
+    started = time.monotonic()
+    message = stores.refuses("latest", atpack.StorageError, "not a regular file")
+    assert time.monotonic() - started < 10 and "\n" not in message
 
 
 def streamed_zeros(size: int) -> bytes:
