@@ -159,6 +159,16 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
+def check_index_expansion(size: int, length: int, limits: Limits, what: str) -> None:
+    """Refuse (`LimitError`) an index, or a store's record of one, of `size` bytes held in
+    `length` compressed: over `Limits.max_index_expansion` times past `INDEX_ALLOWANCE`."""
+    if size > max(INDEX_ALLOWANCE, length * limits.max_index_expansion):
+        raise LimitError(
+            f"{what}: {size:,} bytes decompressed from {length:,} (over {limits.max_index_expansion}x, "
+            f"the limit past {INDEX_ALLOWANCE:,} bytes)"
+        )
+
+
 class FrameEntry(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
     """A zstd frame: where it lies, its decompressed size, sha256 of its compressed bytes."""
 
@@ -292,6 +302,7 @@ class PackWriter:
         self._artifacts: dict[str, bytes] = {}
         self._questions: dict[tuple[str, str, str], str] = {}
         self._blob_refs: dict[str, list[str]] = {}
+        self._artifact_envs: dict[str, str] = {}
         self._environments: dict[str, Environment] = {}
         self._annotations: dict[str, str] = {}
         self._digested: set[str] = set()
@@ -353,6 +364,7 @@ class PackWriter:
             )
         self._questions[question] = digest
         self._artifacts[digest] = raw
+        self._artifact_envs[digest] = artifact.env
         self._blob_refs[digest] = list(artifact.blob_refs())
         return digest
 
@@ -398,11 +410,7 @@ class PackWriter:
         index = self._index_bytes(frames, blobs)
         index_offset = self._written
         compressed = self._zstd.compress(index)
-        if len(index) > max(INDEX_ALLOWANCE, len(compressed) * DEFAULT_LIMITS.max_index_expansion):
-            raise LimitError(
-                f"the index compresses {len(index) / len(compressed):.0f}x ({len(index):,} bytes): "
-                f"readers refuse an index over {DEFAULT_LIMITS.max_index_expansion}x past {INDEX_ALLOWANCE:,} bytes"
-            )
+        check_index_expansion(len(index), len(compressed), DEFAULT_LIMITS, "the index (readers would refuse it)")
         self._write(compressed)
         self._write(
             _FOOTER.pack(
@@ -486,8 +494,7 @@ class PackWriter:
     def _blob_environments(self) -> dict[str, str]:
         """Each blob's environment: the least digest among those of the artifacts that refer to it."""
         envs: dict[str, str] = {}
-        for digest, raw in self._artifacts.items():
-            env = _probe_decoder.decode(raw).env
+        for digest, env in self._artifact_envs.items():
             for ref in self._blob_refs[digest]:
                 envs[ref] = min(envs.get(ref, env), env)
         return envs
@@ -508,7 +515,7 @@ class PackWriter:
         return FrameEntry(offset, self._written - offset, size, sha256.hexdigest())
 
     def _index_bytes(self, frames: list[FrameEntry], blobs: list[BlobEntry]) -> bytes:
-        used_envs = {_probe_decoder.decode(raw).env for raw in self._artifacts.values()}
+        used_envs = set(self._artifact_envs.values())
         environments = sorted((d, e) for d, e in self._environments.items() if d in used_envs)
         artifacts = [msgspec.Raw(self._artifacts[d]) for d in sorted(self._artifacts)]
         index = _IndexOnDisk(
@@ -696,11 +703,7 @@ class Pack:
         if index_size > length * MAX_ZSTD_RATIO or length > _compress_bound(index_size):
             raise LimitError(f"{self.name}: no zstd frame of {length} bytes holds an index of {index_size} bytes")
         self._check_expansion(index_size, "an index")
-        if index_size > max(INDEX_ALLOWANCE, length * self._limits.max_index_expansion):
-            raise LimitError(
-                f"{self.name}: an index of {index_size:,} bytes decompressed from {length:,} "
-                f"(over {self._limits.max_index_expansion}x, the limit past {INDEX_ALLOWANCE:,} bytes)"
-            )
+        check_index_expansion(index_size, length, self._limits, f"{self.name}: index")
         if size <= tail_len:
             _check_header(tail[:HEADER_SIZE], self.format_version)
         start = size - tail_len

@@ -399,13 +399,15 @@ def _chart(times: list[tuple[str, float]], chosen: str) -> str:
     pad = _LOG_PAD if hi > lo else math.log10(2)
     left, right = math.log10(lo) - pad, math.log10(hi) + pad
 
+    def at(log: float) -> float:  # where a time of 10**log ms lies
+        return _PAD + (_W - 2 * _PAD) * (log - left) / (right - left)
+
     def x(t: float) -> float:
-        return _PAD + (_W - 2 * _PAD) * (math.log10(t) - left) / (right - left)
+        return at(math.log10(t))
 
     ticks = "".join(
-        f'<line class="tick" x1="{_PAD + (_W - 2 * _PAD) * (k - left) / (right - left):.1f}" '
-        f'x2="{_PAD + (_W - 2 * _PAD) * (k - left) / (right - left):.1f}" y1="26" y2="30"/>'
-        f'<text x="{_PAD + (_W - 2 * _PAD) * (k - left) / (right - left):.1f}" y="42">{_power(k)}</text>'
+        f'<line class="tick" x1="{at(k):.1f}" x2="{at(k):.1f}" y1="26" y2="30"/>'
+        f'<text x="{at(k):.1f}" y="42">{_power(k)}</text>'
         for k in _ticks(left, right)
     )
     points = []

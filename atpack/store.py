@@ -45,13 +45,13 @@ from .folders import atpack_cache_dir
 from .pack import (
     DEFAULT_LEVEL,
     DEFAULT_LIMITS,
-    INDEX_ALLOWANCE,
     AnnotationKey,
     Limits,
     Pack,
     PackInfo,
     _compress_bound,
     _decompress,
+    check_index_expansion,
     create,
     decode_artifact,
     open_pack,
@@ -214,7 +214,7 @@ class Store:
             if isinstance(e.__cause__, FileNotFoundError):
                 raise NotFoundError(f"{self.url}: no pack {digest}") from None
             raise
-        raw = _unzstd(frame, limit, what, self._limits.max_index_expansion)
+        raw = _unzstd(frame, limit, what, self._limits)
         try:
             record = msgspec.json.decode(raw, type=PackRecord)
         except (msgspec.DecodeError, UnicodeDecodeError) as e:
@@ -426,10 +426,9 @@ def _batches(blobs: list[tuple[str, int]], budget: int) -> Iterator[list[tuple[s
         yield batch
 
 
-def _unzstd(frame: bytes, limit: int, what: str, expansion: int) -> bytes:
-    """The content of a zstd frame that declares a size of at most `limit` bytes and at most
-    `expansion` times its own past `INDEX_ALLOWANCE` (a record is decoded as an index is, at many
-    bytes of memory a byte), checked before anything is allocated."""
+def _unzstd(frame: bytes, limit: int, what: str, limits: Limits) -> bytes:
+    """The content of a zstd frame that declares a size of at most `limit` bytes, and expands as
+    an index may (a record is decoded as one is), checked before anything is allocated."""
     try:
         size = zstandard.frame_content_size(frame)
     except zstandard.ZstdError as e:
@@ -438,11 +437,7 @@ def _unzstd(frame: bytes, limit: int, what: str, expansion: int) -> bytes:
         raise IntegrityError(f"{what}: a zstd frame that does not declare its size")
     if size > limit:
         raise LimitError(f"{what}: declares {size:,} bytes, over the limit of {limit:,}")
-    if size > max(INDEX_ALLOWANCE, len(frame) * expansion):
-        raise LimitError(
-            f"{what}: declares {size:,} bytes from {len(frame):,} (over {expansion}x, the limit past "
-            f"{INDEX_ALLOWANCE:,} bytes)"
-        )
+    check_index_expansion(size, len(frame), limits, what)
     if len(frame) > _compress_bound(size):
         raise LimitError(f"{what}: {len(frame):,} bytes, more than any zstd frame of {size:,} bytes")
     return _decompress(frame, size, what)

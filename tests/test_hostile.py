@@ -275,7 +275,7 @@ def test_the_writer_refuses_an_index_readers_would_refuse(tmp_path: Path) -> Non
         for n in range(1000)
     )
     artifact = atpack.InductorGemmTimings(env=INDUCTOR_ENV.digest, system=GemmSystem(hash="cd" * 32), entries=entries)
-    with pytest.raises(atpack.LimitError, match="readers refuse an index over 32x"):
+    with pytest.raises(atpack.LimitError, match=r"readers would refuse it\): .* \(over 32x"):
         pack_of(artifact)
 
 
