@@ -42,6 +42,8 @@ __all__ = [
     "InductorLocalValues",
     "KERNEL_SUFFIXES",
     "KernelFile",
+    "KeyComponent",
+    "LookupKey",
     "LocalValue",
     "MEGACACHE_TYPES",
     "MAX_EXTRA_DEPTH",
@@ -607,6 +609,37 @@ class TritonHostModule(Artifact, tag="triton.host_module/1", frozen=True):
         return f"{self.cache_key[:12]}… {', '.join(f.name for f in self.files)} (host code)"
 
 
+LookupCache = typing.Literal["fx_graph", "aot_autograd", "autotune", "triton_kernel", "triton_autotune"]
+"""A cache whose lookups atpack records (`atpack.lookups`)."""
+
+
+class KeyComponent(Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """One part of a cache key: its name (``inductor_config[max_autotune]``, ``source``), the
+    hash torch or Triton gave it (or atpack, where they give none), and its value as text (cut)."""
+
+    name: Annotated[str, Meta(max_length=512)]
+    hash: Annotated[str, Meta(max_length=128)]
+    shown: Annotated[str, Meta(max_length=1024)]
+
+
+class LookupKey(Artifact, tag="lookup.key/1", frozen=True):
+    """The components of one key a cache was looked up or filled with in the capturing process
+    (format 1.2): what `atpack explain` compares a later miss with. Populate writes nothing for it."""
+
+    cache: LookupCache
+    lookup: Annotated[str, Meta(min_length=1, max_length=512)]
+    name: Annotated[str, Meta(max_length=512)] = ""
+    components: Annotated[tuple[KeyComponent, ...], Meta(max_length=8192)] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.cache}:{self.lookup}"
+
+    def summary(self) -> str:
+        named = f" {self.name}" if self.name else ""
+        return f"{self.cache} {self.lookup}{named}: {len(self.components)} components"
+
+
 AnyArtifact = Union[
     InductorBestConfig,
     InductorKernelPerf,
@@ -621,6 +654,7 @@ AnyArtifact = Union[
     MegacachePgo,
     MegacachePrecompile,
     MegacacheOther,
+    LookupKey,
 ]
 """The kinds of format 1.0, in one tagged union (the schema in `spec/schema/` is generated from
 it). Packs are read with these and every kind registered since (`atpack.kinds`), whose behaviour

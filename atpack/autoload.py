@@ -7,6 +7,9 @@ one `lstat` (the replay marker) and leaves nothing installed. Otherwise:
 * **Replay** (`atpack.replay`): where the Inductor folder's marker or ``ATPACK_REPLAY=1`` turns it
   on, it is installed when Inductor's runtime is first imported, so ``import torch`` costs what
   it cost without atpack, and a process that never compiles is never touched.
+* **Lookup record** (`atpack.lookups`): where ``ATPACK_EXPLAIN=1`` or the folder's
+  ``atpack-explain.json`` (``atpack populate --explain``) asks, every lookup of torch's and
+  Triton's caches is recorded into the Inductor folder as it happens.
 * **Capture**, under ``atpack capture -- COMMAND``: ``ATPACK_CAPTURE`` names a folder; the process
   records as `atpack.capture()` does and, when it exits, leaves its pack there for the command
   to merge.
@@ -34,15 +37,27 @@ def load() -> None:
         from . import replay, settings
         from .folders import default_inductor_dir
 
-        on, why = replay.switched(default_inductor_dir())
+        folder = default_inductor_dir()
+        on, why = replay.switched(folder)
         if on:
             from . import seam
 
             seam.install_replay_on_import(why)
+        if replay.explaining(folder):
+            _record_lookups(folder)
         if spool := os.environ.get(settings.CAPTURE):
             _capture_process(spool)
     except Exception as e:  # never an exception in `import torch`
         _warn("atpack: the torch plug-in is off in this process (%s); torch runs without it", e)
+
+
+def _record_lookups(folder: str) -> None:
+    import contextlib
+
+    from . import seam
+    from .lookups import Recorder
+
+    seam.watch_lookups(Recorder(folder, keep=False), contextlib.ExitStack())  # for the process's life
 
 
 def _capture_process(spool: str) -> None:

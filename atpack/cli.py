@@ -439,6 +439,11 @@ def _populate_command(sub: _Commands) -> None:
         help=f"exit {NOTHING_APPLIED} when no artifact applies here (none written, merged or already present): "
         "for startup checks that need the caches warm",
     )
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="make the processes that use the Inductor folder record their cache lookups, for atpack explain",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -460,6 +465,11 @@ def _populate(args: argparse.Namespace) -> int:
         print(json.dumps(msgspec.to_builtins(report), indent=2))
     else:
         print(report.format(verbose=args.verbose))
+    if args.explain and not args.dry_run:
+        from . import replay
+
+        marker = replay.enable(report.inductor_dir, replay.EXPLAIN_MARKER)
+        print(f"wrote {marker}: processes using this folder record their cache lookups (atpack explain reads them)")
     if not report.ok:
         failed = [o for o in report.outcomes if o.action == "failed"]
         first = _one_line(f"{failed[0].kind} {failed[0].key}: {failed[0].detail}")
@@ -468,6 +478,57 @@ def _populate(args: argparse.Namespace) -> int:
     if args.require_applied and not report.applied:
         print(f"atpack: {_one_line(report.nothing_applied())} (--require-applied)", file=sys.stderr)
         return NOTHING_APPLIED
+    return 0
+
+
+def _explain_command(sub: _Commands) -> None:
+    p = _command(
+        sub,
+        "explain",
+        _explain,
+        help="say which cache lookups of a process hit, which missed, and why",
+        description="Read the lookup records of the processes that used an Inductor folder (recorded where "
+        "ATPACK_EXPLAIN=1 or populate --explain asked) and explain each miss by the nearest entry of PACK: the "
+        "component of the key that differs, or why populate left the entry out.",
+    )
+    p.add_argument("url", metavar="PACK", nargs="?", help="the pack (or model folder) the caches were populated from")
+    p.add_argument("--records", metavar="FILE", nargs="+", help="record files (default: every one in the folder)")
+    p.add_argument("--inductor-dir", metavar="DIR", help="Inductor cache folder (default: the one torch uses)")
+    p.add_argument(
+        "--off", action="store_true", help="stop recording in the folder (remove populate --explain's marker)"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from . import replay
+    from .explaining import explain
+    from .folders import default_inductor_dir
+    from .lookups import read_records, record_files
+
+    folder = args.inductor_dir or default_inductor_dir()
+    if args.off:
+        marker = os.path.join(folder, replay.EXPLAIN_MARKER)
+        print(f"removed {marker}" if replay.disable(folder, replay.EXPLAIN_MARKER) else f"no {marker} to remove")
+        return 0
+    paths = args.records or record_files(folder)
+    if not paths:
+        raise NotFoundError(
+            f"no lookup record in {folder}: run the process with ATPACK_EXPLAIN=1, or populate with --explain first"
+        )
+    records = read_records(paths)
+    artifacts: list[Any] = []
+    environments: dict[str, Any] = {}
+    if args.url:
+        from .pack import open_pack
+        from .populate import find_packs
+
+        for url in find_packs(args.url, storage_options=args.storage_options):
+            with open_pack(url, storage_options=args.storage_options) as pack:
+                artifacts += pack.artifacts
+                environments.update(pack.manifest.environments)
+    explanation = explain(records, artifacts, environments, pack=args.url)
+    print(json.dumps(explanation.to_json(), indent=2) if args.json else explanation.format(verbose=args.verbose))
     return 0
 
 
@@ -991,6 +1052,7 @@ _COMMANDS: dict[str, Callable[[_Commands], None]] = {
     "replay": _replay_command,
     "populate": _populate_command,
     "inspect": _inspect_command,
+    "explain": _explain_command,
     "sign": _sign_command,
     "keygen": _keygen_command,
     "verify": _verify_command,

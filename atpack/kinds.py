@@ -116,9 +116,10 @@ class Kind(Generic[A]):
     artifact: type[A]
     folder: CacheFolder = "inductor"
     """The cache folder the kind is collected from and populated into."""
-    populate: Literal["files", "merged"] = "files"
-    """How populate writes it: its `files`, never over a different existing one; or merged into
-    the file already there (`merge_file`)."""
+    populate: Literal["files", "merged", "none"] = "files"
+    """How populate writes it: its `files`, never over a different existing one; merged into
+    the file already there (`merge_file`); or not at all, without an outcome (``none``: not a
+    cache file, but what atpack keeps about one, such as a key's components)."""
     turns_replay_on: bool = False
     """Whether it is a tuning result that atpack's replay (`atpack.autoload`) acts on: populating
     one turns the replay on for the folder."""

@@ -51,7 +51,8 @@ class Outcome:
 
 @dataclasses.dataclass
 class PopulateReport:
-    """Every artifact's outcome, plus where and how populate ran."""
+    """Every artifact's outcome (but those of kinds populate never acts on, `Kind.populate` ``none``),
+    plus where and how populate ran."""
 
     pack: str
     inductor_dir: str
@@ -426,6 +427,8 @@ def _populate_into(
             )
             continue
         kind = kinds.of(artifact)
+        if kind.populate == "none":
+            continue
         if never := kind.never(artifact):
             report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, never))
             continue

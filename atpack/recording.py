@@ -28,11 +28,12 @@ import msgspec
 from . import kinds, seam, settings, walk
 from .adapters import inductor, megacache
 from .adapters.megacache import Entry
-from .artifacts import Artifact, Environment, InductorBestConfig, MegacacheEntry
+from .artifacts import Artifact, Environment, InductorBestConfig, LookupKey, MegacacheEntry
 from .env import LocalEnvironment
 from .errors import CacheFileError, UnsafeContentError
 from .folders import default_inductor_dir, triton_dirs_to_collect
 from .kinds import Collected, Skipped
+from .lookups import Recorder
 from .pack import CREATED, DEFAULT_LEVEL, Pack, PackInfo, create, created_now, open_pack
 
 __all__ = ["Capture", "CommandReport", "capture", "capture_command"]
@@ -84,6 +85,8 @@ class Capture:
         self._found: dict[str, tuple[Any, ...]] = {}
         self._saves = 0
         self._tuned = False
+        self.lookups = Recorder()
+        """What the block looked up in torch's and Triton's caches: the pack keeps each key's components."""
 
     @property
     def triton_dirs(self) -> list[str]:
@@ -99,6 +102,7 @@ class Capture:
         seam.watch_winners(self._winners.add, self._undo)
         seam.watch_records(self._record, self._undo)
         seam.watch_autotune_runs(self._ran, self._undo)
+        seam.watch_lookups(self.lookups, self._undo)
         return self
 
     def _record(self, path: str, found: tuple[Any, ...]) -> None:
@@ -144,6 +148,17 @@ class Capture:
             self.notes.append("could not tell which kernels the compiled code launches: keeping every new one")
         for note in self.notes:
             log.info("capture: %s", note)
+
+    def _lookup_keys(self, env: str) -> list[LookupKey]:
+        """Each key looked up or filled during the capture, with its components (the last listing of each)."""
+        keys = {
+            (lookup.cache, lookup.key): LookupKey(
+                env=env, cache=lookup.cache, lookup=lookup.key, name=lookup.name, components=lookup.components
+            )
+            for lookup in self.lookups.lookups
+            if lookup.components
+        }
+        return list(keys.values())
 
     def save(
         self,
@@ -193,6 +208,8 @@ class Capture:
                     log.warning("capture: skipped %s: %s", item.path, item.reason)
                 else:
                     writer.add(item)
+            for lookup in self._lookup_keys(env_digest):
+                writer.add(lookup)
             writer.annotate(CREATED, created_now())
             for key, value in (annotations or {}).items():
                 writer.annotate(key, value)

@@ -29,10 +29,12 @@ import stat
 
 from . import settings
 
-__all__ = ["MARKER", "disable", "enable", "plugin_registered", "state", "switched"]
+__all__ = ["EXPLAIN_MARKER", "MARKER", "disable", "enable", "explaining", "plugin_registered", "state", "switched"]
 
 MARKER = "atpack-replay.json"
 """The file in an Inductor folder that turns the replay on for the processes using that folder."""
+EXPLAIN_MARKER = "atpack-explain.json"
+"""Likewise, the lookup record (`atpack.lookups`): ``atpack populate --explain`` writes it."""
 
 
 def state(inductor_dir: str) -> tuple[bool, str]:
@@ -64,23 +66,37 @@ def switched(inductor_dir: str) -> tuple[bool, str]:
     return True, f"{marker} (`atpack replay off` removes it)"
 
 
-def enable(inductor_dir: str) -> str:
+def explaining(inductor_dir: str) -> bool:
+    """Whether the processes using `inductor_dir` record their cache lookups: ``ATPACK_EXPLAIN``,
+    else the folder's marker, if it is the user's (one `lstat`)."""
+    forced = settings.explain()
+    if forced is not None:
+        return forced
+    try:
+        st = os.lstat(os.path.join(inductor_dir, EXPLAIN_MARKER))
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
+
+
+def enable(inductor_dir: str, marker: str = MARKER) -> str:
     """Turn the replay on for the processes using `inductor_dir` (a marker that is there already
     is left as it is); returns the marker's path. The marker names nothing (no pack URL: a
     presigned one carries a credential)."""
     from .files import CacheDir
 
     with CacheDir(inductor_dir) as root:
-        path = root.path(MARKER)
+        path = root.path(marker)
         if root.state(path) == "absent":
             root.write(path, b'{"written_by": "atpack"}\n')
     return path
 
 
-def disable(inductor_dir: str) -> bool:
-    """Turn the replay off for the processes using `inductor_dir`; False if it was not on."""
+def disable(inductor_dir: str, marker: str = MARKER) -> bool:
+    """Turn the replay (or what `marker` turns on) off for the processes using `inductor_dir`;
+    False if it was not on."""
     try:
-        os.unlink(os.path.join(inductor_dir, MARKER))
+        os.unlink(os.path.join(inductor_dir, marker))
     except FileNotFoundError:
         return False
     return True

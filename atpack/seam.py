@@ -30,8 +30,8 @@ import re
 import stat
 import sys
 import types
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol, TypeVar
 
 __all__ = [
     "HEURISTICS",
@@ -39,6 +39,7 @@ __all__ = [
     "TORCH",
     "TRITON",
     "Internal",
+    "LookupSink",
     "MegacacheRecording",
     "Patch",
     "after_import",
@@ -59,6 +60,7 @@ __all__ = [
     "tritons_own_dir",
     "uninstall",
     "watch_autotune_runs",
+    "watch_lookups",
     "watch_records",
     "watch_winners",
 ]
@@ -663,6 +665,333 @@ def watch_winners(won: Callable[[str], None], undo: contextlib.ExitStack) -> Non
         undo.callback(_unpatch, patch)
 
     undo.callback(after_import(_BUNDLER, watch))
+
+
+# --------------------------------------------------------------------------- lookups (explain)
+
+
+_LOOKUPS = "lookup record"
+_CODECACHE = "torch._inductor.codecache"
+_AOT_CACHE = "torch._functorch._aot_autograd.autograd_cache"
+_BENCHMARKING = "torch._inductor.runtime.benchmarking"
+_DEBUG_LINE = re.compile(r"\[([^\]]{0,128})\] ([^:]{1,512}): (.*)", re.DOTALL)
+_TRITON_OPTIONS_SHOWN = ("num_warps", "num_ctas", "num_stages", "maxnreg", "debug", "enable_fp_fusion", "arch")
+
+
+class LookupSink(Protocol):
+    """What `watch_lookups` reports to (`atpack.lookups.Recorder`)."""
+
+    def looked_up(
+        self,
+        cache: str,
+        key: str,
+        hit: bool,
+        *,
+        name: str = ...,
+        components: Iterable[tuple[str, str, str]] = ...,
+        seconds: float = ...,
+    ) -> None: ...
+
+    def saved(self, cache: str, key: str) -> None: ...
+
+    def benchmarked(self, seconds: float) -> None: ...
+
+
+def watch_lookups(sink: LookupSink, undo: contextlib.ExitStack) -> None:
+    """Report every lookup of torch's and Triton's caches to `sink`, from when each cache's module
+    is imported: FX graphs and AOT autograd entries (their keys' components as torch lists them),
+    Inductor's `.best_config` records, Triton's compiled kernels and ``@triton.autotune`` results;
+    and every benchmark call. Observes only: every wrapper returns what torch's function returned."""
+    undo.callback(after_import(_CODECACHE, lambda m: _watch_fx_graphs(m, sink, undo)))
+    undo.callback(after_import(_AOT_CACHE, lambda m: _watch_aot_autograd(m, sink, undo)))
+    undo.callback(after_import(HEURISTICS, lambda m: _watch_records_read(m, sink, undo)))
+    undo.callback(after_import(_BENCHMARKING, lambda m: _watch_benchmarks(m, sink, undo)))
+    undo.callback(after_import("triton.compiler.compiler", lambda m: _watch_triton_compiles(sink, undo)))
+    undo.callback(after_import(_AUTOTUNER, lambda m: _watch_triton_autotune(m, sink, undo)))
+
+
+def _components(debug_lines: Any) -> list[tuple[str, str, str]]:
+    """torch's debug lines of a key (``[hash] name: value``) as (name, hash, value)."""
+    parts = []
+    for line in debug_lines or ():
+        if isinstance(line, str) and (m := _DEBUG_LINE.fullmatch(line[:4096])):
+            parts.append((m[2], m[1], m[3]))
+    return parts
+
+
+def _static_wrap(owner: Any, attr: str, after: Callable[..., None], undo: contextlib.ExitStack) -> None:
+    """Wrap the staticmethod `owner.attr`: `after(result, *args)` runs, guarded, after each call."""
+
+    def make(original: Any) -> Any:
+        @functools.wraps(original)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            result = original(*args, **kwargs)
+            _guarded(_LOOKUPS, after, result, *args)
+            return result
+
+        return staticmethod(wrapper)
+
+    undo.callback(_unpatch, _patch(owner, attr, make, _LOOKUPS))
+
+
+def _watch_fx_graphs(module: types.ModuleType, sink: LookupSink, undo: contextlib.ExitStack) -> None:
+    if not _known("torch", "the lookup record"):
+        return
+    cache = module.FxGraphCache
+
+    def looked_up(result: Any, key: str, debug_lines: Any, *rest: Any) -> None:
+        sink.looked_up("fx_graph", key, result[0] is not None, components=_components(debug_lines))
+
+    _static_wrap(cache, "load_with_key", looked_up, undo)
+    _static_wrap(cache, "_save_graph", lambda _result, key, *rest: sink.saved("fx_graph", key), undo)
+
+
+def _watch_aot_autograd(module: types.ModuleType, sink: LookupSink, undo: contextlib.ExitStack) -> None:
+    if not _known("torch", "the lookup record"):
+        return
+    keys: dict[str, Any] = {}
+    if "_get_debug_lines_for_cache_key" in vars(module):
+        # torch lists a key's components only where debug logging is on: list them anyway,
+        # without logging them (what the lookup record costs, once per graph)
+        def debug_lines(_original: Any) -> Any:
+            def wrapper(pickler: Any, details: Any, key: str) -> Any:
+                return pickler.debug_lines(details)
+
+            return wrapper
+
+        undo.callback(_unpatch, _patch(module, "_get_debug_lines_for_cache_key", debug_lines, _LOOKUPS))
+
+    def cache_key(original: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            result = original(*args, **kwargs)
+            if isinstance(result, tuple) and len(result) == 2:
+                keys[str(result[0])] = result[1]
+            return result
+
+        return wrapper
+
+    undo.callback(_unpatch, _patch(module, "autograd_cache_key", cache_key, _LOOKUPS))
+    cache = module.AOTAutogradCache
+    looked: list[str] = []
+
+    def lookup(original: Any) -> Any:
+        @functools.wraps(original)
+        def wrapper(key: str, *args: Any, **kwargs: Any) -> Any:
+            looked.append(key)
+            return original(key, *args, **kwargs)
+
+        return staticmethod(wrapper)
+
+    def load(original: Any) -> Any:
+        # the outcome as torch counts it: an entry found can still miss (a graph of it is not there)
+        @functools.wraps(original)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            counted = sys.modules["torch._dynamo.utils"].counters["aot_autograd"]
+            before = (counted["autograd_cache_hit"], counted["autograd_cache_miss"])
+            looked.clear()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                _guarded(_LOOKUPS, _aot_looked_up, sink, keys, looked, before, counted)
+
+        return staticmethod(wrapper)
+
+    undo.callback(_unpatch, _patch(cache, "_lookup", lookup, _LOOKUPS))
+    undo.callback(_unpatch, _patch(cache, "try_load" if "try_load" in vars(cache) else "load", load, _LOOKUPS))
+    _static_wrap(cache, "save", lambda _result, key, *rest: sink.saved("aot_autograd", key), undo)
+
+
+def _aot_looked_up(sink: LookupSink, keys: dict[str, Any], looked: list[str], before: Any, counted: Any) -> None:
+    if not looked:
+        return
+    key = looked[-1]
+    hit = counted["autograd_cache_hit"] > before[0]
+    if hit or counted["autograd_cache_miss"] > before[1]:  # else a bypass: nothing was looked up
+        sink.looked_up("aot_autograd", key, hit, components=_components(keys.pop(key, ())))
+
+
+def _watch_records_read(module: types.ModuleType, sink: LookupSink, undo: contextlib.ExitStack) -> None:
+    if not _known("torch", "the lookup record") or "check_autotune_cache" not in vars(module):
+        return
+
+    def check(original: Any) -> Any:
+        def wrapper(configs: Any, filename: Any, inductor_meta: Any, *args: Any, **kwargs: Any) -> Any:
+            result = original(configs, filename, inductor_meta, *args, **kwargs)
+            _guarded(_LOOKUPS, _record_read, sink, module, configs, filename, inductor_meta, result)
+            return result
+
+        return wrapper
+
+    undo.callback(_unpatch, _patch(module, "check_autotune_cache", check, _LOOKUPS))
+
+
+def _record_read(sink: LookupSink, module: Any, configs: Any, filename: Any, meta: Any, result: Any) -> None:
+    """One `.best_config` lookup: its path, and what the path and torch's check depend on."""
+    info = result[2] if isinstance(result, tuple) and len(result) == 3 else {}
+    state = info.get("autotune_cache_state") if isinstance(info, dict) else None
+    local = getattr(result[1], "local_cache", None) if state in ("hit", "miss") else None
+    if not local:
+        return
+    path = str(local[1])
+    key = "/".join(path.split(os.sep)[-2:])
+    configs_hash = module.hash_configs(configs)
+    tag = str(getattr(sys.modules.get("torch.compiler.config"), "cache_key_tag", ""))
+    source = os.path.basename(str(filename))
+    parts = [
+        ("source", source, source),
+        ("configs", configs_hash, f"{len(configs)} configs"),
+        ("cache_key_tag", tag, repr(tag)),
+    ]
+    name = str(meta.get("kernel_name", "")) if isinstance(meta, dict) else ""
+    sink.looked_up("autotune", key, state == "hit", name=name, components=parts)
+
+
+def _watch_benchmarks(module: types.ModuleType, sink: LookupSink, undo: contextlib.ExitStack) -> None:
+    bench = getattr(module, "benchmarker", None)
+    if bench is None or not _known("torch", "the lookup record"):
+        return
+    for method in ("benchmark_gpu", "benchmark_cpu"):
+        if callable(getattr(bench, method, None)):
+
+            def timed(original: Any) -> Any:
+                def wrapper(*args: Any, **kwargs: Any) -> Any:
+                    start = _now()
+                    try:
+                        return original(*args, **kwargs)
+                    finally:
+                        _guarded(_LOOKUPS, sink.benchmarked, _now() - start)
+
+                return wrapper
+
+            patch = _patch_instance(bench, method, timed)
+            undo.callback(_unpatch, patch)
+
+
+def _patch_instance(obj: Any, attr: str, make: Callable[[Any], Any]) -> Patch:
+    """Wrap a method of one object (Inductor's one benchmarker): its class's stays as it is."""
+    current = getattr(obj, attr)
+    wrapper = make(current)
+    patch = Patch(obj, attr, vars(obj).get(attr), wrapper, _LOOKUPS)
+    setattr(obj, attr, wrapper)
+    _patches.append(patch)
+    return patch
+
+
+def _now() -> float:
+    import time
+
+    return time.perf_counter()
+
+
+def _watch_triton_compiles(sink: LookupSink, undo: contextlib.ExitStack) -> None:
+    compilation = getattr(getattr(sys.modules.get("triton"), "knobs", None), "compilation", None)
+    if compilation is None or not hasattr(compilation, "listener") or not _known("triton", "the lookup record"):
+        return
+    before = compilation.listener
+
+    def listener(**event: Any) -> None:
+        _guarded(_LOOKUPS, _compiled, sink, event)
+        if before is not None:
+            before(**event)
+
+    compilation.listener = listener
+    undo.callback(lambda: setattr(compilation, "listener", before) if compilation.listener is listener else None)
+
+
+def _compiled(sink: LookupSink, event: dict[str, Any]) -> None:
+    """One Triton compile, from its listener: the kernel's folder (its key), and what the key hashes."""
+    group = event.get("metadata_group") or {}
+    paths = [str(p) for p in group.values()]
+    if not paths:
+        return
+    key = os.path.basename(os.path.dirname(paths[0]))
+    src: Any = event.get("src")
+    metadata = event.get("metadata") or {}
+    source = str(src.hash()) if hasattr(src, "hash") else ""
+    parts = [("source", source, source[:16])]
+    target = str(metadata.get("target", ""))
+    parts.append(("target", target, target))
+    for option in ("triton_version", *_TRITON_OPTIONS_SHOWN):
+        if option in metadata:
+            value = repr(metadata[option])
+            parts.append((option, value, value))
+    times = event.get("times")
+    total = getattr(times, "total", 0) if not event.get("cache_hit") else 0
+    name = str(getattr(src, "name", "") or metadata.get("name", ""))
+    sink.looked_up("triton_kernel", key, bool(event.get("cache_hit")), name=name, components=parts, seconds=total / 1e6)
+
+
+def _watch_triton_autotune(module: types.ModuleType, sink: LookupSink, undo: contextlib.ExitStack) -> None:
+    autotuner = getattr(module, "Autotuner", None)
+    if autotuner is None or "check_disk_cache" not in vars(autotuner) or not _known("triton", "the lookup record"):
+        return
+
+    def check(original: Any) -> Any:
+        def wrapper(self: Any, tuning_key: Any, configs: Any, bench_fn: Any, *args: Any, **kwargs: Any) -> Any:
+            parts = _guarded(_LOOKUPS, _autotune_key, module, self, tuning_key, configs)
+            hit = original(self, tuning_key, configs, bench_fn, *args, **kwargs)
+            if parts is not None:
+                key, name, components = parts
+                _guarded(_LOOKUPS, _autotune_looked_up, sink, key, bool(hit), name, components)
+            return hit
+
+        return wrapper
+
+    undo.callback(_unpatch, _patch(autotuner, "check_disk_cache", check, _LOOKUPS))
+
+    def bench(original: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = _now()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                _guarded(_LOOKUPS, sink.benchmarked, _now() - start)
+
+        return wrapper
+
+    if "_bench" in vars(autotuner):
+        undo.callback(_unpatch, _patch(autotuner, "_bench", bench, _LOOKUPS))
+
+
+def _short_hash(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _autotune_looked_up(sink: LookupSink, key: str, hit: bool, name: str, components: list[Any]) -> None:
+    sink.looked_up("triton_autotune", key, hit, name=name, components=components)
+
+
+def _autotune_key(module: Any, autotuner: Any, tuning_key: Any, configs: Any) -> tuple[str, str, list[Any]] | None:
+    """The key of a ``@triton.autotune`` result as Triton's `check_disk_cache` makes it, part by
+    part (tests/test_explain.py holds the key to the folder Triton writes)."""
+    import base64
+    import hashlib
+
+    if not tuning_key or any(getattr(c, "pre_hook", None) for c in configs):
+        return None
+    fn = autotuner.fn
+    while hasattr(fn, "fn") and not hasattr(fn, "cache_key"):
+        fn = fn.fn
+    target = module.driver.active.get_current_target()
+    make_backend = sys.modules["triton.compiler.compiler"].make_backend
+    named = [
+        ("triton", str(module.triton_key())),
+        ("backend", str(make_backend(target).hash())),
+        ("source", str(fn.cache_key)),
+        ("env", str(sorted(module.get_cache_invalidating_env_vars().items()))),
+        ("tuning_key", str(tuning_key)),
+    ]
+    configs_text = [str(c) for c in configs]
+    text = "-".join([v for _, v in named] + configs_text)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    folder = base64.b32encode(bytes.fromhex(digest)).decode().rstrip("=")
+    name = str(fn.__name__)
+    parts = [(n, _short_hash(v), v if n in ("env", "tuning_key") else v[:64]) for n, v in named]
+    joined = "\n".join(configs_text)
+    parts.append(("configs", _short_hash(joined), f"{len(configs_text)} configs"))
+    return f"{folder}/{name[:150]}", name, parts
 
 
 def _unpatch(patch: Patch) -> None:

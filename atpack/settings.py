@@ -18,12 +18,14 @@ __all__ = [
     "CAPTURE",
     "CAPTURE_WITH_IR",
     "DEBUG",
+    "EXPLAIN",
     "LOCAL_RANK",
     "REPLAY",
     "SOURCE_DATE_EPOCH",
     "TIMEOUT",
     "capture_with_ir",
     "debug",
+    "explain",
     "local_rank",
     "plugins_autoload",
     "replay",
@@ -37,6 +39,8 @@ CAPTURE = "ATPACK_CAPTURE"
 """Set by `atpack capture` for the command's processes: the folder their captures go to."""
 CAPTURE_WITH_IR = "ATPACK_CAPTURE_WITH_IR"
 """Set by `atpack capture --with-ir` for the command's processes: kernels keep their IR and source."""
+EXPLAIN = "ATPACK_EXPLAIN"
+"""On or off in every process: record its cache lookups for `atpack explain`; unset: the markers decide."""
 DEBUG = "ATPACK_DEBUG"
 TIMEOUT = "ATPACK_TIMEOUT"
 CACHE_DIR = "ATPACK_CACHE_DIR"
@@ -66,6 +70,11 @@ def _switch(name: str) -> bool | None:
 def replay() -> bool | None:
     """``ATPACK_REPLAY``: on or off everywhere, or None (the replay markers decide)."""
     return _switch(REPLAY)
+
+
+def explain() -> bool | None:
+    """``ATPACK_EXPLAIN``: record cache lookups everywhere, nowhere, or None (the markers decide)."""
+    return _switch(EXPLAIN)
 
 
 def debug() -> bool:

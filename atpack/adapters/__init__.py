@@ -9,11 +9,11 @@ before (a test's, a plug-in's) stays.
 from __future__ import annotations
 
 from .. import kinds
-from . import inductor, megacache, triton
+from . import inductor, lookups, megacache, triton
 
-__all__ = ["inductor", "megacache", "triton"]
+__all__ = ["inductor", "lookups", "megacache", "triton"]
 
-for _adapter in (inductor, triton, megacache):
+for _adapter in (inductor, triton, megacache, lookups):
     for _kind in _adapter.KINDS:
         if not kinds.registered(_kind.artifact):
             kinds.register(_kind)

@@ -1,0 +1,261 @@
+"""Why a process's cache lookups hit or missed: its lookup record read beside a pack.
+
+Each miss is explained by the entry the pack holds nearest to it, in this order:
+
+1. the pack holds the very key, and the components the capture recorded for it differ from
+   the ones looked up (a `.best_config` whose configs list changed: same path, another list);
+2. the pack holds the very key and populate leaves it out on this machine (the reason populate
+   gives: an environment field, a pickle not trusted);
+3. the pack holds the very key and it applies here: it was not in the folder the process read;
+4. the pack does not hold the key: the recorded key of the same cache (of the same kernel,
+   where the cache names one) that shares the most components, and the components that differ.
+
+A cache whose entries embed another's (an AOT autograd entry holds FX graphs, which hold
+kernels) shows each miss at every level: the outermost explains the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from . import kinds
+from .artifacts import (
+    Artifact,
+    InductorBestConfig,
+    LookupKey,
+    MegacacheAotAutograd,
+    MegacacheAutotune,
+    MegacacheInductor,
+    TritonAutotune,
+    TritonKernel,
+)
+from .env import LocalEnvironment, mismatches, shown
+from .lookups import CACHES, Component, Lookup, Record
+from .text import printable
+
+__all__ = ["CacheCount", "Difference", "Explanation", "Miss", "explain"]
+
+SHOWN_DIFFERENCES = 4
+"""How many differing components a miss names in text (all of them in JSON)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Difference:
+    """A component of the missed key that differs from the nearest recorded one (None: absent)."""
+
+    component: str
+    recorded: str | None
+    found: str | None
+
+    def __str__(self) -> str:
+        return f"{printable(self.component)}: recorded {shown(self.recorded)}, found {shown(self.found)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Miss:
+    """One lookup that missed, and why."""
+
+    cache: str
+    key: str
+    name: str
+    seconds: float
+    cause: str
+    """One line: what differs, or where the entry was."""
+    nearest: str | None = None
+    """The recorded key compared with (None: none)."""
+    differs: tuple[Difference, ...] = ()
+
+
+@dataclasses.dataclass
+class CacheCount:
+    hits: int = 0
+    misses: int = 0
+    seconds: float = 0.0
+    """What the misses cost: compiling after them, as the record measured it."""
+
+    @property
+    def rate(self) -> float | None:
+        looked = self.hits + self.misses
+        return self.hits / looked if looked else None
+
+
+@dataclasses.dataclass
+class Explanation:
+    """Hits and misses per cache, each miss explained, and the benchmark calls made."""
+
+    counts: dict[str, CacheCount]
+    misses: list[Miss]
+    benchmarks: int
+    benchmark_s: float
+    records: int
+    pack: str | None
+
+    @property
+    def lookups(self) -> int:
+        return sum(c.hits + c.misses for c in self.counts.values())
+
+    def format(self, *, verbose: bool = False) -> str:
+        against = f" against {printable(self.pack)}" if self.pack else " (no pack to compare with)"
+        lines = [f"{self.lookups} cache lookups in {self.records} process record(s){against}"]
+        for cache, count in self.counts.items():
+            rate = f"{count.rate:.0%}" if count.rate is not None else "-"
+            cost = f", {count.seconds:.2f} s after misses" if count.misses else ""
+            lines.append(f"  {cache:<16}{count.hits:>6} hit {count.misses:>6} miss  {rate:>5} hits{cost}")
+        lines.append(f"  benchmark calls {self.benchmarks} ({self.benchmark_s:.2f} s)")
+        shown_misses = self.misses if verbose else self.misses[:50]
+        for miss in shown_misses:
+            named = f" {printable(miss.name)}" if miss.name else ""
+            lines.append(f"miss {miss.cache} {printable(miss.key)}{named}: {printable(miss.cause)}")
+            differs = miss.differs if verbose else miss.differs[:SHOWN_DIFFERENCES]
+            lines += [f"    {d}" for d in differs]
+            if len(miss.differs) > len(differs):
+                lines.append(f"    ... and {len(miss.differs) - len(differs)} more (-v)")
+        if len(self.misses) > len(shown_misses):
+            lines.append(f"... and {len(self.misses) - len(shown_misses)} more misses (-v)")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pack": self.pack,
+            "records": self.records,
+            "lookups": self.lookups,
+            "caches": {
+                cache: {**dataclasses.asdict(count), "hit_rate": count.rate} for cache, count in self.counts.items()
+            },
+            "benchmarks": self.benchmarks,
+            "benchmark_s": self.benchmark_s,
+            "misses": [dataclasses.asdict(m) for m in self.misses],
+        }
+
+
+def explain(
+    records: Sequence[Record],
+    artifacts: Iterable[Artifact] = (),
+    environments: dict[str, Any] | None = None,
+    *,
+    pack: str | None = None,
+    local: LocalEnvironment | None = None,
+) -> Explanation:
+    """Explain the lookups of `records` by the `artifacts` of a pack (and its `environments`, by
+    digest): see the module's documentation."""
+    local = local or LocalEnvironment()
+    book = _Book(list(artifacts), environments or {}, local)
+    counts = {cache: CacheCount() for cache in CACHES}
+    misses = []
+    for record in records:
+        for lookup in record.lookups:
+            count = counts[lookup.cache]
+            if lookup.hit:
+                count.hits += 1
+                continue
+            count.misses += 1
+            count.seconds += lookup.seconds
+            misses.append(book.explain(lookup))
+    return Explanation(
+        counts={c: n for c, n in counts.items() if n.hits or n.misses},
+        misses=misses,
+        benchmarks=sum(r.benchmarks for r in records),
+        benchmark_s=sum(r.benchmark_s for r in records),
+        records=len(records),
+        pack=pack,
+    )
+
+
+def _held_key(artifact: Artifact) -> tuple[str, str] | None:
+    """The cache entry an artifact populates, as a lookup names it: (cache, key)."""
+    if isinstance(artifact, MegacacheInductor):
+        return "fx_graph", artifact.entry_key
+    if isinstance(artifact, MegacacheAotAutograd):
+        return "aot_autograd", artifact.entry_key
+    if isinstance(artifact, MegacacheAutotune):
+        return "autotune", artifact.entry_key
+    if isinstance(artifact, InductorBestConfig):
+        return "autotune", artifact.path
+    if isinstance(artifact, TritonKernel):
+        return "triton_kernel", artifact.cache_key
+    if isinstance(artifact, TritonAutotune):
+        return "triton_autotune", f"{artifact.cache_key}/{artifact.fn_name}"
+    return None
+
+
+class _Book:
+    """What a pack holds, indexed by the keys lookups name."""
+
+    def __init__(self, artifacts: list[Artifact], environments: dict[str, Any], local: LocalEnvironment) -> None:
+        self.environments = environments
+        self.local = local
+        self.recorded: dict[str, dict[str, LookupKey]] = {}
+        self.held: dict[tuple[str, str], list[Artifact]] = {}
+        for artifact in artifacts:
+            if isinstance(artifact, LookupKey):
+                self.recorded.setdefault(artifact.cache, {})[artifact.lookup] = artifact
+            elif (held := _held_key(artifact)) is not None:
+                self.held.setdefault(held, []).append(artifact)
+
+    def explain(self, lookup: Lookup) -> Miss:
+        same = self.recorded.get(lookup.cache, {}).get(lookup.key)
+        if same is not None and (differs := _differences(same.components, lookup.components)):
+            cause = f"the pack holds this key, made of other components: {_names(differs)}"
+            return self._miss(lookup, cause, same.lookup, differs)
+        held = self.held.get((lookup.cache, lookup.key))
+        if held:
+            return self._miss(lookup, self._left_out(held))
+        return self._nearest(lookup)
+
+    def _left_out(self, held: list[Artifact]) -> str:
+        """Why the pack's entry for the key was not read: populate's reason, or the folder."""
+        for artifact in held:
+            kind = type(artifact)
+            recorded = self.environments.get(artifact.env)
+            if recorded is not None:
+                reasons = mismatches(recorded, self.local.get, kind.depends_on, required=kind.requires)
+                if reasons:
+                    return "the pack holds this entry, and populate leaves it out here: " + "; ".join(map(str, reasons))
+            if artifact.runs_code:
+                return f"the pack holds this entry ({artifact.runs_code}): populate writes it only with --trust-pickles"
+            if never := kinds.of(artifact).never(artifact):
+                return f"the pack holds this entry, and populate never writes it: {never}"
+        return (
+            "the pack holds this entry and it applies here, but it was not in the folder this process read "
+            "(populate into the Inductor and Triton folders the process uses)"
+        )
+
+    def _nearest(self, lookup: Lookup) -> Miss:
+        recorded = list(self.recorded.get(lookup.cache, {}).values())
+        if not recorded:
+            held = sum(1 for cache, _ in self.held if cache == lookup.cache)
+            why = f"{held} entries of this cache, without their keys' components" if held else "no entry of this cache"
+            return self._miss(lookup, f"no entry for this key: the pack holds {why}")
+        named = [r for r in recorded if lookup.name and r.name == lookup.name] or recorded
+        found = {c.name: c.hash for c in lookup.components}
+        nearest = max(named, key=lambda r: sum(found.get(c.name) == c.hash for c in r.components))
+        differs = _differences(nearest.components, lookup.components)
+        if not lookup.components:
+            return self._miss(lookup, "no entry for this key (the record lists none of its components)", nearest.lookup)
+        of = f" of {nearest.name}" if lookup.name and nearest.name == lookup.name else ""
+        cause = f"no entry for this key; the nearest{of} in the pack differs in {_names(differs) or 'nothing listed'}"
+        return self._miss(lookup, cause, nearest.lookup, differs)
+
+    @staticmethod
+    def _miss(lookup: Lookup, cause: str, nearest: str | None = None, differs: Sequence[Difference] = ()) -> Miss:
+        return Miss(lookup.cache, lookup.key, lookup.name, lookup.seconds, cause, nearest, tuple(differs))
+
+
+def _differences(recorded: Sequence[Component], found: Sequence[Component]) -> list[Difference]:
+    """The components whose hash differs or that only one side lists, in the order listed."""
+    mine = {c.name: c for c in recorded}
+    theirs = {c.name: c for c in found}
+    differs = []
+    for name in dict.fromkeys([*theirs, *mine]):
+        a, b = mine.get(name), theirs.get(name)
+        if a is None or b is None or a.hash != b.hash:
+            differs.append(Difference(name, a.shown if a else None, b.shown if b else None))
+    return differs
+
+
+def _names(differs: Sequence[Difference]) -> str:
+    names = [d.component for d in differs[:SHOWN_DIFFERENCES]]
+    more = f" and {len(differs) - len(names)} more" if len(differs) > len(names) else ""
+    return ", ".join(names) + more
