@@ -89,6 +89,8 @@ class Explanation:
     misses: list[Miss]
     benchmarks: int
     benchmark_s: float
+    spent_s: float
+    """What recording the lookups cost the processes."""
     records: int
     pack: str | None
 
@@ -104,6 +106,7 @@ class Explanation:
             cost = f", {count.seconds:.2f} s after misses" if count.misses else ""
             lines.append(f"  {cache:<16}{count.hits:>6} hit {count.misses:>6} miss  {rate:>5} hits{cost}")
         lines.append(f"  benchmark calls {self.benchmarks} ({self.benchmark_s:.2f} s)")
+        lines.append(f"  recording the lookups took {self.spent_s:.3f} s")
         shown_misses = self.misses if verbose else self.misses[:50]
         for miss in shown_misses:
             named = f" {printable(miss.name)}" if miss.name else ""
@@ -126,6 +129,7 @@ class Explanation:
             },
             "benchmarks": self.benchmarks,
             "benchmark_s": self.benchmark_s,
+            "spent_s": self.spent_s,
             "misses": [dataclasses.asdict(m) for m in self.misses],
         }
 
@@ -158,6 +162,7 @@ def explain(
         misses=misses,
         benchmarks=sum(r.benchmarks for r in records),
         benchmark_s=sum(r.benchmark_s for r in records),
+        spent_s=sum(r.spent_s for r in records),
         records=len(records),
         pack=pack,
     )

@@ -62,7 +62,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAGIC = b"\x89ATPACK\n"
-FORMAT_VERSION = (1, 1)
+FORMAT_VERSION = (1, 2)
 _HEADER = struct.Struct("<8sHHI")  # magic, major, minor, flags
 _FOOTER = struct.Struct("<QQQ32sHHI8s")  # index offset, length, size, sha256, major, minor, flags, magic
 HEADER_SIZE = _HEADER.size

@@ -115,6 +115,10 @@ _DIRS = "torch._inductor.runtime.cache_dir_utils"
 _TUNER = f"{HEURISTICS}.CachingAutotuner"
 _CACHE = f"{_AUTOTUNE_CACHE}.AutotuneCache"
 _MANAGER = "torch.compiler._cache.CacheArtifactManager"
+_FX = "torch._inductor.codecache.FxGraphCache"
+_AOT = "torch._functorch._aot_autograd.autograd_cache.AOTAutogradCache"
+_AOT_CACHE = "torch._functorch._aot_autograd.autograd_cache"
+_BENCHMARKING = "torch._inductor.runtime.benchmarking"
 _READ_PATHS = "tests/test_read_paths.py"
 
 # fmt: off
@@ -143,6 +147,21 @@ INTERNALS: tuple[Internal, ...] = tuple(_entry(*row) for row in (
     ("3.4", "3.4", "called",   "triton.compiler.compiler.triton_key",    "dry run: Triton's build key"),
     ("3.4", "3.9", "called",   "triton.compiler.compiler.make_backend",  "dry run: Triton's backend hash"),
     ("3.4", "3.9", "read",     "triton.knobs.cache.dir",                 "finds Triton's own folder"),
+    ("2.8", "2.14", "patched", f"{_FX}.load_with_key",                   "explain: FX graph lookups, their keys' parts"),
+    ("2.8", "2.14", "patched", f"{_FX}._save_graph",                     "explain: what an FX graph miss cost"),
+    ("2.8", "2.14", "patched", f"{_AOT_CACHE}.autograd_cache_key",       "explain: AOT autograd keys' parts"),
+    ("2.13", "2.14", "patched", f"{_AOT_CACHE}._get_debug_lines_for_cache_key", "explain: lists them unlogged"),
+    ("2.8", "2.14", "patched", f"{_AOT}._lookup",                        "explain: which key was looked up"),
+    ("2.9", "2.14", "patched", f"{_AOT}.try_load",                       "explain: hit or miss, as torch counts"),
+    ("2.8", "2.8", "patched",  f"{_AOT}.load",                           "explain: the same, before try_load"),
+    ("2.8", "2.14", "patched", f"{_AOT}.save",                           "explain: what an AOT miss cost"),
+    ("2.8", "2.14", "read",    "torch._dynamo.utils.counters",           "explain: AOT autograd's hit and miss counts"),
+    ("2.8", "2.14", "called",  f"{HEURISTICS}.hash_configs",             "explain: a kernel's configs, hashed"),
+    ("2.8", "2.14", "patched", f"{_BENCHMARKING}.benchmarker",           "explain: benchmark calls (its methods)"),
+    ("3.4", "3.9", "written",  "triton.knobs.compilation.listener",      "explain: Triton's kernel lookups"),
+    ("3.4", "3.9", "patched",  f"{_AUTOTUNER}.Autotuner.check_disk_cache", "explain: @triton.autotune lookups"),
+    ("3.4", "3.9", "patched",  f"{_AUTOTUNER}.Autotuner._bench",         "explain: their benchmark calls"),
+    ("3.4", "3.9", "read",     f"{_AUTOTUNER}.driver",                   "explain: the target Triton keys results by"),
     # formats atpack reads and writes itself, each held to torch's or Triton's reader by a test
     ("2.8", "2.14", "format", "Megacache blob (appending byte serializer)", "pack --megacache, megacache",
      "tests/test_megacache.py"),
@@ -672,8 +691,6 @@ def watch_winners(won: Callable[[str], None], undo: contextlib.ExitStack) -> Non
 
 _LOOKUPS = "lookup record"
 _CODECACHE = "torch._inductor.codecache"
-_AOT_CACHE = "torch._functorch._aot_autograd.autograd_cache"
-_BENCHMARKING = "torch._inductor.runtime.benchmarking"
 _DEBUG_LINE = re.compile(r"\[([^\]]{0,128})\] ([^:]{1,512}): (.*)", re.DOTALL)
 _TRITON_OPTIONS_SHOWN = ("num_warps", "num_ctas", "num_stages", "maxnreg", "debug", "enable_fp_fusion", "arch")
 
@@ -696,6 +713,8 @@ class LookupSink(Protocol):
 
     def benchmarked(self, seconds: float) -> None: ...
 
+    def spent(self, seconds: float) -> None: ...
+
 
 def watch_lookups(sink: LookupSink, undo: contextlib.ExitStack) -> None:
     """Report every lookup of torch's and Triton's caches to `sink`, from when each cache's module
@@ -710,6 +729,15 @@ def watch_lookups(sink: LookupSink, undo: contextlib.ExitStack) -> None:
     undo.callback(after_import(_AUTOTUNER, lambda m: _watch_triton_autotune(m, sink, undo)))
 
 
+def _observed(sink: LookupSink, part: Callable[..., _T], *args: Any) -> _T | None:
+    """`_guarded`, its time reported as the record's own cost."""
+    start = _now()
+    try:
+        return _guarded(_LOOKUPS, part, *args)
+    finally:
+        _guarded(_LOOKUPS, sink.spent, _now() - start)
+
+
 def _components(debug_lines: Any) -> list[tuple[str, str, str]]:
     """torch's debug lines of a key (``[hash] name: value``) as (name, hash, value)."""
     parts = []
@@ -719,14 +747,16 @@ def _components(debug_lines: Any) -> list[tuple[str, str, str]]:
     return parts
 
 
-def _static_wrap(owner: Any, attr: str, after: Callable[..., None], undo: contextlib.ExitStack) -> None:
+def _static_wrap(
+    owner: Any, attr: str, after: Callable[..., None], sink: LookupSink, undo: contextlib.ExitStack
+) -> None:
     """Wrap the staticmethod `owner.attr`: `after(result, *args)` runs, guarded, after each call."""
 
     def make(original: Any) -> Any:
         @functools.wraps(original)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             result = original(*args, **kwargs)
-            _guarded(_LOOKUPS, after, result, *args)
+            _observed(sink, after, result, *args)
             return result
 
         return staticmethod(wrapper)
@@ -742,8 +772,8 @@ def _watch_fx_graphs(module: types.ModuleType, sink: LookupSink, undo: contextli
     def looked_up(result: Any, key: str, debug_lines: Any, *rest: Any) -> None:
         sink.looked_up("fx_graph", key, result[0] is not None, components=_components(debug_lines))
 
-    _static_wrap(cache, "load_with_key", looked_up, undo)
-    _static_wrap(cache, "_save_graph", lambda _result, key, *rest: sink.saved("fx_graph", key), undo)
+    _static_wrap(cache, "load_with_key", looked_up, sink, undo)
+    _static_wrap(cache, "_save_graph", lambda _result, key, *rest: sink.saved("fx_graph", key), sink, undo)
 
 
 def _watch_aot_autograd(module: types.ModuleType, sink: LookupSink, undo: contextlib.ExitStack) -> None:
@@ -755,7 +785,11 @@ def _watch_aot_autograd(module: types.ModuleType, sink: LookupSink, undo: contex
         # without logging them (what the lookup record costs, once per graph)
         def debug_lines(_original: Any) -> Any:
             def wrapper(pickler: Any, details: Any, key: str) -> Any:
-                return pickler.debug_lines(details)
+                start = _now()
+                try:
+                    return pickler.debug_lines(details)
+                finally:
+                    _guarded(_LOOKUPS, sink.spent, _now() - start)
 
             return wrapper
 
@@ -792,13 +826,13 @@ def _watch_aot_autograd(module: types.ModuleType, sink: LookupSink, undo: contex
             try:
                 return original(*args, **kwargs)
             finally:
-                _guarded(_LOOKUPS, _aot_looked_up, sink, keys, looked, before, counted)
+                _observed(sink, _aot_looked_up, sink, keys, looked, before, counted)
 
         return staticmethod(wrapper)
 
     undo.callback(_unpatch, _patch(cache, "_lookup", lookup, _LOOKUPS))
     undo.callback(_unpatch, _patch(cache, "try_load" if "try_load" in vars(cache) else "load", load, _LOOKUPS))
-    _static_wrap(cache, "save", lambda _result, key, *rest: sink.saved("aot_autograd", key), undo)
+    _static_wrap(cache, "save", lambda _result, key, *rest: sink.saved("aot_autograd", key), sink, undo)
 
 
 def _aot_looked_up(sink: LookupSink, keys: dict[str, Any], looked: list[str], before: Any, counted: Any) -> None:
@@ -817,7 +851,7 @@ def _watch_records_read(module: types.ModuleType, sink: LookupSink, undo: contex
     def check(original: Any) -> Any:
         def wrapper(configs: Any, filename: Any, inductor_meta: Any, *args: Any, **kwargs: Any) -> Any:
             result = original(configs, filename, inductor_meta, *args, **kwargs)
-            _guarded(_LOOKUPS, _record_read, sink, module, configs, filename, inductor_meta, result)
+            _observed(sink, _record_read, sink, module, configs, filename, inductor_meta, result)
             return result
 
         return wrapper
@@ -890,7 +924,7 @@ def _watch_triton_compiles(sink: LookupSink, undo: contextlib.ExitStack) -> None
     before = compilation.listener
 
     def listener(**event: Any) -> None:
-        _guarded(_LOOKUPS, _compiled, sink, event)
+        _observed(sink, _compiled, sink, event)
         if before is not None:
             before(**event)
 
@@ -928,11 +962,11 @@ def _watch_triton_autotune(module: types.ModuleType, sink: LookupSink, undo: con
 
     def check(original: Any) -> Any:
         def wrapper(self: Any, tuning_key: Any, configs: Any, bench_fn: Any, *args: Any, **kwargs: Any) -> Any:
-            parts = _guarded(_LOOKUPS, _autotune_key, module, self, tuning_key, configs)
+            parts = _observed(sink, _autotune_key, module, self, tuning_key, configs)
             hit = original(self, tuning_key, configs, bench_fn, *args, **kwargs)
             if parts is not None:
                 key, name, components = parts
-                _guarded(_LOOKUPS, _autotune_looked_up, sink, key, bool(hit), name, components)
+                _observed(sink, _autotune_looked_up, sink, key, bool(hit), name, components)
             return hit
 
         return wrapper
@@ -975,12 +1009,16 @@ def _autotune_key(module: Any, autotuner: Any, tuning_key: Any, configs: Any) ->
     while hasattr(fn, "fn") and not hasattr(fn, "cache_key"):
         fn = fn.fn
     target = module.driver.active.get_current_target()
-    make_backend = sys.modules["triton.compiler.compiler"].make_backend
+    compiler = importlib.import_module("triton.compiler.compiler")
+    triton_key = getattr(module, "triton_key", None) or compiler.triton_key  # 3.4: the compiler's
+    env_vars = getattr(module, "get_cache_invalidating_env_vars", None)
+    if env_vars is None:
+        env_vars = importlib.import_module("triton._C.libtriton").get_cache_invalidating_env_vars
     named = [
-        ("triton", str(module.triton_key())),
-        ("backend", str(make_backend(target).hash())),
+        ("triton", str(triton_key())),
+        ("backend", str(compiler.make_backend(target).hash())),
         ("source", str(fn.cache_key)),
-        ("env", str(sorted(module.get_cache_invalidating_env_vars().items()))),
+        ("env", str(sorted(env_vars().items()))),
         ("tuning_key", str(tuning_key)),
     ]
     configs_text = [str(c) for c in configs]

@@ -11,12 +11,9 @@ plug-in (`atpack.autoload`), by itself, at ``import torch``.
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 import shlex
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ from typing import Any
 import h100_sample
 import msgspec
 import pytest
+from machine import PROGRAMS, Machine
 
 import atpack
 from atpack import folders, seam
@@ -38,7 +36,6 @@ def _h100_here() -> atpack.Environment:
     return msgspec.structs.replace(LocalEnvironment().snapshot(), compute_capability="9.0", triton_version="3.6.0")
 
 
-PROGRAMS = Path(__file__).parent / "programs"
 pytestmark = pytest.mark.slow
 
 # What torch loads of atpack by itself: the package (its names are imported lazily), its errors,
@@ -53,48 +50,6 @@ PLUGIN_MODULES = {
     "atpack.seam",
 }
 REPLAY_MODULES = PLUGIN_MODULES
-
-
-class Machine:
-    """A fresh machine: a HOME and a temp folder of its own, torch's default cache folders inside."""
-
-    def __init__(self, root: Path) -> None:
-        self.home, self.tmp = root / "home", root / "tmp"
-        self.home.mkdir(parents=True)
-        self.tmp.mkdir()
-
-    @property
-    def inductor(self) -> Path:
-        return self.tmp / f"torchinductor_{getpass.getuser()}"
-
-    @property
-    def triton(self) -> Path:
-        """Triton's own folder."""
-        return self.home / ".triton" / "cache"
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "TRITON_HOME", "XDG_CACHE_HOME")
-            and not k.startswith("ATPACK_")
-        }
-        return {**env, "HOME": str(self.home), "TMPDIR": str(self.tmp), **extra}
-
-    def run(self, program: str, *args: str, **env: str) -> Any:
-        """A program under tests/programs, in a process of its own; its last line of output, as JSON."""
-        result = self.process([sys.executable, str(PROGRAMS / program), *args], cwd=PROGRAMS, **env)
-        assert result.returncode == 0, result.stderr[-3000:]
-        return json.loads(result.stdout.strip().splitlines()[-1])
-
-    def atpack(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        """The atpack command line, in a process of its own; it must succeed."""
-        result = self.process([sys.executable, "-m", "atpack", *args], cwd=self.home, **env)
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result
-
-    def process(self, argv: list[str], *, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(argv, env=self.env(**env), cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture

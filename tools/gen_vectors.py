@@ -148,6 +148,34 @@ def local_values(path: Path) -> None:
         w.add(InductorLocalValues(env=env, system=system, values=values))
 
 
+def lookup_keys(path: Path) -> None:
+    """Format 1.2: the components of two cache keys a capture recorded, for atpack explain."""
+    from atpack.artifacts import KeyComponent, LookupKey
+
+    with atpack.create(path) as w:
+        env = w.add_environment(ENV)
+        w.add(
+            LookupKey(
+                env=env,
+                cache="fx_graph",
+                lookup="fh2dpdwh3ovqxmikxhlqlsqbkzftpb5xdk7pfq7u5bbcrs5mnakyl",
+                components=(
+                    KeyComponent("gm", "x3bpuowzkfcgj5cy7pbqjkrv7s4ilzwdb2qfqtnndyp2cfpdbwiq", "<lambda>()"),
+                    KeyComponent("inductor_config[max_autotune]", "dyqmg3oryx3zkzbxtmybdbp4tkxxzrklpb3isq3kn7sikmg6lzqq", "False"),
+                ),
+            )
+        )
+        w.add(
+            LookupKey(
+                env=env,
+                cache="triton_autotune",
+                lookup="HM6OIERX2XHRKYQWRNPNBUW4JW3R5OKWCXEUP2NIDPDSOP7MPRKQ/add_kernel",
+                name="add_kernel",
+                components=(KeyComponent("configs", "2b0c6e1fcbd2f5a8", "24 configs"),),
+            )
+        )
+
+
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "empty": empty,
     "minimal": minimal,
@@ -155,6 +183,7 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "unknown-kind": unknown_kind,
     "megacache-and-host": megacache_and_host,
     "local-values": local_values,
+    "lookup-keys": lookup_keys,
 }
 
 
