@@ -469,7 +469,8 @@ def _populate(args: argparse.Namespace) -> int:
         from . import replay
 
         marker = replay.enable(report.inductor_dir, replay.EXPLAIN_MARKER)
-        print(f"wrote {marker}: processes using this folder record their cache lookups (atpack explain reads them)")
+        said = f"wrote {marker}: processes using this folder record their cache lookups (atpack explain reads them)"
+        print(said, file=sys.stderr if args.json else sys.stdout)
     if not report.ok:
         failed = [o for o in report.outcomes if o.action == "failed"]
         first = _one_line(f"{failed[0].kind} {failed[0].key}: {failed[0].detail}")

@@ -103,7 +103,7 @@ class Explanation:
         lines = [f"{self.lookups} cache lookups in {self.records} process record(s){against}"]
         for cache, count in self.counts.items():
             rate = f"{count.rate:.0%}" if count.rate is not None else "-"
-            cost = f", {count.seconds:.2f} s after misses" if count.misses else ""
+            cost = f", {count.seconds:.2f} s after misses" if count.seconds else ""
             lines.append(f"  {cache:<16}{count.hits:>6} hit {count.misses:>6} miss  {rate:>5} hits{cost}")
         lines.append(f"  benchmark calls {self.benchmarks} ({self.benchmark_s:.2f} s)")
         lines.append(f"  recording the lookups took {self.spent_s:.3f} s")

@@ -158,8 +158,10 @@ def test_another_candidate_list_for_the_same_kernel_module_misses_on_its_configs
 ) -> None:
     """Torch keys a `.best_config` by the kernel module's file name (a hash of its source), the
     cache_key_tag and torch's build, and checks the candidates' hash only once it has read the
-    file: a module whose heuristics hand it other candidates (another torch's heuristics, or
-    Inductor rechecking with the configs it compiled) reads the same path and misses."""
+    file. A kernel handed other candidates by the same module (Inductor rechecks the cache with
+    the configs it compiled, `recheck_autotune_cache`, after an FX graph cache hit; torch 2.6 and
+    2.7 leave torch's build out of the path) reads the same path and misses: here torch's
+    heuristics hand the kernel one candidate fewer (tests/programs/explain_inductor.py)."""
     fresh = Machine(tmp_path)
     fresh.populate(tuned)
     states, records = fresh.recorded("explain_inductor.py", *kernels, "--fewer-configs", ATPACK_EXPLAIN="1")

@@ -161,7 +161,9 @@ def lookup_keys(path: Path) -> None:
                 lookup="fh2dpdwh3ovqxmikxhlqlsqbkzftpb5xdk7pfq7u5bbcrs5mnakyl",
                 components=(
                     KeyComponent("gm", "x3bpuowzkfcgj5cy7pbqjkrv7s4ilzwdb2qfqtnndyp2cfpdbwiq", "<lambda>()"),
-                    KeyComponent("inductor_config[max_autotune]", "dyqmg3oryx3zkzbxtmybdbp4tkxxzrklpb3isq3kn7sikmg6lzqq", "False"),
+                    KeyComponent(
+                        "inductor_config[max_autotune]", "dyqmg3oryx3zkzbxtmybdbp4tkxxzrklpb3isq3kn7sikmg6lzqq", "False"
+                    ),
                 ),
             )
         )

@@ -25,6 +25,7 @@ Phases, per model (M):
   cli-full     `atpack populate PACK_M --trust-pickles` in a process of its own, timed from spawn
                to exit, then the training process, which never imports atpack
   cli-safe     the same without --trust-pickles
+  cli-quiet    cli-full without --explain: the control for what recording the lookups costs
   hot          the cold run's own folders, then the first step
   atpack-full, atpack-safe (not run by default): atpack.load_cache_artifacts(PACK_M) in the
                process (trust_pickles=True, False), then the first step
@@ -97,9 +98,14 @@ from pathlib import Path
 from typing import Any
 
 STARTED = time.time()  # a worker's start (past these imports): its spawn to here is the interpreter's own
+EXPLAIN = "ATPACK_EXPLAIN"  # atpack.settings.EXPLAIN: a worker imports no atpack
+RECORDS = "atpack-lookups"  # atpack.lookups.RECORDS
 
-PHASES = ("cold", "megacache", "cli-full", "cli-safe", "hot", "atpack-full", "atpack-safe")
-DEFAULT_PHASES = ("cold", "megacache", "cli-full", "cli-safe", "hot")
+PHASES = ("cold", "megacache", "cli-full", "cli-quiet", "cli-safe", "hot", "atpack-full", "atpack-safe")
+DEFAULT_PHASES = ("cold", "megacache", "cli-full", "cli-quiet", "cli-safe", "hot")
+QUIET = ("cli-quiet",)
+"""The phases whose processes do not record their cache lookups: every other records them
+(`populate --explain` for cli-*, ATPACK_EXPLAIN=1 otherwise), and `atpack explain` reads them."""
 MODELS = ("gpt2", "resnet18", "mlp", "block", "kernel")
 NEEDS = {"gpt2": "transformers", "resnet18": "torchvision"}  # a model runs where its package imports
 # How long a cold run may take on an H100, guessed high (the block's took 181 to 212 s, the MLP's 18
@@ -841,11 +847,19 @@ def run_once(args: argparse.Namespace, work: Path, model: str, phase: str, round
     try:
         with container(work, model, phase, args.paths == "one") as machine:
             env = container_env(machine)
+            explaining = phase not in QUIET
+            for records in machine.glob(f"tmp/torchinductor_*/{RECORDS}"):
+                shutil.rmtree(records)  # hot: the cold run's records, explained after that run
             if phase.startswith("cli-"):
-                record.update(populate(files["pack"], phase == "cli-full", env, Path(f"{log}-populate")))
+                trust = phase in ("cli-full", "cli-quiet")
+                record.update(populate(files["pack"], trust, explaining, env, Path(f"{log}-populate")))
+            elif explaining:
+                env[EXPLAIN] = "1"
             if "error" not in record:
                 argv = _training_argv(args, work, model, phase, files["pack"])
                 record.update(training(spawn(argv, env, log), record.get("populate_s", 0.0)))
+            if explaining and "error" not in record:
+                record["explain"] = explain(files["pack"], env, Path(f"{log}-explain"))
     except Exception as e:  # one run's failure is recorded; the others go on
         record["error"] = f"{type(e).__name__}: {e}\n{traceback.format_exc()[-3000:]}"
     record["wall_s"] = time.perf_counter() - started
@@ -864,10 +878,11 @@ def _training_argv(args: argparse.Namespace, work: Path, model: str, phase: str,
     return argv
 
 
-def populate(pack: Path, trust: bool, env: dict[str, str], log: Path) -> dict[str, Any]:
+def populate(pack: Path, trust: bool, explaining: bool, env: dict[str, str], log: Path) -> dict[str, Any]:
     """`atpack populate` in a process of its own: its seconds from spawn to exit, and its report."""
     argv = [sys.executable, "-m", "atpack", "populate", str(pack), "--json"]
-    done = spawn(argv + (["--trust-pickles"] if trust else []), env, log)
+    argv += (["--trust-pickles"] if trust else []) + (["--explain"] if explaining else [])
+    done = spawn(argv, env, log)
     seconds = done["exited"] - done["spawned"]
     if done["returncode"] != 0:
         return {"populate_s": seconds, "error": done["stdout"][-3000:] + done["stderr"][-3000:]}
@@ -881,6 +896,28 @@ def populate(pack: Path, trust: bool, env: dict[str, str], log: Path) -> dict[st
             "triton_dirs": report["triton_dirs"],
             "replay": report["replay"],
         },
+    }
+
+
+def explain(pack: Path, env: dict[str, str], log: Path) -> dict[str, Any]:
+    """`atpack explain PACK --json` after the training process: the hit rate of each cache, what
+    the misses cost, each miss's cause (the first few in full), what recording cost."""
+    done = spawn([sys.executable, "-m", "atpack", "explain", str(pack), "--json"], env, log)
+    if done["returncode"] != 0:
+        return {"error": done["stderr"][-3000:]}
+    found = json.loads(done["stdout"])
+    causes: dict[str, int] = {}
+    for miss in found["misses"]:
+        cause = miss["cause"].split(":")[0].split(";")[0]
+        causes[f"{miss['cache']}: {cause}"] = causes.get(f"{miss['cache']}: {cause}", 0) + 1
+    return {
+        "explain_s": done["exited"] - done["spawned"],
+        "caches": found["caches"],
+        "benchmarks": found["benchmarks"],
+        "benchmark_s": found["benchmark_s"],
+        "spent_s": found["spent_s"],
+        "causes": causes,
+        "first_misses": found["misses"][:8],
     }
 
 

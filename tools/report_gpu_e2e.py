@@ -17,7 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-PHASES = ("cold", "megacache", "cli-full", "cli-safe", "atpack-full", "atpack-safe", "hot")
+PHASES = ("cold", "megacache", "cli-full", "cli-quiet", "cli-safe", "atpack-full", "atpack-safe", "hot")
+CACHES = ("aot_autograd", "fx_graph", "autotune", "triton_autotune", "triton_kernel")  # atpack.lookups.CACHES
 TITLES = {
     "gpt2": "GPT-2, training",
     "resnet18": "ResNet-18, inference",
@@ -29,6 +30,7 @@ COLORS = {
     "cold": "#999",
     "megacache": "#c66",
     "cli-full": "#856",
+    "cli-quiet": "#a78",
     "cli-safe": "#b9a",
     "atpack-full": "#393",
     "atpack-safe": "#6a6",
@@ -274,11 +276,74 @@ def report(r: dict[str, Any], before: dict[str, float]) -> list[str]:
             lines += [f"Ran as {entry['ran']}.", ""]
         lines += [*model_table(entry), "", sizes(entry), ""]
     lines += ["## The issue's bounds (`cli-full`)", "", *acceptance(r, before), ""]
+    lines += ["## Cache lookups, explained (`atpack explain` after each run)", "", *explain_table(r), ""]
     lines += ["## Where the start went (spawn to the first step's end, s)", "", *start_table(r), ""]
     lines += ["## Where the exit went (the first step's end to the process's exit, s)", "", *exit_table(r), ""]
     if r.get("left"):
         lines += [f"Not run (budget): {', '.join(r['left'])}.", ""]
     return lines
+
+
+def explain_table(r: dict[str, Any]) -> list[str]:
+    """Per model and phase: each cache's hits and misses (summed over the runs: hit rate), the
+    seconds after misses and benchmark calls (medians), what recording cost against the first
+    step, and the first step beside cli-quiet's (the same run, not recording)."""
+    lines = [
+        "Hits/lookups per cache, summed over the runs; `after misses`: seconds from each miss to its entry's "
+        "save (an AOT autograd miss's include its graphs'), Triton's compile time for kernels, median of the "
+        "runs; `recording`: what recording the lookups cost the processes (median), and its share of the "
+        "first step; `first step`: median, and against `cli-quiet` (cli-full without --explain).",
+        "",
+        "| model | phase | " + " | ".join(CACHES) + " | after misses (s) | benchmark calls | recording (s) | "
+        "of first step | first step (s) | vs cli-quiet |",
+        "|---|---|" + "---:|" * (len(CACHES) + 6),
+    ]
+    for model, entry in r["models"].items():
+        quiet = median(runs(entry, "cli-quiet"), lambda x: x.get("first_step_s"))
+        for phase in PHASES:
+            done = [x for x in runs(entry, phase) if "caches" in x.get("explain", {})]
+            if not done:
+                continue
+            cells = []
+            for cache in CACHES:
+                hits = sum(x["explain"]["caches"].get(cache, {}).get("hits", 0) for x in done)
+                looked = hits + sum(x["explain"]["caches"].get(cache, {}).get("misses", 0) for x in done)
+                cells.append(f"{hits}/{looked} ({hits / looked:.0%})" if looked else "-")
+            after = median(done, lambda x: sum(c["seconds"] for c in x["explain"]["caches"].values()))
+            bench = median(done, lambda x: x["explain"]["benchmarks"])
+            spent = median(done, lambda x: x["explain"]["spent_s"])
+            share = median(
+                done, lambda x: x["explain"]["spent_s"] / x["first_step_s"] if x.get("first_step_s") else None
+            )
+            first = median(done, lambda x: x.get("first_step_s"))
+            vs = f"{first / quiet:.3f}x" if first and quiet and phase == "cli-full" else ""
+            lines.append(
+                f"| {model} | {phase} | " + " | ".join(cells) + f" | {_f(after)} | {_f(bench, 0)} | {_f(spent, 3)} | "
+                f"{_pct(share)} | {_f(first)} | {vs} |"
+            )
+    causes: dict[str, int] = {}
+    for entry in r["models"].values():
+        for phase in PHASES:
+            for x in runs(entry, phase):
+                for cause, n in x.get("explain", {}).get("causes", {}).items():
+                    causes[f"{phase}: {cause}"] = causes.get(f"{phase}: {cause}", 0) + n
+    if causes:
+        lines += ["", "Misses by cause (all runs, all models):", ""]
+        lines += [f"- {n} x {cause}" for cause, n in sorted(causes.items(), key=lambda kv: -kv[1])[:30]]
+    return lines
+
+
+def _recording_share(run: dict[str, Any]) -> float | None:
+    first = run.get("first_step_s")
+    return run["explain"]["spent_s"] / first if first else None
+
+
+def _f(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
 
 
 def main() -> None:

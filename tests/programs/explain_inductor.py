@@ -4,9 +4,9 @@ state as JSON.
 
     python explain_inductor.py KERNEL.py... [--fewer-configs]
 
---fewer-configs: Inductor's heuristics hand one candidate fewer to the kernel (the last one
-left out), as another torch whose heuristics differ would; the kernel module, and so the path
-of its `.best_config`, stays the same. Uses torch's folders ($TORCHINDUCTOR_CACHE_DIR).
+--fewer-configs: Inductor's heuristics hand the kernel one candidate fewer (the last one left
+out), as when Inductor rechecks the cache with the configs it compiled: the kernel module, and
+so the path of its `.best_config`, stays the same. Uses torch's folders ($TORCHINDUCTOR_CACHE_DIR).
 """
 
 from __future__ import annotations
