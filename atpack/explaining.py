@@ -50,7 +50,8 @@ class Difference:
     found: str | None
 
     def __str__(self) -> str:
-        return f"{printable(self.component)}: recorded {shown(self.recorded)}, found {shown(self.found)}"
+        recorded, found = _around_difference(self.recorded, self.found)
+        return f"{printable(self.component)}: recorded {recorded}, found {found}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,7 +220,7 @@ class _Book:
                 if reasons:
                     return "the pack holds this entry, and populate leaves it out here: " + "; ".join(map(str, reasons))
             if artifact.runs_code:
-                return f"the pack holds this entry ({artifact.runs_code}): populate writes it only with --trust-pickles"
+                return f"the pack holds this entry, {artifact.runs_code}: populate writes it only with --trust-pickles"
             if never := kinds.of(artifact).never(artifact):
                 return f"the pack holds this entry, and populate never writes it: {never}"
         return (
@@ -258,6 +259,20 @@ def _differences(recorded: Sequence[Component], found: Sequence[Component]) -> l
         if a is None or b is None or a.hash != b.hash:
             differs.append(Difference(name, a.shown if a else None, b.shown if b else None))
     return differs
+
+
+def _around_difference(a: str | None, b: str | None, width: int = 48) -> tuple[str, str]:
+    """Both values as a reason shows them: where both are long, the part where they start to differ."""
+    if a is None or b is None or (len(a) <= width and len(b) <= width):
+        return shown(a), shown(b)
+    first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    start = max(0, first - width // 3)
+
+    def window(text: str) -> str:
+        part = text[start : start + width]
+        return repr(("..." if start else "") + part + ("..." if start + width < len(text) else ""))
+
+    return window(a), window(b)
 
 
 def _names(differs: Sequence[Difference]) -> str:

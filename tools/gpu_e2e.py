@@ -859,7 +859,8 @@ def run_once(args: argparse.Namespace, work: Path, model: str, phase: str, round
                 argv = _training_argv(args, work, model, phase, files["pack"])
                 record.update(training(spawn(argv, env, log), record.get("populate_s", 0.0)))
             if explaining and "error" not in record:
-                record["explain"] = explain(files["pack"], env, Path(f"{log}-explain"))
+                pack = None if phase == "cold" else files["pack"]  # cold: the run that made the pack
+                record["explain"] = explain(pack, env, Path(f"{log}-explain"))
     except Exception as e:  # one run's failure is recorded; the others go on
         record["error"] = f"{type(e).__name__}: {e}\n{traceback.format_exc()[-3000:]}"
     record["wall_s"] = time.perf_counter() - started
@@ -899,10 +900,10 @@ def populate(pack: Path, trust: bool, explaining: bool, env: dict[str, str], log
     }
 
 
-def explain(pack: Path, env: dict[str, str], log: Path) -> dict[str, Any]:
+def explain(pack: Path | None, env: dict[str, str], log: Path) -> dict[str, Any]:
     """`atpack explain PACK --json` after the training process: the hit rate of each cache, what
     the misses cost, each miss's cause (the first few in full), what recording cost."""
-    done = spawn([sys.executable, "-m", "atpack", "explain", str(pack), "--json"], env, log)
+    done = spawn([sys.executable, "-m", "atpack", "explain", *([str(pack)] if pack else []), "--json"], env, log)
     if done["returncode"] != 0:
         return {"error": done["stderr"][-3000:]}
     found = json.loads(done["stdout"])
