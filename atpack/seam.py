@@ -396,11 +396,15 @@ class Patch:
     def name(self) -> str:
         if isinstance(self.owner, types.ModuleType):
             return f"{self.owner.__name__}.{self.attr}"
-        return f"{self.owner.__module__}.{self.owner.__qualname__}.{self.attr}"
+        cls = self.owner if isinstance(self.owner, type) else type(self.owner)  # one object's: its class's name
+        return f"{cls.__module__}.{cls.__qualname__}.{self.attr}"
 
     def undo(self) -> None:
         if vars(self.owner).get(self.attr) is self.wrapper:
-            setattr(self.owner, self.attr, self.original)
+            if self.original is None:  # one object's method: its class's shows through again
+                delattr(self.owner, self.attr)
+            else:
+                setattr(self.owner, self.attr, self.original)
 
 
 _patches: list[Patch] = []

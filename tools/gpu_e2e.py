@@ -53,6 +53,10 @@ Timed per run, on the wall clock, by the parent against marks the process prints
 (importing Inductor's runtime, which the first step would import), load (megacache, API), Triton's
 once-a-process costs (hashing its install, setting up its runtime: paid before the model, else
 they land in the step), building the model and its inputs, the first step.
+Explained (`atpack explain`, spec §16), per run but cli-quiet's: the training process records its
+cache lookups (populate --explain for cli-*, ATPACK_EXPLAIN=1 otherwise; the cold run's under its
+capture), and after it `atpack explain PACK_M --json` (cold: without the pack it made) gives each
+cache's hits and misses, what the misses cost, each miss's cause and what recording cost.
 Counted at the source, per model and run: GPU benchmark calls made through Inductor's benchmarker
 (pointwise/reduction autotuning, coordinate descent, the rest: GEMM autotuning and fusion
 benchmarks), `@triton.autotune` benchmark calls, Triton kernels compiled; torch's autotune-cache
