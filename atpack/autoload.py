@@ -2,7 +2,7 @@
 
 At the end of ``import torch``, torch (2.5 and later) calls every entry point of the
 ``torch.backends`` group; atpack registers `load` there. Where nothing asked for atpack, it costs
-one `lstat` (the replay marker) and leaves nothing installed. Otherwise:
+two `lstat`s (the markers) and leaves nothing installed. Otherwise:
 
 * **Replay** (`atpack.replay`): where the Inductor folder's marker or ``ATPACK_REPLAY=1`` turns it
   on, it is installed when Inductor's runtime is first imported, so ``import torch`` costs what
