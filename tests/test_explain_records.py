@@ -1,0 +1,132 @@
+"""Lookup records are read like everything else someone else may have written: only regular files,
+bounded, decoded into their types, and what they hold shown escaped. No torch here: the records
+are written by `atpack.lookups.Recorder` as the plug-in writes them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from atpack.errors import FormatError, LimitError
+from atpack.explaining import explain
+from atpack.lookups import MAX_RECORD_BYTES, RECORDS, Recorder, read_records, record_files
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def recorded(folder: Path) -> Recorder:
+    """A process's recorder, writing into `folder` as the plug-in does."""
+    recorder = Recorder(str(folder), keep=False)
+    recorder.looked_up("fx_graph", "fhit", True, components=[("gm", "h1", "graph")])
+    recorder.looked_up("fx_graph", "fmiss", False, components=[("gm", "h2", "graph"), ("dtype", "h3", "float64")])
+    recorder.saved("fx_graph", "fmiss")
+    recorder.benchmarked(0.25)
+    return recorder
+
+
+def test_a_record_is_read_back_as_written(tmp_path: Path) -> None:
+    recorded(tmp_path)
+    (record,) = read_records(record_files(str(tmp_path)))
+    assert record.pid == os.getpid()
+    assert [(lookup.key, lookup.hit) for lookup in record.lookups] == [("fhit", True), ("fmiss", False)]
+    assert record.lookups[0].components == ()  # a hit needs no explaining: not written
+    assert [c.name for c in record.lookups[1].components] == ["gm", "dtype"]
+    assert record.lookups[1].seconds > 0  # from the miss to its save
+    assert (record.benchmarks, record.benchmark_s) == (1, 0.25)
+
+
+def test_a_forked_process_writes_a_record_of_its_own(tmp_path: Path) -> None:
+    recorder = recorded(tmp_path)
+    pid = os.fork()
+    if pid == 0:  # a compile worker: never runs exit handlers
+        recorder.looked_up("triton_kernel", "KEY", False, name="triton_poi_0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    records = read_records(record_files(str(tmp_path)))
+    assert sorted(r.pid for r in records) == sorted([os.getpid(), pid])
+    (child,) = [r for r in records if r.pid == pid]
+    assert [lookup.key for lookup in child.lookups] == ["KEY"]
+
+
+def test_a_last_line_cut_short_is_left_out(tmp_path: Path) -> None:
+    recorded(tmp_path)
+    (path,) = record_files(str(tmp_path))
+    with open(path, "ab") as f:
+        f.write(b'{"type":"lookup","cache":"fx_graph","ke')
+    (record,) = read_records([path])
+    assert len(record.lookups) == 2
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b'{"type":"lookup","cache":"fx_graph","key":"k","hit":"yes"}', "line 6: not a lookup record"),
+        (b'{"type":"lookup","cache":"rm -rf","key":"k","hit":false}', "line 6: not a lookup record"),
+        (b'{"type":"lookup","cache":"fx_graph","key":"k","hit":false,"extra":1}', "line 6: not a lookup record"),
+        (b"[1e999999]", "line 6: not a lookup record"),
+    ],
+    ids=["mistyped", "unknown-cache", "unknown-member", "not-an-event"],
+)
+def test_a_line_that_is_not_an_event_is_refused_naming_it(tmp_path: Path, line: bytes, message: str) -> None:
+    recorded(tmp_path)
+    (path,) = record_files(str(tmp_path))
+    with open(path, "ab") as f:
+        f.write(line + b"\n")
+    with pytest.raises(FormatError, match=message):
+        read_records([path])
+
+
+def test_a_file_that_names_no_process_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "1-1.jsonl"
+    path.write_bytes(b'{"type":"benchmarked","seconds":1.0}\n')
+    with pytest.raises(FormatError, match=r"its first line names no atpack\.lookups/1 process"):
+        read_records([str(path)])
+
+
+def test_special_files_links_and_huge_files_are_refused_without_reading_them(tmp_path: Path) -> None:
+    fifo, link, huge = tmp_path / "fifo.jsonl", tmp_path / "link.jsonl", tmp_path / "huge.jsonl"
+    os.mkfifo(fifo)
+    link.symlink_to("/etc/passwd")
+    with open(huge, "wb") as f:
+        f.truncate(MAX_RECORD_BYTES + 1)
+    with pytest.raises(FormatError, match="not a regular file"):
+        read_records([str(fifo)])
+    with pytest.raises(FormatError, match="cannot open the record"):
+        read_records([str(link)])
+    with pytest.raises(LimitError, match="more than a record may hold"):
+        read_records([str(huge)])
+
+
+def test_what_a_record_holds_is_shown_escaped(tmp_path: Path) -> None:
+    recorder = Recorder(str(tmp_path), keep=False)
+    recorder.looked_up(
+        "fx_graph", "f\x1b[2Jkey\nmiss fx_graph forged", False, components=[("gm\r", "h", "\x1b]0;x\x07")]
+    )
+    text = explain(read_records(record_files(str(tmp_path)))).format(verbose=True)
+    assert "\x1b" not in text and "\r" not in text and "\x07" not in text
+    assert len([line for line in text.splitlines() if line.startswith("miss ")]) == 1
+
+
+def test_explain_without_a_record_says_how_to_make_one(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "atpack", "explain", "--inductor-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"atpack: error: no lookup record in {tmp_path}: run the process with ATPACK_EXPLAIN=1, "
+        "or populate with --explain first"
+    ]
+
+
+def test_records_are_private_to_the_user(tmp_path: Path) -> None:
+    recorded(tmp_path)
+    folder = tmp_path / RECORDS
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in folder.iterdir())
