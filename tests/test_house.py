@@ -15,7 +15,7 @@ LAYERS: list[set[str]] = [
     {"errors", "settings", "digest", "causes", "text"},
     {"artifacts", "atomic", "seam", "devices"},
     # bytes, folders, the registry of kinds
-    {"storage", "folders", "files", "walk", "evidence", "kinds"},
+    {"storage", "folders", "files", "walk", "evidence", "kinds", "lookups"},
     {"pack", "env", "replay"},
     # each cache system's kinds; what a pack vouches for
     {
@@ -25,10 +25,11 @@ LAYERS: list[set[str]] = [
         "adapters.inductor",
         "adapters.triton",
         "adapters.megacache",
+        "adapters.lookups",
         "signing",
     },
     # what is done with packs
-    {"store", "merging", "collect", "populate", "report"},
+    {"store", "merging", "collect", "populate", "report", "explaining"},
     {"recording"},
     # the doors: the API, torch's plug-in, the command line
     {"api", "autoload"},
