@@ -505,19 +505,13 @@ def _explain(args: argparse.Namespace) -> int:
     from . import replay
     from .explaining import explain
     from .folders import default_inductor_dir
-    from .lookups import read_records, record_files
 
     folder = args.inductor_dir or default_inductor_dir()
     if args.off:
         marker = os.path.join(folder, replay.EXPLAIN_MARKER)
         print(f"removed {marker}" if replay.disable(folder, replay.EXPLAIN_MARKER) else f"no {marker} to remove")
         return 0
-    paths = args.records or record_files(folder)
-    if not paths:
-        raise NotFoundError(
-            f"no lookup record in {folder}: run the process with ATPACK_EXPLAIN=1, or populate with --explain first"
-        )
-    records = read_records(paths)
+    records = _records(args)
     artifacts: list[Any] = []
     environments: dict[str, Any] = {}
     if args.url:
@@ -531,6 +525,20 @@ def _explain(args: argparse.Namespace) -> int:
     explanation = explain(records, artifacts, environments, pack=args.url)
     print(json.dumps(explanation.to_json(), indent=2) if args.json else explanation.format(verbose=args.verbose))
     return 0
+
+
+def _records(args: argparse.Namespace) -> list[Any]:
+    """The lookup records `--records` names, else every one in the Inductor folder."""
+    from .folders import default_inductor_dir
+    from .lookups import read_records, record_files
+
+    folder = args.inductor_dir or default_inductor_dir()
+    paths = args.records or record_files(folder)
+    if not paths:
+        raise NotFoundError(
+            f"no lookup record in {folder}: run the process with ATPACK_EXPLAIN=1, or populate with --explain first"
+        )
+    return read_records(paths)
 
 
 def _inspect_command(sub: _Commands) -> None:
@@ -874,14 +882,22 @@ def _report_command(sub: _Commands) -> None:
         metavar="PUBLIC.pem",
         help="check the pack's signatures against these public keys (repeatable); else they are listed unverified",
     )
+    p.add_argument(
+        "--lookups",
+        action="store_true",
+        help="add the cache lookups recorded in the Inductor folder (atpack explain's), explained by the pack",
+    )
+    p.add_argument("--records", metavar="FILE", nargs="+", help="with --lookups: these record files")
+    p.add_argument("--inductor-dir", metavar="DIR", help="with --lookups: the Inductor folder (default: torch's)")
 
 
 def _report(args: argparse.Namespace) -> int:
     from .report import write_report
 
     _check_output(args.output, args.storage_options)
+    records = _records(args) if args.lookups else []
     with _one_pack("report", [args.url], args.storage_options):
-        out = write_report(args.url, args.output, storage_options=args.storage_options, keys=args.key)
+        out = write_report(args.url, args.output, storage_options=args.storage_options, keys=args.key, records=records)
     print(f"wrote {out}")
     return 0
 

@@ -30,6 +30,7 @@ from .artifacts import (
     MegacacheInductor,
     TritonAutotune,
     TritonKernel,
+    UnknownArtifact,
 )
 from .env import LocalEnvironment, mismatches, shown
 from .lookups import CACHES, Component, Lookup, Record
@@ -137,7 +138,7 @@ class Explanation:
 
 def explain(
     records: Sequence[Record],
-    artifacts: Iterable[Artifact] = (),
+    artifacts: Iterable[Artifact | UnknownArtifact] = (),
     environments: dict[str, Any] | None = None,
     *,
     pack: str | None = None,
@@ -146,7 +147,7 @@ def explain(
     """Explain the lookups of `records` by the `artifacts` of a pack (and its `environments`, by
     digest): see the module's documentation."""
     local = local or LocalEnvironment()
-    book = _Book(list(artifacts), environments or {}, local)
+    book = _Book([a for a in artifacts if isinstance(a, Artifact)], environments or {}, local)
     counts = {cache: CacheCount() for cache in CACHES}
     misses = []
     for record in records:

@@ -26,6 +26,8 @@ import msgspec
 
 from . import adapters, kinds  # noqa: F401  (adapters: registers the built-in kinds)
 from .artifacts import Artifact, Environment, UnknownArtifact, artifact_digest
+from .explaining import explain
+from .lookups import Record
 from .pack import Pack, open_pack
 from .signing import SIGNATURE_PREFIX
 from .storage import publish
@@ -40,22 +42,32 @@ def write_report(
     *,
     storage_options: dict[str, Any] | None = None,
     keys: Sequence[str | os.PathLike[str]] = (),
+    records: Sequence[Record] = (),
 ) -> str:
     """Write the HTML report of the pack at `url` to `out` (published atomically). With `keys`
     (public key files), the pack's signatures are checked against them; otherwise they are
-    listed as not verified."""
+    listed as not verified. With `records` (`atpack.lookups`), it shows their lookups explained
+    by the pack."""
     with open_pack(url, storage_options=storage_options) as pack:
-        page = render(pack, keys=keys, name=os.fspath(url))
+        page = render(pack, keys=keys, name=os.fspath(url), records=records)
     with publish(out, storage_options) as f:
         f.write(page.encode())
     return os.fspath(out)
 
 
-def render(pack: Pack, *, keys: Sequence[str | os.PathLike[str]] = (), name: str | None = None) -> str:
+def render(
+    pack: Pack,
+    *,
+    keys: Sequence[str | os.PathLike[str]] = (),
+    name: str | None = None,
+    records: Sequence[Record] = (),
+) -> str:
     """The report of `pack` as an HTML page, which calls the pack `name` (by default, its
-    resolved path or URL)."""
+    resolved path or URL); with `records`, their lookups explained by the pack."""
     data = _data(pack, keys)
     data["name"] = name or pack.name
+    if records:
+        data["lookups"] = explain(records, pack.artifacts, pack.manifest.environments, pack=data["name"]).to_json()
     payload = json.dumps(data).replace("</", "<\\/")
     title = html.escape(f"atpack report: {os.path.basename(data['name'])}")
     page = importlib.resources.files("atpack").joinpath("report.html").read_text(encoding="utf-8")
@@ -201,7 +213,42 @@ def _body(d: dict[str, Any]) -> str:
         parts.append(_configs(d["configs"]))
     if d["kernels"]:
         parts.append(_kernels(d["kernels"]))
+    if "lookups" in d:
+        parts.append(_lookups(d["lookups"]))
     return "\n".join(parts)
+
+
+_MISSES = "<table><tr><th>cache</th><th>key</th><th>why it missed</th></tr>{}</table>"
+
+
+def _lookups(found: dict[str, Any], shown: int = 200) -> str:
+    """What a process looked up in the caches this pack filled: hits per cache, each miss's cause."""
+    rows = "".join(
+        f'<tr><td><code>{_e(cache)}</code></td><td class="n">{c["hits"]:,}</td><td class="n">{c["misses"]:,}</td>'
+        f'<td class="n">{c["hit_rate"]:.0%}</td><td class="n">{c["seconds"]:.2f}</td></tr>'
+        for cache, c in found["caches"].items()
+    )
+    misses = []
+    for miss in found["misses"][:shown]:
+        differs = "".join(
+            f"<li><code>{_e(d['component'])}</code>: recorded {_long(str(d['recorded']))} "
+            f"found {_long(str(d['found']))}</li>"
+            for d in miss["differs"][:8]
+        )
+        misses.append(
+            f"<tr><td><code>{_e(miss['cache'])}</code></td><td>{_long(miss['key'], 24)} {_e(miss['name'])}</td>"
+            f"<td>{_e(miss['cause'])}<ul>{differs}</ul></td></tr>"
+        )
+    more = len(found["misses"]) - shown
+    return (
+        f"<section><h2>Lookups of {found['records']} process record(s), explained</h2>"
+        "<table><tr><th>cache</th><th>hits</th><th>misses</th><th>hit rate</th><th>seconds after misses</th></tr>"
+        f"{rows}</table><p>{found['benchmarks']:,} benchmark calls ({found['benchmark_s']:.2f} s); recording "
+        f"the lookups took {found['spent_s']:.3f} s.</p>"
+        + (_MISSES.format("".join(misses)) if misses else "")
+        + (f'<p class="muted">and {more:,} more misses (atpack explain -v)</p>' if more > 0 else "")
+        + "</section>"
+    )
 
 
 def _e(value: object) -> str:

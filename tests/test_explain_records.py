@@ -130,3 +130,23 @@ def test_records_are_private_to_the_user(tmp_path: Path) -> None:
     folder = tmp_path / RECORDS
     assert folder.stat().st_mode & 0o777 == 0o700
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in folder.iterdir())
+
+
+def test_the_report_shows_the_lookups_explained_and_escaped(tmp_path: Path) -> None:
+    import atpack
+    from atpack.report import render
+
+    recorder = Recorder(str(tmp_path), keep=False)
+    recorder.looked_up(
+        "triton_autotune",
+        'HM6<img src=x onerror="alert(1)">/add_kernel',
+        False,
+        name="add_kernel",
+        components=[("configs", "another", "<b>12 configs</b>")],
+    )
+    with atpack.open(REPO / "spec" / "vectors" / "lookup-keys.atpack") as pack:
+        page = render(pack, records=read_records(record_files(str(tmp_path))))
+    assert "Lookups of 1 process record(s), explained" in page
+    assert "the nearest of add_kernel in the pack differs in configs" in page
+    shown = page.split('<script id="data"')[0]  # the data island after it is JSON, its "</" escaped
+    assert "<img" not in shown and "<b>12" not in shown
