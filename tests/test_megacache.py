@@ -207,7 +207,7 @@ def test_a_captured_best_config_of_a_gpu_shaped_kernel_hits_after_load(h100_samp
     tuned = _program("inductor_kernel.py", "tune", kernel, ATPACK_CAPTURE_TO=pack, **_dirs(tmp_path / "a"))
     assert [k["autotune_cache_state"] for k in tuned] == ["miss"]
     kinds = sorted(a.kind for a in atpack.open(pack).artifacts)
-    assert kinds == ["inductor.best_config/1", "megacache.autotune/1"]
+    assert kinds == ["inductor.best_config/1", "lookup.key/1", "megacache.autotune/1"]  # and the key it looked up
 
     report = atpack.load_cache_artifacts(
         pack, inductor_dir=str(tmp_path / "b" / "inductor"), triton_dir=str(tmp_path / "b" / "triton")
