@@ -522,7 +522,7 @@ def _explain(args: argparse.Namespace) -> int:
             with open_pack(url, storage_options=args.storage_options) as pack:
                 artifacts += pack.artifacts
                 environments.update(pack.manifest.environments)
-    explanation = explain(records, artifacts, environments, pack=args.url)
+    explanation = explain(records, artifacts, environments, pack=args.url, inductor_dir=folder)
     print(json.dumps(explanation.to_json(), indent=2) if args.json else explanation.format(verbose=args.verbose))
     return 0
 
@@ -892,12 +892,21 @@ def _report_command(sub: _Commands) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from .folders import default_inductor_dir
     from .report import write_report
 
     _check_output(args.output, args.storage_options)
     records = _records(args) if args.lookups else []
+    folder = args.inductor_dir or default_inductor_dir()
     with _one_pack("report", [args.url], args.storage_options):
-        out = write_report(args.url, args.output, storage_options=args.storage_options, keys=args.key, records=records)
+        out = write_report(
+            args.url,
+            args.output,
+            storage_options=args.storage_options,
+            keys=args.key,
+            records=records,
+            inductor_dir=folder,
+        )
     print(f"wrote {out}")
     return 0
 

@@ -16,23 +16,28 @@ kernels) shows each miss at every level: the outermost explains the others.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from . import kinds
+from .adapters import megacache
 from .artifacts import (
     Artifact,
     InductorBestConfig,
     LookupKey,
     MegacacheAotAutograd,
     MegacacheAutotune,
+    MegacacheEntry,
     MegacacheInductor,
     TritonAutotune,
     TritonKernel,
     UnknownArtifact,
 )
 from .env import LocalEnvironment, mismatches, shown
+from .errors import AtpackError
 from .lookups import CACHES, Component, Lookup, Record
 from .text import printable
 
@@ -136,20 +141,28 @@ class Explanation:
         }
 
 
+MAX_EXPLAINED = 10_000
+"""Distinct misses explained at most (each further one is counted, its cause "not explained"):
+what a record someone else wrote can make `explain` compare."""
+
+
 def explain(
     records: Sequence[Record],
     artifacts: Iterable[Artifact | UnknownArtifact] = (),
     environments: dict[str, Any] | None = None,
     *,
     pack: str | None = None,
+    inductor_dir: str | None = None,
     local: LocalEnvironment | None = None,
 ) -> Explanation:
     """Explain the lookups of `records` by the `artifacts` of a pack (and its `environments`, by
-    digest): see the module's documentation."""
+    digest), the processes having read `inductor_dir` (where known: a pickle the pack holds is
+    looked for there): see the module's documentation."""
     local = local or LocalEnvironment()
-    book = _Book([a for a in artifacts if isinstance(a, Artifact)], environments or {}, local)
+    book = _Book([a for a in artifacts if isinstance(a, Artifact)], environments or {}, local, inductor_dir)
     counts = {cache: CacheCount() for cache in CACHES}
     misses = []
+    explained: dict[tuple[str, str, tuple[Component, ...]], Miss] = {}
     for record in records:
         for lookup in record.lookups:
             count = counts[lookup.cache]
@@ -158,7 +171,11 @@ def explain(
                 continue
             count.misses += 1
             count.seconds += lookup.seconds
-            misses.append(book.explain(lookup))
+            same = (lookup.cache, lookup.key, lookup.components)
+            if same not in explained:
+                too_many = len(explained) >= MAX_EXPLAINED
+                explained[same] = _Book.miss(lookup, _NOT_EXPLAINED) if too_many else book.explain(lookup)
+            misses.append(dataclasses.replace(explained[same], seconds=lookup.seconds))
     return Explanation(
         counts={c: n for c, n in counts.items() if n.hits or n.misses},
         misses=misses,
@@ -168,6 +185,9 @@ def explain(
         records=len(records),
         pack=pack,
     )
+
+
+_NOT_EXPLAINED = f"not explained: more than {MAX_EXPLAINED:,} distinct misses"
 
 
 def _held_key(artifact: Artifact) -> tuple[str, str] | None:
@@ -188,27 +208,39 @@ def _held_key(artifact: Artifact) -> tuple[str, str] | None:
 
 
 class _Book:
-    """What a pack holds, indexed by the keys lookups name."""
+    """What a pack holds, indexed by the keys lookups name and by their components."""
 
-    def __init__(self, artifacts: list[Artifact], environments: dict[str, Any], local: LocalEnvironment) -> None:
+    def __init__(
+        self, artifacts: list[Artifact], environments: dict[str, Any], local: LocalEnvironment, inductor_dir: str | None
+    ) -> None:
         self.environments = environments
         self.local = local
+        self.inductor_dir = inductor_dir
         self.recorded: dict[str, dict[str, LookupKey]] = {}
         self.held: dict[tuple[str, str], list[Artifact]] = {}
+        self.sharing: dict[tuple[str, str, str], list[LookupKey]] = {}
+        """(cache, component, hash) -> the recorded keys that have it: a miss is compared with
+        the keys it shares a component with, not with every key."""
         for artifact in artifacts:
             if isinstance(artifact, LookupKey):
                 self.recorded.setdefault(artifact.cache, {})[artifact.lookup] = artifact
             elif (held := _held_key(artifact)) is not None:
                 self.held.setdefault(held, []).append(artifact)
+        for cache, keys in self.recorded.items():
+            for key in keys.values():
+                for c in key.components:
+                    self.sharing.setdefault((cache, c.name, c.hash), []).append(key)
 
     def explain(self, lookup: Lookup) -> Miss:
         same = self.recorded.get(lookup.cache, {}).get(lookup.key)
         if same is not None and (differs := _differences(same.components, lookup.components)):
             cause = f"the pack holds this key, made of other components: {_names(differs)}"
-            return self._miss(lookup, cause, same.lookup, differs)
+            return self.miss(lookup, cause, same.lookup, differs)
         held = self.held.get((lookup.cache, lookup.key))
         if held:
-            return self._miss(lookup, self._left_out(held))
+            return self.miss(lookup, self._left_out(held))
+        if same is not None:
+            return self.miss(lookup, "the capture looked this key up, but the pack holds no entry for it (not kept)")
         return self._nearest(lookup)
 
     def _left_out(self, held: list[Artifact]) -> str:
@@ -220,33 +252,52 @@ class _Book:
                 reasons = mismatches(recorded, self.local.get, kind.depends_on, required=kind.requires)
                 if reasons:
                     return "the pack holds this entry, and populate leaves it out here: " + "; ".join(map(str, reasons))
-            if artifact.runs_code:
-                return f"the pack holds this entry, {artifact.runs_code}: populate writes it only with --trust-pickles"
             if never := kinds.of(artifact).never(artifact):
                 return f"the pack holds this entry, and populate never writes it: {never}"
+            there = self._in_folder(artifact)
+            if there:
+                return (
+                    "the pack's entry is in the folder this process read, and torch's own check refused it "
+                    "(an FX graph's guards: a shape or value it was specialized on)"
+                )
+            if artifact.runs_code and there is False:
+                return f"the pack holds this entry, {artifact.runs_code}: populate writes it only with --trust-pickles"
         return (
             "the pack holds this entry and it applies here, but it was not in the folder this process read "
             "(populate into the Inductor and Triton folders the process uses)"
         )
 
+    def _in_folder(self, artifact: Artifact) -> bool | None:
+        """Whether populate wrote the Megacache entry into the Inductor folder (None: cannot tell)."""
+        if self.inductor_dir is None or not isinstance(artifact, MegacacheEntry):
+            return None
+        try:
+            path = megacache.target(artifact)
+        except AtpackError:
+            return None
+        return os.path.lexists(os.path.join(self.inductor_dir, path))
+
     def _nearest(self, lookup: Lookup) -> Miss:
-        recorded = list(self.recorded.get(lookup.cache, {}).values())
+        recorded = self.recorded.get(lookup.cache, {})
         if not recorded:
             held = sum(1 for cache, _ in self.held if cache == lookup.cache)
             why = f"{held} entries of this cache, without their keys' components" if held else "no entry of this cache"
-            return self._miss(lookup, f"no entry for this key: the pack holds {why}")
-        named = [r for r in recorded if lookup.name and r.name == lookup.name] or recorded
-        found = {c.name: c.hash for c in lookup.components}
-        nearest = max(named, key=lambda r: sum(found.get(c.name) == c.hash for c in r.components))
-        differs = _differences(nearest.components, lookup.components)
+            return self.miss(lookup, f"no entry for this key: the pack holds {why}")
         if not lookup.components:
-            return self._miss(lookup, "no entry for this key (the record lists none of its components)", nearest.lookup)
+            return self.miss(lookup, "no entry for this key (the record lists none of its components)")
+        shared: collections.Counter[str] = collections.Counter()
+        for c in lookup.components:
+            shared.update(key.lookup for key in self.sharing.get((lookup.cache, c.name, c.hash), ()))
+        candidates = [k for k in recorded.values() if k.name == lookup.name] if lookup.name else []
+        candidates = candidates or list(recorded.values())
+        nearest = max(candidates, key=lambda k: shared[k.lookup])
+        differs = _differences(nearest.components, lookup.components)
         of = f" of {nearest.name}" if lookup.name and nearest.name == lookup.name else ""
         cause = f"no entry for this key; the nearest{of} in the pack differs in {_names(differs) or 'nothing listed'}"
-        return self._miss(lookup, cause, nearest.lookup, differs)
+        return self.miss(lookup, cause, nearest.lookup, differs)
 
     @staticmethod
-    def _miss(lookup: Lookup, cause: str, nearest: str | None = None, differs: Sequence[Difference] = ()) -> Miss:
+    def miss(lookup: Lookup, cause: str, nearest: str | None = None, differs: Sequence[Difference] = ()) -> Miss:
         return Miss(lookup.cache, lookup.key, lookup.name, lookup.seconds, cause, nearest, tuple(differs))
 
 

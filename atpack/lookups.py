@@ -143,9 +143,11 @@ class Recorder:
         components: Iterable[tuple[str, str, str]] = (),
         seconds: float = 0.0,
     ) -> None:
-        parts = tuple(Component(cut(n, 512), cut(h, 128), cut(s)) for n, h, s in components)
+        parts = _bounded([Component(cut(n, 512), cut(h, 128), cut(s)) for n, h, s in components])
         lookup = Lookup(cache=cache, key=cut(key, 512), hit=hit, name=cut(name, 512), components=parts, seconds=seconds)  # type: ignore[arg-type]
-        if not hit and not seconds:
+        if not hit and cache in _SAVED_LATER:
+            if len(self._missed) >= 10_000:  # saves that never came (a graph torch would not cache)
+                self._missed.pop(next(iter(self._missed)))
             self._missed[(cache, key)] = time.perf_counter()
         if self.keep:
             self.lookups.append(lookup)
@@ -179,12 +181,40 @@ class Recorder:
         self._file = None  # a parent's file, inherited: not this process's to write or close
         assert self.folder is not None
         folder = os.path.join(self.folder, RECORDS)
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        now = time.time()
-        path = os.path.join(folder, f"{int(now * 1000)}-{self._pid}.jsonl")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_APPEND, 0o600)
+        os.makedirs(self.folder, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder, 0o700)
+        # the folder itself, not a link planted in its place, and the user's alone
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            st = os.fstat(dir_fd)
+            if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                raise PermissionError(f"{folder} is not this user's alone: no record written there")
+            now = time.time()
+            name = f"{int(now * 1000)}-{self._pid}.jsonl"
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_APPEND
+            fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
         self._file = os.fdopen(fd, "ab", buffering=0)
         self._file.write(self._encoder.encode(Started(FORMAT, self._pid, now)) + b"\n")
+
+
+_SAVED_LATER = ("fx_graph", "aot_autograd")
+"""The caches whose misses are followed by a save in the same process (`Recorder.saved`)."""
+MAX_COMPONENTS = 8192
+
+
+def _bounded(parts: list[Component]) -> tuple[Component, ...]:
+    """At most `MAX_COMPONENTS`: the rest folded into one, whose hash covers theirs (a graph with
+    thousands of inputs lists one component each)."""
+    if len(parts) <= MAX_COMPONENTS:
+        return tuple(parts)
+    import hashlib
+
+    rest = parts[MAX_COMPONENTS - 1 :]
+    digest = hashlib.sha256("\n".join(f"{c.name}={c.hash}" for c in rest).encode()).hexdigest()[:32]
+    return (*parts[: MAX_COMPONENTS - 1], Component(f"... {len(rest)} more", digest, f"{len(rest)} more components"))
 
 
 def record_files(inductor_dir: str) -> list[str]:

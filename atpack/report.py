@@ -43,13 +43,14 @@ def write_report(
     storage_options: dict[str, Any] | None = None,
     keys: Sequence[str | os.PathLike[str]] = (),
     records: Sequence[Record] = (),
+    inductor_dir: str | None = None,
 ) -> str:
     """Write the HTML report of the pack at `url` to `out` (published atomically). With `keys`
     (public key files), the pack's signatures are checked against them; otherwise they are
     listed as not verified. With `records` (`atpack.lookups`), it shows their lookups explained
     by the pack."""
     with open_pack(url, storage_options=storage_options) as pack:
-        page = render(pack, keys=keys, name=os.fspath(url), records=records)
+        page = render(pack, keys=keys, name=os.fspath(url), records=records, inductor_dir=inductor_dir)
     with publish(out, storage_options) as f:
         f.write(page.encode())
     return os.fspath(out)
@@ -61,13 +62,16 @@ def render(
     keys: Sequence[str | os.PathLike[str]] = (),
     name: str | None = None,
     records: Sequence[Record] = (),
+    inductor_dir: str | None = None,
 ) -> str:
     """The report of `pack` as an HTML page, which calls the pack `name` (by default, its
     resolved path or URL); with `records`, their lookups explained by the pack."""
     data = _data(pack, keys)
     data["name"] = name or pack.name
     if records:
-        data["lookups"] = explain(records, pack.artifacts, pack.manifest.environments, pack=data["name"]).to_json()
+        environments = pack.manifest.environments
+        found = explain(records, pack.artifacts, environments, pack=data["name"], inductor_dir=inductor_dir)
+        data["lookups"] = found.to_json()
     payload = json.dumps(data).replace("</", "<\\/")
     title = html.escape(f"atpack report: {os.path.basename(data['name'])}")
     page = importlib.resources.files("atpack").joinpath("report.html").read_text(encoding="utf-8")

@@ -399,12 +399,12 @@ class Patch:
         cls = self.owner if isinstance(self.owner, type) else type(self.owner)  # one object's: its class's name
         return f"{cls.__module__}.{cls.__qualname__}.{self.attr}"
 
-    def undo(self) -> None:
-        if vars(self.owner).get(self.attr) is self.wrapper:
-            if self.original is None:  # one object's method: its class's shows through again
-                delattr(self.owner, self.attr)
-            else:
-                setattr(self.owner, self.attr, self.original)
+    def undo(self) -> bool:
+        """Put the original back; False where another wrapper now covers this one."""
+        if vars(self.owner).get(self.attr) is not self.wrapper:
+            return False
+        setattr(self.owner, self.attr, self.original)
+        return True
 
 
 _patches: list[Patch] = []
@@ -436,10 +436,17 @@ def patched() -> list[str]:
 
 
 def uninstall(feature: str | None = None) -> None:
-    """Put torch's and Triton's own functions back (those of one `feature`, or all)."""
-    for patch in [p for p in _patches if feature is None or p.feature == feature]:
-        patch.undo()
-        _patches.remove(patch)
+    """Put torch's and Triton's own functions back (those of one `feature`, or all), the latest
+    first, so that each finds its own wrapper on top; one that another feature's wrapper covers
+    stays, said in one line, until that one is gone too."""
+    for patch in reversed([p for p in _patches if feature is None or p.feature == feature]):
+        _unpatch(patch)
+    if feature in (None, _LOOKUPS):
+        _stop_watching_lookups()
+        for slot, mine, before in reversed(_listeners):
+            if slot.listener is mine:
+                slot.listener = before
+        _listeners.clear()
 
 
 def _guarded(feature: str, part: Callable[..., _T], *args: Any) -> _T | None:
@@ -720,26 +727,87 @@ class LookupSink(Protocol):
     def spent(self, seconds: float) -> None: ...
 
 
+class _Sinks:
+    """Every sink listening now. The hooks are installed once a process, the first time one
+    listens, and report to each; with none listening they pass straight through to torch's own
+    function. A capture that ends stops listening: it leaves no layer of its own behind."""
+
+    def __init__(self) -> None:
+        self.sinks: list[LookupSink] = []
+        self.cancels: list[Callable[[], None]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.sinks) and _LOOKUPS not in _given_up
+
+    def forget(self, sink: LookupSink) -> None:
+        """`sink` stops listening; with the last one, the hooks go (a capture patches only for its
+        own duration)."""
+        with contextlib.suppress(ValueError):
+            self.sinks.remove(sink)
+        if not self.sinks:
+            uninstall(_LOOKUPS)
+
+    def looked_up(self, cache: str, key: str, hit: bool, **details: Any) -> None:
+        for sink in list(self.sinks):
+            sink.looked_up(cache, key, hit, **details)
+
+    def saved(self, cache: str, key: str) -> None:
+        for sink in list(self.sinks):
+            sink.saved(cache, key)
+
+    def benchmarked(self, seconds: float) -> None:
+        for sink in list(self.sinks):
+            sink.benchmarked(seconds)
+
+    def spent(self, seconds: float) -> None:
+        for sink in list(self.sinks):
+            sink.spent(seconds)
+
+
+_SINKS = _Sinks()
+
+
 def watch_lookups(sink: LookupSink, undo: contextlib.ExitStack) -> None:
-    """Report every lookup of torch's and Triton's caches to `sink`, from when each cache's module
-    is imported: FX graphs and AOT autograd entries (their keys' components as torch lists them),
-    Inductor's `.best_config` records, Triton's compiled kernels and ``@triton.autotune`` results;
-    and every benchmark call. Observes only: every wrapper returns what torch's function returned."""
-    undo.callback(after_import(_CODECACHE, lambda m: _watch_fx_graphs(m, sink, undo)))
-    undo.callback(after_import(_AOT_CACHE, lambda m: _watch_aot_autograd(m, sink, undo)))
-    undo.callback(after_import(HEURISTICS, lambda m: _watch_records_read(m, sink, undo)))
-    undo.callback(after_import(_BENCHMARKING, lambda m: _watch_benchmarks(m, sink, undo)))
-    undo.callback(after_import("triton.compiler.compiler", lambda m: _watch_triton_compiles(sink, undo)))
-    undo.callback(after_import(_AUTOTUNER, lambda m: _watch_triton_autotune(m, sink, undo)))
+    """Report every lookup of torch's and Triton's caches to `sink` until `undo` closes, from when
+    each cache's module is imported: FX graphs and AOT autograd entries (their keys' components as
+    torch lists them), Inductor's `.best_config` records, Triton's compiled kernels and
+    ``@triton.autotune`` results; and every benchmark call. Observes only: every wrapper returns
+    what torch's function returned, and raises what it raised."""
+    _SINKS.sinks.append(sink)
+    undo.callback(_SINKS.forget, sink)
+    if _SINKS.cancels:
+        return
+    _SINKS.cancels += [
+        after_import(_CODECACHE, _watch_fx_graphs),
+        after_import(_AOT_CACHE, _watch_aot_autograd),
+        after_import(HEURISTICS, _watch_records_read),
+        after_import(_BENCHMARKING, _watch_benchmarks),
+        after_import("triton.compiler.compiler", lambda _m: _watch_triton_compiles()),
+        after_import(_AUTOTUNER, _watch_triton_autotune),
+    ]
 
 
-def _observed(sink: LookupSink, part: Callable[..., _T], *args: Any) -> _T | None:
+def _stop_watching_lookups() -> None:
+    """What `uninstall` does for the lookup record: hooks not installed yet never will be."""
+    for cancel in _SINKS.cancels:
+        cancel()
+    _SINKS.cancels.clear()
+
+
+def _hook(owner: Any, attr: str, make: Callable[[Any], Any]) -> None:
+    """`_patch` for the lookup record, once: a hook left covered by another feature's wrapper
+    when the record stopped still reports to the sinks, so it is not wrapped a second time."""
+    if not any(p.owner is owner and p.attr == attr and p.feature == _LOOKUPS for p in _patches):
+        _patch(owner, attr, make, _LOOKUPS)
+
+
+def _observed(part: Callable[..., _T], *args: Any) -> _T | None:
     """`_guarded`, its time reported as the record's own cost."""
     start = _now()
     try:
         return _guarded(_LOOKUPS, part, *args)
     finally:
-        _guarded(_LOOKUPS, sink.spent, _now() - start)
+        _guarded(_LOOKUPS, _SINKS.spent, _now() - start)
 
 
 def _components(debug_lines: Any) -> list[tuple[str, str, str]]:
@@ -751,64 +819,62 @@ def _components(debug_lines: Any) -> list[tuple[str, str, str]]:
     return parts
 
 
-def _static_wrap(
-    owner: Any, attr: str, after: Callable[..., None], sink: LookupSink, undo: contextlib.ExitStack
-) -> None:
+def _static_wrap(owner: Any, attr: str, after: Callable[..., None]) -> None:
     """Wrap the staticmethod `owner.attr`: `after(result, *args)` runs, guarded, after each call."""
 
     def make(original: Any) -> Any:
         @functools.wraps(original)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             result = original(*args, **kwargs)
-            _observed(sink, after, result, *args)
+            if _SINKS:
+                _observed(after, result, *args)
             return result
 
         return staticmethod(wrapper)
 
-    undo.callback(_unpatch, _patch(owner, attr, make, _LOOKUPS))
+    _hook(owner, attr, make)
 
 
-def _watch_fx_graphs(module: types.ModuleType, sink: LookupSink, undo: contextlib.ExitStack) -> None:
+def _watch_fx_graphs(module: types.ModuleType) -> None:
     if not _known("torch", "the lookup record"):
         return
     cache = module.FxGraphCache
 
     def looked_up(result: Any, key: str, debug_lines: Any, *rest: Any) -> None:
-        sink.looked_up("fx_graph", key, result[0] is not None, components=_components(debug_lines))
+        _SINKS.looked_up("fx_graph", key, result[0] is not None, components=_components(debug_lines))
 
-    _static_wrap(cache, "load_with_key", looked_up, sink, undo)
-    _static_wrap(cache, "_save_graph", lambda _result, key, *rest: sink.saved("fx_graph", key), sink, undo)
+    _static_wrap(cache, "load_with_key", looked_up)
+    _static_wrap(cache, "_save_graph", lambda _result, key, *rest: _SINKS.saved("fx_graph", key))
 
 
-def _watch_aot_autograd(module: types.ModuleType, sink: LookupSink, undo: contextlib.ExitStack) -> None:
+def _watch_aot_autograd(module: types.ModuleType) -> None:
     if not _known("torch", "the lookup record"):
         return
-    keys: dict[str, Any] = {}
+    lines: dict[str, Any] = {}  # the keys of one try_load and their components: cleared at each
     if "_get_debug_lines_for_cache_key" in vars(module):
-        # torch lists a key's components only where debug logging is on: list them anyway,
-        # without logging them (what the lookup record costs, once per graph)
-        def debug_lines(_original: Any) -> Any:
-            def wrapper(pickler: Any, details: Any, key: str) -> Any:
-                start = _now()
-                try:
-                    return pickler.debug_lines(details)
-                finally:
-                    _guarded(_LOOKUPS, sink.spent, _now() - start)
+        # torch lists a key's components only where debug logging is on: where it did not, list
+        # them too (once per graph: what the lookup record costs), beside torch's own result
+        def debug_lines(original: Any) -> Any:
+            def wrapper(pickler: Any, details: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+                result = original(pickler, details, key, *args, **kwargs)
+                if not result and _SINKS and len(lines) < 64:
+                    lines[key] = _observed(pickler.debug_lines, details)
+                return result
 
             return wrapper
 
-        undo.callback(_unpatch, _patch(module, "_get_debug_lines_for_cache_key", debug_lines, _LOOKUPS))
+        _hook(module, "_get_debug_lines_for_cache_key", debug_lines)
 
     def cache_key(original: Any) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             result = original(*args, **kwargs)
-            if isinstance(result, tuple) and len(result) == 2:
-                keys[str(result[0])] = result[1]
+            if _SINKS and isinstance(result, tuple) and len(result) == 2 and result[1] and len(lines) < 64:
+                lines[str(result[0])] = result[1]
             return result
 
         return wrapper
 
-    undo.callback(_unpatch, _patch(module, "autograd_cache_key", cache_key, _LOOKUPS))
+    _hook(module, "autograd_cache_key", cache_key)
     cache = module.AOTAutogradCache
     looked: list[str] = []
 
@@ -824,46 +890,55 @@ def _watch_aot_autograd(module: types.ModuleType, sink: LookupSink, undo: contex
         # the outcome as torch counts it: an entry found can still miss (a graph of it is not there)
         @functools.wraps(original)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            counted = sys.modules["torch._dynamo.utils"].counters["aot_autograd"]
-            before = (counted["autograd_cache_hit"], counted["autograd_cache_miss"])
+            if not _SINKS:
+                return original(*args, **kwargs)
+            before = _guarded(_LOOKUPS, _aot_counts)
             looked.clear()
+            lines.clear()
             try:
                 return original(*args, **kwargs)
             finally:
-                _observed(sink, _aot_looked_up, sink, keys, looked, before, counted)
+                if before is not None:
+                    _observed(_aot_looked_up, lines, looked, before)
 
         return staticmethod(wrapper)
 
-    undo.callback(_unpatch, _patch(cache, "_lookup", lookup, _LOOKUPS))
-    undo.callback(_unpatch, _patch(cache, "try_load" if "try_load" in vars(cache) else "load", load, _LOOKUPS))
-    _static_wrap(cache, "save", lambda _result, key, *rest: sink.saved("aot_autograd", key), sink, undo)
+    _hook(cache, "_lookup", lookup)
+    _hook(cache, "try_load" if "try_load" in vars(cache) else "load", load)
+    _static_wrap(cache, "save", lambda _result, key, *rest: _SINKS.saved("aot_autograd", key))
 
 
-def _aot_looked_up(sink: LookupSink, keys: dict[str, Any], looked: list[str], before: Any, counted: Any) -> None:
+def _aot_counts() -> tuple[int, int]:
+    counted = sys.modules["torch._dynamo.utils"].counters["aot_autograd"]
+    return counted["autograd_cache_hit"], counted["autograd_cache_miss"]
+
+
+def _aot_looked_up(lines: dict[str, Any], looked: list[str], before: tuple[int, int]) -> None:
     if not looked:
         return
     key = looked[-1]
-    hit = counted["autograd_cache_hit"] > before[0]
-    if hit or counted["autograd_cache_miss"] > before[1]:  # else a bypass: nothing was looked up
-        sink.looked_up("aot_autograd", key, hit, components=_components(keys.pop(key, ())))
+    hits, misses = _aot_counts()
+    if hits > before[0] or misses > before[1]:  # else a bypass: nothing was looked up
+        _SINKS.looked_up("aot_autograd", key, hits > before[0], components=_components(lines.pop(key, ())))
 
 
-def _watch_records_read(module: types.ModuleType, sink: LookupSink, undo: contextlib.ExitStack) -> None:
+def _watch_records_read(module: types.ModuleType) -> None:
     if not _known("torch", "the lookup record") or "check_autotune_cache" not in vars(module):
         return
 
     def check(original: Any) -> Any:
         def wrapper(configs: Any, filename: Any, inductor_meta: Any, *args: Any, **kwargs: Any) -> Any:
             result = original(configs, filename, inductor_meta, *args, **kwargs)
-            _observed(sink, _record_read, sink, module, configs, filename, inductor_meta, result)
+            if _SINKS:
+                _observed(_record_read, module, configs, filename, inductor_meta, result)
             return result
 
         return wrapper
 
-    undo.callback(_unpatch, _patch(module, "check_autotune_cache", check, _LOOKUPS))
+    _hook(module, "check_autotune_cache", check)
 
 
-def _record_read(sink: LookupSink, module: Any, configs: Any, filename: Any, meta: Any, result: Any) -> None:
+def _record_read(module: Any, configs: Any, filename: Any, meta: Any, result: Any) -> None:
     """One `.best_config` lookup: its path, and what the path and torch's check depend on."""
     info = result[2] if isinstance(result, tuple) and len(result) == 3 else {}
     state = info.get("autotune_cache_state") if isinstance(info, dict) else None
@@ -881,38 +956,31 @@ def _record_read(sink: LookupSink, module: Any, configs: Any, filename: Any, met
         ("cache_key_tag", tag, repr(tag)),
     ]
     name = str(meta.get("kernel_name", "")) if isinstance(meta, dict) else ""
-    sink.looked_up("autotune", key, state == "hit", name=name, components=parts)
+    _SINKS.looked_up("autotune", key, state == "hit", name=name, components=parts)
 
 
-def _watch_benchmarks(module: types.ModuleType, sink: LookupSink, undo: contextlib.ExitStack) -> None:
+def _timed_benchmark(original: Any) -> Any:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not _SINKS:
+            return original(*args, **kwargs)
+        start = _now()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            _guarded(_LOOKUPS, _SINKS.benchmarked, _now() - start)
+
+    return wrapper
+
+
+def _watch_benchmarks(module: types.ModuleType) -> None:
+    """Inductor's benchmarker: its class's methods (an instance's own attribute would not pickle)."""
     bench = getattr(module, "benchmarker", None)
     if bench is None or not _known("torch", "the lookup record"):
         return
-    for method in ("benchmark_gpu", "benchmark_cpu"):
-        if callable(getattr(bench, method, None)):
-
-            def timed(original: Any) -> Any:
-                def wrapper(*args: Any, **kwargs: Any) -> Any:
-                    start = _now()
-                    try:
-                        return original(*args, **kwargs)
-                    finally:
-                        _guarded(_LOOKUPS, sink.benchmarked, _now() - start)
-
-                return wrapper
-
-            patch = _patch_instance(bench, method, timed)
-            undo.callback(_unpatch, patch)
-
-
-def _patch_instance(obj: Any, attr: str, make: Callable[[Any], Any]) -> Patch:
-    """Wrap a method of one object (Inductor's one benchmarker): its class's stays as it is."""
-    current = getattr(obj, attr)
-    wrapper = make(current)
-    patch = Patch(obj, attr, vars(obj).get(attr), wrapper, _LOOKUPS)
-    setattr(obj, attr, wrapper)
-    _patches.append(patch)
-    return patch
+    for method in ("benchmark_gpu", "benchmark_cpu"):  # benchmark_gpu_with_cuda_graph calls benchmark_gpu
+        owner = next((c for c in type(bench).__mro__ if method in vars(c)), None)
+        if owner is not None:
+            _hook(owner, method, _timed_benchmark)
 
 
 def _now() -> float:
@@ -921,22 +989,27 @@ def _now() -> float:
     return time.perf_counter()
 
 
-def _watch_triton_compiles(sink: LookupSink, undo: contextlib.ExitStack) -> None:
+def _watch_triton_compiles() -> None:
     compilation = getattr(getattr(sys.modules.get("triton"), "knobs", None), "compilation", None)
     if compilation is None or not hasattr(compilation, "listener") or not _known("triton", "the lookup record"):
         return
     before = compilation.listener
 
     def listener(**event: Any) -> None:
-        _observed(sink, _compiled, sink, event)
+        if _SINKS:
+            _observed(_compiled, event)
         if before is not None:
             before(**event)
 
     compilation.listener = listener
-    undo.callback(lambda: setattr(compilation, "listener", before) if compilation.listener is listener else None)
+    _listeners.append((compilation, listener, before))
 
 
-def _compiled(sink: LookupSink, event: dict[str, Any]) -> None:
+_listeners: list[tuple[Any, Any, Any]] = []
+"""Triton's compilation listener slot: atpack's listener, and the one it calls (put back by `uninstall`)."""
+
+
+def _compiled(event: dict[str, Any]) -> None:
     """One Triton compile, from its listener: the kernel's folder (its key), and what the key hashes."""
     group = event.get("metadata_group") or {}
     paths = [str(p) for p in group.values()]
@@ -956,43 +1029,35 @@ def _compiled(sink: LookupSink, event: dict[str, Any]) -> None:
     times = event.get("times")
     total = getattr(times, "total", 0) if not event.get("cache_hit") else 0
     name = str(getattr(src, "name", "") or metadata.get("name", ""))
-    sink.looked_up("triton_kernel", key, bool(event.get("cache_hit")), name=name, components=parts, seconds=total / 1e6)
+    hit = bool(event.get("cache_hit"))
+    _SINKS.looked_up("triton_kernel", key, hit, name=name, components=parts, seconds=total / 1e6)
 
 
-def _watch_triton_autotune(module: types.ModuleType, sink: LookupSink, undo: contextlib.ExitStack) -> None:
+def _watch_triton_autotune(module: types.ModuleType) -> None:
     autotuner = getattr(module, "Autotuner", None)
     if autotuner is None or "check_disk_cache" not in vars(autotuner) or not _known("triton", "the lookup record"):
         return
 
     def check(original: Any) -> Any:
         def wrapper(self: Any, tuning_key: Any, configs: Any, bench_fn: Any, *args: Any, **kwargs: Any) -> Any:
+            if not _SINKS:
+                return original(self, tuning_key, configs, bench_fn, *args, **kwargs)
             start = _now()
             hit = original(self, tuning_key, configs, bench_fn, *args, **kwargs)
             took = _now() - start  # a miss benchmarks every config here
             # the key after Triton's own lookup: it computes what the key hashes first (triton_key: 0.3 s)
-            parts = _observed(sink, _autotune_key, module, self, tuning_key, configs)
+            parts = _observed(_autotune_key, module, self, tuning_key, configs)
             if parts is not None:
                 key, name, components = parts
                 seconds = 0.0 if hit else took
-                _observed(sink, _autotune_looked_up, sink, key, bool(hit), name, components, seconds)
+                _observed(_autotune_looked_up, key, bool(hit), name, components, seconds)
             return hit
 
         return wrapper
 
-    undo.callback(_unpatch, _patch(autotuner, "check_disk_cache", check, _LOOKUPS))
-
-    def bench(original: Any) -> Any:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            start = _now()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                _guarded(_LOOKUPS, sink.benchmarked, _now() - start)
-
-        return wrapper
-
+    _hook(autotuner, "check_disk_cache", check)
     if "_bench" in vars(autotuner):
-        undo.callback(_unpatch, _patch(autotuner, "_bench", bench, _LOOKUPS))
+        _hook(autotuner, "_bench", _timed_benchmark)
 
 
 def _short_hash(text: str) -> str:
@@ -1001,10 +1066,8 @@ def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _autotune_looked_up(
-    sink: LookupSink, key: str, hit: bool, name: str, components: list[Any], seconds: float
-) -> None:
-    sink.looked_up("triton_autotune", key, hit, name=name, components=components, seconds=seconds)
+def _autotune_looked_up(key: str, hit: bool, name: str, components: list[Any], seconds: float) -> None:
+    _SINKS.looked_up("triton_autotune", key, hit, name=name, components=components, seconds=seconds)
 
 
 def _autotune_key(module: Any, autotuner: Any, tuning_key: Any, configs: Any) -> tuple[str, str, list[Any]] | None:
@@ -1043,9 +1106,12 @@ def _autotune_key(module: Any, autotuner: Any, tuning_key: Any, configs: Any) ->
 
 
 def _unpatch(patch: Patch) -> None:
-    patch.undo()
-    with contextlib.suppress(ValueError):
+    if patch not in _patches:
+        return
+    if patch.undo():
         _patches.remove(patch)
+    else:
+        log.warning("atpack: %s stays wrapped (another wrapper covers atpack's) until that one is removed", patch.name)
 
 
 def launched_kernel_folders() -> set[str]:

@@ -4,6 +4,7 @@ are written by `atpack.lookups.Recorder` as the plug-in writes them."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -150,3 +151,101 @@ def test_the_report_shows_the_lookups_explained_and_escaped(tmp_path: Path) -> N
     assert "the nearest of add_kernel in the pack differs in configs" in page
     shown = page.split('<script id="data"')[0]  # the data island after it is JSON, its "</" escaped
     assert "<img" not in shown and "<b>12" not in shown
+
+
+def test_a_key_of_thousands_of_components_is_kept_folded(tmp_path: Path) -> None:
+    from atpack.lookups import MAX_COMPONENTS
+
+    recorder = Recorder(str(tmp_path))
+    parts = [(f"example_inputs[{i}]", f"h{i}", "TensorMetadata(...)") for i in range(MAX_COMPONENTS + 500)]
+    recorder.looked_up("fx_graph", "fbig", False, components=parts)
+    (kept,) = recorder.lookups
+    assert len(kept.components) == MAX_COMPONENTS
+    assert kept.components[-1].name == "... 501 more"
+    (record,) = read_records(record_files(str(tmp_path)))  # the file reads back whole
+    assert record.lookups[0].components == kept.components
+
+
+def test_a_records_folder_that_is_not_the_users_alone_gets_no_record(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o777)
+    linked, shared = tmp_path / "linked", tmp_path / "shared"
+    linked.mkdir()
+    (linked / RECORDS).symlink_to(elsewhere)
+    shared.mkdir()
+    (shared / RECORDS).mkdir()
+    os.chmod(shared / RECORDS, 0o777)
+    for folder in (linked, shared):
+        with pytest.raises(OSError):  # in a process, the seam's guard logs it once and stops recording
+            Recorder(str(folder)).looked_up("fx_graph", "f", False)
+    assert list(elsewhere.iterdir()) == [] and list((shared / RECORDS).iterdir()) == []
+
+
+def test_a_key_the_capture_looked_up_but_did_not_keep_is_said_so(tmp_path: Path) -> None:
+    from atpack.artifacts import KeyComponent, LookupKey
+
+    parts = (KeyComponent("source", "abc", "abc"),)
+    kept = LookupKey(env="sha256:" + "0" * 64, cache="triton_kernel", lookup="KEY", name="k", components=parts)
+    recorder = Recorder(str(tmp_path))
+    recorder.looked_up("triton_kernel", "KEY", False, name="k", components=[("source", "abc", "abc")])
+    (miss,) = explain(read_records(record_files(str(tmp_path))), [kept]).misses
+    assert miss.cause == "the capture looked this key up, but the pack holds no entry for it (not kept)"
+
+
+def test_explain_compares_at_most_so_many_distinct_misses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from atpack import explaining
+
+    monkeypatch.setattr(explaining, "MAX_EXPLAINED", 3)
+    recorder = Recorder(str(tmp_path))
+    for i in range(5):
+        recorder.looked_up("fx_graph", f"f{i}", False, components=[("gm", str(i), "graph")])
+    recorder.looked_up("fx_graph", "f0", False, components=[("gm", "0", "graph")])  # seen: explained as before
+    causes = [m.cause for m in explain(read_records(record_files(str(tmp_path)))).misses]
+    assert [c.startswith("not explained") for c in causes] == [False, False, False, True, True, False]
+
+
+def test_the_hooks_observe_only(tmp_path: Path) -> None:
+    """What torch's functions return, and what pickles, is what it was without the record; an error
+    of the record's own gives the record up, never reaches torch."""
+    result = subprocess.run(
+        [sys.executable, "-c", _HOOKS_OBSERVE_ONLY],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == {
+        "torch's debug lines": [],
+        "benchmarker pickles": True,
+        "a failing record raised": False,
+        "hooks after the capture": [],
+    }
+
+
+_HOOKS_OBSERVE_ONLY = """
+import json, os, pickle
+import torch
+from torch._functorch._aot_autograd import autograd_cache
+from torch._inductor.runtime import benchmarking
+import atpack
+from atpack import seam
+
+class Pickler:
+    def debug_lines(self, details):
+        raise RuntimeError("the record's own failure")
+
+folder = os.environ["TORCHINDUCTOR_CACHE_DIR"]
+with atpack.capture(inductor_dir=folder, triton_dir=os.path.join(folder, "triton")):
+    try:
+        lines, raised = autograd_cache._get_debug_lines_for_cache_key(Pickler(), object(), "akey"), False
+    except RuntimeError:
+        lines, raised = None, True
+    pickled = bool(pickle.dumps(benchmarking.benchmarker))
+print(json.dumps({
+    "torch's debug lines": lines,
+    "benchmarker pickles": pickled,
+    "a failing record raised": raised,
+    "hooks after the capture": [p for p in seam.patched()],
+}))
+"""
