@@ -261,7 +261,10 @@ class _Book:
                     "(an FX graph's guards: a shape or value it was specialized on)"
                 )
             if artifact.runs_code and there is False:
-                return f"the pack holds this entry, {artifact.runs_code}: populate writes it only with --trust-pickles"
+                return (
+                    f"the pack holds this entry, {artifact.runs_code}, and it is not in the folder this process read: "
+                    "populate writes it only with --trust-pickles, and into the Inductor folder the process uses"
+                )
         return (
             "the pack holds this entry and it applies here, but it was not in the folder this process read "
             "(populate into the Inductor and Triton folders the process uses)"

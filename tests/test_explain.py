@@ -142,3 +142,14 @@ def test_a_process_records_only_where_asked(captured: Path, tmp_path: Path) -> N
     machine.atpack("explain", "--off")
     machine.run(STEP)
     assert len(list((machine.inductor / RECORDS).iterdir())) == 1
+
+
+def test_an_entry_populated_elsewhere_is_said_missing_from_the_folder_read(captured: Path, tmp_path: Path) -> None:
+    machine = Machine(tmp_path)
+    machine.atpack("populate", str(captured), "--trust-pickles")
+    other = str(tmp_path / "another-folder")
+    machine.run(STEP, ATPACK_EXPLAIN="1", TORCHINDUCTOR_CACHE_DIR=other)
+    explanation = json.loads(machine.atpack("explain", str(captured), "--json", "--inductor-dir", other).stdout)
+    assert explanation["misses"]
+    for miss in explanation["misses"]:
+        assert "it is not in the folder this process read" in miss["cause"], miss  # wherever populate wrote it
