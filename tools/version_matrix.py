@@ -44,6 +44,9 @@ TESTS = [
     "tests/test_seam.py",  # every entry of atpack.seam.INTERNALS claimed for the pair's releases
     "tests/test_foreign_builds.py",
     "tests/test_local_values.py",  # Inductor's local cache values, through torch's own writers and readers
+    "tests/test_explain.py",  # the lookup record's hooks, through torch's own FX graph and AOT autograd caches
+    "tests/test_explain_kernels.py",  # and through Inductor's .best_config and Triton's caches
+    "tests/test_explain_records.py",
 ]
 
 # The test tools and atpack's own dependencies, pinned so that only torch and triton differ
