@@ -43,6 +43,7 @@ __all__ = [
     "KERNEL_SUFFIXES",
     "KernelFile",
     "KeyComponent",
+    "KeyComponents",
     "LookupKey",
     "LocalValue",
     "MEGACACHE_TYPES",
@@ -623,21 +624,35 @@ class KeyComponent(Struct, frozen=True, array_like=True, forbid_unknown_fields=T
 
 
 class LookupKey(Artifact, tag="lookup.key/1", frozen=True):
-    """The components of one key a cache was looked up or filled with in the capturing process
-    (format 1.2): what `atpack explain` compares a later miss with. Populate writes nothing for it."""
+    """One key a cache was looked up or filled with in the capturing process (format 1.2): what
+    `atpack explain` compares a later miss with. Its components are a blob (a JSON array of
+    `KeyComponent`), so that the many a graph's key lists, repeated from key to key, compress
+    with the pack's frames rather than weigh on its index. Populate writes nothing for it."""
 
     cache: LookupCache
     lookup: Annotated[str, Meta(min_length=1, max_length=512)]
+    components: Digest
+    count: Annotated[int, Meta(ge=0, le=8192)]
+    """How many components the blob lists."""
     name: Annotated[str, Meta(max_length=512)] = ""
-    components: Annotated[tuple[KeyComponent, ...], Meta(max_length=8192)] = ()
 
     @property
     def key(self) -> str:
         return f"{self.cache}:{self.lookup}"
 
+    def blob_refs(self) -> Iterator[str]:
+        return iter((self.components,))
+
+    def blob_hint(self, digest: str) -> str:
+        return f"lookup.{self.cache}"
+
     def summary(self) -> str:
         named = f" {self.name}" if self.name else ""
-        return f"{self.cache} {self.lookup}{named}: {len(self.components)} components"
+        return f"{self.cache} {self.lookup}{named}: {self.count} components"
+
+
+KeyComponents = Annotated[tuple[KeyComponent, ...], Meta(max_length=8192)]
+"""The blob of a `LookupKey`."""
 
 
 AnyArtifact = Union[

@@ -514,7 +514,9 @@ def _explain(args: argparse.Namespace) -> int:
     records = _records(args)
     artifacts: list[Any] = []
     environments: dict[str, Any] = {}
+    components: dict[str, Any] = {}
     if args.url:
+        from .explaining import key_components
         from .pack import open_pack
         from .populate import find_packs
 
@@ -522,7 +524,8 @@ def _explain(args: argparse.Namespace) -> int:
             with open_pack(url, storage_options=args.storage_options) as pack:
                 artifacts += pack.artifacts
                 environments.update(pack.manifest.environments)
-    explanation = explain(records, artifacts, environments, pack=args.url, inductor_dir=folder)
+                components.update(key_components(pack))
+    explanation = explain(records, artifacts, environments, components, pack=args.url, inductor_dir=folder)
     print(json.dumps(explanation.to_json(), indent=2) if args.json else explanation.format(verbose=args.verbose))
     return 0
 

@@ -19,14 +19,17 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+import msgspec
 
 from . import kinds
 from .adapters import megacache
 from .artifacts import (
     Artifact,
     InductorBestConfig,
+    KeyComponents,
     LookupKey,
     MegacacheAotAutograd,
     MegacacheAutotune,
@@ -37,11 +40,12 @@ from .artifacts import (
     UnknownArtifact,
 )
 from .env import LocalEnvironment, mismatches, shown
-from .errors import AtpackError
+from .errors import AtpackError, FormatError
 from .lookups import CACHES, Component, Lookup, Record
+from .pack import Pack
 from .text import printable
 
-__all__ = ["CacheCount", "Difference", "Explanation", "Miss", "explain"]
+__all__ = ["CacheCount", "Difference", "Explanation", "Miss", "explain", "key_components"]
 
 SHOWN_DIFFERENCES = 4
 """How many differing components a miss names in text (all of them in JSON)."""
@@ -149,17 +153,20 @@ what a record someone else wrote can make `explain` compare."""
 def explain(
     records: Sequence[Record],
     artifacts: Iterable[Artifact | UnknownArtifact] = (),
-    environments: dict[str, Any] | None = None,
+    environments: Mapping[str, Any] | None = None,
+    components: Mapping[str, tuple[Component, ...]] | None = None,
     *,
     pack: str | None = None,
     inductor_dir: str | None = None,
     local: LocalEnvironment | None = None,
 ) -> Explanation:
     """Explain the lookups of `records` by the `artifacts` of a pack (and its `environments`, by
-    digest), the processes having read `inductor_dir` (where known: a pickle the pack holds is
-    looked for there): see the module's documentation."""
+    digest; `components`, its `lookup.key/1` blobs decoded, by digest: `key_components`), the
+    processes having read `inductor_dir` (where known: a pickle the pack holds is looked for
+    there): see the module's documentation."""
     local = local or LocalEnvironment()
-    book = _Book([a for a in artifacts if isinstance(a, Artifact)], environments or {}, local, inductor_dir)
+    held = [a for a in artifacts if isinstance(a, Artifact)]
+    book = _Book(held, environments or {}, components or {}, local, inductor_dir)
     counts = {cache: CacheCount() for cache in CACHES}
     misses = []
     explained: dict[tuple[str, str, tuple[Component, ...]], Miss] = {}
@@ -207,23 +214,52 @@ def _held_key(artifact: Artifact) -> tuple[str, str] | None:
     return None
 
 
+@dataclasses.dataclass(frozen=True)
+class _Recorded:
+    """A key the capture recorded, with its components."""
+
+    lookup: str
+    name: str
+    components: tuple[Component, ...]
+
+
+def key_components(pack: Pack) -> dict[str, tuple[Component, ...]]:
+    """The components of each `lookup.key/1` of `pack`, by blob digest (one read of their frames)."""
+    wanted = sorted({a.components for a in pack.artifacts if isinstance(a, LookupKey)})
+    found = {}
+    for digest, data in pack.read_blobs(wanted):
+        try:
+            found[digest] = msgspec.json.decode(data, type=KeyComponents)
+        except msgspec.ValidationError as e:
+            raise FormatError(f"{pack.name}: the key components in blob {digest}: {e}") from None
+        except msgspec.DecodeError as e:
+            raise FormatError(f"{pack.name}: blob {digest} is not a list of key components ({e})") from None
+    return found
+
+
 class _Book:
     """What a pack holds, indexed by the keys lookups name and by their components."""
 
     def __init__(
-        self, artifacts: list[Artifact], environments: dict[str, Any], local: LocalEnvironment, inductor_dir: str | None
+        self,
+        artifacts: list[Artifact],
+        environments: Mapping[str, Any],
+        components: Mapping[str, tuple[Component, ...]],
+        local: LocalEnvironment,
+        inductor_dir: str | None,
     ) -> None:
         self.environments = environments
         self.local = local
         self.inductor_dir = inductor_dir
-        self.recorded: dict[str, dict[str, LookupKey]] = {}
+        self.recorded: dict[str, dict[str, _Recorded]] = {}
         self.held: dict[tuple[str, str], list[Artifact]] = {}
-        self.sharing: dict[tuple[str, str, str], list[LookupKey]] = {}
+        self.sharing: dict[tuple[str, str, str], list[_Recorded]] = {}
         """(cache, component, hash) -> the recorded keys that have it: a miss is compared with
         the keys it shares a component with, not with every key."""
         for artifact in artifacts:
             if isinstance(artifact, LookupKey):
-                self.recorded.setdefault(artifact.cache, {})[artifact.lookup] = artifact
+                recorded = _Recorded(artifact.lookup, artifact.name, components.get(artifact.components, ()))
+                self.recorded.setdefault(artifact.cache, {})[artifact.lookup] = recorded
             elif (held := _held_key(artifact)) is not None:
                 self.held.setdefault(held, []).append(artifact)
         for cache, keys in self.recorded.items():

@@ -20,7 +20,7 @@ import os
 import re
 import shlex
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -149,16 +149,20 @@ class Capture:
         for note in self.notes:
             log.info("capture: %s", note)
 
-    def _lookup_keys(self, env: str) -> list[LookupKey]:
+    def _lookup_keys(self, env: str, add_blob: Callable[[bytes, str], str]) -> list[LookupKey]:
         """Each key looked up or filled during the capture, with its components (the last listing of each)."""
-        keys = {
-            (lookup.cache, lookup.key): LookupKey(
-                env=env, cache=lookup.cache, lookup=lookup.key, name=lookup.name, components=lookup.components
+        last = {(lookup.cache, lookup.key): lookup for lookup in self.lookups.lookups if lookup.components}
+        return [
+            LookupKey(
+                env=env,
+                cache=lookup.cache,
+                lookup=lookup.key,
+                name=lookup.name,
+                components=add_blob(msgspec.json.encode(lookup.components), f"lookup.{lookup.cache}"),
+                count=len(lookup.components),
             )
-            for lookup in self.lookups.lookups
-            if lookup.components
-        }
-        return list(keys.values())
+            for lookup in last.values()
+        ]
 
     def save(
         self,
@@ -208,7 +212,7 @@ class Capture:
                     log.warning("capture: skipped %s: %s", item.path, item.reason)
                 else:
                     writer.add(item)
-            for lookup in self._lookup_keys(env_digest):
+            for lookup in self._lookup_keys(env_digest, add_blob):
                 writer.add(lookup)
             writer.annotate(CREATED, created_now())
             for key, value in (annotations or {}).items():

@@ -26,7 +26,7 @@ import msgspec
 
 from . import adapters, kinds  # noqa: F401  (adapters: registers the built-in kinds)
 from .artifacts import Artifact, Environment, UnknownArtifact, artifact_digest
-from .explaining import explain
+from .explaining import explain, key_components
 from .lookups import Record
 from .pack import Pack, open_pack
 from .signing import SIGNATURE_PREFIX
@@ -69,8 +69,8 @@ def render(
     data = _data(pack, keys)
     data["name"] = name or pack.name
     if records:
-        environments = pack.manifest.environments
-        found = explain(records, pack.artifacts, environments, pack=data["name"], inductor_dir=inductor_dir)
+        environments, components = pack.manifest.environments, key_components(pack)
+        found = explain(records, pack.artifacts, environments, components, pack=data["name"], inductor_dir=inductor_dir)
         data["lookups"] = found.to_json()
     payload = json.dumps(data).replace("</", "<\\/")
     title = html.escape(f"atpack report: {os.path.basename(data['name'])}")

@@ -185,10 +185,11 @@ def test_a_key_the_capture_looked_up_but_did_not_keep_is_said_so(tmp_path: Path)
     from atpack.artifacts import KeyComponent, LookupKey
 
     parts = (KeyComponent("source", "abc", "abc"),)
-    kept = LookupKey(env="sha256:" + "0" * 64, cache="triton_kernel", lookup="KEY", name="k", components=parts)
+    blob = "sha256:" + "1" * 64
+    kept = LookupKey(env="sha256:" + "0" * 64, cache="triton_kernel", lookup="KEY", name="k", components=blob, count=1)
     recorder = Recorder(str(tmp_path))
     recorder.looked_up("triton_kernel", "KEY", False, name="k", components=[("source", "abc", "abc")])
-    (miss,) = explain(read_records(record_files(str(tmp_path))), [kept]).misses
+    (miss,) = explain(read_records(record_files(str(tmp_path))), [kept], {}, {blob: parts}).misses
     assert miss.cause == "the capture looked this key up, but the pack holds no entry for it (not kept)"
 
 

@@ -152,30 +152,20 @@ def lookup_keys(path: Path) -> None:
     """Format 1.2: the components of two cache keys a capture recorded, for atpack explain."""
     from atpack.artifacts import KeyComponent, LookupKey
 
+    graph = (
+        KeyComponent("gm", "x3bpuowzkfcgj5cy7pbqjkrv7s4ilzwdb2qfqtnndyp2cfpdbwiq", "<lambda>()"),
+        KeyComponent("inductor_config[max_autotune]", "dyqmg3oryx3zkzbxtmybdbp4tkxxzrklpb3isq3kn7sikmg6lzqq", "False"),
+    )
+    kernel = (KeyComponent("configs", "2b0c6e1fcbd2f5a8", "24 configs"),)
+    folder = "HM6OIERX2XHRKYQWRNPNBUW4JW3R5OKWCXEUP2NIDPDSOP7MPRKQ"
     with atpack.create(path) as w:
         env = w.add_environment(ENV)
-        w.add(
-            LookupKey(
-                env=env,
-                cache="fx_graph",
-                lookup="fh2dpdwh3ovqxmikxhlqlsqbkzftpb5xdk7pfq7u5bbcrs5mnakyl",
-                components=(
-                    KeyComponent("gm", "x3bpuowzkfcgj5cy7pbqjkrv7s4ilzwdb2qfqtnndyp2cfpdbwiq", "<lambda>()"),
-                    KeyComponent(
-                        "inductor_config[max_autotune]", "dyqmg3oryx3zkzbxtmybdbp4tkxxzrklpb3isq3kn7sikmg6lzqq", "False"
-                    ),
-                ),
-            )
-        )
-        w.add(
-            LookupKey(
-                env=env,
-                cache="triton_autotune",
-                lookup="HM6OIERX2XHRKYQWRNPNBUW4JW3R5OKWCXEUP2NIDPDSOP7MPRKQ/add_kernel",
-                name="add_kernel",
-                components=(KeyComponent("configs", "2b0c6e1fcbd2f5a8", "24 configs"),),
-            )
-        )
+        for cache, lookup, name, parts in (
+            ("fx_graph", "fh2dpdwh3ovqxmikxhlqlsqbkzftpb5xdk7pfq7u5bbcrs5mnakyl", "", graph),
+            ("triton_autotune", f"{folder}/add_kernel", "add_kernel", kernel),
+        ):
+            blob = w.add_blob(msgspec.json.encode(parts), hint=f"lookup.{cache}")
+            w.add(LookupKey(env=env, cache=cache, lookup=lookup, name=name, components=blob, count=len(parts)))
 
 
 BUILDERS: dict[str, Callable[[Path], None]] = {
