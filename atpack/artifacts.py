@@ -610,7 +610,7 @@ class TritonHostModule(Artifact, tag="triton.host_module/1", frozen=True):
         return f"{self.cache_key[:12]}… {', '.join(f.name for f in self.files)} (host code)"
 
 
-LookupCache = typing.Literal["fx_graph", "aot_autograd", "autotune", "triton_kernel", "triton_autotune"]
+LookupCache = typing.Literal["fx_graph", "aot_autograd", "autotune", "gemm", "triton_kernel", "triton_autotune"]
 """A cache whose lookups atpack records (`atpack.lookups`)."""
 
 

@@ -24,11 +24,12 @@ from typing import Any
 
 import msgspec
 
-from . import kinds
+from . import kinds, seam
 from .adapters import megacache
 from .artifacts import (
     Artifact,
     InductorBestConfig,
+    InductorGemmTimings,
     KeyComponents,
     LookupKey,
     MegacacheAotAutograd,
@@ -214,6 +215,13 @@ def _held_key(artifact: Artifact) -> tuple[str, str] | None:
     return None
 
 
+def _held_gemms(artifact: Artifact) -> list[tuple[str, str]]:
+    """The GEMMs a timing file of the pack holds, as lookups name them."""
+    if not isinstance(artifact, InductorGemmTimings):
+        return []
+    return [("gemm", seam.gemm_key(artifact.system.hash, e.op, e.inputs, e.precision)) for e in artifact.entries]
+
+
 @dataclasses.dataclass(frozen=True)
 class _Recorded:
     """A key the capture recorded, with its components."""
@@ -262,6 +270,8 @@ class _Book:
                 self.recorded.setdefault(artifact.cache, {})[artifact.lookup] = recorded
             elif (held := _held_key(artifact)) is not None:
                 self.held.setdefault(held, []).append(artifact)
+            for gemm in _held_gemms(artifact):
+                self.held.setdefault(gemm, []).append(artifact)
         for cache, keys in self.recorded.items():
             for key in keys.values():
                 for c in key.components:

@@ -47,9 +47,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CACHES: tuple[str, ...] = ("aot_autograd", "fx_graph", "autotune", "triton_autotune", "triton_kernel")
+CACHES: tuple[str, ...] = ("aot_autograd", "fx_graph", "autotune", "gemm", "triton_autotune", "triton_kernel")
 """Every cache a lookup is recorded for, outermost first: AOT autograd's entries hold FX graphs,
-whose kernels are tuned (`autotune`: Inductor's ``.best_config``) and compiled by Triton."""
+whose kernels are tuned (`autotune`: Inductor's ``.best_config``; `gemm`: its max-autotune GEMM
+timings) and compiled by Triton."""
 
 RECORDS = "atpack-lookups"
 """The folder, in the Inductor folder, that processes write their records into."""

@@ -120,8 +120,9 @@ class Capture:
             self._undo.close()
 
     def recorded_anything(self) -> bool:
-        """Whether this process compiled or tuned anything during the capture."""
-        return bool(self.megacache or self._saves or self._tuned)
+        """Whether this process compiled or tuned anything during the capture (a lookup of any
+        cache, a GEMM's timings among them, counts: a frozen graph leaves no Megacache entry)."""
+        return bool(self.megacache or self._saves or self._tuned or self.lookups.lookups)
 
     def _finish(self) -> None:
         assert self._before is not None

@@ -47,6 +47,7 @@ __all__ = [
     "check_internals",
     "compiler_imported",
     "default_inductor_dir",
+    "gemm_key",
     "install_replay",
     "install_replay_on_import",
     "kernel_names",
@@ -115,7 +116,8 @@ _DIRS = "torch._inductor.runtime.cache_dir_utils"
 _TUNER = f"{HEURISTICS}.CachingAutotuner"
 _CACHE = f"{_AUTOTUNE_CACHE}.AutotuneCache"
 _MANAGER = "torch.compiler._cache.CacheArtifactManager"
-_FX = "torch._inductor.codecache.FxGraphCache"
+_CODECACHE = "torch._inductor.codecache"
+_FX = f"{_CODECACHE}.FxGraphCache"
 _AOT = "torch._functorch._aot_autograd.autograd_cache.AOTAutogradCache"
 _AOT_CACHE = "torch._functorch._aot_autograd.autograd_cache"
 _BENCHMARKING = "torch._inductor.runtime.benchmarking"
@@ -157,6 +159,7 @@ INTERNALS: tuple[Internal, ...] = tuple(_entry(*row) for row in (
     ("2.8", "2.14", "patched", f"{_AOT}.save",                           "explain: what an AOT miss cost"),
     ("2.8", "2.14", "read",    "torch._dynamo.utils.counters",           "explain: AOT autograd's hit and miss counts"),
     ("2.8", "2.14", "called",  f"{HEURISTICS}.hash_configs",             "explain: a kernel's configs, hashed"),
+    ("2.8", "2.14", "patched", f"{_CODECACHE}.PersistentCache.lookup",   "explain: GEMM timing lookups"),
     ("2.8", "2.14", "patched", f"{_BENCHMARKING}.benchmarker",           "explain: benchmark calls (its methods)"),
     ("3.4", "3.9", "written",  "triton.knobs.compilation.listener",      "explain: Triton's kernel lookups"),
     ("3.4", "3.9", "patched",  f"{_AUTOTUNER}.Autotuner.check_disk_cache", "explain: @triton.autotune lookups"),
@@ -701,7 +704,6 @@ def watch_winners(won: Callable[[str], None], undo: contextlib.ExitStack) -> Non
 
 
 _LOOKUPS = "lookup record"
-_CODECACHE = "torch._inductor.codecache"
 _DEBUG_LINE = re.compile(r"\[([^\]]{0,128})\] ([^:]{1,512}): (.*)", re.DOTALL)
 _TRITON_OPTIONS_SHOWN = ("num_warps", "num_ctas", "num_stages", "maxnreg", "debug", "enable_fp_fusion", "arch")
 
@@ -781,6 +783,7 @@ def watch_lookups(sink: LookupSink, undo: contextlib.ExitStack) -> None:
         after_import(_CODECACHE, _watch_fx_graphs),
         after_import(_AOT_CACHE, _watch_aot_autograd),
         after_import(HEURISTICS, _watch_records_read),
+        after_import(_CODECACHE, _watch_gemm_timings),
         after_import(_BENCHMARKING, _watch_benchmarks),
         after_import("triton.compiler.compiler", lambda _m: _watch_triton_compiles()),
         after_import(_AUTOTUNER, _watch_triton_autotune),
@@ -957,6 +960,63 @@ def _record_read(module: Any, configs: Any, filename: Any, meta: Any, result: An
     ]
     name = str(meta.get("kernel_name", "")) if isinstance(meta, dict) else ""
     _SINKS.looked_up("autotune", key, state == "hit", name=name, components=parts)
+
+
+def _watch_gemm_timings(module: types.ModuleType) -> None:
+    """Inductor's max-autotune GEMM timings: a lookup hits where torch needs no benchmark."""
+    cache = getattr(module, "PersistentCache", None)
+    if cache is None or "lookup" not in vars(cache) or not _known("torch", "the lookup record"):
+        return
+
+    def lookup(original: Any) -> Any:
+        def wrapper(self: Any, choices: Any, op: Any, inputs: Any, benchmark: Any, *args: Any, **kwargs: Any) -> Any:
+            if not _SINKS or benchmark is None:  # no benchmark: a probe, not a lookup
+                return original(self, choices, op, inputs, benchmark, *args, **kwargs)
+            ran: list[float] = []
+
+            def timed(*a: Any, **k: Any) -> Any:
+                start = _now()
+                try:
+                    return benchmark(*a, **k)
+                finally:
+                    ran.append(_now() - start)
+
+            result = original(self, choices, op, inputs, timed, *args, **kwargs)
+            _observed(_gemm_looked_up, self, choices, op, inputs, ran)
+            return result
+
+        return wrapper
+
+    _hook(cache, "lookup", lookup)
+
+
+def gemm_key(system: str, op: str, inputs: str, precision: str) -> str:
+    """The key a GEMM lookup is recorded under: the timing file's system hash, and a hash of what
+    names the GEMM in it (its inputs can be longer than a key may be)."""
+    return f"{system[:16]}/{_short_hash(chr(10).join((op, inputs, precision)))}"
+
+
+def _gemm_looked_up(persistent: Any, choices: Any, op: Any, inputs: Any, ran: list[float]) -> None:
+    system = getattr(persistent, "system", None) or {}
+    system_hash = str(system.get("hash", "")) if isinstance(system, dict) else ""
+    precision = str(sys.modules["torch"].get_float32_matmul_precision())
+    names = sorted(str(c.hash_key()) for c in choices)
+    device = json_text({k: v for k, v in system.items() if k != "hash"}) if isinstance(system, dict) else ""
+    parts = [
+        ("system", system_hash, device),
+        ("op", str(op), str(op)),
+        ("inputs", _short_hash(str(inputs)), str(inputs)),
+        ("precision", precision, precision),
+        ("choices", _short_hash(chr(10).join(names)), f"{len(names)} choices"),
+    ]
+    key = gemm_key(system_hash, str(op), str(inputs), precision)
+    _SINKS.looked_up("gemm", key, not ran, name=str(op), components=parts, seconds=sum(ran))
+
+
+def json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _timed_benchmark(original: Any) -> Any:

@@ -153,3 +153,33 @@ def test_an_entry_populated_elsewhere_is_said_missing_from_the_folder_read(captu
     assert explanation["misses"]
     for miss in explanation["misses"]:
         assert "it is not in the folder this process read" in miss["cause"], miss  # wherever populate wrote it
+
+
+@pytest.fixture(scope="module")
+def gemm_captured(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The pack of a warm-up run that tuned a GEMM (max-autotune on the CPU)."""
+    root = tmp_path_factory.mktemp("explain-gemm")
+    made = Machine(root / "made")
+    made.atpack("capture", "-o", str(root / "gemm.atpack"), "--", sys.executable, str(PROGRAMS / "explain_gemm.py"))
+    return root / "gemm.atpack"
+
+
+def test_a_gemm_tuned_by_the_capture_is_a_hit_and_another_shape_names_its_inputs(
+    gemm_captured: Path, tmp_path: Path
+) -> None:
+    # without --trust-pickles the graph compiles again, and reads the GEMM's timings from the pack
+    machine = Machine(tmp_path)
+    machine.atpack("populate", str(gemm_captured), "--explain")
+    machine.run("explain_gemm.py")
+    same = json.loads(machine.atpack("explain", str(gemm_captured), "--json").stdout)
+    assert (same["caches"]["gemm"]["hits"], same["caches"]["gemm"]["misses"]) == (1, 0)
+    assert same["benchmarks"] == 0
+    for record in (machine.inductor / RECORDS).iterdir():
+        record.unlink()
+    machine.run("explain_gemm.py", "--batch", "48")
+    other = json.loads(machine.atpack("explain", str(gemm_captured), "--json").stdout)
+    (miss,) = [m for m in other["misses"] if m["cache"] == "gemm"]
+    assert miss["name"] == "packed_linear" and other["benchmarks"] > 0
+    named = [d["component"] for d in miss["differs"]]
+    assert named[0] == "inputs" and set(named) <= {"inputs", "choices"}  # a template's choice names its shape
+    assert miss["cause"].startswith("no entry for this key; the nearest of packed_linear in the pack differs in inputs")
