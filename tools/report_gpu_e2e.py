@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 PHASES = ("cold", "megacache", "cli-full", "cli-quiet", "cli-safe", "atpack-full", "atpack-safe", "hot")
-CACHES = ("aot_autograd", "fx_graph", "autotune", "triton_autotune", "triton_kernel")  # atpack.lookups.CACHES
+CACHES = ("aot_autograd", "fx_graph", "autotune", "gemm", "triton_autotune", "triton_kernel")  # atpack.lookups.CACHES
 TITLES = {
     "gpt2": "GPT-2, training",
     "resnet18": "ResNet-18, inference",
