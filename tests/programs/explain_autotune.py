@@ -24,10 +24,11 @@ import standin
 
 standin.install()
 
-import torch  # noqa: E402
+import torch  # noqa: E402  (atpack's torch plug-in runs at its import)
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
-from triton.runtime.autotuner import Autotuner  # noqa: E402
+import user_kernel  # noqa: E402
+from user_kernel import CONFIGS  # noqa: E402
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--fewer-configs", action="store_true")
@@ -35,72 +36,37 @@ parser.add_argument("--edited", action="store_true")
 parser.add_argument("--n", type=int, nargs="+", default=[65536, 4194304])
 args = parser.parse_args()
 
-CONFIGS = [
-    triton.Config({"BLOCK": block}, num_warps=warps, num_stages=stages)
-    for block in (128, 256, 512, 1024)
-    for warps in (2, 4)
-    for stages in (2, 3)
-]
 configs = CONFIGS[: len(CONFIGS) // 2] if args.fewer_configs else CONFIGS
 launched: list[dict[str, int]] = []
 bench_calls = []
 
 
-def do_bench(kernel_call, quantiles):  # a deterministic "measurement" of the config just launched
+def do_bench(kernel_call, quantiles=None):  # a deterministic "measurement" of the config just launched
     kernel_call()
     config = launched[-1]
     bench_calls.append(config)
     return [1.0 / config["BLOCK"] + config["num_warps"] * 1e-4 + config["num_stages"] * 1e-5] * 3
 
 
-if args.edited:
-
-    @triton.autotune(configs=configs, key=["n", "mode"], cache_results=True, do_bench=do_bench)
-    @triton.jit
-    def scale_add(x_ptr, y_ptr, out_ptr, n, mode, BLOCK: tl.constexpr):
-        offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        mask = offsets < n
-        x = tl.load(x_ptr + offsets, mask=mask)
-        y = tl.load(y_ptr + offsets, mask=mask)
-        tl.store(out_ptr + offsets, x * mode - y, mask=mask)  # edited: - y
-
-else:
-
-    @triton.autotune(configs=configs, key=["n", "mode"], cache_results=True, do_bench=do_bench)
-    @triton.jit
-    def scale_add(x_ptr, y_ptr, out_ptr, n, mode, BLOCK: tl.constexpr):
-        offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        mask = offsets < n
-        x = tl.load(x_ptr + offsets, mask=mask)
-        y = tl.load(y_ptr + offsets, mask=mask)
-        tl.store(out_ptr + offsets, x * mode + y, mask=mask)
+@triton.jit
+def scale_add(x_ptr, y_ptr, out_ptr, n, mode, BLOCK: tl.constexpr):
+    offsets = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offsets < n
+    x = tl.load(x_ptr + offsets, mask=mask)
+    y = tl.load(y_ptr + offsets, mask=mask)
+    tl.store(out_ptr + offsets, x * mode - y, mask=mask)  # user_kernel's, edited: - y
 
 
-scale_add.fn.run = lambda *args, **kwargs: launched.append(kwargs)  # no GPU: no launch
-hits = []
-if hasattr(triton.knobs.autotuning, "listener"):  # triton 3.8+: told by Triton's autotune listener
-    before = triton.knobs.autotuning.listener
-
-    def listener(**event):
-        hits.append(event["cache_hit"])
-        if before is not None:
-            before(**event)
-
-    triton.knobs.autotuning.listener = listener
-else:  # triton 3.4 to 3.7 have no listener: what the disk cache lookup answered
-    check_disk_cache = Autotuner.check_disk_cache
-
-    def checked(self, *args, **kwargs):
-        hit = check_disk_cache(self, *args, **kwargs)
-        hits.append(hit)
-        return hit
-
-    Autotuner.check_disk_cache = checked
+kernel = scale_add if args.edited else user_kernel.scale_add.fn  # one name, two bodies
+tuned = triton.autotune(configs=configs, key=["n", "mode"], cache_results=True, do_bench=do_bench)(kernel)
+tuned.fn.run = lambda *args, **kwargs: launched.append(kwargs)  # no GPU: no launch
+hits: list[bool] = []
+user_kernel.autotune_hits(hits)
 x = torch.zeros(16)
 for n in args.n:
-    scale_add[(1,)](x, x, x, n, 3)
+    tuned[(1,)](x, x, x, n, 3)
 print(
     json.dumps(
-        {"bench_calls": len(bench_calls), "cache_hits": hits, "best": sorted(str(c) for c in scale_add.cache.values())}
+        {"bench_calls": len(bench_calls), "cache_hits": hits, "best": sorted(str(c) for c in tuned.cache.values())}
     )
 )

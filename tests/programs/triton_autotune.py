@@ -18,7 +18,7 @@ standin.install()
 import torch  # noqa: E402
 import triton  # noqa: E402
 from triton.runtime.autotuner import Autotuner  # noqa: E402
-from user_kernel import scale_add  # noqa: E402
+from user_kernel import autotune_hits, scale_add  # noqa: E402
 
 bench_calls = []
 
@@ -37,18 +37,8 @@ if "--triton-key" in sys.argv:  # another build of this Triton release
     triton.runtime.autotuner.triton_key = lambda: other  # 3.5+ imports it at the top
     triton.compiler.compiler.triton_key = lambda: other  # 3.4 imports it from here when it looks
 scale_add.fn.run = lambda *args, **kwargs: None  # no GPU: no launch
-hits = []
-if hasattr(triton.knobs.autotuning, "listener"):  # triton 3.8+: told by Triton's autotune listener
-    triton.knobs.autotuning.listener = lambda **kw: hits.append(kw["cache_hit"])
-else:  # triton 3.4 to 3.7 have no listener: what the disk cache lookup answered
-    check_disk_cache = Autotuner.check_disk_cache
-
-    def checked(self, *args, **kwargs):
-        hit = check_disk_cache(self, *args, **kwargs)
-        hits.append(hit)
-        return hit
-
-    Autotuner.check_disk_cache = checked
+hits: list[bool] = []
+autotune_hits(hits)
 x = torch.zeros(16)
 for n in (65536, 4194304):
     scale_add[(1,)](x, x, x, n, 3)
