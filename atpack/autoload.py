@@ -10,6 +10,9 @@ two `lstat`s (the markers) and leaves nothing installed. Otherwise:
 * **Lookup record** (`atpack.lookups`): where ``ATPACK_EXPLAIN=1`` or the folder's
   ``atpack-explain.json`` (``atpack populate --explain``) asks, every lookup of torch's and
   Triton's caches is recorded into the Inductor folder as it happens.
+* **Hints** (`atpack.hints`): where the folder holds ``atpack-hints.json`` (``atpack populate
+  --hints``) and ``ATPACK_HINTS`` does not turn them off, a lookup that misses benchmarks the
+  candidates its hints name (and torch's first) instead of all of them.
 * **Capture**, under ``atpack capture -- COMMAND``: ``ATPACK_CAPTURE`` names a folder; the process
   records as `atpack.capture()` does and, when it exits, leaves its pack there for the command
   to merge.
@@ -45,6 +48,10 @@ def load() -> None:
             seam.install_replay_on_import(why)
         if replay.explaining(folder):
             _record_lookups(folder)
+        if replay.hinting(folder):
+            from . import seam
+
+            seam.install_hints_on_import(os.path.join(folder, replay.HINTS_FILE))
         if spool := os.environ.get(settings.CAPTURE):
             _capture_process(spool)
     except Exception as e:  # never an exception in `import torch`

@@ -434,6 +434,12 @@ def _populate_command(sub: _Commands) -> None:
         help="populate only a pack signed by one of these public keys (repeatable)",
     )
     p.add_argument(
+        "--hints",
+        action="store_true",
+        help="keep the tuning results made on another GPU, torch or Triton as hints: where a lookup misses, "
+        "the processes using the Inductor folder benchmark the recorded winners among their own candidates",
+    )
+    p.add_argument(
         "--require-applied",
         action="store_true",
         help=f"exit {NOTHING_APPLIED} when no artifact applies here (none written, merged or already present): "
@@ -460,6 +466,7 @@ def _populate(args: argparse.Namespace) -> int:
         storage_options=args.storage_options,
         trusted_keys=args.trusted_key,
         callback=_silent() if args.json else _bar("reading blobs"),
+        hints=args.hints,
     )
     if args.json:
         print(json.dumps(msgspec.to_builtins(report), indent=2))

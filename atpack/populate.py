@@ -11,12 +11,16 @@ import collections
 import dataclasses
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgspec
+
 from . import adapters, kinds, storage  # noqa: F401  (adapters: registers the built-in kinds)
-from .artifacts import Artifact, UnknownArtifact
+from . import hints as _hints
+from .artifacts import Artifact, InductorBestConfig, KeyComponents, LookupKey, UnknownArtifact
 from .env import BUILD_KEYS, LocalEnvironment, Mismatch, cuda_devices, mismatches, shown
 from .errors import AtpackError, EnvironmentMismatchError, FormatError, LimitError, StorageError
 from .files import CacheDir, FileWrite, Writes
@@ -30,7 +34,9 @@ __all__ = ["Outcome", "PopulateReport", "find_packs", "populate"]
 log = logging.getLogger(__name__)
 
 WRITTEN, PRESENT, KEPT, MERGED, SKIPPED, FAILED = "written", "present", "kept", "merged", "skipped", "failed"
-ACTIONS = (WRITTEN, MERGED, PRESENT, KEPT, SKIPPED, FAILED)
+HINTED = "hinted"
+"""Made elsewhere, and kept as a hint (`atpack.hints`): never written as a result."""
+ACTIONS = (WRITTEN, MERGED, PRESENT, KEPT, HINTED, SKIPPED, FAILED)
 APPLIED = (WRITTEN, MERGED, PRESENT)
 """The actions after which the caches hold the artifact's result (in a dry run: would hold)."""
 
@@ -65,6 +71,8 @@ class PopulateReport:
     """The id of the trusted key whose signature was checked, when populate required one."""
     replay: str = ""
     """Whether processes using the Inductor folder replay recorded tuning results, and why."""
+    hints: str = ""
+    """Where the hints went (``populate --hints``), and how many problems the folder's file holds."""
     outcomes: list[Outcome] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
     bytes_read: int = 0
@@ -97,12 +105,14 @@ class PopulateReport:
             lines.append(f"signature verified: trusted key {self.signed_by}")
         if self.replay:
             lines.append(f"replay: {self.replay}")
+        if self.hints:
+            lines.append(f"hints: {self.hints}")
         table = collections.Counter((o.kind, o.action) for o in self.outcomes)
         for kind in sorted({k for k, _ in table}):
             counts = ", ".join(f"{table[kind, a]} {self._label(a)}" for a in ACTIONS if table[kind, a])
             lines.append(f"  {kind:28s} {counts}")
         why = collections.Counter(
-            (o.kind, o.action, o.detail) for o in self.outcomes if o.action in (SKIPPED, FAILED, KEPT)
+            (o.kind, o.action, o.detail) for o in self.outcomes if o.action in (SKIPPED, FAILED, KEPT, HINTED)
         )
         for (kind, action, detail), n in sorted(why.items()):
             lines.append(f"  {action} {n} {kind}: {detail}")
@@ -127,6 +137,8 @@ class PopulateReport:
             field, n = differs.most_common(1)[0]
             first = next(m for o in self.outcomes for m in o.differs if m.field == field)
             made = f"{n} of {len(self.outcomes)} artifacts were made elsewhere ({first})"
+            if hinted := self.count(HINTED):
+                return f"no exact result {verb} here: {made}; {hinted} kept as hints, tuned among where a lookup misses"
             return f"nothing {verb} here: {made}; {_advice(first)}"
         untrusted = sum(1 for o in self.outcomes if o.action == SKIPPED and _RUNS_CODE in o.detail)
         if untrusted:
@@ -193,6 +205,7 @@ def populate(
     devices: Sequence[int] | None = None,
     limits: Limits = DEFAULT_LIMITS,
     retry: Retry | None = None,
+    hints: bool = False,
 ) -> PopulateReport:
     """Write every artifact of `pack` that is valid on this machine into the cache folders
     (by default, the ones torch and triton use here) and report what happened to each.
@@ -216,6 +229,10 @@ def populate(
     their files made visible) and the others are written: the report lists both.
     `callback` (a `atpack.pack.Progress`: an fsspec callback such as `TqdmCallback`) follows the blobs read
     to be written; `retry` (an `atpack.Retry`) says how reads from a remote store are retried.
+
+    With `hints`, the tuning results made elsewhere (another GPU, torch or Triton) are not only
+    skipped: their winners become hints in the Inductor folder (`atpack.hints`), the candidates
+    a process benchmarks where its own lookup misses. Their outcome is ``hinted``.
     """
     budget = _Budget(limits)
     inductor = inductor_dir or default_inductor_dir()
@@ -234,6 +251,7 @@ def populate(
         "trusted_keys": trusted_keys,
         "callback": callback,
         "retry": retry,
+        "hints": hints,
     }
     if isinstance(pack, Pack):
         return _populate_one(pack, budget, **options)
@@ -273,6 +291,7 @@ def _populate_one(
     trusted_keys: Sequence[str | os.PathLike[str]],
     callback: Progress,
     retry: Retry | None,
+    hints: bool,
 ) -> PopulateReport:
     start = time.perf_counter()
     opened = not isinstance(pack, Pack)
@@ -294,7 +313,7 @@ def _populate_one(
         )
         read_before = source.bytes_read
         budget.charge(source, source.name, len(triton_dirs))
-        _populate(source, report, environment or LocalEnvironment(), callback, budget.limits)
+        _populate(source, report, environment or LocalEnvironment(), callback, budget.limits, hints)
         report.bytes_read = source.bytes_read - read_before
         tuned = {a.kind for a in source.artifacts if isinstance(a, Artifact) and kinds.of(a).turns_replay_on}
         if not dry_run and any(o.kind in tuned and o.action in (WRITTEN, PRESENT) for o in report.outcomes):
@@ -386,6 +405,7 @@ def find_packs(url: str | os.PathLike[str], *, storage_options: dict[str, Any] |
 def _combined(reports: list[PopulateReport], name: str) -> PopulateReport:
     first = reports[0]
     combined = dataclasses.replace(first, pack=name, outcomes=[], seconds=0.0, bytes_read=0)
+    combined.hints = next((r.hints for r in reversed(reports) if r.hints), "")
     for report in reports:
         combined.outcomes += report.outcomes
         combined.seconds += report.seconds
@@ -400,11 +420,12 @@ def _populate(
     local: LocalEnvironment,
     callback: Progress,
     limits: Limits,
+    hints: bool = False,
 ) -> None:
     dirs = _Dirs(CacheDir(report.inductor_dir), [])
     try:
         dirs.triton.extend(CacheDir(folder) for folder in report.triton_dirs)  # each closed below, however far it got
-        _populate_into(dirs, pack, report, local, callback, limits)
+        _populate_into(dirs, pack, report, local, callback, limits, hints)
     finally:
         dirs.close()
 
@@ -416,8 +437,10 @@ def _populate_into(
     local: LocalEnvironment,
     callback: Progress,
     limits: Limits,
+    hints: bool = False,
 ) -> None:
     planned: list[_Planned] = []
+    elsewhere: list[tuple[Artifact, Outcome]] = []  # made elsewhere, of a kind a hint can come from
     merges: list[tuple[Artifact, str]] = []
     checked: dict[tuple[str, type[Artifact]], list[Mismatch]] = {}
     for artifact in pack.artifacts:
@@ -444,7 +467,11 @@ def _populate_into(
         if reasons:
             why = "; ".join(map(str, reasons))
             if not report.ignored_environment:
-                report.outcomes.append(Outcome(artifact.kind, artifact.key, SKIPPED, why, differs=tuple(reasons)))
+                skipped = Outcome(artifact.kind, artifact.key, SKIPPED, why, differs=tuple(reasons))
+                if hints and isinstance(artifact, _hints.HINTED_KINDS):
+                    elsewhere.append((artifact, skipped))
+                else:
+                    report.outcomes.append(skipped)
                 continue
             note = "environment differs, overridden: " + why
         if not report.ignored_environment and (contradiction := _contradiction(artifact, {}, local)):
@@ -469,6 +496,73 @@ def _populate_into(
         _write(pack, planned, dirs.inductor, callback, limits.batch_bytes)
     report.outcomes += _outcomes(planned, report.dry_run)
     report.outcomes += [_merge(a, note, dirs.inductor, report.dry_run) for a, note in merges]
+    if hints:
+        _hint(pack, elsewhere, report, local)
+
+
+def _hint(
+    pack: Pack, elsewhere: list[tuple[Artifact, Outcome]], report: PopulateReport, local: LocalEnvironment
+) -> None:
+    """Keep the winners of the results made elsewhere as hints (`atpack.hints`), and say so."""
+    made = [a for a, _ in elsewhere]
+    kernels = _kernel_problems(pack, {a.path for a in made if isinstance(a, InductorBestConfig)})
+    here = {f: local.get(f) for f in _HINT_FIELDS}
+    found, gave = _hints.from_artifacts(made, pack.manifest.environments, kernels, here)
+    hinted = {id(a) for a in gave}
+    for artifact, skipped in elsewhere:
+        if id(artifact) in hinted:
+            skipped = dataclasses.replace(skipped, action=HINTED, detail=f"{skipped.detail}: its winners kept as hints")
+        report.outcomes.append(skipped)
+    if report.dry_run:
+        report.hints = f"{len(found)} problems would be hinted" if found else "none in this pack applies"
+    elif found:
+        path, total = _write_hints(report.inductor_dir, found)
+        report.hints = (
+            f"{len(found)} problems hinted, {total} in {path} (ATPACK_HINTS=0, or removing it, turns them off)"
+        )
+    else:
+        report.hints = "none: no result of this pack was made elsewhere with winners to offer"
+
+
+def _kernel_problems(pack: Pack, paths: set[str]) -> dict[str, tuple[str, str]]:
+    """The kernel problem (digest, words) of each `.best_config` path of `paths` whose lookup key
+    the pack holds with one (its ``kernel`` component)."""
+    keys = {
+        a.components: a.lookup
+        for a in pack.artifacts
+        if isinstance(a, LookupKey) and a.cache == "autotune" and a.lookup in paths
+    }
+    found = {}
+    for digest, data in pack.read_blobs(sorted(keys)):
+        try:
+            components = msgspec.json.decode(data, type=KeyComponents)
+        except msgspec.DecodeError:
+            continue  # `atpack explain` says what is wrong with it; a hint is only ever missing
+        for c in components:
+            if c.name == "kernel" and _SHA256.fullmatch(c.hash):
+                found[keys[digest]] = (c.hash, c.shown)
+    return found
+
+
+def _write_hints(inductor_dir: str, found: list[_hints.Hint]) -> tuple[str, int]:
+    """Add `found` to the folder's hints (the earlier first, at one distance), atomically; the
+    file's path and how many problems it holds. A file there that is not atpack's is replaced."""
+    from .replay import HINTS_FILE
+
+    with CacheDir(inductor_dir) as root:
+        path = root.path(HINTS_FILE)
+        try:
+            before = _hints.read(path)
+        except AtpackError as e:
+            log.warning("atpack: %s: replaced", e)
+            before = []
+        merged = _hints.nearest([*before, *found])
+        root.write(path, _hints.encode(merged))
+    return path, len(merged)
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_HINT_FIELDS = ("compute_capability", "torch_version", "triton_version")
 
 
 def _plan(pack: Pack, artifact: Artifact, root: CacheDir, note: str) -> _Planned:

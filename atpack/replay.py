@@ -29,12 +29,25 @@ import stat
 
 from . import settings
 
-__all__ = ["EXPLAIN_MARKER", "MARKER", "disable", "enable", "explaining", "plugin_registered", "state", "switched"]
+__all__ = [
+    "EXPLAIN_MARKER",
+    "HINTS_FILE",
+    "MARKER",
+    "disable",
+    "enable",
+    "explaining",
+    "hinting",
+    "plugin_registered",
+    "state",
+    "switched",
+]
 
 MARKER = "atpack-replay.json"
 """The file in an Inductor folder that turns the replay on for the processes using that folder."""
 EXPLAIN_MARKER = "atpack-explain.json"
 """Likewise, the lookup record (`atpack.lookups`): ``atpack populate --explain`` writes it."""
+HINTS_FILE = "atpack-hints.json"
+"""The hints of the processes using an Inductor folder (`atpack.hints`): ``populate --hints`` writes it."""
 
 
 def state(inductor_dir: str) -> tuple[bool, str]:
@@ -74,6 +87,19 @@ def explaining(inductor_dir: str) -> bool:
         return forced
     try:
         st = os.lstat(os.path.join(inductor_dir, EXPLAIN_MARKER))
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
+
+
+def hinting(inductor_dir: str) -> bool:
+    """Whether the processes using `inductor_dir` narrow their missed lookups' candidates by its
+    hints (`atpack.hints`): its hints file, if it is the user's (one `lstat`), unless
+    ``ATPACK_HINTS`` is off."""
+    if not settings.hints():
+        return False
+    try:
+        st = os.lstat(os.path.join(inductor_dir, HINTS_FILE))
     except OSError:
         return False
     return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()

@@ -26,10 +26,12 @@ import functools
 import importlib
 import json
 import logging
+import math
 import os
 import re
 import stat
 import sys
+import threading
 import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
@@ -49,9 +51,11 @@ __all__ = [
     "compiler_imported",
     "default_inductor_dir",
     "gemm_key",
+    "install_hints_on_import",
     "install_replay",
     "install_replay_on_import",
     "kernel_names",
+    "kernel_problem",
     "launched_kernel_folders",
     "patched",
     "record_path",
@@ -366,6 +370,38 @@ def kernel_names(module_source: str) -> set[str]:
 
 
 _KERNEL_DEF = re.compile(r"^def (triton_\w+)\(", re.MULTILINE)
+
+
+_HEURISTIC = re.compile(r"^@triton_heuristics\.(\w+)\(", re.MULTILINE)
+_SIZE_HINTS = re.compile(r"size_hints=(\{[^}\n]*\}|\[[^\]\n]*\])")
+_JIT_DEF = re.compile(r"^@triton\.jit\s*\ndef (triton_\w*)\(", re.MULTILINE)
+
+
+def kernel_problem(source: str) -> tuple[str, str] | None:
+    """An Inductor kernel module's problem, and its words: a digest of its heuristic, its size
+    hints and its Triton function's text with the function's name left out. What names the
+    machine and the build (the device's properties, the backend hash, the module's path) is in
+    the decorator's other arguments, which the digest leaves out; None for a module of no one
+    Triton kernel."""
+    heuristic = _HEURISTIC.search(source)
+    sizes = _SIZE_HINTS.search(source)
+    defined = list(_JIT_DEF.finditer(source))
+    if heuristic is None or sizes is None or len(defined) != 1:
+        return None
+    from .hints import problem_digest
+
+    name = defined[0][1]
+    body = _function(source[defined[0].start() :]).replace(f"def {name}(", "def KERNEL(", 1)
+    digest = problem_digest([heuristic[1], sizes[1], body])
+    return digest, f"{heuristic[1]} {sizes[1]}"
+
+
+def _function(text: str) -> str:
+    """The function `text` starts with: up to the next line that is not indented (a benchmark
+    module's harness, a comment), trailing blank lines left out."""
+    lines = text.split("\n")
+    end = next((i for i, line in enumerate(lines[2:], 2) if line and not line[0].isspace()), len(lines))
+    return "\n".join(lines[:end]).rstrip()
 
 
 def is_benchmark_module(module_source: str) -> bool:
@@ -958,6 +994,8 @@ def _record_read(module: Any, configs: Any, filename: Any, meta: Any, result: An
         ("configs", configs_hash, f"{len(configs)} configs"),
         ("cache_key_tag", tag, repr(tag)),
     ]
+    if problem := kernel_problem(_head(str(filename))):  # what a hint for this kernel is matched by
+        parts.append(("kernel", *problem))
     name = str(meta.get("kernel_name", "")) if isinstance(meta, dict) else ""
     _SINKS.looked_up("autotune", key, state == "hit", name=name, components=parts)
 
@@ -1159,6 +1197,188 @@ def _autotune_key(module: Any, autotuner: Any, tuning_key: Any, configs: Any) ->
     joined = "\n".join(configs_text)
     parts.append(("configs", _short_hash(joined), f"{len(configs_text)} configs"))
     return f"{folder}/{name[:150]}", name, parts
+
+
+# --------------------------------------------------------------------------- hints
+
+
+_HINTS = "hints"
+
+
+@dataclasses.dataclass
+class _HintState:
+    path: str = ""
+    """The hints file (`atpack.hints.read`)."""
+    hints: Any = None
+    """This process's `atpack.hints.Hints`, read at the first lookup that could use one."""
+
+
+_hinting = _HintState()
+_skipping = threading.local()
+"""The configs a ``@triton.autotune`` benchmark in this thread leaves out (`_hint_autotune`)."""
+
+
+def install_hints_on_import(path: str) -> None:
+    """Narrow the candidates of every missed lookup by the hints in the file `path` (`atpack.hints`):
+    Inductor's kernels' configs, max-autotune GEMM choices, ``@triton.autotune`` configs, from
+    when each one's module is imported. Each wrapper returns what torch's or Triton's function
+    returns, given a shorter list of their own candidates where a hint names some."""
+    if _hinting.path:
+        return
+    _hinting.path = path
+    after_import(HEURISTICS, _hint_kernels)
+    after_import(_CODECACHE, _hint_gemms)
+    after_import(_AUTOTUNER, _hint_autotune)
+
+
+def _process_hints() -> Any:
+    if _hinting.hints is None:
+        from . import hints
+
+        try:
+            _hinting.hints = hints.Hints(hints.read(_hinting.path))
+        except Exception as e:  # a file that is not atpack's: no hints, said once
+            log.warning("atpack: no hints in this process (%s)", e)
+            _hinting.hints = hints.Hints(())
+        else:
+            import atexit
+
+            atexit.register(_say_hinted, _hinting.hints)
+    return _hinting.hints
+
+
+def _say_hinted(hints: Any) -> None:
+    if hints.used:
+        used = ", ".join(f"{n} {cache}" for cache, n in sorted(hints.used.items()))
+        log.info("atpack: lookups tuned among hinted candidates in this process: %s", used)
+
+
+def _hint_kernels(module: types.ModuleType) -> None:
+    """Inductor's kernels: where a kernel's `.best_config` lookup misses, its configs narrowed."""
+    if "check_autotune_cache" not in vars(module) or not _known("torch", "the hints"):
+        return
+
+    def check(original: Any) -> Any:
+        def wrapper(configs: Any, filename: Any, inductor_meta: Any, *args: Any, **kwargs: Any) -> Any:
+            result = original(configs, filename, inductor_meta, *args, **kwargs)
+            return _guarded(_HINTS, _narrowed_kernel, result, filename) or result
+
+        return wrapper
+
+    _patch(module, "check_autotune_cache", check, _HINTS)
+
+
+def _narrowed_kernel(result: Any, filename: Any) -> Any:
+    from .hints import config_of
+
+    configs, cache, info = result
+    if info.get("autotune_cache_state") != "miss" or len(configs) < 2 or not isinstance(filename, str):
+        return None
+    problem = kernel_problem(_head(filename))
+    if problem is None:
+        return None
+    values = [config_of(c.kwargs.items(), num_warps=c.num_warps, num_stages=c.num_stages) for c in configs]
+    kept = _process_hints().narrowed("autotune", problem[0], values)
+    return None if kept is None else ([configs[i] for i in kept], cache, info)
+
+
+def _hint_gemms(module: types.ModuleType) -> None:
+    """Max-autotune GEMMs: where a GEMM's timings miss, only the hinted choices benchmarked."""
+    cache = getattr(module, "PersistentCache", None)
+    if cache is None or "lookup" not in vars(cache) or not _known("torch", "the hints"):
+        return
+
+    def lookup(original: Any) -> Any:
+        def wrapper(self: Any, choices: Any, op: Any, inputs: Any, benchmark: Any, *args: Any, **kwargs: Any) -> Any:
+            if benchmark is not None and _HINTS not in _given_up:
+                override = kwargs.get("hint_override", args[0] if args else None)
+                benchmark = _hinted_benchmark(benchmark, choices, op, inputs, override)
+            return original(self, choices, op, inputs, benchmark, *args, **kwargs)
+
+        return wrapper
+
+    _patch(cache, "lookup", lookup, _HINTS)
+
+
+def _hinted_benchmark(benchmark: Any, choices: Any, op: Any, inputs: Any, override: Any) -> Any:
+    """`benchmark`, which on a miss measures the hinted choices (and torch's first) only: the
+    others are timed as torch times a choice that cannot run, infinite."""
+
+    def narrowed(candidates: Any) -> Any:
+        kept = _guarded(_HINTS, _gemm_kept, candidates, op, inputs, override)
+        if kept is None:
+            return benchmark(candidates)
+        timings = benchmark([candidates[i] for i in kept])
+        return {c: timings.get(c, math.inf) for c in candidates}
+
+    return narrowed
+
+
+def _gemm_kept(candidates: Any, op: Any, inputs: Any, override: Any) -> list[int] | None:
+    from .hints import gemm_problem
+
+    key = str(inputs) if override is None else f"{inputs}_{override}"  # as PersistentCache keys its timings
+    precision = str(sys.modules["torch"].get_float32_matmul_precision())
+    values = [{"choice": str(c.hash_key())} for c in candidates]
+    kept: list[int] | None = _process_hints().narrowed("gemm", gemm_problem(str(op), key, precision), values)
+    return kept
+
+
+def _hint_autotune(module: types.ModuleType) -> None:
+    """``@triton.autotune``: where a result misses Triton's disk cache, only the hinted configs
+    benchmarked; the others are timed as Triton times a config that cannot run, infinite."""
+    autotuner = getattr(module, "Autotuner", None)
+    needed = ("check_disk_cache", "_bench")
+    if autotuner is None or not all(n in vars(autotuner) for n in needed) or not _known("triton", "the hints"):
+        return
+
+    def check(original: Any) -> Any:
+        def wrapper(self: Any, tuning_key: Any, configs: Any, bench_fn: Any, *args: Any, **kwargs: Any) -> Any:
+            left_out = _guarded(_HINTS, _autotune_left_out, self, tuning_key, configs)
+            if not left_out:
+                return original(self, tuning_key, configs, bench_fn, *args, **kwargs)
+
+            def narrowed(*a: Any, **k: Any) -> Any:
+                _skipping.configs = left_out
+                try:
+                    return bench_fn(*a, **k)
+                finally:
+                    _skipping.configs = None
+
+            return original(self, tuning_key, configs, narrowed, *args, **kwargs)
+
+        return wrapper
+
+    def bench(original: Any) -> Any:
+        def wrapper(self: Any, *args: Any, config: Any, **kwargs: Any) -> Any:
+            if any(config is c for c in getattr(_skipping, "configs", None) or ()):
+                return [math.inf, math.inf, math.inf]
+            return original(self, *args, config=config, **kwargs)
+
+        return wrapper
+
+    _patch(autotuner, "check_disk_cache", check, _HINTS)
+    _patch(autotuner, "_bench", bench, _HINTS)
+
+
+def _autotune_left_out(autotuner: Any, tuning_key: Any, configs: Any) -> list[Any] | None:
+    from .hints import autotune_problem, config_of
+
+    fn = autotuner.fn
+    while hasattr(fn, "fn") and not hasattr(fn, "cache_key"):
+        fn = fn.fn
+    values = [
+        config_of(
+            c.kwargs.items(),
+            num_warps=c.num_warps,
+            num_stages=c.num_stages,
+            num_ctas=getattr(c, "num_ctas", None),
+            maxnreg=getattr(c, "maxnreg", None),
+        )
+        for c in configs
+    ]
+    kept = _process_hints().narrowed("triton_autotune", autotune_problem(str(fn.__name__), tuning_key), values)
+    return None if kept is None else [c for i, c in enumerate(configs) if i not in kept]
 
 
 def _unpatch(patch: Patch) -> None:

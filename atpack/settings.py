@@ -19,6 +19,7 @@ __all__ = [
     "CAPTURE_WITH_IR",
     "DEBUG",
     "EXPLAIN",
+    "HINTS",
     "LOCAL_RANK",
     "REPLAY",
     "SOURCE_DATE_EPOCH",
@@ -26,6 +27,7 @@ __all__ = [
     "capture_with_ir",
     "debug",
     "explain",
+    "hints",
     "local_rank",
     "plugins_autoload",
     "replay",
@@ -41,6 +43,8 @@ CAPTURE_WITH_IR = "ATPACK_CAPTURE_WITH_IR"
 """Set by `atpack capture --with-ir` for the command's processes: kernels keep their IR and source."""
 EXPLAIN = "ATPACK_EXPLAIN"
 """On or off in every process: record its cache lookups for `atpack explain`; unset: the markers decide."""
+HINTS = "ATPACK_HINTS"
+"""Off: no process uses the hints of its Inductor folder (``populate --hints``); unset or on: the file decides."""
 DEBUG = "ATPACK_DEBUG"
 TIMEOUT = "ATPACK_TIMEOUT"
 CACHE_DIR = "ATPACK_CACHE_DIR"
@@ -75,6 +79,11 @@ def replay() -> bool | None:
 def explain() -> bool | None:
     """``ATPACK_EXPLAIN``: record cache lookups everywhere, nowhere, or None (the markers decide)."""
     return _switch(EXPLAIN)
+
+
+def hints() -> bool:
+    """``ATPACK_HINTS``: False where it turns the hints off everywhere."""
+    return _switch(HINTS) is not False
 
 
 def debug() -> bool:

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "atpack"
 LAYERS: list[set[str]] = [
     # what everything stands on
     {"errors", "settings", "digest", "causes", "text"},
-    {"artifacts", "atomic", "seam", "devices"},
+    {"artifacts", "atomic", "seam", "devices", "hints"},
     # bytes, folders, the registry of kinds
     {"storage", "folders", "files", "walk", "evidence", "kinds", "lookups"},
     {"pack", "env", "replay"},

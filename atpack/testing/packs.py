@@ -405,3 +405,25 @@ def peak_allocation_while(fn: Callable[[], object]) -> int:
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+# --------------------------------------------------------------------------- made elsewhere
+
+
+def made_elsewhere(source: str, target: str, **fields: str | None) -> None:
+    """Write `source`'s pack to `target` as if it had been made where the environment `fields`
+    differ (``torch_version="2.12.0"``, ``compute_capability="8.0"``): every artifact the same,
+    recorded under the changed environments. For tests of what a pack made on another GPU or
+    release does here."""
+    from atpack.pack import create, open_pack
+
+    with open_pack(source) as pack, create(target) as writer:
+        moved = {}
+        for digest, environment in pack.manifest.environments.items():
+            moved[digest] = writer.add_environment(msgspec.structs.replace(environment, **fields))
+        artifacts = [a for a in pack.artifacts if isinstance(a, atpack.Artifact)]
+        wanted = sorted({ref for a in artifacts for ref in a.blob_refs()})
+        for _, data in pack.read_blobs(wanted):
+            writer.add_blob(data)
+        for artifact in artifacts:
+            writer.add(msgspec.structs.replace(artifact, env=moved[artifact.env]))
