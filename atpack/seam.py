@@ -137,6 +137,7 @@ INTERNALS: tuple[Internal, ...] = tuple(_entry(*row) for row in (
     ("2.8", "2.14", "patched", f"{_TUNER}.coordinate_descent_tuning",    "replay: no second search"),
     ("2.8", "2.14", "patched", f"{_TUNER}.autotune_to_one_config",       "replay: keeps the recorded winner"),
     ("2.8", "2.14", "patched", f"{HEURISTICS}.check_autotune_cache",     "replay: looks in this process's folder"),
+    ("2.8", "2.14", "patched", f"{HEURISTICS}.check_autotune_cache",     "hints: a missed kernel's configs, narrowed"),
     ("2.8", "2.14", "read",    f"{_TUNER}.launchers",                    "replay, capture: a kernel's configs"),
     ("2.8", "2.14", "read",    f"{_TUNER}.filename",                     "replay, capture: a kernel's module"),
     ("2.8", "2.14", "read",    f"{_TUNER}.inductor_meta",                "replay: what a record's path depends on"),
@@ -165,10 +166,16 @@ INTERNALS: tuple[Internal, ...] = tuple(_entry(*row) for row in (
     ("2.8", "2.14", "read",    "torch._dynamo.utils.counters",           "explain: AOT autograd's hit and miss counts"),
     ("2.8", "2.14", "called",  f"{HEURISTICS}.hash_configs",             "explain: a kernel's configs, hashed"),
     ("2.8", "2.14", "patched", f"{_CODECACHE}.PersistentCache.lookup",   "explain: GEMM timing lookups"),
+    ("2.8", "2.14", "patched", f"{_CODECACHE}.PersistentCache.lookup",   "hints: a miss's benchmark, narrowed"),
+    ("2.8", "2.14", "called",  "torch._inductor.ir.ChoiceCaller.hash_key", "explain, hints: a GEMM choice's key"),
     ("2.8", "2.14", "patched", f"{_BENCHMARKING}.benchmarker",           "explain: benchmark calls (its methods)"),
     ("3.4", "3.9", "written",  "triton.knobs.compilation.listener",      "explain: Triton's kernel lookups"),
     ("3.4", "3.9", "patched",  f"{_AUTOTUNER}.Autotuner.check_disk_cache", "explain: @triton.autotune lookups"),
     ("3.4", "3.9", "patched",  f"{_AUTOTUNER}.Autotuner._bench",         "explain: their benchmark calls"),
+    ("3.4", "3.9", "patched",  f"{_AUTOTUNER}.Autotuner.check_disk_cache", "hints: a miss's benchmark, narrowed"),
+    ("3.4", "3.9", "patched",  f"{_AUTOTUNER}.Autotuner._bench",         "hints: a left-out config timed inf"),
+    ("3.4", "3.9", "read",     f"{_AUTOTUNER}.Autotuner.fn",             "hints: the kernel's name"),
+    ("3.4", "3.9", "read",     f"{_AUTOTUNER}.Config.kwargs",            "hints: a config's values (warps, stages...)"),
     ("3.4", "3.9", "read",     f"{_AUTOTUNER}.driver",                   "explain: the target Triton keys results by"),
     # formats atpack reads and writes itself, each held to torch's or Triton's reader by a test
     ("2.8", "2.14", "format", "Megacache blob (appending byte serializer)", "pack --megacache, megacache",
@@ -183,6 +190,8 @@ INTERNALS: tuple[Internal, ...] = tuple(_entry(*row) for row in (
     ("3.4", "3.9", "format", "Triton .autotune.json file", "rendered byte for byte", _READ_PATHS),
     ("2.8", "2.14", "format", "Inductor kernel module (names, harness)", "capture: which kernels it holds",
      "tests/test_zero_config.py"),
+    ("2.8", "2.14", "format", "Inductor kernel module (decorator, size hints, function)", "hints: its problem",
+     "tests/test_hints.py"),
 ))
 # fmt: on
 """Every internal atpack relies on, per release."""

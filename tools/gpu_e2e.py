@@ -29,6 +29,9 @@ Phases, per model (M):
   hot          the cold run's own folders, then the first step
   atpack-full, atpack-safe (not run by default): atpack.load_cache_artifacts(PACK_M) in the
                process (trust_pickles=True, False), then the first step
+  cli-foreign, cli-hints (not run by default; need --hints-from DIR, the packs of another GPU or
+               release, DIR/M.atpack, as --keep-packs leaves them): cli-full with that pack
+               instead of PACK_M, without and with `--hints` (spec §17)
 Models: `gpt2`, transformers' GPT2LMHeadModel(GPT2Config()) (random weights, no download), one
 training step (bf16 autocast over fp32 weights, 8 x 512 tokens: forward, loss, backward, gradient
 clipping, fused AdamW step); `resnet18`, torchvision's resnet18(weights=None) in inference (fp16,
@@ -49,6 +52,8 @@ Timed per run, on the wall clock, by the parent against marks the process prints
                       its first step: its own remaining work, Python joining threads, each atexit
                       handler (the slowest named), and the teardown after them
   first_step_s        the first step itself (its compile, cache loads and GPU work), as before
+  steady_step_s       the median of 10 steps after it (3 more first), synchronized: the kernels
+                      chosen, whatever the tuning cost
 `start` breaks train_first_step_s down: interpreter, import torch, the benchmark counters installed
 (importing Inductor's runtime, which the first step would import), load (megacache, API), Triton's
 once-a-process costs (hashing its install, setting up its runtime: paid before the model, else
@@ -66,6 +71,12 @@ Order: the cold runs first (each skipped if its guessed length would overrun --b
 --rounds rounds of the warm phases, model after model, in an order rotated each round (the phases
 in --once run in the first round only), each run skipped if it would overrun --budget-s.
 DIR/results.json (and WORK/results.json) is written after every run; --resume goes on from WORK.
+
+The hints recipe (issue 24; spec §17): on the H100, `--models resnet18,gpt2 --phases cold
+--keep-packs` leaves each cold run's pack in OUT; copy them into a folder of the repository that
+.git/info/exclude ignores (.hints/), and on the H200, carrying it: `--models resnet18,gpt2 --phases
+cold,cli-full,cli-foreign,cli-hints --hints-from .hints`. The report's "Another GPU's pack, as hints"
+table holds them to the issue's bounds.
 
 The H100 recipe: all models, 3 rounds, in commands of at most 10 minutes on one machine kept
 warm between them (WORK in /tmp survives from one command to the next; OUT may be a fresh folder
@@ -105,7 +116,18 @@ STARTED = time.time()  # a worker's start (past these imports): its spawn to her
 EXPLAIN = "ATPACK_EXPLAIN"  # atpack.settings.EXPLAIN: a worker imports no atpack
 RECORDS = "atpack-lookups"  # atpack.lookups.RECORDS
 
-PHASES = ("cold", "megacache", "cli-full", "cli-quiet", "cli-safe", "hot", "atpack-full", "atpack-safe")
+PHASES = (
+    "cold",
+    "megacache",
+    "cli-full",
+    "cli-quiet",
+    "cli-safe",
+    "hot",
+    "atpack-full",
+    "atpack-safe",
+    "cli-foreign",
+    "cli-hints",
+)
 DEFAULT_PHASES = ("cold", "megacache", "cli-full", "cli-quiet", "cli-safe", "hot")
 QUIET = ("cli-quiet",)
 """The phases whose processes do not record their cache lookups: every other records them
@@ -353,6 +375,16 @@ def first_step(step: Any, smoke: bool) -> tuple[Any, float]:
     if not smoke:
         torch.cuda.synchronize()
     return out, time.perf_counter() - t
+
+
+def steady_step(step: Any, smoke: bool, warmup: int = 3, timed: int = 10) -> float:
+    """The median seconds of `timed` steps after `warmup` more (the outputs of the first step
+    are already taken: a training step changes the weights, never what is compared)."""
+    import statistics
+
+    for _ in range(warmup):
+        first_step(step, smoke)
+    return statistics.median(first_step(step, smoke)[1] for _ in range(timed))
 
 
 def _block_class() -> Any:
@@ -701,6 +733,7 @@ def worker(phase: str, model: str, work: Path, smoke: bool) -> dict[str, Any]:
     before, folders, timed = counts.snapshot(), triton_folders(), _timed()
     out, result["first_step_s"] = first_step(step, smoke)
     marks["step_end"] = mark("step_end")
+    result["steady_step_s"] = steady_step(step, smoke)
     result.update(_what_the_step_did(counts, before, folders, timed, phase))
     outputs = [o.detach().float().cpu() for o in out]
     if phase == "cold":
@@ -855,8 +888,11 @@ def run_once(args: argparse.Namespace, work: Path, model: str, phase: str, round
             for records in machine.glob(f"tmp/torchinductor_*/{RECORDS}"):
                 shutil.rmtree(records)  # hot: the cold run's records, explained after that run
             if phase.startswith("cli-"):
-                trust = phase in ("cli-full", "cli-quiet")
-                record.update(populate(files["pack"], trust, explaining, env, Path(f"{log}-populate")))
+                foreign = phase in ("cli-foreign", "cli-hints")
+                pack = Path(args.hints_from) / f"{model}.atpack" if foreign else files["pack"]
+                trust = phase in ("cli-full", "cli-quiet") or foreign
+                flags = ["--hints"] if phase == "cli-hints" else []
+                record.update(populate(pack, trust, explaining, env, Path(f"{log}-populate"), flags))
             elif explaining:
                 env[EXPLAIN] = "1"
             if "error" not in record:
@@ -870,6 +906,8 @@ def run_once(args: argparse.Namespace, work: Path, model: str, phase: str, round
     record["wall_s"] = time.perf_counter() - started
     if phase == "cold" and "error" not in record:
         record["pack"] = _pack_facts(files["pack"], record.pop("capture_output", ""))
+        if args.keep_packs:
+            shutil.copyfile(files["pack"], Path(args.out) / f"{model}.atpack")
     record.pop("capture_output", None)
     return record
 
@@ -883,9 +921,11 @@ def _training_argv(args: argparse.Namespace, work: Path, model: str, phase: str,
     return argv
 
 
-def populate(pack: Path, trust: bool, explaining: bool, env: dict[str, str], log: Path) -> dict[str, Any]:
+def populate(
+    pack: Path, trust: bool, explaining: bool, env: dict[str, str], log: Path, flags: list[str]
+) -> dict[str, Any]:
     """`atpack populate` in a process of its own: its seconds from spawn to exit, and its report."""
-    argv = [sys.executable, "-m", "atpack", "populate", str(pack), "--json"]
+    argv = [sys.executable, "-m", "atpack", "populate", str(pack), "--json", *flags]
     argv += (["--trust-pickles"] if trust else []) + (["--explain"] if explaining else [])
     done = spawn(argv, env, log)
     seconds = done["exited"] - done["spawned"]
@@ -897,9 +937,10 @@ def populate(pack: Path, trust: bool, explaining: bool, env: dict[str, str], log
         "populate_s": seconds,
         "populate": {
             "bytes_read": report["bytes_read"],
-            "actions": {a: actions.count(a) for a in ("written", "merged", "present", "skipped", "failed")},
+            "actions": {a: actions.count(a) for a in ("written", "merged", "present", "hinted", "skipped", "failed")},
             "triton_dirs": report["triton_dirs"],
             "replay": report["replay"],
+            "hints": report["hints"],
         },
     }
 
@@ -1096,7 +1137,8 @@ def summary(r: dict[str, Any]) -> str:
     populate = f"populate {r['populate_s']:.2f} s + " if "populate_s" in r else ""
     return (
         f"start {r['start_s']:.2f} s ({populate}first step's end at {r['train_first_step_s']:.2f} s);"
-        f" first step {r['first_step_s']:.3f} s; exit at {r['train_exit_s']:.2f} s;"
+        f" first step {r['first_step_s']:.3f} s; steady {r['steady_step_s'] * 1000:.1f} ms;"
+        f" exit at {r['train_exit_s']:.2f} s;"
         f" bench {r['benchmarks']}; compiles {r['triton_compiles']}"
     )
 
@@ -1116,6 +1158,8 @@ def main() -> None:
     parser.add_argument("--paths", choices=("one", "per-phase"), default="one", help="machine folder paths (above)")
     parser.add_argument("--resume", action="store_true", help="go on from the results in --work")
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny models: checks the orchestration")
+    parser.add_argument("--keep-packs", action="store_true", help="copy each cold run's pack to OUT/MODEL.atpack")
+    parser.add_argument("--hints-from", metavar="DIR", help="cli-foreign, cli-hints: the packs DIR/MODEL.atpack")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -1146,6 +1190,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         unknown = set(value.split(",")) - set(known)
         if unknown:
             parser.error(f"unknown: {', '.join(sorted(unknown))} (known: {', '.join(known)})")
+    if {"cli-foreign", "cli-hints"} & set(args.phases.split(",")) and not args.hints_from:
+        parser.error("cli-foreign and cli-hints need --hints-from DIR")
 
 
 def _results(args: argparse.Namespace, work: Path) -> dict[str, Any]:

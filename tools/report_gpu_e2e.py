@@ -17,7 +17,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-PHASES = ("cold", "megacache", "cli-full", "cli-quiet", "cli-safe", "atpack-full", "atpack-safe", "hot")
+PHASES = (
+    "cold",
+    "megacache",
+    "cli-full",
+    "cli-quiet",
+    "cli-safe",
+    "atpack-full",
+    "atpack-safe",
+    "hot",
+    "cli-foreign",
+    "cli-hints",
+)
 CACHES = ("aot_autograd", "fx_graph", "autotune", "gemm", "triton_autotune", "triton_kernel")  # atpack.lookups.CACHES
 TITLES = {
     "gpt2": "GPT-2, training",
@@ -91,8 +102,8 @@ def model_table(entry: dict[str, Any]) -> list[str]:
     hot, megacache = start_s(entry, "hot"), start_s(entry, "megacache")
     lines = [
         "| phase | runs | populate s | to first step's end s | start s | vs hot | vs Megacache "
-        "| first step s | to exit s | benchmark calls |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| first step s | steady step ms | to exit s | benchmark calls |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for phase in PHASES:
         done = runs(entry, phase)
@@ -109,6 +120,7 @@ def model_table(entry: dict[str, Any]) -> list[str]:
             ratio(start, hot) if phase != "cold" else "-",
             ratio(start, megacache) if phase != "cold" else "-",
             seconds(median(done, lambda r: r["first_step_s"])),
+            _f(median(done, lambda r: r["steady_step_s"] * 1000 if "steady_step_s" in r else None)),
             seconds(median(done, lambda r: r["train_exit_s"])),
             f"{tuned} + {coordesc}",
         ]
@@ -276,11 +288,35 @@ def report(r: dict[str, Any], before: dict[str, float]) -> list[str]:
             lines += [f"Ran as {entry['ran']}.", ""]
         lines += [*model_table(entry), "", sizes(entry), ""]
     lines += ["## The issue's bounds (`cli-full`)", "", *acceptance(r, before), ""]
+    if any(runs(entry, "cli-hints") for entry in r["models"].values()):
+        lines += ["## Another GPU's pack, as hints (`cli-hints`)", "", *hints_table(r), ""]
     lines += ["## Cache lookups, explained (`atpack explain` after each run)", "", *explain_table(r), ""]
     lines += ["## Where the start went (spawn to the first step's end, s)", "", *start_table(r), ""]
     lines += ["## Where the exit went (the first step's end to the process's exit, s)", "", *exit_table(r), ""]
     if r.get("left"):
         lines += [f"Not run (budget): {', '.join(r['left'])}.", ""]
+    return lines
+
+
+def hints_table(r: dict[str, Any]) -> list[str]:
+    """Issue 24's bounds: another GPU's pack with hints against this GPU's cold run and own pack
+    (cli-full): benchmark calls (the most any run made), first step and steady step (medians)."""
+    lines = [
+        "| model | hinted | benchmark calls vs cold (<= 20%) | first step vs cold (<= 0.3x) "
+        "| steady step vs own pack (<= 1.03x) | today's populate (cli-foreign): calls, first step |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for model, entry in r["models"].items():
+        hinted, cold, own, foreign = (runs(entry, p) for p in ("cli-hints", "cold", "cli-full", "cli-foreign"))
+        if not hinted or not cold:
+            continue
+        calls, cold_calls = sum(bench(hinted)), sum(bench(cold))
+        share = calls / cold_calls if cold_calls else None
+        first = ratio(median(hinted, lambda x: x["first_step_s"]), median(cold, lambda x: x["first_step_s"]))
+        steady = ratio(*(median(d, lambda x: x.get("steady_step_s")) for d in (hinted, own)))
+        today = f"{sum(bench(foreign))}, {seconds(median(foreign, lambda x: x['first_step_s']))} s" if foreign else "-"
+        n = median(hinted, lambda x: x["populate"]["actions"].get("hinted"))
+        lines.append(f"| {model} | {n} | {calls} vs {cold_calls} ({_pct(share)}) | {first} | {steady} | {today} |")
     return lines
 
 
