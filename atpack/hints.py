@@ -75,6 +75,9 @@ class Candidate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     config: dict[str, Value]
     distance: int
     made_on: str = ""
+    searched: bool = False
+    """Found by Inductor's coordinate descent (a `.best_config` marked so): a search's result,
+    which a search here starts from (`Hints.search_start`)."""
 
 
 class Hint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -140,7 +143,7 @@ def from_artifacts(
         recorded = msgspec.structs.asdict(environments[artifact.env])
         near, on = distance(recorded, here), made_on(recorded)
         found = [
-            Hint(cache, problem, name, tuple(Candidate(c, near, on) for c in configs[:PER_PROBLEM]))
+            Hint(cache, problem, name, tuple(Candidate(c, near, on, searched) for c, searched in configs[:PER_PROBLEM]))
             for cache, problem, name, configs in _winners(artifact, kernels)
             if configs
         ]
@@ -152,24 +155,21 @@ def from_artifacts(
 
 def _winners(
     artifact: Artifact, kernels: Mapping[str, tuple[str, str]]
-) -> Iterable[tuple[HintCache, str, str, list[dict[str, Value]]]]:
-    """(cache, problem, name, winners, fastest first) of each problem `artifact` records."""
+) -> Iterable[tuple[HintCache, str, str, list[tuple[dict[str, Value], bool]]]]:
+    """(cache, problem, name, winners fastest first, each with whether a search found it) of each
+    problem `artifact` records."""
     if isinstance(artifact, InductorBestConfig) and artifact.path in kernels:
         problem, shown = kernels[artifact.path]
-        yield (
-            "autotune",
-            problem,
-            shown,
-            [config_of(artifact.kwargs, num_warps=artifact.num_warps, num_stages=artifact.num_stages)],
-        )
+        config = config_of(artifact.kwargs, num_warps=artifact.num_warps, num_stages=artifact.num_stages)
+        yield "autotune", problem, shown, [(config, artifact.found_by_coordesc is True)]
     elif isinstance(artifact, TritonAutotune):
         timed = [(t.timings[0], t.config) for t in artifact.configs_timings if t.timings and t.timings[0] is not None]
-        configs = [_triton_config(c) for _, c in sorted(timed, key=lambda t: t[0])]
+        configs = [(_triton_config(c), False) for _, c in sorted(timed, key=lambda t: t[0])]
         yield "triton_autotune", autotune_problem(artifact.fn_name, artifact.tuning_key), artifact.fn_name, configs
     elif isinstance(artifact, InductorGemmTimings):
         for entry in artifact.entries:
             fastest = sorted((t.ms, t.choice) for t in entry.timings if t.ms is not None)
-            choices: list[dict[str, Value]] = [{"choice": choice} for _, choice in fastest]
+            choices: list[tuple[dict[str, Value], bool]] = [({"choice": choice}, False) for _, choice in fastest]
             yield "gemm", gemm_problem(entry.op, entry.inputs, entry.precision), entry.op, choices
 
 
@@ -279,16 +279,20 @@ class Hints:
         kept = [i for i, config in enumerate(candidates) if i == 0 or any(_names(w, config) for w in wanted)]
         if len(kept) < 2 or len(kept) == len(candidates):
             return None
-        self.used[cache] = self.used.get(cache, 0) + 1
-        log.info(
-            "atpack: %s %s: %d of %d candidates benchmarked, as hinted (%s)",
-            cache,
-            hint.name,
-            len(kept),
-            len(candidates),
-            "; ".join(dict.fromkeys(c.made_on for c in hint.candidates)),
-        )
+        self.said(hint, f"{len(kept)} of {len(candidates)} candidates benchmarked")
         return kept
+
+    def search_start(self, problem: str) -> dict[str, Value] | None:
+        """Where Inductor's coordinate descent starts for the kernel of `problem`: the nearest
+        recorded winner, where a search found it (else None: the search starts as torch starts it)."""
+        hint = self.get("autotune", problem)
+        return dict(hint.candidates[0].config) if hint and hint.candidates and hint.candidates[0].searched else None
+
+    def said(self, hint: Hint, what: str) -> None:
+        """Count a lookup a hint narrowed, and say so in one line."""
+        self.used[hint.cache] = self.used.get(hint.cache, 0) + 1
+        made = "; ".join(dict.fromkeys(c.made_on for c in hint.candidates))
+        log.info("atpack: %s %s: %s, as hinted (%s)", hint.cache, hint.name, what, made)
 
 
 def _names(hinted: Mapping[str, Value], config: Mapping[str, Value]) -> bool:

@@ -138,6 +138,9 @@ INTERNALS: tuple[Internal, ...] = tuple(_entry(*row) for row in (
     ("2.8", "2.14", "patched", f"{_TUNER}.autotune_to_one_config",       "replay: keeps the recorded winner"),
     ("2.8", "2.14", "patched", f"{HEURISTICS}.check_autotune_cache",     "replay: looks in this process's folder"),
     ("2.8", "2.14", "patched", f"{HEURISTICS}.check_autotune_cache",     "hints: a missed kernel's configs, narrowed"),
+    ("2.8", "2.14", "patched", f"{_TUNER}.coordinate_descent_tuning",    "hints: a search starts from a hint"),
+    ("2.8", "2.14", "called",  f"{_TUNER}._precompile_config",           "hints: that start's launcher"),
+    ("2.8", "2.14", "read",    f"{_TUNER}.lock",                         "hints: held while it compiles"),
     ("2.8", "2.14", "read",    f"{_TUNER}.launchers",                    "replay, capture: a kernel's configs"),
     ("2.8", "2.14", "read",    f"{_TUNER}.filename",                     "replay, capture: a kernel's module"),
     ("2.8", "2.14", "read",    f"{_TUNER}.inductor_meta",                "replay: what a record's path depends on"),
@@ -1270,14 +1273,31 @@ def _hint_kernels(module: types.ModuleType) -> None:
     def check(original: Any) -> Any:
         def wrapper(configs: Any, filename: Any, inductor_meta: Any, *args: Any, **kwargs: Any) -> Any:
             result = original(configs, filename, inductor_meta, *args, **kwargs)
-            return _guarded(_HINTS, _narrowed_kernel, result, filename) or result
+            return _guarded(_HINTS, _narrowed_kernel, result, filename, inductor_meta) or result
+
+        return wrapper
+
+    def coordinate_descent_tuning(original: Any) -> Any:
+        def wrapper(self: Any, launcher: Any, *args: Any, **kwargs: Any) -> Any:
+            start = _guarded(_HINTS, _search_start, self, launcher)
+            return original(self, start or launcher, *args, **kwargs)
 
         return wrapper
 
     _patch(module, "check_autotune_cache", check, _HINTS)
+    tuner = getattr(module, "CachingAutotuner", None)
+    if tuner is not None and "coordinate_descent_tuning" in vars(tuner):
+        _patch(tuner, "coordinate_descent_tuning", coordinate_descent_tuning, _HINTS)
 
 
-def _narrowed_kernel(result: Any, filename: Any) -> Any:
+_SEARCHED = ("pointwise", "reduction", "persistent_reduction")
+"""The kernels whose winner Inductor's coordinate descent searches for (where it is on)."""
+
+
+def _narrowed_kernel(result: Any, filename: Any, meta: Any) -> Any:
+    """A missed kernel's configs, narrowed: to the hinted ones and torch's first; to its first
+    alone where a search will start from the hinted winner (`_search_start`) instead of from the
+    best of them."""
     from .hints import config_of
 
     configs, cache, info = result
@@ -1286,9 +1306,53 @@ def _narrowed_kernel(result: Any, filename: Any) -> Any:
     problem = kernel_problem(_head(filename))
     if problem is None:
         return None
+    hints = _process_hints()
+    hint = hints.get("autotune", problem[0])
+    if hint is not None and hints.search_start(problem[0]) and _searches(meta, problem[1]):
+        hints.said(hint, f"1 of {len(configs)} candidates kept, a search to start from the recorded winner")
+        return [configs[0]], cache, info
     values = [config_of(c.kwargs.items(), num_warps=c.num_warps, num_stages=c.num_stages) for c in configs]
-    kept = _process_hints().narrowed("autotune", problem[0], values)
+    kept = hints.narrowed("autotune", problem[0], values)
     return None if kept is None else ([configs[i] for i in kept], cache, info)
+
+
+def _searches(meta: Any, words: str) -> bool:
+    """Whether Inductor's coordinate descent will search this kernel's config (torch's
+    `_should_coordesc_tune`, conservatively: deterministic algorithms turn it off for some)."""
+    return (
+        isinstance(meta, dict)
+        and bool(meta.get("coordinate_descent_tuning"))
+        and not meta.get("are_deterministic_algorithms_enabled")
+        and words.split(" ")[0] in _SEARCHED
+    )
+
+
+def _search_start(autotuner: Any, launcher: Any) -> Any:
+    """A launcher of the hinted winner, where a search for this kernel is about to start and the
+    hint's winner was a search's: the search then starts there (and benchmarks its neighbours,
+    as it would any start's), not from the launcher torch has. None: torch's start."""
+    import copy
+
+    config = launcher.config
+    filename = getattr(autotuner, "filename", None)
+    if getattr(config, "found_by_coordesc", False) or not isinstance(filename, str):
+        return None
+    problem = kernel_problem(_head(filename))
+    hints = _process_hints()
+    values = hints.search_start(problem[0]) if problem else None
+    if not values or {k for k in values if k not in ("num_warps", "num_stages")} != set(config.kwargs):
+        return None  # another shape of config: torch's start
+    start = copy.copy(config)
+    start.kwargs = {k: values[k] for k in config.kwargs}
+    start.num_warps, start.num_stages = values.get("num_warps"), values.get("num_stages")
+    if (start.kwargs, start.num_warps, start.num_stages) == (config.kwargs, config.num_warps, config.num_stages):
+        return None
+    with autotuner.lock:
+        chosen = autotuner._precompile_config(start).make_launcher()
+    hint = hints.get("autotune", problem[0]) if problem else None
+    if hint is not None:
+        hints.said(hint, "the search starts from the recorded winner")
+    return chosen
 
 
 def _hint_gemms(module: types.ModuleType) -> None:

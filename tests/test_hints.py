@@ -167,37 +167,80 @@ def test_a_hints_file_someone_else_wrote_changes_nothing(autotuned_elsewhere: Pa
 
 @pytest.fixture(scope="module")
 def kernels(h100_sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """The sample's reduction kernel module (6 configs) and a pointwise one (2), as this torch loads them."""
+    """The sample's reduction kernel module (6 configs) and a pointwise one (2), as this torch
+    loads them; both ask for Inductor's coordinate descent, as max-autotune does."""
     return h100_sample.kernel_sources(h100_sample_root, tmp_path_factory.mktemp("kernels"))
 
 
-def test_kernel_records_of_another_torch_narrow_its_configs_and_torch_saves_the_winner(
-    kernels: list[str], tmp_path: Path
-) -> None:
-    made = Machine(tmp_path / "made")
+@pytest.fixture(scope="module")
+def unsearched(kernels: list[str], tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The same kernels compiled without coordinate descent."""
+    folder = tmp_path_factory.mktemp("unsearched")
+    paths = []
+    for path in map(Path, kernels):
+        source = path.read_text()
+        assert "'coordinate_descent_tuning': True" in source
+        (folder / path.name).write_text(
+            source.replace("'coordinate_descent_tuning': True", "'coordinate_descent_tuning': False")
+        )
+        paths.append(str(folder / path.name))
+    return paths
+
+
+def kernels_elsewhere(kernels: list[str], root: Path) -> Path:
+    """A capture of the kernels tuned, as if made under another torch release."""
+    made = Machine(root)
     pack, elsewhere = made.home / "made.atpack", made.home / "elsewhere.atpack"
     made.atpack("capture", "-o", str(pack), "--", sys.executable, str(PROGRAMS / "hinted_kernels.py"), *kernels)
     made_elsewhere(str(pack), str(elsewhere), torch_version=ANOTHER_TORCH)
-    cold = Machine(tmp_path / "cold").run("hinted_kernels.py", *kernels)
-    reduction, pointwise = cold
-    assert (reduction["made"], len(reduction["benchmarked"])) == (6, 6)
+    return elsewhere
+
+
+def test_kernel_records_of_another_torch_narrow_its_configs_and_torch_saves_the_winner(
+    unsearched: list[str], tmp_path: Path
+) -> None:
+    elsewhere = kernels_elsewhere(unsearched, tmp_path / "made")
+    reduction, pointwise = Machine(tmp_path / "cold").run("hinted_kernels.py", *unsearched)
+    assert (reduction["made"], len(reduction["autotuned"]), reduction["searched"]) == (6, 6, 0)
     assert reduction["winner"] != reduction["offered"][0]
 
     fresh = Machine(tmp_path / "fresh")
     report = populated(fresh, elsewhere, "--hints")
     assert counts(report)["inductor.best_config/1", "hinted"] == 2
-    assert not list(fresh.inductor.rglob("*.best_config"))
-    hinted_reduction, hinted_pointwise = fresh.run("hinted_kernels.py", *kernels)
+    assert not list(fresh.inductor.rglob("*.best_config"))  # nothing applied as an exact result
+    hinted_reduction, hinted_pointwise = fresh.run("hinted_kernels.py", *unsearched)
     assert hinted_reduction["state"] == "miss"
-    assert hinted_reduction["benchmarked"] == [reduction["offered"][0], reduction["winner"]]  # of torch's 6
+    assert hinted_reduction["autotuned"] == [reduction["offered"][0], reduction["winner"]]  # of torch's 6
     assert hinted_reduction["winner"] == reduction["winner"]
     # the pointwise kernel's winner is torch's first config: nothing to narrow, both benchmarked
-    assert hinted_pointwise["benchmarked"] == pointwise["benchmarked"]
+    assert hinted_pointwise["autotuned"] == pointwise["autotuned"]
 
-    warm = fresh.run("hinted_kernels.py", *kernels)
+    warm = fresh.run("hinted_kernels.py", *unsearched)
     assert [k["state"] for k in warm] == ["hit", "hit"]  # torch's own .best_config, saved by the hinted run
     assert [k["winner"] for k in warm] == [reduction["winner"], pointwise["winner"]]
-    assert all(k["benchmarked"] == [] for k in warm)
+    assert all(k["autotuned"] == [] for k in warm)
+
+
+def test_a_searched_winner_of_another_torch_is_where_the_search_starts(kernels: list[str], tmp_path: Path) -> None:
+    elsewhere = kernels_elsewhere(kernels, tmp_path / "made")
+    cold = Machine(tmp_path / "cold").run("hinted_kernels.py", *kernels)
+    assert [(len(k["autotuned"]), k["searched"] > 0) for k in cold] == [(6, True), (2, True)]
+
+    fresh = Machine(tmp_path / "fresh")
+    populated(fresh, elsewhere, "--hints")
+    hinted = fresh.run("hinted_kernels.py", *kernels)
+    for kernel, before in zip(hinted, cold):
+        # no autotuning among torch's configs: the search starts from the recorded winner,
+        # benchmarks its neighbours, and finds the same winner here
+        assert kernel["state"] == "miss" and kernel["autotuned"] == []
+        assert 0 < kernel["searched"] < before["searched"]
+        assert kernel["winner"] == before["winner"]
+    calls = sum(len(k["autotuned"]) + k["searched"] for k in hinted)
+    assert calls <= 0.3 * sum(len(k["autotuned"]) + k["searched"] for k in cold)
+
+    warm = fresh.run("hinted_kernels.py", *kernels)
+    assert [(k["state"], k["autotuned"], k["searched"]) for k in warm] == [("hit", [], 0), ("hit", [], 0)]
+    assert [k["winner"] for k in warm] == [k["winner"] for k in cold]
 
 
 def test_a_dry_run_says_what_would_be_hinted_and_writes_nothing(autotuned_elsewhere: Path, tmp_path: Path) -> None:
@@ -276,4 +319,3 @@ def run_source(machine: Machine, source: str) -> Any:
     result = machine.process([sys.executable, "-c", source], cwd=machine.home)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
-

@@ -1,13 +1,17 @@
-"""Inductor kernel modules loaded and autotuned through Inductor's own code (PyCodeCache, the
-autotune cache lookup in the kernel decorator, `CachingAutotuner.autotune_to_one_config` and its
-save of the winner into the kernel's `.best_config`); each launch's benchmark is a deterministic
-"measurement" (no GPU here): the config of the largest blocks, then the fewest warps, wins.
+"""Inductor kernel modules loaded and tuned through Inductor's own code, as a kernel's first
+launch tunes it (PyCodeCache, the autotune cache lookup in the kernel decorator,
+`CachingAutotuner.autotune_to_one_config`, then, where the kernel asks for it and its config
+was not searched for, `coordinate_descent_tuning` with torch's CoordescTuner; each saves its
+winner in the kernel's `.best_config`). No GPU here: each benchmark is a deterministic
+"measurement" (the config of the largest blocks, then the fewest warps, wins) and a config's
+launcher a stand-in.
 
     python hinted_kernels.py KERNEL.py...
 
 Prints JSON, per kernel: torch's autotune cache state, how many configs torch made, which of
-them it benchmarked, and the winner. Never imports atpack (atpack's torch plug-in may run).
-Uses torch's folders ($TORCHINDUCTOR_CACHE_DIR, or its default).
+them it benchmarked (`autotuned`), how many configs the search benchmarked (`searched`), and
+the winner. Never imports atpack (atpack's torch plug-in may run). Uses torch's folders
+($TORCHINDUCTOR_CACHE_DIR, or its default).
 """
 
 from __future__ import annotations
@@ -46,6 +50,14 @@ class Launcher:
         self.n_regs = self.n_spills = self.shared = 0
 
 
+class Compiled:  # what _precompile_config returns: the search compiles each config it tries
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def make_launcher(self) -> Launcher:
+        return Launcher(self.config)
+
+
 cached_autotune = triton_heuristics.cached_autotune
 
 
@@ -56,6 +68,8 @@ def counted(size_hints: Any, configs: Any, *args: Any, **kwargs: Any) -> Any:  #
 
 triton_heuristics.cached_autotune = counted
 CachingAutotuner.bench = bench
+CachingAutotuner._precompile_config = lambda self, config: Compiled(config)
+CachingAutotuner._ensure_kernel_loaded = lambda self: None
 report = []
 for path in sys.argv[1:]:
     with open(path) as f:
@@ -64,17 +78,22 @@ for path in sys.argv[1:]:
     state = kernel.autotune_cache_info.get("autotune_cache_state")
     offered = [values(c) for c in kernel.configs]
     del benchmarked[:]
-    if len(kernel.configs) > 1:
-        kernel.launchers = [Launcher(c) for c in kernel.configs]
+    kernel.launchers = [Launcher(c) for c in kernel.configs]
+    if len(kernel.launchers) > 1:
         kernel.precompile_time_taken_ns = 0
         kernel.autotune_to_one_config()
+    autotuned = list(benchmarked)
+    searched = not getattr(kernel.launchers[0].config, "found_by_coordesc", False)
+    if searched and kernel.inductor_meta.get("coordinate_descent_tuning"):
+        kernel.launchers = [kernel.coordinate_descent_tuning(kernel.launchers[0])]
     report.append(
         {
             "state": state,
             "made": made.get(module.__file__, len(offered)),
             "offered": offered,
-            "benchmarked": list(benchmarked),
-            "winner": values(kernel.launchers[0].config) if kernel.launchers else offered[0],
+            "autotuned": autotuned,
+            "searched": len(benchmarked) - len(autotuned),
+            "winner": values(kernel.launchers[0].config),
         }
     )
 print(json.dumps(report))
