@@ -127,6 +127,7 @@ _AOT = "torch._functorch._aot_autograd.autograd_cache.AOTAutogradCache"
 _AOT_CACHE = "torch._functorch._aot_autograd.autograd_cache"
 _BENCHMARKING = "torch._inductor.runtime.benchmarking"
 _READ_PATHS = "tests/test_read_paths.py"
+_COORDESC = "torch._inductor.runtime.coordinate_descent_tuner.CoordescTuner"
 
 # fmt: off
 INTERNALS: tuple[Internal, ...] = tuple(_entry(*row) for row in (
@@ -141,6 +142,9 @@ INTERNALS: tuple[Internal, ...] = tuple(_entry(*row) for row in (
     ("2.8", "2.14", "patched", f"{_TUNER}.coordinate_descent_tuning",    "hints: a search starts from a hint"),
     ("2.8", "2.14", "called",  f"{_TUNER}._precompile_config",           "hints: that start's launcher"),
     ("2.8", "2.14", "read",    f"{_TUNER}.lock",                         "hints: held while it compiles"),
+    ("2.8", "2.14", "read",    f"{_TUNER}.coordesc_tuner",               "hints: the search's bounds"),
+    ("2.8", "2.14", "called",  f"{_COORDESC}.value_too_large",           "hints: a start within them"),
+    ("2.8", "2.14", "called",  f"{_COORDESC}.value_too_small",           "hints: a start within them"),
     ("2.8", "2.14", "read",    f"{_TUNER}.launchers",                    "replay, capture: a kernel's configs"),
     ("2.8", "2.14", "read",    f"{_TUNER}.filename",                     "replay, capture: a kernel's module"),
     ("2.8", "2.14", "read",    f"{_TUNER}.inductor_meta",                "replay: what a record's path depends on"),
@@ -1307,8 +1311,8 @@ def _narrowed_kernel(result: Any, filename: Any, meta: Any) -> Any:
     if problem is None:
         return None
     hints = _process_hints()
-    hint = hints.get("autotune", problem[0])
-    if hint is not None and hints.search_start(problem[0]) and _searches(meta, problem[1]):
+    hint, start = hints.get("autotune", problem[0]), hints.search_start(problem[0])
+    if hint is not None and start and _start_config(configs[0], start) and _searches(meta, problem[1]):
         hints.said(hint, f"1 of {len(configs)} candidates kept, a search to start from the recorded winner")
         return [configs[0]], cache, info
     values = [config_of(c.kwargs.items(), num_warps=c.num_warps, num_stages=c.num_stages) for c in configs]
@@ -1327,12 +1331,39 @@ def _searches(meta: Any, words: str) -> bool:
     )
 
 
+def _start_config(config: Any, values: dict[str, Any]) -> Any:
+    """`config` with the block sizes, warps and stages of a hint's `values`, where they have its
+    shape (the same block names) and are integers (block sizes and warps powers of two); else
+    None. A hints file is data."""
+    import copy
+
+    launch = ("num_warps", "num_stages")
+    if {k for k in values if k not in launch} != set(config.kwargs) or not all(k in values for k in launch):
+        return None
+    for name, value in values.items():
+        if type(value) is not int or value < (0 if name == "num_stages" else 1) or value > 1 << 16:
+            return None
+        if name != "num_stages" and value & (value - 1):
+            return None
+    start = copy.copy(config)
+    start.kwargs = {k: values[k] for k in config.kwargs}
+    start.num_warps, start.num_stages = values["num_warps"], values["num_stages"]
+    return start
+
+
+def _searchable(tuner: Any, config: Any) -> bool:
+    """Whether the search could reach `config` here: within the bounds torch's search keeps to
+    for this kernel."""
+    for name, value in [*config.kwargs.items(), ("num_warps", config.num_warps)]:
+        if tuner.value_too_large(name, value) or tuner.value_too_small(name, value):
+            return False
+    return bool(tuner.is_valid_config(config)) if hasattr(tuner, "is_valid_config") else True
+
+
 def _search_start(autotuner: Any, launcher: Any) -> Any:
     """A launcher of the hinted winner, where a search for this kernel is about to start and the
     hint's winner was a search's: the search then starts there (and benchmarks its neighbours,
     as it would any start's), not from the launcher torch has. None: torch's start."""
-    import copy
-
     config = launcher.config
     filename = getattr(autotuner, "filename", None)
     if getattr(config, "found_by_coordesc", False) or not isinstance(filename, str):
@@ -1340,11 +1371,9 @@ def _search_start(autotuner: Any, launcher: Any) -> Any:
     problem = kernel_problem(_head(filename))
     hints = _process_hints()
     values = hints.search_start(problem[0]) if problem else None
-    if not values or {k for k in values if k not in ("num_warps", "num_stages")} != set(config.kwargs):
-        return None  # another shape of config: torch's start
-    start = copy.copy(config)
-    start.kwargs = {k: values[k] for k in config.kwargs}
-    start.num_warps, start.num_stages = values.get("num_warps"), values.get("num_stages")
+    start = _start_config(config, values) if values else None
+    if start is None or not _searchable(autotuner.coordesc_tuner, start):
+        return None
     if (start.kwargs, start.num_warps, start.num_stages) == (config.kwargs, config.num_warps, config.num_stages):
         return None
     with autotuner.lock:

@@ -243,6 +243,19 @@ def test_a_searched_winner_of_another_torch_is_where_the_search_starts(kernels: 
     assert [k["winner"] for k in warm] == [k["winner"] for k in cold]
 
 
+def test_a_search_start_outside_the_bounds_of_torchs_search_is_not_taken(kernels: list[str], tmp_path: Path) -> None:
+    [cold] = Machine(tmp_path / "cold").run("hinted_kernels.py", kernels[0])
+    problem = kernel_problem(Path(kernels[0]).read_text())
+    assert problem is not None
+    fresh = Machine(tmp_path / "fresh")
+    fresh.inductor.mkdir(parents=True)
+    too_large = {"XBLOCK": 1 << 16, "R0_BLOCK": 4096, "num_warps": 1, "num_stages": 1}  # a hints file is data
+    hint = Hint("autotune", problem[0], "reduction", (Candidate(too_large, 0, "a hostile file", searched=True),))
+    (fresh.inductor / HINTS_FILE).write_bytes(hints.encode([hint]))
+    [kernel] = fresh.run("hinted_kernels.py", kernels[0])
+    assert kernel["searched"] > 0 and kernel["winner"] == cold["winner"]  # torch's own start and search
+
+
 def test_a_dry_run_says_what_would_be_hinted_and_writes_nothing(autotuned_elsewhere: Path, tmp_path: Path) -> None:
     fresh = Machine(tmp_path)
     out = fresh.atpack("populate", str(autotuned_elsewhere), "--hints", "--dry-run").stdout

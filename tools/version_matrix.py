@@ -47,6 +47,7 @@ TESTS = [
     "tests/test_explain.py",  # the lookup record's hooks, through torch's own FX graph and AOT autograd caches
     "tests/test_explain_kernels.py",  # and through Inductor's .best_config and Triton's caches
     "tests/test_explain_records.py",
+    "tests/test_hints.py",  # hints, through Inductor's, the GEMM cache's and Triton's own tuning code
 ]
 
 # The test tools and atpack's own dependencies, pinned so that only torch and triton differ
