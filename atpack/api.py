@@ -83,6 +83,7 @@ def load_cache_artifacts(
     retry: Retry | None = None,
     limits: Limits = DEFAULT_LIMITS,
     callback: Progress = SILENT,
+    hints: bool = False,
 ) -> PopulateReport:
     """Populate this machine's caches from the pack at `url` (or the packs of a model folder,
     see `atpack.populate.find_packs`), like `torch.compiler.load_cache_artifacts()`: what applies
@@ -101,8 +102,11 @@ def load_cache_artifacts(
 
     In this process, coordinate-descent results that torch would re-tune are replayed too
     (`atpack.replay`), from when Inductor's runtime is imported (unless ``ATPACK_REPLAY`` is
-    off): loading imports neither torch's compiler nor Triton's."""
-    from . import seam, settings
+    off): loading imports neither torch's compiler nor Triton's. With `hints`, results made on
+    another GPU or release become hints (`atpack.hints`): this process, and those started later
+    that use the Inductor folder, benchmark their winners where a lookup misses (unless
+    ``ATPACK_HINTS`` is off)."""
+    from . import replay, seam, settings
 
     report = populate(
         url,
@@ -116,10 +120,13 @@ def load_cache_artifacts(
         retry=retry,
         limits=limits,
         callback=callback,
+        hints=hints,
     )
     log.info("atpack: %s: %s", os.fspath(url), report.format().splitlines()[-1])
     if not dry_run and settings.replay() is not False:
         seam.install_replay_on_import()
+    if hints and not dry_run and replay.hinting(report.inductor_dir):
+        seam.install_hints_on_import(os.path.join(report.inductor_dir, replay.HINTS_FILE))
     return report
 
 

@@ -140,6 +140,22 @@ def test_autotune_results_of_another_triton_are_hints_benchmarked_and_saved_as_t
     assert warm["bench_calls"] == 0 and warm["cache_hits"] == [True, True] and warm["best"] == cold["best"]
 
 
+def test_the_api_path_hints_the_process_that_loads_the_pack(autotuned_elsewhere: Path, tmp_path: Path) -> None:
+    """`atpack.load_cache_artifacts(PACK, hints=True)` in the training process itself (torch's
+    plug-ins off: the hints are the API's)."""
+    fresh = Machine(tmp_path)
+    program = (
+        "import runpy, sys, atpack\n"
+        f"report = atpack.load_cache_artifacts({str(autotuned_elsewhere)!r}, hints=True)\n"
+        "assert report.count('hinted') == 2, report.format()\n"
+        "sys.argv = ['explain_autotune.py']\n"
+        "runpy.run_path('explain_autotune.py', run_name='__main__')\n"
+    )
+    result = fresh.process([sys.executable, "-c", program], cwd=PROGRAMS, TORCH_DEVICE_BACKEND_AUTOLOAD="0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["bench_calls"] == 2 * 4
+
+
 def test_hints_are_off_with_atpack_hints_0_and_without_the_flag(autotuned_elsewhere: Path, tmp_path: Path) -> None:
     off = Machine(tmp_path / "off")
     populated(off, autotuned_elsewhere, "--hints")
