@@ -316,7 +316,7 @@ def _populate_one(
         _populate(source, report, environment or LocalEnvironment(), callback, budget.limits, hints)
         report.bytes_read = source.bytes_read - read_before
         tuned = {a.kind for a in source.artifacts if isinstance(a, Artifact) and kinds.of(a).turns_replay_on}
-        if not dry_run and any(o.kind in tuned and o.action in (WRITTEN, PRESENT) for o in report.outcomes):
+        if not dry_run and any(o.kind in tuned and o.action in (WRITTEN, PRESENT, HINTED) for o in report.outcomes):
             report.replay = _switch_replay_on(report.inductor_dir)
     finally:
         if opened:
