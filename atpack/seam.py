@@ -31,7 +31,6 @@ import os
 import re
 import stat
 import sys
-import threading
 import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
@@ -180,7 +179,7 @@ INTERNALS: tuple[Internal, ...] = tuple(_entry(*row) for row in (
     ("3.4", "3.9", "patched",  f"{_AUTOTUNER}.Autotuner.check_disk_cache", "explain: @triton.autotune lookups"),
     ("3.4", "3.9", "patched",  f"{_AUTOTUNER}.Autotuner._bench",         "explain: their benchmark calls"),
     ("3.4", "3.9", "patched",  f"{_AUTOTUNER}.Autotuner.check_disk_cache", "hints: a miss's benchmark, narrowed"),
-    ("3.4", "3.9", "patched",  f"{_AUTOTUNER}.Autotuner._bench",         "hints: a left-out config timed inf"),
+    ("3.4", "3.9", "written",  f"{_AUTOTUNER}.Autotuner._bench",         "hints: a left-out config timed inf"),
     ("3.4", "3.9", "read",     f"{_AUTOTUNER}.Autotuner.fn",             "hints: the kernel's name"),
     ("3.4", "3.9", "read",     f"{_AUTOTUNER}.Config.kwargs",            "hints: a config's values (warps, stages...)"),
     ("3.4", "3.9", "read",     f"{_AUTOTUNER}.driver",                   "explain: the target Triton keys results by"),
@@ -1230,8 +1229,6 @@ class _HintState:
 
 
 _hinting = _HintState()
-_skipping = threading.local()
-"""The configs a ``@triton.autotune`` benchmark in this thread leaves out (`_hint_autotune`)."""
 
 
 def install_hints_on_import(path: str) -> None:
@@ -1439,28 +1436,32 @@ def _hint_autotune(module: types.ModuleType) -> None:
             left_out = _guarded(_HINTS, _autotune_left_out, self, tuning_key, configs)
             if not left_out:
                 return original(self, tuning_key, configs, bench_fn, *args, **kwargs)
-
-            def narrowed(*a: Any, **k: Any) -> Any:
-                _skipping.configs = left_out
-                try:
-                    return bench_fn(*a, **k)
-                finally:
-                    _skipping.configs = None
-
-            return original(self, tuning_key, configs, narrowed, *args, **kwargs)
-
-        return wrapper
-
-    def bench(original: Any) -> Any:
-        def wrapper(self: Any, *args: Any, config: Any, **kwargs: Any) -> Any:
-            if any(config is c for c in getattr(_skipping, "configs", None) or ()):
-                return [math.inf, math.inf, math.inf]
-            return original(self, *args, config=config, **kwargs)
+            return original(self, tuning_key, configs, _skipping(self, left_out, bench_fn), *args, **kwargs)
 
         return wrapper
 
     _patch(autotuner, "check_disk_cache", check, _HINTS)
-    _patch(autotuner, "_bench", bench, _HINTS)
+
+
+def _skipping(autotuner: Any, left_out: list[Any], bench_fn: Any) -> Any:
+    """`bench_fn` (Triton's benchmark of a miss), during which the autotuner's `_bench` times the
+    configs `left_out` infinite without running them: an attribute of the instance, over every
+    wrapper of the class's (a counter of benchmark calls counts only those that ran)."""
+    bench = type(autotuner)._bench
+
+    def narrowed(*args: Any, config: Any, **kwargs: Any) -> Any:
+        if any(config is c for c in left_out):
+            return [math.inf, math.inf, math.inf]
+        return bench(autotuner, *args, config=config, **kwargs)
+
+    def skipping(*a: Any, **k: Any) -> Any:
+        autotuner._bench = narrowed
+        try:
+            return bench_fn(*a, **k)
+        finally:
+            vars(autotuner).pop("_bench", None)
+
+    return skipping
 
 
 def _autotune_left_out(autotuner: Any, tuning_key: Any, configs: Any) -> list[Any] | None:

@@ -122,12 +122,15 @@ def test_autotune_results_of_another_triton_are_hints_benchmarked_and_saved_as_t
     cold = Machine(tmp_path / "cold").run("explain_autotune.py")
     assert cold["bench_calls"] == 32
 
-    report = populated(fresh, autotuned_elsewhere, "--hints")
+    report = populated(fresh, autotuned_elsewhere, "--hints", "--explain")
     assert counts(report) == {("triton.autotune/1", "hinted"): 2}
     assert not list(fresh.triton.rglob("*.autotune.json"))  # nothing applied as an exact result
     hinted = fresh.run("explain_autotune.py")
     # per tuning key: Triton's first config and the 3 recorded winners, of its 16
     assert hinted["bench_calls"] == 2 * 4
+    explained = json.loads(fresh.atpack("explain", str(autotuned_elsewhere), "--json").stdout)
+    assert explained["benchmarks"] == 2 * 4  # what is left out never reaches Triton's benchmark (nor a counter)
+    assert (explained["caches"]["triton_autotune"]["hits"], explained["caches"]["triton_autotune"]["misses"]) == (0, 2)
     assert hinted["cache_hits"] == [False, False]
     assert hinted["best"] == cold["best"]  # the winner here is the recorded one (the same measurement)
     saved = [json.loads(p.read_text()) for p in fresh.triton.rglob("*.autotune.json")]
