@@ -143,7 +143,7 @@ INTERNALS: tuple[Internal, ...] = tuple(_entry(*row) for row in (
     ("2.8", "2.14", "read",    f"{_TUNER}.lock",                         "hints: held while it compiles"),
     ("2.8", "2.14", "read",    f"{_TUNER}.coordesc_tuner",               "hints: the search's bounds"),
     ("2.8", "2.14", "called",  f"{_COORDESC}.value_too_large",           "hints: a start within them"),
-    ("2.8", "2.14", "called",  f"{_COORDESC}.value_too_small",           "hints: a start within them"),
+    ("2.13", "2.14", "called", f"{_COORDESC}.value_too_small",           "hints: a start within them (if there)"),
     ("2.8", "2.14", "read",    f"{_TUNER}.launchers",                    "replay, capture: a kernel's configs"),
     ("2.8", "2.14", "read",    f"{_TUNER}.filename",                     "replay, capture: a kernel's module"),
     ("2.8", "2.14", "read",    f"{_TUNER}.inductor_meta",                "replay: what a record's path depends on"),
@@ -1351,8 +1351,9 @@ def _start_config(config: Any, values: dict[str, Any]) -> Any:
 def _searchable(tuner: Any, config: Any) -> bool:
     """Whether the search could reach `config` here: within the bounds torch's search keeps to
     for this kernel."""
+    too_small = getattr(tuner, "value_too_small", lambda name, value: False)  # torch 2.8 has none
     for name, value in [*config.kwargs.items(), ("num_warps", config.num_warps)]:
-        if tuner.value_too_large(name, value) or tuner.value_too_small(name, value):
+        if tuner.value_too_large(name, value) or too_small(name, value):
             return False
     return bool(tuner.is_valid_config(config)) if hasattr(tuner, "is_valid_config") else True
 

@@ -21,6 +21,7 @@ from machine import PROGRAMS, Machine
 
 import atpack
 from atpack.lookups import RECORDS
+from atpack.seam import torch_release
 
 pytestmark = pytest.mark.slow
 
@@ -164,6 +165,11 @@ def gemm_captured(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "gemm.atpack"
 
 
+@pytest.mark.skipif(
+    torch_release() == (2, 8),
+    reason="torch 2.8's CPU GEMM template does not compile with this machine's g++ "
+    "(a template declaration at block scope, tools/results/version_matrix.md)",
+)
 def test_a_gemm_tuned_by_the_capture_is_a_hit_and_another_shape_names_its_inputs(
     gemm_captured: Path, tmp_path: Path
 ) -> None:

@@ -186,8 +186,8 @@ def test_a_hints_file_someone_else_wrote_changes_nothing(autotuned_elsewhere: Pa
 
 @pytest.fixture(scope="module")
 def kernels(h100_sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """The sample's reduction kernel module (6 configs) and a pointwise one (2), as this torch
-    loads them; both ask for Inductor's coordinate descent, as max-autotune does."""
+    """The sample's reduction kernel module (6 configs, on torch 2.8: 5) and a pointwise one (2),
+    as this torch loads them; both ask for Inductor's coordinate descent, as max-autotune does."""
     return h100_sample.kernel_sources(h100_sample_root, tmp_path_factory.mktemp("kernels"))
 
 
@@ -220,7 +220,7 @@ def test_kernel_records_of_another_torch_narrow_its_configs_and_torch_saves_the_
 ) -> None:
     elsewhere = kernels_elsewhere(unsearched, tmp_path / "made")
     reduction, pointwise = Machine(tmp_path / "cold").run("hinted_kernels.py", *unsearched)
-    assert (reduction["made"], len(reduction["autotuned"]), reduction["searched"]) == (6, 6, 0)
+    assert len(reduction["autotuned"]) == reduction["made"] > 2 and reduction["searched"] == 0
     assert reduction["winner"] != reduction["offered"][0]
 
     fresh = Machine(tmp_path / "fresh")
@@ -229,7 +229,7 @@ def test_kernel_records_of_another_torch_narrow_its_configs_and_torch_saves_the_
     assert not list(fresh.inductor.rglob("*.best_config"))  # nothing applied as an exact result
     hinted_reduction, hinted_pointwise = fresh.run("hinted_kernels.py", *unsearched)
     assert hinted_reduction["state"] == "miss"
-    assert hinted_reduction["autotuned"] == [reduction["offered"][0], reduction["winner"]]  # of torch's 6
+    assert hinted_reduction["autotuned"] == [reduction["offered"][0], reduction["winner"]]  # of torch's 5 or 6
     assert hinted_reduction["winner"] == reduction["winner"]
     # the pointwise kernel's winner is torch's first config: nothing to narrow, both benchmarked
     assert hinted_pointwise["autotuned"] == pointwise["autotuned"]
@@ -243,7 +243,7 @@ def test_kernel_records_of_another_torch_narrow_its_configs_and_torch_saves_the_
 def test_a_searched_winner_of_another_torch_is_where_the_search_starts(kernels: list[str], tmp_path: Path) -> None:
     elsewhere = kernels_elsewhere(kernels, tmp_path / "made")
     cold = Machine(tmp_path / "cold").run("hinted_kernels.py", *kernels)
-    assert [(len(k["autotuned"]), k["searched"] > 0) for k in cold] == [(6, True), (2, True)]
+    assert [(len(k["autotuned"]) == k["made"] > 1, k["searched"] > 0) for k in cold] == [(True, True)] * 2
 
     fresh = Machine(tmp_path / "fresh")
     populated(fresh, elsewhere, "--hints")
