@@ -5,12 +5,13 @@ names the build it was made with, and a stale answer is unsafe (pytorch/pytorch#
 still says which candidates won there. ``atpack populate --hints`` keeps, for each *problem* (a
 kernel and its sizes, whatever built it: `atpack.seam.kernel_problem`, `autotune_problem`,
 `gemm_problem`), the winners recorded by the nearest environments, in the Inductor folder's
-``atpack-hints.json`` (`encode`, `read`). A process
-whose exact lookup then misses (`atpack.seam.install_hints`) benchmarks only the candidates of its
-own list that a hint names, plus the first of its list (torch's or Triton's default), and saves
-the winner as torch's or Triton's own result under its own key. A hint only ever narrows the
-candidates torch or Triton made here: it changes how long tuning takes and which of their own
-candidates wins, never what a kernel computes (spec/FORMAT.md, §17).
+``atpack-hints.json`` (`encode`, `read`). A process whose exact lookup then misses
+(`atpack.seam.install_hints_on_import`) benchmarks only the candidates of its own list that a
+hint names, plus the first of its list (torch's or Triton's default), and saves the winner as
+torch's or Triton's own result under its own key; where coordinate descent found the recorded
+winner, torch's search starts from it instead. A hint only ever narrows the candidates torch or
+Triton made here (or moves where torch's own search starts): it changes how long tuning takes and
+which of their own candidates wins, never what a kernel computes (spec/FORMAT.md, §17).
 
 Nearest: the same compute capability first, then the same architecture family (major), then
 any other device; at each, the same torch and Triton releases before others; then the order of
@@ -60,7 +61,9 @@ log = logging.getLogger(__name__)
 PER_PROBLEM = 3
 """Recorded winners offered a problem, at most (torch's or Triton's first candidate besides)."""
 MAX_BYTES = 64 << 20
+"""The most a hints file may hold."""
 MAX_HINTS = 200_000
+"""The most problems a hints file may hint."""
 
 HintCache = Literal["autotune", "triton_autotune", "gemm"]
 """The caches a hint applies to, named as the lookup record names them (`atpack.lookups`)."""
@@ -81,6 +84,9 @@ class Candidate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Hint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The recorded winners of one problem of one cache, nearest first; `name` says which
+    (a kernel's heuristic and sizes, a function's name, a GEMM's op), for logs."""
+
     cache: HintCache
     problem: str
     name: str
@@ -88,6 +94,8 @@ class Hint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class HintsFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``atpack-hints.json``."""
+
     format: Literal["atpack-hints/1"]
     hints: tuple[Hint, ...]
 
@@ -197,6 +205,7 @@ def distance(recorded: Mapping[str, str | None], here: Mapping[str, str | None])
 
 
 def made_on(recorded: Mapping[str, str | None]) -> str:
+    """The machine of a recorded environment, in words (for logs)."""
     parts = [recorded.get("device_name") or "an unnamed device"]
     parts += [
         f"{p} {recorded[f]}" for p, f in (("torch", "torch_version"), ("triton", "triton_version")) if recorded.get(f)
