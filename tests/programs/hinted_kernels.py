@@ -8,9 +8,10 @@ launcher a stand-in.
 
     python hinted_kernels.py KERNEL.py...
 
-Prints JSON, per kernel: torch's autotune cache state, how many configs torch made, which of
-them it benchmarked (`autotuned`), how many configs the search benchmarked (`searched`), and
-the winner. Never imports atpack (atpack's torch plug-in may run). Uses torch's folders
+Prints JSON, per kernel: torch's autotune cache state, how many configs Inductor's heuristics
+handed the decorator (`made`: before torch drops duplicates), those the kernel is built with
+(`offered`), which of them it benchmarked (`autotuned`), how many configs the search benchmarked
+(`searched`), and the winner. Never imports atpack (atpack's torch plug-in may run). Uses torch's folders
 ($TORCHINDUCTOR_CACHE_DIR, or its default).
 """
 
