@@ -1,7 +1,8 @@
-"""Generate the JSON Schema of a pack's index (artifacts, environments, tables) into spec/schema/.
+"""Generate the JSON Schemas of a pack's index (artifacts, environments, tables) and of an
+Inductor folder's hints file (spec §17) into spec/schema/.
 
-python tools/gen_schema.py           write spec/schema/index.schema.json
-python tools/gen_schema.py --check   exit 1 if the committed schema is stale
+python tools/gen_schema.py           write spec/schema/index.schema.json, hints.schema.json
+python tools/gen_schema.py --check   exit 1 if a committed schema is stale
 """
 
 from __future__ import annotations
@@ -14,17 +15,20 @@ from typing import Any
 
 import msgspec
 
+from atpack.hints import HintsFile
 from atpack.pack import Index
 
-TARGET = Path(__file__).resolve().parent.parent / "spec" / "schema" / "index.schema.json"
+FOLDER = Path(__file__).resolve().parent.parent / "spec" / "schema"
+SCHEMAS = {"index.schema.json": (Index, "atpack index, format 1"), "hints.schema.json": (HintsFile, "atpack hints")}
 
 
-def schema() -> str:
-    body = _dedented(msgspec.json.schema(Index))
+def schema(name: str) -> str:
+    kind, title = SCHEMAS[name]
+    body = _dedented(msgspec.json.schema(kind))
     body = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://atpack.dev/spec/schema/index.schema.json",
-        "title": "atpack index, format 1",
+        "$id": f"https://atpack.dev/spec/schema/{name}",
+        "title": title,
         **body,
     }
     return json.dumps(body, indent=2, sort_keys=True) + "\n"
@@ -44,16 +48,18 @@ def _dedented(node: Any) -> Any:
 
 
 def main() -> int:
-    text = schema()
-    if "--check" in sys.argv[1:]:
-        if not TARGET.exists() or TARGET.read_text() != text:
-            print(f"{TARGET} is stale: run python tools/gen_schema.py", file=sys.stderr)
-            return 1
-        return 0
-    TARGET.parent.mkdir(parents=True, exist_ok=True)
-    TARGET.write_text(text)
-    print(f"wrote {TARGET}")
-    return 0
+    stale = 0
+    for name in SCHEMAS:
+        target, text = FOLDER / name, schema(name)
+        if "--check" in sys.argv[1:]:
+            if not target.exists() or target.read_text() != text:
+                print(f"{target} is stale: run python tools/gen_schema.py", file=sys.stderr)
+                stale = 1
+            continue
+        FOLDER.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        print(f"wrote {target}")
+    return stale
 
 
 if __name__ == "__main__":
