@@ -85,21 +85,20 @@ def explaining(inductor_dir: str) -> bool:
     forced = settings.explain()
     if forced is not None:
         return forced
-    try:
-        st = os.lstat(os.path.join(inductor_dir, EXPLAIN_MARKER))
-    except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
+    return _users_file(os.path.join(inductor_dir, EXPLAIN_MARKER))
 
 
 def hinting(inductor_dir: str) -> bool:
     """Whether the processes using `inductor_dir` narrow their missed lookups' candidates by its
     hints (`atpack.hints`): its hints file, if it is the user's (one `lstat`), unless
     ``ATPACK_HINTS`` is off."""
-    if not settings.hints():
-        return False
+    return settings.hints() and _users_file(os.path.join(inductor_dir, HINTS_FILE))
+
+
+def _users_file(path: str) -> bool:
+    """Whether `path` is a regular file of this user's (not followed where it is a link)."""
     try:
-        st = os.lstat(os.path.join(inductor_dir, HINTS_FILE))
+        st = os.lstat(path)
     except OSError:
         return False
     return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
