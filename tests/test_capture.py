@@ -8,15 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from machine import Machine
 
 PROGRAMS = Path(__file__).parent / "programs"
 
 
 @pytest.mark.parametrize("imported", ["early", "late"])
-def test_every_patch_a_capture_makes_is_undone_when_its_block_raises(imported: str) -> None:
-    result = subprocess.run(
-        [sys.executable, str(PROGRAMS / "capture_undo.py"), imported], capture_output=True, text=True, timeout=300
-    )
+def test_every_patch_a_capture_makes_is_undone_when_its_block_raises(imported: str, tmp_path: Path) -> None:
+    machine = Machine(tmp_path)  # torch's default folders in the test's own (no marker of the developer's)
+    result = machine.process([sys.executable, str(PROGRAMS / "capture_undo.py"), imported], cwd=PROGRAMS)
     assert result.returncode == 0, result.stderr[-3000:]
     outcome = json.loads(result.stdout.splitlines()[-1])
     assert set(outcome["inside"].values()) == {"atpack.seam"}  # the capture did patch them (through the seam)

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -21,14 +22,21 @@ HEURISTICS = "torch._inductor.runtime.triton_heuristics"
 
 
 def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ATPACK_")}
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    """`code` in a process of its own on a fresh machine: a HOME and a temp folder of its own
+    (torch's default folders inside), so that no marker of the developer's own folders counts."""
+    cache_vars = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ATPACK_") and k not in cache_vars}
+    with tempfile.TemporaryDirectory() as machine:
+        home, tmp = os.path.join(machine, "home"), os.path.join(machine, "tmp")
+        os.mkdir(home)
+        os.mkdir(tmp)
+        return subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            env={**clean, "HOME": home, "TMPDIR": tmp, **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
 
 def _said(result: subprocess.CompletedProcess[str]) -> list[str]:
