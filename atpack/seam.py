@@ -55,6 +55,7 @@ __all__ = [
     "install_replay_on_import",
     "kernel_names",
     "kernel_problem",
+    "module_problem",
     "launched_kernel_folders",
     "patched",
     "record_path",
@@ -409,6 +410,14 @@ def kernel_problem(source: str) -> tuple[str, str] | None:
     body = _function(source[defined[0].start() :]).replace(f"def {name}(", "def KERNEL(", 1)
     digest = problem_digest([heuristic[1], sizes[1], body])
     return digest, f"{heuristic[1]} {sizes[1]}"
+
+
+@functools.lru_cache(maxsize=4096)
+def module_problem(path: str) -> tuple[str, str] | None:
+    """`kernel_problem` of the kernel module at `path`, read once a process: a module's name is
+    the hash of its source, so the same path is the same module (the lookup record, the hints'
+    narrowing and the search's start each ask for it)."""
+    return kernel_problem(_head(path))
 
 
 def _function(text: str) -> str:
@@ -1009,7 +1018,7 @@ def _record_read(module: Any, configs: Any, filename: Any, meta: Any, result: An
         ("configs", configs_hash, f"{len(configs)} configs"),
         ("cache_key_tag", tag, repr(tag)),
     ]
-    if problem := kernel_problem(_head(str(filename))):  # what a hint for this kernel is matched by
+    if problem := module_problem(str(filename)):  # what a hint for this kernel is matched by
         parts.append(("kernel", *problem))
     name = str(meta.get("kernel_name", "")) if isinstance(meta, dict) else ""
     _SINKS.looked_up("autotune", key, state == "hit", name=name, components=parts)
@@ -1304,7 +1313,7 @@ def _narrowed_kernel(result: Any, filename: Any, meta: Any) -> Any:
     configs, cache, info = result
     if info.get("autotune_cache_state") != "miss" or len(configs) < 2 or not isinstance(filename, str):
         return None
-    problem = kernel_problem(_head(filename))
+    problem = module_problem(filename)
     if problem is None:
         return None
     hints = _process_hints()
@@ -1366,7 +1375,7 @@ def _search_start(autotuner: Any, launcher: Any) -> Any:
     filename = getattr(autotuner, "filename", None)
     if getattr(config, "found_by_coordesc", False) or not isinstance(filename, str):
         return None
-    problem = kernel_problem(_head(filename))
+    problem = module_problem(filename)
     hints = _process_hints()
     values = hints.search_start(problem[0]) if problem else None
     start = _start_config(config, values) if values else None
